@@ -1,0 +1,29 @@
+"""dfractal_dask: Dask-distributed fractal rendering, stored in Zarr, coloured any way.
+
+>>> from dfractal_dask import View, render, colorize, save_png
+>>> ds = render(View(width=320, height=240, supersample=2), store_path="m.zarr")  # doctest: +SKIP
+>>> save_png(colorize(ds, "Hippi"), "m.png")  # doctest: +SKIP
+"""
+
+from ._version import __version__
+from .colorize import colorize, save_png, seed_colours
+from .graph import fractal_dataset
+from .palettes import SEED_PALETTES, seed_lut
+from .pipeline import RenderStats, render
+from .store import StoreError, open_render
+from .view import View
+
+__all__ = [
+    "__version__",
+    "View",
+    "render",
+    "RenderStats",
+    "fractal_dataset",
+    "open_render",
+    "StoreError",
+    "colorize",
+    "seed_colours",
+    "save_png",
+    "seed_lut",
+    "SEED_PALETTES",
+]

@@ -1,0 +1,208 @@
+"""``dfractal``: the command line.  A thin layer over the public API.
+
+``dfractal render`` takes every flag of the seed's ``fractal leader`` with the
+same defaults; bad input gives one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import NoReturn
+
+__all__ = ["main", "build_parser"]
+
+EXIT_BAD_INPUT = 2
+
+
+class UsageError(Exception):
+    """Bad input from the command line: reported as one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, no usage dump
+        raise UsageError(message)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``dfractal`` argument parser."""
+    parser = _Parser(prog="dfractal", description="Dask-distributed fractal renderer, successor of distributed-fractal")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    r = sub.add_parser("render", help="render a view to a Zarr store and a PNG (the seed's `fractal leader`)")
+    seed = r.add_argument_group("seed flags (same names and defaults as `fractal leader`)")
+    seed.add_argument("--width", type=_positive_int, default=1024, help="picture width in pixels (1024)")
+    seed.add_argument("--height", type=_positive_int, default=768, help="picture height in pixels (768)")
+    seed.add_argument("--xpos", type=_finite_float, default=-0.00275, help="centre, real part (-0.00275)")
+    seed.add_argument("--ypos", type=_finite_float, default=0.78912, help="centre, imaginary part (0.78912)")
+    seed.add_argument(
+        "--escape-radius", type=_finite_float, default=0.125689, help="view width in the complex plane (0.125689)"
+    )
+    seed.add_argument("--iters", type=_positive_int, default=800, help="iteration limit per sample (800)")
+    seed.add_argument("--step", type=_positive_int, default=6000, help="colour table size, max(step, iters) (6000)")
+    seed.add_argument("--smoothness", type=_positive_int, default=8, help="N: NxN samples averaged per pixel (8)")
+    seed.add_argument("--palette", default="Hippi", help="colour palette (Hippi)")
+    seed.add_argument("--outfile", default="mandelbrot.png", help="PNG to write (mandelbrot.png)")
+    seed.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    seed.add_argument("-m", "--metrics", action="store_true", help="print METRICS lines after the render")
+    seed.add_argument("--force-exit", action="store_true", help="accepted for the seed; exiting is the default")
+    seed.add_argument("--retries", type=int, default=0, help="times a failed block is retried (0)")
+    seed.add_argument("--host", default=None, help="the seed's gRPC address; ignored here (see --scheduler)")
+    dask_group = r.add_argument_group("cluster and store")
+    dask_group.add_argument(
+        "--scheduler", default=None, metavar="ADDRESS", help="dask scheduler (default: embedded LocalCluster)"
+    )
+    dask_group.add_argument(
+        "--workers", type=_positive_int, default=None, help="embedded cluster size (default: one per core)"
+    )
+    dask_group.add_argument("--store", default=None, metavar="PATH", help="Zarr store (default: OUTFILE with .zarr)")
+    dask_group.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    dask_group.add_argument(
+        "--chunk-rows", type=_positive_int, default=None, help="sample rows per block (default: ~1 M samples)"
+    )
+    r.set_defaults(func=cmd_render)
+
+    v = sub.add_parser("version", help="print the version")
+    v.set_defaults(func=cmd_version)
+    return parser
+
+
+# -- progress ---------------------------------------------------------------
+class _Progress:
+    """A text progress bar on stderr; on a non-terminal, a line every 10 %."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.t0 = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+        self.last_decile = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        frac = done / total if total else 1.0
+        elapsed = time.perf_counter() - self.t0
+        bar = "#" * int(30 * frac)
+        line = f"{self.label} [{bar:<30}] {100 * frac:5.1f}% {done}/{total} blocks {elapsed:6.1f}s"
+        if self.tty:
+            print("\r" + line, end="\n" if done == total else "", file=sys.stderr, flush=True)
+        elif int(10 * frac) > self.last_decile:
+            self.last_decile = int(10 * frac)
+            print(line, file=sys.stderr, flush=True)
+
+
+# -- commands ----------------------------------------------------------------
+def cmd_version(args: argparse.Namespace) -> int:
+    from ._version import __version__
+
+    print(f"dfractal {__version__}")
+    return 0
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    if not args.quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    # Everything is checked before a cluster starts or a store is touched.
+    from . import graph, palettes, store
+    from .view import View
+
+    view = View.from_seed_flags(args.xpos, args.ypos, args.escape_radius, args.width, args.height, args.smoothness)
+    palette = palettes.resolve_seed_name(args.palette)
+    graph.blocks(view, args.chunk_rows)  # validates --chunk-rows
+    if args.retries < 0:
+        raise UsageError(f"--retries must be >= 0, got {args.retries}")
+    outfile = Path(args.outfile)
+    if outfile.is_dir():
+        raise UsageError(f"--outfile {outfile} is a directory")
+    store_path = Path(args.store) if args.store else store.default_store_path(outfile)
+    if store_path.resolve() == outfile.resolve():
+        raise UsageError("--store and --outfile must differ")
+    store.check_writable(store_path, overwrite=args.overwrite)
+    if args.host:
+        _say(args, f"note: --host {args.host} is the seed's gRPC address and is ignored; use --scheduler ADDRESS")
+
+    from .cluster import connect
+    from .colorize import colorize, save_png
+    from .pipeline import RenderStats, render
+
+    stats = RenderStats()
+    t0 = time.perf_counter()
+    with connect(args.scheduler, n_workers=args.workers) as client:
+        _say(args, f"dashboard: {client.dashboard_link}")
+        _say(
+            args,
+            f"rendering {view.width}x{view.height} ({view.supersample}x{view.supersample} samples/pixel, "
+            f"{args.iters} iterations) on {len(client.scheduler_info()['workers'])} workers",
+        )
+        ds = render(
+            view,
+            args.iters,
+            store_path=store_path,
+            client=client,
+            chunk_rows=args.chunk_rows,
+            overwrite=args.overwrite,
+            retries=args.retries,
+            progress=None if args.quiet else _Progress("render"),
+            stats=stats,
+        )
+        rgba = colorize(ds, palette, args.step)
+    save_png(rgba, outfile)
+    elapsed = time.perf_counter() - t0
+    _say(
+        args,
+        f"wrote {outfile} ({view.width}x{view.height}) and {store_path} "
+        f"({stats.bytes_written / 1e6:.1f} MB) in {elapsed:.1f} s",
+    )
+    if args.metrics:
+        print(f"METRICS CLIENT time: {elapsed:.3f}s")
+        print(f"METRICS CLIENT render_seconds: {stats.seconds:.3f}")
+        print(f"METRICS CLIENT blocks: {stats.blocks}")
+        print(f"METRICS CLIENT samples: {stats.samples}")
+        print(f"METRICS CLIENT iterations: {stats.iterations}")
+        print(f"METRICS CLIENT bytes_written: {stats.bytes_written}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``dfractal`` console script."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except UsageError as exc:
+        print(f"dfractal: error: {exc}", file=sys.stderr)
+    except (ValueError, TypeError, ConnectionError, FileNotFoundError, PermissionError) as exc:
+        print(f"dfractal: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("dfractal: interrupted", file=sys.stderr)
+        return 130
+    return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

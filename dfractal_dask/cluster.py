@@ -1,0 +1,104 @@
+"""Which cluster a render runs on: a scheduler address, or an embedded LocalCluster.
+
+The embedded cluster and its dashboard listen on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+from collections.abc import Iterator
+
+from distributed import Client, LocalCluster
+from distributed.diagnostics.plugin import WorkerPlugin
+
+__all__ = ["connect", "WarmKernels", "default_workers"]
+
+_ADDRESS = re.compile(r"^(?:(?P<proto>[a-z]+)://)?(?P<host>\[[0-9a-fA-F:.]+\]|[\w.-]+):(?P<port>\d+)$")
+
+
+def default_workers() -> int:
+    """Workers of the embedded cluster: one single-threaded process per core."""
+    return max(1, os.cpu_count() or 1)
+
+
+class WarmKernels(WorkerPlugin):
+    """Compile (or load from Numba's cache) the kernels once as each worker
+    starts, so the first block of every render does not pay for it."""
+
+    name = "dfractal-warm-kernels"
+    idempotent = True
+
+    def setup(self, worker) -> None:
+        from . import kernels
+
+        kernels.warm_up()
+
+
+def _check_address(address: str) -> str:
+    if not isinstance(address, str):
+        raise TypeError(f"scheduler address must be a string like tcp://127.0.0.1:8786, got {address!r}")
+    m = _ADDRESS.match(address.strip())
+    if not m or not 0 < int(m["port"]) < 65536 or (m["proto"] or "tcp") not in ("tcp", "tls", "ws", "wss", "inproc"):
+        raise ValueError(f"bad scheduler address {address!r}; expected e.g. tcp://127.0.0.1:8786")
+    return address.strip()
+
+
+@contextlib.contextmanager
+def connect(
+    scheduler: str | Client | None = None,
+    *,
+    n_workers: int | None = None,
+    timeout: float = 10.0,
+) -> Iterator[Client]:
+    """A dask Client for a render, closed (with its embedded cluster) on exit.
+
+    Parameters
+    ----------
+    scheduler
+        ``None``: start an embedded LocalCluster (``n_workers`` single-threaded
+        worker processes, on 127.0.0.1).  A string: the address of a running
+        ``dask scheduler``.  A Client: used as is and left open.
+    n_workers
+        Size of the embedded cluster (default: one per core).
+    timeout
+        Seconds to wait for a remote scheduler.
+
+    Raises
+    ------
+    ValueError
+        For a malformed address.
+    ConnectionError
+        If the scheduler cannot be reached within ``timeout``.
+    """
+    if isinstance(scheduler, Client):
+        yield scheduler
+        return
+    if scheduler is None:
+        n = default_workers() if n_workers is None else n_workers
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
+        with (
+            LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+                silence_logs=logging.ERROR,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            client.register_plugin(WarmKernels())
+            yield client
+        return
+    address = _check_address(scheduler)
+    try:
+        client = Client(address, timeout=f"{timeout}s")
+    except (OSError, TimeoutError) as exc:
+        raise ConnectionError(f"cannot reach dask scheduler at {address}: {exc}") from None
+    with client:
+        client.register_plugin(WarmKernels())
+        yield client

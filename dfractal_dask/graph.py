@@ -1,0 +1,115 @@
+"""The dask graph: a view becomes row blocks, each block one kernel call.
+
+This module knows dask and the kernels; it knows nothing about colour or about
+where results are stored (see :mod:`dfractal_dask.store`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from . import kernels
+from .view import View
+
+__all__ = ["Block", "blocks", "default_chunk_rows", "fractal_dataset", "compute_block", "TARGET_BLOCK_SAMPLES"]
+
+#: Aim for about a million samples per task: ~0.1-1 s of kernel time at the
+#: seed's iteration counts, large enough that dask's per-task cost (~1 ms) is
+#: noise, small enough that two workers share the image evenly.
+TARGET_BLOCK_SAMPLES = 2**20
+
+
+@dataclass(frozen=True)
+class Block:
+    """Sample rows ``row0 .. row1-1`` of a view: one task, one Zarr chunk."""
+
+    index: int
+    row0: int
+    row1: int
+
+    @property
+    def nrows(self) -> int:
+        return self.row1 - self.row0
+
+
+def default_chunk_rows(view: View) -> int:
+    """Rows per block: ~:data:`TARGET_BLOCK_SAMPLES` samples, a multiple of the
+    supersampling factor (so a block colours into whole output rows), and at
+    least 8 blocks when the picture is tall enough, so every worker gets work."""
+    n = view.supersample
+    rows = max(1, TARGET_BLOCK_SAMPLES // view.sample_width)
+    rows = min(rows, max(1, view.sample_height // 8))
+    return max(n, math.ceil(rows / n) * n)
+
+
+def _check_chunk_rows(view: View, chunk_rows: int | None) -> int:
+    if chunk_rows is None:
+        return default_chunk_rows(view)
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int | np.integer):
+        raise TypeError(f"chunk_rows must be an integer, got {chunk_rows!r}")
+    if chunk_rows <= 0:
+        raise ValueError(f"chunk_rows must be > 0, got {chunk_rows}")
+    if chunk_rows % view.supersample:
+        raise ValueError(
+            f"chunk_rows ({chunk_rows}) must be a multiple of the supersampling factor "
+            f"({view.supersample}) so each block colours into whole pixel rows"
+        )
+    return int(chunk_rows)
+
+
+def blocks(view: View, chunk_rows: int | None = None) -> list[Block]:
+    """Cut the sample rows of ``view`` into blocks of ``chunk_rows`` rows."""
+    rows = _check_chunk_rows(view, chunk_rows)
+    h = view.sample_height
+    return [Block(i, r0, min(r0 + rows, h)) for i, r0 in enumerate(range(0, h, rows))]
+
+
+def compute_block(view: View, iters: int, block: Block) -> tuple[np.ndarray, np.ndarray, int]:
+    """Run the kernel on one block: ``(iterations, norm, work)``."""
+    return kernels.escape_block(view.re0, view.im0, view.step, block.row0, block.nrows, view.sample_width, iters)
+
+
+def _check_iters(iters: int) -> int:
+    if isinstance(iters, bool) or not isinstance(iters, int | np.integer):
+        raise TypeError(f"iters must be an integer, got {iters!r}")
+    if not 1 <= iters <= np.iinfo(np.uint32).max - 1:
+        raise ValueError(f"iters must be between 1 and {np.iinfo(np.uint32).max - 1}, got {iters}")
+    return int(iters)
+
+
+def block_tasks(view: View, iters: int, chunk_rows: int | None = None) -> list[tuple[Block, object]]:
+    """One delayed kernel call per block (``pure`` so equal views share keys)."""
+    iters = _check_iters(iters)
+    fn = dask.delayed(compute_block, pure=True, nout=3)
+    return [(b, fn(view, iters, b)) for b in blocks(view, chunk_rows)]
+
+
+def fractal_dataset(view: View, iters: int = 800, chunk_rows: int | None = None) -> xr.Dataset:
+    """The lazy picture: an xarray Dataset of dask arrays, one chunk per block.
+
+    Variables ``iterations`` (uint16/uint32) and ``norm`` (float32) on dims
+    ``(im, re)`` with the sample coordinates; the view and ``iters`` in attrs.
+    Nothing is computed until asked.
+    """
+    tasks = block_tasks(view, iters, chunk_rows)
+    w = view.sample_width
+    cdt = kernels.count_dtype(iters)
+    it = da.concatenate([da.from_delayed(t[0], shape=(b.nrows, w), dtype=cdt) for b, t in tasks], axis=0)
+    norm = da.concatenate([da.from_delayed(t[1], shape=(b.nrows, w), dtype=np.float32) for b, t in tasks], axis=0)
+    # A single column chunk: xarray/zarr chunk = one row block.
+    it = it.rechunk({1: -1})
+    norm = norm.rechunk({1: -1})
+    return xr.Dataset(
+        {
+            "iterations": (("im", "re"), it, {"long_name": "escape iteration", "max": iters}),
+            "norm": (("im", "re"), norm, {"long_name": "|z|^2 at escape (|z|^2/2 if bounded)"}),
+        },
+        coords={"im": view.im(), "re": view.re()},
+        attrs={"fractal": "mandelbrot", "iters": iters, "chunk_rows": tasks[0][0].nrows, **view.to_attrs()},
+    )

@@ -1,0 +1,134 @@
+"""``render``: a view, computed on a dask cluster, written to Zarr by the workers."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dask
+import xarray as xr
+from distributed import Client, as_completed, default_client
+
+from . import graph, store
+from .cluster import connect
+from .view import View
+
+__all__ = ["render", "RenderStats"]
+
+
+@dataclass
+class RenderStats:
+    """What a render did: blocks, samples, fractal iterations, bytes, seconds."""
+
+    blocks: int = 0
+    rows: int = 0
+    samples: int = 0
+    iterations: int = 0
+    bytes_written: int = 0
+    seconds: float = 0.0
+    per_block: list[dict] = field(default_factory=list)
+
+
+def _write(path: str, block: graph.Block, result: tuple) -> dict:
+    it, norm, work = result
+    nbytes = store.write_block(path, block, it, norm)
+    return {"block": block.index, "rows": block.nrows, "samples": it.size, "iterations": work, "bytes": nbytes}
+
+
+def _current_client() -> Client | None:
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def render(
+    view: View | None = None,
+    iters: int = 800,
+    *,
+    store_path: str | os.PathLike | None = None,
+    client: Client | str | None = None,
+    chunk_rows: int | None = None,
+    overwrite: bool = False,
+    retries: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    stats: RenderStats | None = None,
+) -> xr.Dataset:
+    """Render ``view`` on a dask cluster.
+
+    Parameters
+    ----------
+    view
+        What to render (default: the seed's default view).
+    iters
+        Iteration limit per sample.
+    store_path
+        Zarr store the workers write into; the result is then opened lazily
+        from it.  ``None``: compute in memory and return numpy-backed data
+        (for small renders).
+    client
+        A Client, a scheduler address, or ``None`` for the current default
+        client or else an embedded LocalCluster started for this call.
+    chunk_rows
+        Sample rows per block (one task and one Zarr chunk each); default
+        :func:`dfractal_dask.graph.default_chunk_rows`.
+    overwrite
+        Replace an existing render store at ``store_path``.
+    retries
+        Times dask may retry a failed block.
+    progress
+        Called as ``progress(done, total)`` as blocks finish.
+    stats
+        If given, filled with what the render did.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``iterations`` and ``norm`` on ``(im, re)``, the view in attrs.
+    """
+    view = View() if view is None else view
+    if not isinstance(view, View):
+        raise TypeError(f"view must be a View, got {type(view).__name__}")
+    template = graph.fractal_dataset(view, iters, chunk_rows)  # validates iters and chunk_rows
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+    if store_path is not None:
+        store.check_writable(store_path, overwrite=overwrite)  # before any cluster starts
+    with connect(client if client is not None else _current_client()) as c:
+        t0 = time.perf_counter()
+        if store_path is None:
+            ds = c.compute(template, retries=retries).result()
+        else:
+            path = Path(store_path)
+            ds = _render_to_store(c, view, iters, chunk_rows, template, path, overwrite, retries, progress, stats)
+        if stats is not None:
+            stats.seconds = time.perf_counter() - t0
+    return ds
+
+
+def _render_to_store(c, view, iters, chunk_rows, template, path, overwrite, retries, progress, stats) -> xr.Dataset:
+    tasks = graph.block_tasks(view, iters, chunk_rows)
+    store.create_store(path, template, len(tasks), overwrite=overwrite)
+    write = dask.delayed(_write, pure=False)
+    writes = [write(str(path), b, kernel_call) for b, kernel_call in tasks]
+    futures = c.compute(writes, retries=retries)
+    total = len(futures)
+    done = 0
+    if progress:
+        progress(0, total)
+    for fut in as_completed(futures):
+        row = fut.result()  # a small dict: the samples stay on the workers
+        done += 1
+        if stats is not None:
+            stats.blocks += 1
+            stats.rows += row["rows"]
+            stats.samples += row["samples"]
+            stats.iterations += row["iterations"]
+            stats.bytes_written += row["bytes"]
+            stats.per_block.append(row)
+        if progress:
+            progress(done, total)
+    return store.open_render(path)

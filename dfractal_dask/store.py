@@ -1,0 +1,172 @@
+"""Zarr stores of renders: create (client), write blocks (workers), open.
+
+Layout (Zarr v3, written through xarray so any xarray user can open it)::
+
+    iterations (im, re)  uint16/uint32   escape iteration per sample
+    norm       (im, re)  float32         |z|² at escape (|z|²/2 if bounded)
+    block_done (block)   uint8           1 once a block's data is fully written
+    attrs: dfractal_format, fractal, iters, chunk_rows, n_blocks, the View
+
+One Zarr chunk is one row block, so workers never write the same chunk, and a
+block is marked done only after both of its chunks are written: a block killed
+half-way is never taken as complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import zarr
+from zarr.codecs import BloscCodec
+
+from .graph import Block
+from .view import View
+
+__all__ = [
+    "StoreError",
+    "FORMAT",
+    "check_writable",
+    "create_store",
+    "write_block",
+    "open_render",
+    "store_view",
+    "is_render_store",
+    "default_store_path",
+]
+
+FORMAT = 1
+
+# bitshuffle + zstd: counts are small integers that vary slowly along a row,
+# so their high bits compress to almost nothing.
+_COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+
+
+class StoreError(ValueError):
+    """A render store is missing, of another kind, incomplete or damaged."""
+
+
+def default_store_path(outfile: str | os.PathLike) -> Path:
+    """Where ``dfractal render`` keeps the counts of ``outfile``: beside it, ``.zarr``."""
+    return Path(outfile).with_suffix(".zarr")
+
+
+def _read_attrs(path: Path) -> dict[str, Any] | None:
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except Exception:  # not a zarr group at all (zarr raises several kinds)
+        return None
+    return dict(group.attrs)
+
+
+def is_render_store(path: str | os.PathLike) -> bool:
+    """True if ``path`` holds a Zarr group written by :func:`create_store`."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    attrs = _read_attrs(path)
+    return attrs is not None and "dfractal_format" in attrs
+
+
+def check_writable(path: str | os.PathLike, *, overwrite: bool) -> Path:
+    """Refuse an existing ``path`` unless ``overwrite``; even then refuse
+    anything but a render store (never delete some other file or folder)."""
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise StoreError(f"store {path} already exists (pass --overwrite to replace it)")
+        if not is_render_store(path):
+            raise StoreError(f"{path} exists and is not a dfractal render store; refusing to overwrite it")
+    return path
+
+
+def create_store(path: str | os.PathLike, template: xr.Dataset, n_blocks: int, *, overwrite: bool = False) -> Path:
+    """Write the metadata and coordinates of ``template`` (the lazy render) to a
+    new store; the data chunks are left for the workers (:func:`write_block`).
+
+    Refuses an existing path unless ``overwrite``, and even then replaces only a
+    render store, never some other file or folder.
+    """
+    path = check_writable(path, overwrite=overwrite)
+    if path.exists():
+        shutil.rmtree(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds = template.assign(block_done=("block", np.zeros(n_blocks, np.uint8)))
+    ds.attrs.update(dfractal_format=FORMAT, n_blocks=n_blocks)
+    chunk_rows = int(ds.attrs["chunk_rows"])
+    encoding = {
+        name: {"compressors": [_COMPRESSOR], "chunks": (chunk_rows, ds.sizes["re"])} for name in ("iterations", "norm")
+    }
+    encoding["block_done"] = {"chunks": (1,)}
+    ds.to_zarr(str(path), mode="w-", compute=False, consolidated=False, zarr_format=3, encoding=encoding)
+    return path
+
+
+def write_block(path: str | os.PathLike, block: Block, iterations: np.ndarray, norm: np.ndarray) -> int:
+    """Write one block's chunks, then mark it done.  Runs on a worker.
+
+    Returns the number of bytes the block's chunks take in the store.
+    """
+    group = zarr.open_group(str(path), mode="r+")
+    group["iterations"][block.row0 : block.row1, :] = iterations
+    group["norm"][block.row0 : block.row1, :] = norm
+    # Only now, with both chunks on disk, is the block complete.
+    group["block_done"][block.index] = 1
+    chunks = [Path(path, name, "c", str(block.index), "0") for name in ("iterations", "norm")]
+    # a chunk equal to the fill value everywhere is not written at all
+    return sum(c.stat().st_size for c in chunks if c.exists())
+
+
+def store_view(path: str | os.PathLike) -> tuple[View, int]:
+    """The view and iteration limit a store was made for."""
+    attrs = _check_store(Path(path))
+    return View.from_attrs(attrs), int(attrs["iters"])
+
+
+def _check_store(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise StoreError(f"no render store at {path}")
+    if not path.is_dir():
+        raise StoreError(f"{path} is a file, not a render store (a .zarr folder)")
+    attrs = _read_attrs(path)
+    if attrs is None or "dfractal_format" not in attrs:
+        raise StoreError(f"{path} is not a dfractal render store")
+    if attrs["dfractal_format"] != FORMAT:
+        raise StoreError(f"{path} has store format {attrs['dfractal_format']}, this version reads {FORMAT}")
+    return attrs
+
+
+def open_render(path: str | os.PathLike, *, allow_incomplete: bool = False) -> xr.Dataset:
+    """Open a stored render lazily (dask arrays, one chunk per block).
+
+    Parameters
+    ----------
+    path
+        The ``.zarr`` folder written by :func:`dfractal_dask.render`.
+    allow_incomplete
+        Open a store whose render has not finished (missing blocks read as 0).
+
+    Raises
+    ------
+    StoreError
+        If the path is missing, not a render store, or (unless
+        ``allow_incomplete``) some blocks were never written.
+    """
+    path = Path(path)
+    attrs = _check_store(path)
+    try:
+        ds = xr.open_zarr(str(path), consolidated=False)
+        done = ds["block_done"].values
+        for name in ("iterations", "norm"):
+            if name not in ds:
+                raise KeyError(f"variable {name!r} is missing")
+    except Exception as exc:  # zarr/xarray raise many kinds on damaged stores
+        raise StoreError(f"{path} is damaged: {type(exc).__name__}: {exc}") from None
+    missing = int(attrs["n_blocks"]) - int(done.sum())
+    if missing and not allow_incomplete:
+        raise StoreError(f"{path} is incomplete: {missing} of {attrs['n_blocks']} blocks were never written")
+    return ds

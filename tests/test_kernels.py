@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from dfractal_dask import kernels
+
+
+def test_matches_plain_python_reference_on_random_samples():
+    rng = np.random.default_rng(1)
+    re0, im0, step = -2.2, 1.3, 2.6 / 199
+    it, norm, work = kernels.escape_block(re0, im0, step, row0=11, nrows=37, ncols=200, iters=300)
+    assert it.dtype == np.uint16 and norm.dtype == np.float32
+    for r, j in zip(rng.integers(0, 37, 400), rng.integers(0, 200, 400), strict=True):
+        ref_it, ref_norm = kernels.escape_reference(re0 + j * step, im0 - (11 + r) * step, 300)
+        assert it[r, j] == ref_it
+        assert norm[r, j] == np.float32(ref_norm)
+    assert work == int(it.astype(np.int64).sum())  # one update per counted step
+
+
+def test_escape_rule_edge_cases():
+    # c = 0 never escapes: it = iters, norm = |0|^2 / 2 = 0
+    it, norm, _ = kernels.escape_block(0.0, 0.0, 1.0, 0, 1, 1, 50)
+    assert (it[0, 0], norm[0, 0]) == (50, 0.0)
+    # c = 3: z1 = 3, tested at i = 1: |z|^2 = 9 > 4 -> it = 1, norm = 9
+    it, norm, work = kernels.escape_block(3.0, 0.0, 1.0, 0, 1, 1, 50)
+    assert (it[0, 0], norm[0, 0], work) == (1, 9.0, 1)
+    # c = -2 stays on the boundary (|z| = 2 is not > 2): bounded
+    it, norm, _ = kernels.escape_block(-2.0, 0.0, 1.0, 0, 1, 1, 64)
+    assert (it[0, 0], norm[0, 0]) == (64, 2.0)  # z = 2 at the end: |z|^2/2
+
+
+def test_bounded_sample_keeps_half_norm():
+    ref_it, ref_norm = kernels.escape_reference(-0.1, 0.1, 100)
+    it, norm, _ = kernels.escape_block(-0.1, 0.1, 1.0, 0, 1, 1, 100)
+    assert ref_it == 100 and it[0, 0] == 100
+    assert norm[0, 0] == np.float32(ref_norm)
+
+
+@pytest.mark.parametrize(("iters", "dtype"), [(1, np.uint16), (65535, np.uint16), (65536, np.uint32)])
+def test_count_dtype(iters, dtype):
+    assert kernels.count_dtype(iters) == dtype
+
+
+def test_large_iteration_counts_use_uint32():
+    it, _, _ = kernels.escape_block(-0.5, 0.0, 1.0, 0, 1, 1, 70000)
+    assert it.dtype == np.uint32 and it[0, 0] == 70000
+
+
+def test_kernel_module_does_not_import_dask():
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(kernels))
+    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom) for a in n.names}
+    mods = {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert "dask" not in names | mods and "distributed" not in names | mods
