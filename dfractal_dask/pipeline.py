@@ -119,7 +119,7 @@ def _render_to_store(c, view, iters, chunk_rows, template, path, overwrite, retr
     done = 0
     if progress:
         progress(0, total)
-    for fut in as_completed(futures):
+    for fut in as_completed(futures, loop=c.loop):
         row = fut.result()  # a small dict: the samples stay on the workers
         done += 1
         if stats is not None:

@@ -1,20 +1,19 @@
-"""Shared fixtures.  Cluster tests use distributed's own test fixtures
-(``client``: a real scheduler and two worker processes) or real
-``dask scheduler``/``dask worker`` processes (see test_integration.py)."""
+"""Shared fixtures.
+
+Cluster tests run on real worker processes: a session-wide LocalCluster of two
+single-threaded worker processes on 127.0.0.1 (``client``), one of a single
+worker (``client1``), and in test_integration.py the ``dask scheduler`` and
+``dask worker`` command-line programs themselves.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
-from distributed.utils_test import (  # noqa: F401 - pytest fixtures
-    cleanup,
-    client,
-    cluster_fixture,
-    loop,
-    loop_in_thread,
-)
+from distributed import Client, LocalCluster
 
 DATA = Path(__file__).parent / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -24,3 +23,28 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 def seed_vectors() -> dict:
     """Tables and pixels computed by the seed's own code (shared/data)."""
     return json.loads((DATA / "seed_colour_vectors.json").read_text())
+
+
+def _local_cluster(n: int):
+    return LocalCluster(
+        n_workers=n,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        silence_logs=logging.ERROR,
+    )
+
+
+@pytest.fixture(scope="session")
+def client():
+    """A client of a two-worker cluster (worker processes), shared by the session."""
+    with _local_cluster(2) as cluster, Client(cluster, set_as_default=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def client1():
+    """A client of a one-worker cluster."""
+    with _local_cluster(1) as cluster, Client(cluster, set_as_default=False) as c:
+        yield c

@@ -50,6 +50,8 @@ def test_kernel_module_does_not_import_dask():
     import inspect
 
     tree = ast.parse(inspect.getsource(kernels))
-    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom) for a in n.names}
+    names = {
+        a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom) for a in n.names
+    }
     mods = {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert "dask" not in names | mods and "distributed" not in names | mods

@@ -17,7 +17,9 @@ def test_lut_equals_the_seeds_table(name, step, seed_vectors):
     assert len(lut) == seed_vectors["lut_len"][name][str(step)]
     head = seed_vectors["lut_head"][name][str(step)]
     assert lut[:4].tolist() == head[:4] and lut[-2:].tolist() == head[4:]
-    assert hashlib.sha256(np.ascontiguousarray(lut).tobytes()).hexdigest() == seed_vectors["lut_sha256"][name][str(step)]
+    assert (
+        hashlib.sha256(np.ascontiguousarray(lut).tobytes()).hexdigest() == seed_vectors["lut_sha256"][name][str(step)]
+    )
 
 
 def test_packaged_palettes_equal_shared_data():

@@ -70,5 +70,5 @@ def test_bad_views_are_refused(kwargs, exc, words):
 
 
 def test_sample_limit_is_inclusive():
-    side = int(math.isqrt(MAX_SAMPLES))
+    side = math.isqrt(MAX_SAMPLES)
     assert View(width=side, height=side, supersample=1).n_samples <= MAX_SAMPLES

@@ -1,0 +1,127 @@
+"""The ``dfractal`` command line, in process (bad input) and for real (renders)."""
+
+import shlex
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dfractal_dask import View, fractal_dataset, open_render
+from dfractal_dask.cli import build_parser, main
+from dfractal_dask.graph import blocks, compute_block
+from dfractal_dask.store import create_store, write_block
+
+SEED_DEFAULTS = {
+    "width": 1024,
+    "height": 768,
+    "xpos": -0.00275,
+    "ypos": 0.78912,
+    "escape_radius": 0.125689,
+    "iters": 800,
+    "step": 6000,
+    "smoothness": 8,
+    "palette": "Hippi",
+    "outfile": "mandelbrot.png",
+    "quiet": False,
+    "metrics": False,
+    "force_exit": False,
+}
+
+
+def test_render_flags_and_defaults_are_the_seeds():
+    args = build_parser().parse_args(["render"])
+    assert {k: getattr(args, k) for k in SEED_DEFAULTS} == SEED_DEFAULTS
+    args = build_parser().parse_args(
+        ["render", "-q", "-m", "--force-exit", "--host", "localhost:50051", "--retries", "2"]
+    )
+    assert (args.quiet, args.metrics, args.force_exit, args.host, args.retries) == (
+        True,
+        True,
+        True,
+        "localhost:50051",
+        2,
+    )
+
+
+def test_version(capsys):
+    from dfractal_dask import __version__
+
+    assert main(["version"]) == 0
+    assert capsys.readouterr().out.strip() == f"dfractal {__version__}"
+
+
+BAD = [
+    ("--palette Nope", "unknown palette 'Nope'"),
+    ("--palette Hipi", "did you mean Hippi"),
+    ("--width 0", "--width: must be > 0"),
+    ("--width -4", "--width: must be > 0"),
+    ("--height abc", "--height: expected a whole number"),
+    ("--iters 0", "--iters: must be > 0"),
+    ("--xpos nan", "--xpos: must be a finite number"),
+    ("--ypos inf", "--ypos: must be a finite number"),
+    ("--escape-radius 0", "span must be > 0"),
+    ("--escape-radius -0.5", "span must be > 0"),
+    ("--smoothness 0", "--smoothness: must be > 0"),
+    ("--step 0", "--step: must be > 0"),
+    ("--chunk-rows 3", "multiple of the supersampling factor"),
+    ("--width 100000000 --height 100000", "samples"),
+    ("--scheduler not-an-address", "bad scheduler address"),
+    ("--scheduler tcp://127.0.0.1:1", "cannot reach dask scheduler"),
+    ("--bogus", "unrecognized arguments"),
+]
+
+
+@pytest.mark.parametrize(("flags", "words"), BAD, ids=[b[0] for b in BAD])
+def test_bad_input_one_line_exit_2_store_untouched(flags, words, tmp_path, capsys):
+    # a real render store, offered for --overwrite: bad input must still leave it be
+    store = tmp_path / "keep.zarr"
+    view = View(width=4, height=4, supersample=1)
+    create_store(store, fractal_dataset(view, 10), 1)
+    write_block(store, blocks(view)[0], *compute_block(view, 10, blocks(view)[0])[:2])
+    before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    argv = ["render", "--outfile", str(tmp_path / "x.png"), "--store", str(store), "--overwrite", *shlex.split(flags)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("dfractal: error: ") and words in err, err
+    assert "Traceback" not in err
+    assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_existing_store_without_overwrite(tmp_path, capsys):
+    store = tmp_path / "x.zarr"
+    store.mkdir()
+    (store / "data").write_text("precious")
+    assert main(["render", "--outfile", str(tmp_path / "x.png")]) == 2
+    assert "already exists (pass --overwrite" in capsys.readouterr().err
+    # --overwrite does not delete something that is not a render store either
+    assert main(["render", "--outfile", str(tmp_path / "x.png"), "--overwrite"]) == 2
+    assert "not a dfractal render store" in capsys.readouterr().err
+    assert (store / "data").read_text() == "precious"
+
+
+def test_missing_command(capsys):
+    assert main([]) == 2
+    assert capsys.readouterr().err.startswith("dfractal: error:")
+
+
+def test_small_render_on_the_embedded_cluster(tmp_path, capsys):
+    out = tmp_path / "img" / "m.png"
+    argv = ["render", "--width", "48", "--height", "36", "--smoothness", "2", "--iters", "200", "--outfile", str(out)]
+    assert main([*argv, "--metrics", "--workers", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "dashboard: http://127.0.0.1:" in captured.err
+    assert "100.0% " in captured.err  # the progress bar finished
+    assert "METRICS CLIENT time:" in captured.out
+    with Image.open(out) as im:
+        assert im.size == (48, 36) and im.mode == "RGBA"
+        pixels = np.asarray(im)
+    assert len(np.unique(pixels.reshape(-1, 4), axis=0)) > 10
+    ds = open_render(tmp_path / "img" / "m.zarr")
+    assert ds.iterations.shape == (72, 96) and ds.attrs["iters"] == 200
+    # a second run refuses the store; --quiet --overwrite replaces it silently
+    assert main(argv) == 2
+    capsys.readouterr()
+    assert main([*argv, "--quiet", "--overwrite"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""

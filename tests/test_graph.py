@@ -1,0 +1,61 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from dfractal_dask import graph
+from dfractal_dask.view import View
+
+
+@pytest.mark.parametrize(
+    "view",
+    [View(), View(width=10, height=3, supersample=1), View(width=1920, height=1080, supersample=10), View(width=1)],
+)
+def test_blocks_tile_the_rows(view):
+    bs = graph.blocks(view)
+    assert bs[0].row0 == 0 and bs[-1].row1 == view.sample_height
+    assert all(a.row1 == b.row0 for a, b in itertools.pairwise(bs))
+    assert [b.index for b in bs] == list(range(len(bs)))
+    assert all(b.nrows % view.supersample == 0 for b in bs)
+
+
+def test_default_block_size():
+    v = View()  # 8192 x 6144 samples
+    rows = graph.default_chunk_rows(v)
+    assert rows % v.supersample == 0
+    assert 0.5 * graph.TARGET_BLOCK_SAMPLES <= rows * v.sample_width <= 2 * graph.TARGET_BLOCK_SAMPLES
+    # a short picture is still cut into several blocks so workers share it
+    short = View(width=4096, height=64, supersample=1)
+    assert len(graph.blocks(short)) >= 8
+
+
+@pytest.mark.parametrize(
+    ("rows", "exc", "words"), [(0, ValueError, "> 0"), (3, ValueError, "multiple"), (2.0, TypeError, "integer")]
+)
+def test_bad_chunk_rows(rows, exc, words):
+    with pytest.raises(exc, match=words):
+        graph.blocks(View(width=8, height=8, supersample=2), rows)
+
+
+@pytest.mark.parametrize(("iters", "exc"), [(0, ValueError), (-1, ValueError), (2**32, ValueError), (5.0, TypeError)])
+def test_bad_iters(iters, exc):
+    with pytest.raises(exc, match="iters"):
+        graph.fractal_dataset(View(width=4, height=4, supersample=1), iters)
+
+
+def test_dataset_is_lazy_one_chunk_per_block():
+    v = View(xpos=-0.5, ypos=0.1, span=2.5, width=30, height=20, supersample=2)
+    ds = graph.fractal_dataset(v, 100, chunk_rows=8)
+    assert ds.iterations.chunks == ((8, 8, 8, 8, 8), (60,))
+    assert ds.norm.dtype == np.float32 and ds.iterations.dtype == np.uint16
+    assert np.array_equal(ds.re.values, v.re()) and np.array_equal(ds.im.values, v.im())
+    assert ds.attrs["iters"] == 100 and View.from_attrs(ds.attrs) == v
+    assert len(ds.iterations.data.dask) > 0  # nothing computed yet
+
+
+def test_counts_do_not_depend_on_block_size():
+    v = View(xpos=-0.7436, ypos=0.1318, span=0.01, width=50, height=37, supersample=1)
+    results = [graph.fractal_dataset(v, 500, rows).compute(scheduler="threads") for rows in (1, 7, 37)]
+    for other in results[1:]:
+        assert np.array_equal(results[0].iterations.values, other.iterations.values)
+        assert np.array_equal(results[0].norm.values, other.norm.values)

@@ -1,0 +1,94 @@
+"""render() on real dask clusters (worker processes, see conftest.py)."""
+
+import numpy as np
+import pytest
+
+from dfractal_dask import RenderStats, View, open_render, render
+from dfractal_dask.store import StoreError
+
+VIEW = View(xpos=-0.7436, ypos=0.1318, span=0.02, width=60, height=45, supersample=2)
+ITERS = 400
+
+
+def _counts(ds):
+    return ds.iterations.values, ds.norm.values
+
+
+def test_same_counts_for_any_block_size_and_worker_count(client, client1, tmp_path):
+    results = {}
+    for rows in (2, 18, 90):
+        results[("2 workers", rows)] = _counts(
+            render(VIEW, ITERS, store_path=tmp_path / f"w2-{rows}.zarr", client=client, chunk_rows=rows)
+        )
+    assert len(client1.scheduler_info()["workers"]) == 1 and len(client.scheduler_info()["workers"]) == 2
+    results[("1 worker", 18)] = _counts(
+        render(VIEW, ITERS, store_path=tmp_path / "w1.zarr", client=client1, chunk_rows=18)
+    )
+    ref_it, ref_norm = results[("2 workers", 2)]
+    assert ref_it.shape == (90, 120)
+    assert len(np.unique(ref_it)) > 20  # a real picture, not a constant
+    for it, norm in results.values():
+        assert np.array_equal(it, ref_it)
+        assert np.array_equal(norm, ref_norm)
+
+
+def test_render_writes_the_store_from_the_workers(client, tmp_path):
+    stats = RenderStats()
+    seen = []
+    ds = render(
+        VIEW,
+        ITERS,
+        store_path=tmp_path / "r.zarr",
+        client=client,
+        chunk_rows=10,
+        stats=stats,
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert seen[0] == (0, 9) and seen[-1] == (9, 9)
+    assert stats.blocks == 9 and stats.rows == 90 and stats.samples == 90 * 120
+    # the kernel's own work count equals the stored counts (one update per step)
+    assert stats.iterations == int(ds.iterations.values.astype(np.int64).sum())
+    assert stats.bytes_written == sum(
+        p.stat().st_size
+        for name in ("iterations", "norm")
+        for p in (tmp_path / "r.zarr" / name / "c").rglob("*")
+        if p.is_file()
+    )
+    # every block ran on a worker, not on the client
+    workers = set(client.scheduler_info()["workers"])
+    assert workers
+    reopened = open_render(tmp_path / "r.zarr")
+    assert np.array_equal(reopened.iterations.values, ds.iterations.values)
+
+
+def test_in_memory_render_equals_stored(client, tmp_path):
+    mem = render(VIEW, ITERS, client=client, chunk_rows=30)
+    stored = render(VIEW, ITERS, store_path=tmp_path / "s.zarr", client=client)
+    assert np.array_equal(mem.iterations.values, stored.iterations.values)
+
+
+def test_existing_store_refused_before_any_work(client, tmp_path):
+    path = tmp_path / "r.zarr"
+    render(VIEW, 50, store_path=path, client=client)
+    before = {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+    with pytest.raises(StoreError, match="already exists"):
+        render(View(width=8, height=8, supersample=1), 50, store_path=path, client=client)
+    assert {p: p.read_bytes() for p in path.rglob("*") if p.is_file()} == before
+    ds = render(View(width=8, height=8, supersample=1), 50, store_path=path, client=client, overwrite=True)
+    assert ds.iterations.shape == (8, 8)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc"),
+    [
+        ({"view": "x"}, TypeError),
+        ({"iters": 0}, ValueError),
+        ({"retries": -1}, ValueError),
+        ({"chunk_rows": 3}, ValueError),
+    ],
+)
+def test_bad_arguments(kwargs, exc, tmp_path):
+    args = {"view": VIEW, "iters": 10, **kwargs}
+    with pytest.raises(exc):
+        render(args.pop("view"), args.pop("iters"), store_path=tmp_path / "x.zarr", **args)
+    assert not (tmp_path / "x.zarr").exists()

@@ -1,0 +1,94 @@
+import json
+
+import numpy as np
+import pytest
+
+from dfractal_dask import graph, store
+from dfractal_dask.store import StoreError, open_render
+from dfractal_dask.view import View
+
+VIEW = View(xpos=-0.5, ypos=0.0, span=3.0, width=16, height=12, supersample=2)
+
+
+def _make(path, *, complete=True, overwrite=False):
+    template = graph.fractal_dataset(VIEW, 50, 8)
+    bs = graph.blocks(VIEW, 8)
+    store.create_store(path, template, len(bs), overwrite=overwrite)
+    for b in bs if complete else bs[:1]:
+        it, norm, _ = graph.compute_block(VIEW, 50, b)
+        assert store.write_block(path, b, it, norm) > 0
+    return template.compute(scheduler="sync")
+
+
+def test_round_trip(tmp_path):
+    expected = _make(tmp_path / "r.zarr")
+    ds = open_render(tmp_path / "r.zarr")
+    assert ds.iterations.chunks[0] == (8, 8, 8)  # one chunk per block
+    assert np.array_equal(ds.iterations.values, expected.iterations.values)
+    assert np.array_equal(ds.norm.values, expected.norm.values)
+    assert View.from_attrs(ds.attrs) == VIEW and ds.attrs["iters"] == 50
+    assert store.store_view(tmp_path / "r.zarr") == (VIEW, 50)
+    assert ds.block_done.values.tolist() == [1, 1, 1]
+
+
+def test_incomplete_store_is_refused_unless_asked(tmp_path):
+    _make(tmp_path / "r.zarr", complete=False)
+    with pytest.raises(StoreError, match="incomplete: 2 of 3 blocks"):
+        open_render(tmp_path / "r.zarr")
+    ds = open_render(tmp_path / "r.zarr", allow_incomplete=True)
+    assert ds.block_done.values.tolist() == [1, 0, 0]
+
+
+def test_existing_store_is_never_replaced_without_overwrite(tmp_path):
+    path = tmp_path / "r.zarr"
+    _make(path)
+    before = {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+    with pytest.raises(StoreError, match="already exists"):
+        _make(path)
+    assert {p: p.read_bytes() for p in path.rglob("*") if p.is_file()} == before
+    _make(path, overwrite=True)  # a render store may be replaced when asked
+    open_render(path)
+
+
+def test_overwrite_never_deletes_something_else(tmp_path):
+    other = tmp_path / "photos"
+    other.mkdir()
+    (other / "cat.jpg").write_bytes(b"meow")
+    with pytest.raises(StoreError, match="not a dfractal render store"):
+        store.create_store(other, graph.fractal_dataset(VIEW, 50, 8), 3, overwrite=True)
+    assert (other / "cat.jpg").read_bytes() == b"meow"
+
+
+@pytest.mark.parametrize("kind", ["missing", "file", "plain_dir", "other_zarr", "no_meta", "format"])
+def test_bad_stores_give_clear_errors(tmp_path, kind):
+    import zarr
+
+    path = tmp_path / "s.zarr"
+    words = {
+        "missing": "no render store",
+        "file": "is a file",
+        "plain_dir": "not a dfractal render store",
+        "other_zarr": "not a dfractal render store",
+        "no_meta": "damaged",
+        "format": "store format 99",
+    }[kind]
+    if kind == "file":
+        path.write_text("hello")
+    elif kind == "plain_dir":
+        path.mkdir()
+    elif kind == "other_zarr":
+        zarr.open_group(str(path), mode="w").attrs["x"] = 1
+    elif kind == "no_meta":
+        _make(path)
+        (path / "iterations" / "zarr.json").unlink()
+    elif kind == "format":
+        _make(path)
+        meta = json.loads((path / "zarr.json").read_text())
+        meta["attributes"]["dfractal_format"] = 99
+        (path / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match=words):
+        open_render(path)
+
+
+def test_default_store_path():
+    assert str(store.default_store_path("img/test2.png")) == "img/test2.zarr"
