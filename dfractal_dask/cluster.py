@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import WorkerPlugin
 
-__all__ = ["connect", "WarmKernels", "default_workers"]
+__all__ = ["connect", "local_cluster", "WarmKernels", "default_workers"]
 
 _ADDRESS = re.compile(r"^(?:(?P<proto>[a-z]+)://)?(?P<host>\[[0-9a-fA-F:.]+\]|[\w.-]+):(?P<port>\d+)$")
 
@@ -35,6 +35,19 @@ class WarmKernels(WorkerPlugin):
         from . import kernels
 
         kernels.warm_up()
+
+
+def local_cluster(n_workers: int) -> LocalCluster:
+    """The embedded cluster: ``n_workers`` single-threaded worker processes,
+    scheduler, workers and dashboard all on 127.0.0.1 (dashboard on a free port)."""
+    return LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+        silence_logs=logging.ERROR,
+    )
 
 
 def _check_address(address: str) -> str:
@@ -80,17 +93,7 @@ def connect(
         n = default_workers() if n_workers is None else n_workers
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
-        with (
-            LocalCluster(
-                n_workers=n,
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address="127.0.0.1:0",
-                silence_logs=logging.ERROR,
-            ) as cluster,
-            Client(cluster) as client,
-        ):
+        with local_cluster(n) as cluster, Client(cluster) as client:
             client.register_plugin(WarmKernels())
             yield client
         return

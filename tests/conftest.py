@@ -9,11 +9,12 @@ worker (``client1``), and in test_integration.py the ``dask scheduler`` and
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
-from distributed import Client, LocalCluster
+from distributed import Client
+
+from dfractal_dask.cluster import local_cluster
 
 DATA = Path(__file__).parent / "data"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -25,26 +26,15 @@ def seed_vectors() -> dict:
     return json.loads((DATA / "seed_colour_vectors.json").read_text())
 
 
-def _local_cluster(n: int):
-    return LocalCluster(
-        n_workers=n,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        silence_logs=logging.ERROR,
-    )
-
-
 @pytest.fixture(scope="session")
 def client():
     """A client of a two-worker cluster (worker processes), shared by the session."""
-    with _local_cluster(2) as cluster, Client(cluster, set_as_default=False) as c:
+    with local_cluster(2) as cluster, Client(cluster, set_as_default=False) as c:
         yield c
 
 
 @pytest.fixture(scope="session")
 def client1():
     """A client of a one-worker cluster."""
-    with _local_cluster(1) as cluster, Client(cluster, set_as_default=False) as c:
+    with local_cluster(1) as cluster, Client(cluster, set_as_default=False) as c:
         yield c
