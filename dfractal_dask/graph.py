@@ -17,7 +17,16 @@ import xarray as xr
 from . import kernels
 from .view import View
 
-__all__ = ["Block", "blocks", "default_chunk_rows", "fractal_dataset", "compute_block", "TARGET_BLOCK_SAMPLES"]
+__all__ = [
+    "TARGET_BLOCK_SAMPLES",
+    "Block",
+    "block_tasks",
+    "blocks",
+    "compute_block",
+    "dataset_from_tasks",
+    "default_chunk_rows",
+    "fractal_dataset",
+]
 
 #: Aim for about a million samples per task: ~0.1-1 s of kernel time at the
 #: seed's iteration counts, large enough that dask's per-task cost (~1 ms) is
@@ -97,7 +106,12 @@ def fractal_dataset(view: View, iters: int = 800, chunk_rows: int | None = None)
     ``(im, re)`` with the sample coordinates; the view and ``iters`` in attrs.
     Nothing is computed until asked.
     """
-    tasks = block_tasks(view, iters, chunk_rows)
+    return dataset_from_tasks(view, iters, block_tasks(view, iters, chunk_rows))
+
+
+def dataset_from_tasks(view: View, iters: int, tasks: list[tuple[Block, object]]) -> xr.Dataset:
+    """The Dataset of :func:`fractal_dataset` over kernel calls made by
+    :func:`block_tasks` (so other tasks, e.g. store writes, can share them)."""
     w = view.sample_width
     cdt = kernels.count_dtype(iters)
     it = da.concatenate([da.from_delayed(t[0], shape=(b.nrows, w), dtype=cdt) for b, t in tasks], axis=0)

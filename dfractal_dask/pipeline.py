@@ -92,7 +92,8 @@ def render(
     view = View() if view is None else view
     if not isinstance(view, View):
         raise TypeError(f"view must be a View, got {type(view).__name__}")
-    template = graph.fractal_dataset(view, iters, chunk_rows)  # validates iters and chunk_rows
+    tasks = graph.block_tasks(view, iters, chunk_rows)  # validates iters and chunk_rows
+    template = graph.dataset_from_tasks(view, iters, tasks)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
     if store_path is not None:
@@ -103,14 +104,13 @@ def render(
             ds = c.compute(template, retries=retries).result()
         else:
             path = Path(store_path)
-            ds = _render_to_store(c, view, iters, chunk_rows, template, path, overwrite, retries, progress, stats)
+            ds = _render_to_store(c, tasks, template, path, overwrite, retries, progress, stats)
         if stats is not None:
             stats.seconds = time.perf_counter() - t0
     return ds
 
 
-def _render_to_store(c, view, iters, chunk_rows, template, path, overwrite, retries, progress, stats) -> xr.Dataset:
-    tasks = graph.block_tasks(view, iters, chunk_rows)
+def _render_to_store(c, tasks, template, path, overwrite, retries, progress, stats) -> xr.Dataset:
     store.create_store(path, template, len(tasks), overwrite=overwrite)
     write = dask.delayed(_write, pure=False)
     writes = [write(str(path), b, kernel_call) for b, kernel_call in tasks]
