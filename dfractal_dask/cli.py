@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -84,11 +85,33 @@ def build_parser() -> argparse.ArgumentParser:
     dask_group.add_argument(
         "--chunk-rows", type=_positive_int, default=None, help="sample rows per block (default: ~1 M samples)"
     )
+    _colour_flags(dask_group)
     r.set_defaults(func=cmd_render)
+
+    rc = sub.add_parser("recolor", help="colour a stored render again (no fractal computation)")
+    rc.add_argument("store", metavar="STORE", help="a .zarr store written by `dfractal render`")
+    rc.add_argument("--palette", default="Hippi", help="palette name, hex list '#rrggbb,...', or NAME_r (Hippi)")
+    rc.add_argument("--outfile", default=None, help="PNG to write (default: STORE with .png)")
+    rc.add_argument("--step", type=_positive_int, default=6000, help="seed mode colour table size (6000)")
+    rc.add_argument("--smoothness", type=_positive_int, default=None, help="NxN samples per pixel (the render's)")
+    rc.add_argument("--scheduler", default=None, metavar="ADDRESS", help="colour on this dask cluster (default: here)")
+    rc.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    _colour_flags(rc)
+    rc.set_defaults(func=cmd_recolor)
+
+    pl = sub.add_parser("palettes", help="list the palette names")
+    pl.set_defaults(func=cmd_palettes)
 
     v = sub.add_parser("version", help="print the version")
     v.set_defaults(func=cmd_version)
     return parser
+
+
+def _colour_flags(group) -> None:
+    group.add_argument(
+        "--mode", default="seed", help="colouring: seed (the seed's banded look), smooth, histogram (seed)"
+    )
+    group.add_argument("--interior", default="#000000", help="colour of the set itself in smooth modes (#000000)")
 
 
 # -- progress ---------------------------------------------------------------
@@ -132,7 +155,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     from .view import View
 
     view = View.from_seed_flags(args.xpos, args.ypos, args.escape_radius, args.width, args.height, args.smoothness)
-    palette = palettes.resolve_seed_name(args.palette)
+    palette = palettes.resolve_palette(args.palette)
+    _check_colour_flags(args)
     graph.blocks(view, args.chunk_rows)  # validates --chunk-rows
     if args.retries < 0:
         raise UsageError(f"--retries must be >= 0, got {args.retries}")
@@ -170,7 +194,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             progress=None if args.quiet else _Progress("render"),
             stats=stats,
         )
-        rgba = colorize(ds, palette, args.step)
+        rgba = colorize(ds, palette, args.step, args.mode, interior=args.interior)
     save_png(rgba, outfile)
     elapsed = time.perf_counter() - t0
     _say(
@@ -188,6 +212,57 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_colour_flags(args: argparse.Namespace) -> None:
+    from .colorize import MODES
+    from .palettes import parse_hex
+
+    if args.mode not in MODES:
+        raise UsageError(f"unknown --mode {args.mode!r} (modes: {', '.join(MODES)})")
+    parse_hex(args.interior)
+
+
+def cmd_recolor(args: argparse.Namespace) -> int:
+    from .colorize import colorize, save_png
+    from .palettes import resolve_palette
+    from .store import open_render
+
+    palette = resolve_palette(args.palette)
+    _check_colour_flags(args)
+    store_path = Path(args.store)
+    outfile = Path(args.outfile) if args.outfile else store_path.with_suffix(".png")
+    if outfile.is_dir():
+        raise UsageError(f"--outfile {outfile} is a directory")
+    ds = open_render(store_path)
+    t0 = time.perf_counter()
+    if args.scheduler:
+        from .cluster import connect
+
+        with connect(args.scheduler):
+            rgba = colorize(ds, palette, args.step, args.mode, interior=args.interior, supersample=args.smoothness)
+    else:
+        rgba = colorize(ds, palette, args.step, args.mode, interior=args.interior, supersample=args.smoothness)
+    save_png(rgba, outfile)
+    _say(
+        args,
+        f"wrote {outfile} ({rgba.shape[1]}x{rgba.shape[0]}, {palette.name}, {args.mode}) "
+        f"in {time.perf_counter() - t0:.1f} s",
+    )
+    return 0
+
+
+def cmd_palettes(args: argparse.Namespace) -> int:
+    from .palettes import SEED_PALETTES, bokeh_palette_names
+
+    print("seed palettes:")
+    for name in SEED_PALETTES:
+        print(f"  {name}")
+    print("bokeh palettes:")
+    for name in bokeh_palette_names():
+        print(f"  {name}")
+    print("also: any name with _r appended (reversed), or a list of hex colours '#rrggbb,#rrggbb,...'")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dfractal`` console script."""
     parser = build_parser()
@@ -198,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dfractal: error: {exc}", file=sys.stderr)
     except (ValueError, TypeError, ConnectionError, FileNotFoundError, PermissionError) as exc:
         print(f"dfractal: error: {exc}", file=sys.stderr)
+    except BrokenPipeError:  # e.g. `dfractal palettes | head`: not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return 0
     except KeyboardInterrupt:
         print("dfractal: interrupted", file=sys.stderr)
         return 130

@@ -13,6 +13,7 @@ with some transparent samples is partly transparent).
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 
@@ -20,9 +21,18 @@ import numpy as np
 import xarray as xr
 from PIL import Image
 
-from .palettes import pack, seed_lut
+from .palettes import Palette, pack, parse_hex, resolve_palette, seed_lut
 
-__all__ = ["seed_colours", "colorize", "save_png"]
+__all__ = [
+    "MODES",
+    "colorize",
+    "count_cdf",
+    "histogram_colours",
+    "save_png",
+    "seed_colours",
+    "smooth_colours",
+    "smooth_value",
+]
 
 
 def seed_colours(iterations: np.ndarray, norm: np.ndarray, iters: int, lut: np.ndarray) -> np.ndarray:
@@ -57,13 +67,90 @@ def seed_colours(iterations: np.ndarray, norm: np.ndarray, iters: int, lut: np.n
     return rgba
 
 
-def colorize(ds: xr.Dataset, palette: str = "Hippi", step: int = 6000) -> np.ndarray:
-    """Colour a render with the seed's rule and average its supersamples.
+def smooth_value(iterations: np.ndarray, norm: np.ndarray, iters: int) -> np.ndarray:
+    """Continuous escape time ``it + 1 - log2(ln|z|)`` (NaN for interior samples).
+
+    ``norm`` is ``|z|²`` at escape, so ``ln|z| = ln(norm) / 2``; it moves
+    smoothly across the bands where ``it`` jumps.
+    """
+    it = np.asarray(iterations).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        nu = it + 1.0 - np.log2(0.5 * np.log(np.asarray(norm, dtype=np.float64)))
+    return np.where(it < iters, nu, np.nan)
+
+
+def _ramp_colours(t: np.ndarray, ramp: np.ndarray, interior: np.ndarray) -> np.ndarray:
+    # t in [0, 1] (NaN: interior); linear between ramp entries: no banding
+    inside = np.isnan(t)
+    f = np.clip(np.where(inside, 0.0, t), 0.0, 1.0) * (len(ramp) - 1)
+    lo = np.floor(f).astype(np.intp)
+    hi = np.minimum(lo + 1, len(ramp) - 1)
+    w = (f - lo)[..., None]
+    rgb = ramp[lo] * (1.0 - w) + ramp[hi] * w
+    rgba = np.empty((*t.shape, 4), np.uint8)
+    rgba[..., :3] = np.where(inside[..., None], interior, np.rint(rgb)).astype(np.uint8)
+    rgba[..., 3] = 255
+    return rgba
+
+
+def smooth_colours(
+    iterations: np.ndarray, norm: np.ndarray, iters: int, ramp: np.ndarray, interior: np.ndarray
+) -> np.ndarray:
+    """Smooth (continuous) colouring: the palette over ``log(1+nu)/log(2+iters)``."""
+    nu = smooth_value(iterations, norm, iters)
+    return _ramp_colours(np.log1p(nu) / np.log1p(iters + 1.0), ramp, interior)
+
+
+def histogram_colours(
+    iterations: np.ndarray, norm: np.ndarray, iters: int, ramp: np.ndarray, interior: np.ndarray, cdf: np.ndarray
+) -> np.ndarray:
+    """Histogram-equalised colouring: the palette over the share of escaped
+    samples that escaped sooner (``cdf[k]``: share with count < k)."""
+    nu = smooth_value(iterations, norm, iters)
+    t = np.interp(nu, np.arange(len(cdf), dtype=np.float64), cdf)
+    return _ramp_colours(np.where(np.isnan(nu), np.nan, t), ramp, interior)
+
+
+def count_cdf(iterations, iters: int) -> np.ndarray:
+    """``cdf[k]``: share of escaped samples with count < k, ``k = 0 .. iters+1``.
+
+    ``iterations`` may be numpy or dask: ``np.bincount`` dispatches, so a lazy
+    store is counted block by block.
+    """
+    data = getattr(iterations, "data", iterations)
+    hist = np.asarray(np.bincount(data.ravel(), minlength=iters + 1)).astype(np.float64)[:iters]
+    total = hist.sum()
+    cdf = np.concatenate([[0.0], np.cumsum(hist)]) / (total if total else 1.0)
+    return np.append(cdf, 1.0)
+
+
+MODES = ("seed", "smooth", "histogram")
+
+
+def _rgb(colour) -> np.ndarray:
+    if isinstance(colour, str):
+        return np.array(parse_hex(colour)[:3], np.float64)
+    arr = np.asarray(colour, dtype=np.float64)
+    if arr.shape != (3,) or arr.min() < 0 or arr.max() > 255:
+        raise ValueError(f"interior colour must be '#rrggbb' or three values 0-255, got {colour!r}")
+    return arr
+
+
+def colorize(
+    ds: xr.Dataset,
+    palette: str | Palette | list[str] = "Hippi",
+    step: int = 6000,
+    mode: str = "seed",
+    *,
+    interior: str | tuple[int, int, int] = "#000000",
+    supersample: int | None = None,
+) -> np.ndarray:
+    """Colour a render and average its supersamples into pixels.
 
     Works on an in-memory or lazy Dataset (from :func:`dfractal_dask.open_render`
     or :func:`dfractal_dask.render`); a lazy one is coloured block by block on the
     current dask scheduler (through xarray), so memory stays bounded by a block
-    and only the ``height × width`` picture comes back.
+    and only the picture comes back.  Never runs the fractal kernel.
 
     Parameters
     ----------
@@ -71,30 +158,54 @@ def colorize(ds: xr.Dataset, palette: str = "Hippi", step: int = 6000) -> np.nda
         A render: ``iterations`` and ``norm`` variables, ``iters`` and
         ``supersample`` attrs.
     palette
-        A seed palette name.
+        Anything :func:`dfractal_dask.palettes.resolve_palette` takes: a seed
+        or bokeh palette name, a list of hex colours, ``<name>_r`` reversed.
     step
-        Colour table size; the seed uses ``max(step, iters)``.
+        ``seed`` mode: colour table size; the seed uses ``max(step, iters)``.
+    mode
+        ``"seed"`` (SEED.md's rule, banded, the seed's look), ``"smooth"``
+        (continuous escape time, no banding) or ``"histogram"`` (equalised).
+    interior
+        Colour of samples that never escaped, in the smooth modes.
+    supersample
+        Samples averaged per pixel along each axis (default: the render's).
 
     Returns
     -------
     numpy.ndarray
-        ``(height, width, 4)`` uint8 RGBA.
+        ``(rows / supersample, cols / supersample, 4)`` uint8 RGBA.
     """
     if not isinstance(ds, xr.Dataset) or "iterations" not in ds or "norm" not in ds:
         raise TypeError("colorize needs a render Dataset with 'iterations' and 'norm' (see open_render)")
+    if mode not in MODES:
+        close = difflib.get_close_matches(str(mode), MODES, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ValueError(f"unknown colour mode {mode!r}{hint} (modes: {', '.join(MODES)})")
     iters = int(ds.attrs["iters"])
-    n = int(ds.attrs.get("supersample", 1))
-    lut = seed_lut(palette, max(int(step), iters))
+    n = int(ds.attrs.get("supersample", 1)) if supersample is None else supersample
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(f"supersample must be a positive integer, got {supersample!r}")
+    rows, cols = ds.sizes["im"], ds.sizes["re"]
+    if rows % n or cols % n:
+        raise ValueError(f"supersample {n} does not divide the {cols}x{rows} samples of this render")
+    pal = resolve_palette(palette)
     it, norm = ds["iterations"], ds["norm"]
+    if mode == "seed":
+        func, kwargs = seed_colours, {"iters": iters, "lut": seed_lut(pal, max(int(step), iters))}
+    else:
+        kwargs = {"iters": iters, "ramp": pal.ramp(), "interior": _rgb(interior)}
+        func = smooth_colours
+        if mode == "histogram":
+            func, kwargs["cdf"] = histogram_colours, count_cdf(it, iters)
     if it.chunks is not None and any(r % n for r in it.chunks[0][:-1]):
         # every block must hold whole pixel rows for the n×n average
-        rows = max(n, max(it.chunks[0]) // n * n)
-        it, norm = it.chunk({"im": rows}), norm.chunk({"im": rows})
+        size = max(n, max(it.chunks[0]) // n * n)
+        it, norm = it.chunk({"im": size}), norm.chunk({"im": size})
     samples = xr.apply_ufunc(
-        seed_colours,
+        func,
         it,
         norm,
-        kwargs={"iters": iters, "lut": lut},
+        kwargs=kwargs,
         output_core_dims=[["channel"]],
         dask="parallelized",
         output_dtypes=[np.uint8],

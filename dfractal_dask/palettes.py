@@ -1,8 +1,11 @@
-"""Palettes: the seed's seven (gobrot's colour stops) and their colour tables.
+"""Palettes: the seed's seven (gobrot's colour stops), every bokeh palette,
+lists of hex colours, each also reversed (``_r``); and their colour tables.
 
 The seed's table ("step colours", SEED.md) is rebuilt exactly, quirks included:
 colours are packed into 32-bit numbers and interpolated *as numbers*, so
-channels bleed into each other.  That is the seed's look, so we keep it.
+channels bleed into each other.  That is the seed's look, so we keep it; any
+palette can be put through it (``mode="seed"``).  The smooth modes use
+:meth:`Palette.ramp`, a plain RGB interpolation.
 """
 
 from __future__ import annotations
@@ -18,7 +21,12 @@ import numpy as np
 
 __all__ = [
     "SEED_PALETTES",
+    "Palette",
     "Stop",
+    "bokeh_palette_names",
+    "parse_hex",
+    "palette_names",
+    "resolve_palette",
     "seed_palette",
     "seed_palette_names",
     "resolve_seed_name",
@@ -40,6 +48,32 @@ class Stop:
 
     position: float | None
     rgba: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Palette:
+    """A named list of colour stops (hashable, so tables can be cached)."""
+
+    name: str
+    stops: tuple[Stop, ...]
+
+    def positions(self) -> np.ndarray:
+        """Stop positions in [0, 1], placed the seed's way where not given."""
+        return _positions(self.stops)
+
+    def reversed(self) -> Palette:
+        """The same stops in the opposite order, named ``<name>_r``."""
+        pos = self.positions()
+        stops = tuple(Stop(1.0 - p, s.rgba) for p, s in zip(pos[::-1], self.stops[::-1], strict=True))
+        name = self.name[:-2] if self.name.endswith("_r") else self.name + "_r"
+        return Palette(name, stops)
+
+    def ramp(self, n: int = 4096) -> np.ndarray:
+        """``(n, 3)`` float64 RGB sampled evenly over [0, 1], linear between stops."""
+        pos = self.positions()
+        rgb = np.array([s.rgba[:3] for s in self.stops], dtype=np.float64)
+        t = np.linspace(0.0, 1.0, n)
+        return np.stack([np.interp(t, pos, rgb[:, c]) for c in range(3)], axis=-1)
 
 
 @cache
@@ -84,6 +118,100 @@ def seed_palette(name: str) -> tuple[Stop, ...]:
     return _stops_table()[resolve_seed_name(name)]
 
 
+def _even(colours: list[tuple[int, int, int, int]]) -> tuple[Stop, ...]:
+    k = len(colours)
+    return tuple(Stop(i / (k - 1) if k > 1 else 0.0, c) for i, c in enumerate(colours))
+
+
+def parse_hex(text: str) -> tuple[int, int, int, int]:
+    h = text.strip().removeprefix("#")
+    if len(h) in (3, 4):
+        h = "".join(ch * 2 for ch in h)
+    if len(h) not in (6, 8) or any(ch not in "0123456789abcdefABCDEF" for ch in h):
+        raise ValueError(f"malformed hex colour {text!r}; expected #rrggbb or #rrggbbaa")
+    if len(h) == 6:
+        h += "ff"
+    return tuple(int(h[i : i + 2], 16) for i in (0, 2, 4, 6))
+
+
+@cache
+def _bokeh_table() -> dict[str, tuple[str, ...]]:
+    import bokeh.palettes as bp
+
+    out: dict[str, tuple[str, ...]] = {}
+    for family, sizes in bp.all_palettes.items():
+        out[family] = tuple(sizes[max(sizes)])  # a family name means its largest size
+    for name in dir(bp):
+        value = getattr(bp, name)
+        if (
+            name[0].isupper()
+            and isinstance(value, tuple)
+            and len(value) > 1
+            and all(isinstance(c, str) and c.startswith("#") for c in value)
+        ):
+            out[name] = value
+    return out
+
+
+def bokeh_palette_names() -> tuple[str, ...]:
+    """Every bokeh palette name accepted (families and sized names)."""
+    return tuple(sorted(_bokeh_table()))
+
+
+def palette_names() -> tuple[str, ...]:
+    """Seed palettes first, then bokeh's (each also accepted with ``_r``)."""
+    return SEED_PALETTES + bokeh_palette_names()
+
+
+def resolve_palette(spec: str | Palette | list[str] | tuple[str, ...]) -> Palette:
+    """A :class:`Palette` from a name, a list of hex colours, or a Palette.
+
+    Accepted: a seed palette name (case-insensitive; "Biochimist" too); a bokeh
+    palette name (``Viridis256``, ``Inferno256``, ``Category10_10``, or a family
+    such as ``Magma`` for its largest size); a comma-separated string or a list
+    of ``#rrggbb[aa]`` colours; any of these names with ``_r`` appended,
+    reversed.
+
+    Raises
+    ------
+    TypeError
+        For anything but a string, a list of strings or a Palette.
+    ValueError
+        For an unknown name (the message lists close matches) or a malformed
+        hex colour.
+    """
+    if isinstance(spec, Palette):
+        return spec
+    if isinstance(spec, list | tuple):
+        if not all(isinstance(c, str) for c in spec):
+            raise TypeError(f"a palette list must hold hex colour strings, got {spec!r}")
+        if len(spec) < 2:
+            raise ValueError("a palette list needs at least two colours")
+        return Palette(",".join(spec), _even([parse_hex(c) for c in spec]))
+    if not isinstance(spec, str):
+        raise TypeError(f"palette must be a name, a list of hex colours or a Palette, got {spec!r}")
+    text = spec.strip()
+    if "," in text or text.startswith("#"):
+        return resolve_palette([c for c in text.split(",") if c.strip()] if "," in text else [text])
+    if text.lower().endswith("_r") and len(text) > 2:
+        try:
+            return resolve_palette(text[:-2]).reversed()
+        except ValueError:
+            pass  # maybe a name that itself ends in _r: report the whole name below
+    lower = {n.lower(): n for n in SEED_PALETTES}
+    key = text.lower()
+    if key in lower or key in _ALIASES:
+        name = resolve_seed_name(text)
+        return Palette(name, seed_palette(name))
+    bokeh = {n.lower(): n for n in _bokeh_table()}
+    if key in bokeh:
+        name = bokeh[key]
+        return Palette(name, _even([parse_hex(c) for c in _bokeh_table()[name]]))
+    close = difflib.get_close_matches(text, palette_names(), n=4, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(f"unknown palette {text!r}{hint} (`dfractal palettes` lists them all)")
+
+
 def _channel(c: np.ndarray | int) -> np.ndarray | int:
     # Go's colour API hands over c*257 (16 bit); the seed divides by 255.
     return (np.asarray(c, dtype=np.uint64) * 257) // 255
@@ -116,8 +244,8 @@ def _positions(stops: tuple[Stop, ...]) -> np.ndarray:
 
 
 @cache
-def _seed_lut_cached(name: str, n: int) -> np.ndarray:
-    stops = seed_palette(name)
+def _seed_lut_cached(palette: Palette, n: int) -> np.ndarray:
+    name, stops = palette.name, palette.stops
     pos = _positions(stops)
     packed = pack(np.array([s.rgba for s in stops], dtype=np.uint8)).astype(np.float64)
     # t = 0, 1/n, 2/n, ... accumulated in float64 exactly as the seed does
@@ -145,8 +273,8 @@ def _seed_lut_cached(name: str, n: int) -> np.ndarray:
     return lut
 
 
-def seed_lut(name: str, step: int) -> np.ndarray:
-    """The seed's colour table of palette ``name`` with ``step`` entries.
+def seed_lut(name: str | Palette, step: int) -> np.ndarray:
+    """The seed's colour table of a palette with ``step`` entries.
 
     Returns a read-only ``(n, 3)`` uint8 array of RGB (alpha is always 255);
     ``n`` is about ``step + 1`` (the seed's float accumulation decides).
@@ -154,7 +282,8 @@ def seed_lut(name: str, step: int) -> np.ndarray:
     Parameters
     ----------
     name
-        A seed palette name (see :data:`SEED_PALETTES`).
+        A seed palette name (see :data:`SEED_PALETTES`) or anything
+        :func:`resolve_palette` takes.
     step
         Number of interpolation steps; the seed uses ``max(step, iters)``.
     """
@@ -162,4 +291,4 @@ def seed_lut(name: str, step: int) -> np.ndarray:
         raise TypeError(f"step must be an integer, got {step!r}")
     if not 1 <= step <= 10_000_000:
         raise ValueError(f"step must be between 1 and 10000000, got {step}")
-    return _seed_lut_cached(resolve_seed_name(name), int(step))
+    return _seed_lut_cached(resolve_palette(name), int(step))
