@@ -269,13 +269,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         return args.func(args)
+    except BrokenPipeError:  # e.g. `dfractal palettes | head`: not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return 0
     except UsageError as exc:
         print(f"dfractal: error: {exc}", file=sys.stderr)
     except (ValueError, TypeError, ConnectionError, FileNotFoundError, PermissionError) as exc:
         print(f"dfractal: error: {exc}", file=sys.stderr)
-    except BrokenPipeError:  # e.g. `dfractal palettes | head`: not an error
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
-        return 0
     except KeyboardInterrupt:
         print("dfractal: interrupted", file=sys.stderr)
         return 130

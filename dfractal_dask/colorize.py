@@ -68,14 +68,16 @@ def seed_colours(iterations: np.ndarray, norm: np.ndarray, iters: int, lut: np.n
 
 
 def smooth_value(iterations: np.ndarray, norm: np.ndarray, iters: int) -> np.ndarray:
-    """Continuous escape time ``it + 1 - log2(ln|z|)`` (NaN for interior samples).
+    """Continuous escape time ``it + 1 - log2(log2|z| / log2 R)`` with the
+    bailout ``R = 2`` (NaN for interior samples).
 
-    ``norm`` is ``|z|²`` at escape, so ``ln|z| = ln(norm) / 2``; it moves
-    smoothly across the bands where ``it`` jumps.
+    ``norm`` is ``|z|²`` at escape, so ``log2|z| = log2(norm) / 2``.  The value
+    lies in about ``(it - 0.4, it + 1]`` and moves smoothly across the bands
+    where ``it`` jumps.
     """
     it = np.asarray(iterations).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        nu = it + 1.0 - np.log2(0.5 * np.log(np.asarray(norm, dtype=np.float64)))
+        nu = it + 1.0 - np.log2(0.5 * np.log2(np.asarray(norm, dtype=np.float64)))
     return np.where(it < iters, nu, np.nan)
 
 
@@ -114,10 +116,10 @@ def histogram_colours(
 def count_cdf(iterations, iters: int) -> np.ndarray:
     """``cdf[k]``: share of escaped samples with count < k, ``k = 0 .. iters+1``.
 
-    ``iterations`` may be numpy or dask: ``np.bincount`` dispatches, so a lazy
-    store is counted block by block.
+    ``iterations`` is a numpy array or a DataArray; a lazy DataArray is counted
+    block by block (``np.bincount`` dispatches to dask), never loaded whole.
     """
-    data = getattr(iterations, "data", iterations)
+    data = iterations.data if isinstance(iterations, xr.DataArray) else np.asarray(iterations)
     hist = np.asarray(np.bincount(data.ravel(), minlength=iters + 1)).astype(np.float64)[:iters]
     total = hist.sum()
     cdf = np.concatenate([[0.0], np.cumsum(hist)]) / (total if total else 1.0)

@@ -64,7 +64,7 @@ class Palette:
     def reversed(self) -> Palette:
         """The same stops in the opposite order, named ``<name>_r``."""
         pos = self.positions()
-        stops = tuple(Stop(1.0 - p, s.rgba) for p, s in zip(pos[::-1], self.stops[::-1], strict=True))
+        stops = tuple(Stop(float(1.0 - p), s.rgba) for p, s in zip(pos[::-1], self.stops[::-1], strict=True))
         name = self.name[:-2] if self.name.endswith("_r") else self.name + "_r"
         return Palette(name, stops)
 

@@ -76,3 +76,100 @@ def test_save_png_round_trip(tmp_path):
         assert np.array_equal(np.asarray(im), rgba)
     with pytest.raises(ValueError, match="uint8"):
         save_png(rgba.astype(np.float32), tmp_path / "y.png")
+
+
+# -- golden: the seed rule, pixel by pixel, in plain Python ---------------------
+def _seed_pixel(it, norm, iters, table):
+    """SEED.md's pixel colour, spelled out with Python ints (independent of numpy)."""
+    import math
+
+    def ch(c):
+        return (c * 257) // 255
+
+    def pk(rgb):
+        r, g, b = (int(x) for x in rgb)
+        return ((ch(r) << 24) | (ch(g) << 16) | (ch(b) << 8) | ch(255)) & 0xFFFFFFFF
+
+    v = (iters - int(it)) + math.log(float(norm))
+    k = math.trunc(abs(v))
+    if k >= len(table) - 1:
+        return [0, 0, 0, 0]
+    c1, c2 = pk(table[k]), pk(table[k + 1])
+    m = math.trunc(v) & 0xFFFFFFFF
+    p = (c1 + m * ((c2 - c1) & 0xFFFFFFFF)) & 0xFFFFFFFF
+    return [(p >> 24) & 255, (p >> 16) & 255, (p >> 8) & 255, 255]
+
+
+@pytest.mark.parametrize("palette", ["Hippi", "Vivid", "Fiesta"])
+def test_golden_seed_mode_pixel_by_pixel(palette):
+    view = View(xpos=-0.0091275, ypos=0.7899912, span=0.01401245, width=40, height=30, supersample=1)
+    ds = fractal_dataset(view, 800).compute(scheduler="sync")
+    png = colorize(ds, palette, 6000)
+    table = seed_lut(palette, 6000).tolist()
+    it, norm = ds.iterations.values, ds.norm.values
+    for r in range(30):
+        for c in range(40):
+            assert png[r, c].tolist() == _seed_pixel(it[r, c], norm[r, c], 800, table), (r, c)
+
+
+# -- smooth and histogram modes ---------------------------------------------------
+GRADIENT = View(xpos=-0.75, ypos=0.35, span=0.2, width=80, height=60, supersample=1)
+
+
+@pytest.fixture(scope="module")
+def gradient():
+    return fractal_dataset(GRADIENT, 300).compute(scheduler="sync")
+
+
+def test_smooth_mode_has_no_bands(gradient):
+    from dfractal_dask.colorize import smooth_value
+
+    nu = smooth_value(gradient.iterations.values, gradient.norm.values, 300)
+    escaped = ~np.isnan(nu)
+    it = gradient.iterations.values.astype(float)
+    # the smooth value lies within [it - 1, it + 2) and is not an integer staircase
+    assert ((nu[escaped] > it[escaped] - 1) & (nu[escaped] < it[escaped] + 2)).all()
+    assert len(np.unique(np.round(nu[escaped], 6))) > 5 * len(np.unique(it[escaped]))
+    # neighbours across a count band differ little in colour (greys: the ramp is linear)
+    png = colorize(gradient, ["#000000", "#ffffff"], mode="smooth").astype(int)[..., 0]
+    both = escaped[:, 1:] & escaped[:, :-1]
+    band_edges = both & (it[:, 1:] != it[:, :-1]) & (np.abs(it[:, 1:] - it[:, :-1]) == 1)
+    assert band_edges.sum() > 50
+    assert np.median(np.abs(png[:, 1:] - png[:, :-1])[band_edges]) <= 4
+
+
+def test_interior_colour(gradient):
+    inside = gradient.iterations.values == 300
+    assert inside.any() and (~inside).any()
+    for mode in ("smooth", "histogram"):
+        png = colorize(gradient, "Viridis256", mode=mode, interior="#ff8000")
+        assert (png[inside] == [255, 128, 0, 255]).all()
+        assert not (png[~inside][:, :3] == [255, 128, 0]).all(axis=1).any()
+
+
+def test_histogram_mode_is_equalised(gradient):
+    # through a black-to-white ramp, grey level = share of escaped samples that escaped sooner
+    png = colorize(gradient, ["#000000", "#ffffff"], mode="histogram", interior="#ff0000")
+    escaped = gradient.iterations.values < 300
+    grey = png[..., 0][escaped] / 255.0
+    for q in (0.25, 0.5, 0.75):
+        assert abs(np.quantile(grey, q) - q) < 0.06, q
+
+
+def test_histogram_counts_lazily(gradient):
+    from dfractal_dask.colorize import count_cdf
+
+    lazy = gradient.chunk({"im": 7})
+    assert np.array_equal(count_cdf(lazy.iterations, 300), count_cdf(gradient.iterations.values, 300))
+    for mode in ("seed", "smooth", "histogram"):
+        assert np.array_equal(colorize(lazy, "Plasma256", mode=mode), colorize(gradient, "Plasma256", mode=mode))
+
+
+def test_supersample_override_and_bad_modes(gradient):
+    assert colorize(gradient, "Hippi", supersample=4).shape == (15, 20, 4)
+    with pytest.raises(ValueError, match="does not divide"):
+        colorize(gradient, "Hippi", supersample=7)
+    with pytest.raises(ValueError, match="did you mean smooth"):
+        colorize(gradient, "Hippi", mode="smoth")
+    with pytest.raises(ValueError, match="malformed hex"):
+        colorize(gradient, "Hippi", mode="smooth", interior="#zz0000")
