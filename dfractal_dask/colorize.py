@@ -17,6 +17,7 @@ import difflib
 import os
 from pathlib import Path
 
+import numba
 import numpy as np
 import xarray as xr
 from PIL import Image
@@ -35,6 +36,83 @@ __all__ = [
 ]
 
 
+# -- per-sample kernels (Numba; one pass, no temporaries) ------------------------
+_MASK32 = np.uint64(0xFFFFFFFF)
+
+
+@numba.njit(cache=True, nogil=True)
+def _seed_kernel(it, norm, iters, packed, out):  # pragma: no cover - compiled
+    n_table = packed.size
+    for i in range(it.size):
+        v = (iters - np.float64(it[i])) + np.log(np.float64(norm[i]))
+        if not np.isfinite(v) or np.floor(np.abs(v)) >= n_table - 1:
+            out[i, 0] = out[i, 1] = out[i, 2] = out[i, 3] = 0
+            continue
+        k = np.int64(np.abs(v))  # trunc of a non-negative value
+        c1 = np.uint64(packed[k])
+        c2 = np.uint64(packed[k + 1])
+        # m: v truncated toward zero to int64, low 32 bits; then all mod 2**32
+        m = np.uint64(np.int64(v) & 0xFFFFFFFF)
+        p = (c1 + m * ((c2 - c1) & _MASK32)) & _MASK32
+        out[i, 0] = (p >> 24) & 0xFF
+        out[i, 1] = (p >> 16) & 0xFF
+        out[i, 2] = (p >> 8) & 0xFF
+        out[i, 3] = 255
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _nu(it, norm):  # pragma: no cover - compiled
+    # it + 1 - log2(log2|z| / log2 R), R = 2, with log2|z| = log2(norm) / 2
+    return it + 1.0 - np.log2(0.5 * np.log2(np.float64(norm)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _smooth_value_kernel(it, norm, iters, out):  # pragma: no cover - compiled
+    for i in range(it.size):
+        out[i] = _nu(np.float64(it[i]), norm[i]) if it[i] < iters else np.nan
+
+
+@numba.njit(cache=True, nogil=True)
+def _ramp_kernel(it, norm, iters, ramp, interior, cdf, out):  # pragma: no cover - compiled
+    # cdf empty: smooth mode, t = log(1 + nu) / log(2 + iters);
+    # else histogram mode, t = cdf interpolated at nu.  Linear between ramp entries.
+    top = ramp.shape[0] - 1
+    scale = 1.0 / np.log1p(iters + 1.0)
+    for i in range(it.size):
+        out[i, 3] = 255
+        if it[i] >= iters:
+            for c in range(3):
+                out[i, c] = interior[c]
+            continue
+        nu = _nu(np.float64(it[i]), norm[i])
+        if cdf.size == 0:
+            t = np.log1p(nu) * scale
+        elif nu <= 0.0:
+            t = cdf[0]
+        elif nu >= cdf.size - 1:
+            t = cdf[cdf.size - 1]
+        else:
+            j = np.int64(nu)
+            w = nu - j
+            t = cdf[j] * (1.0 - w) + cdf[j + 1] * w
+        f = min(max(t, 0.0), 1.0) * top
+        lo = np.int64(f)
+        hi = min(lo + 1, top)
+        w = f - lo
+        for c in range(3):
+            out[i, c] = np.uint8(np.rint(ramp[lo, c] * (1.0 - w) + ramp[hi, c] * w))
+
+
+def _flat(iterations, norm):
+    it = np.ascontiguousarray(iterations)
+    nm = np.ascontiguousarray(norm, dtype=np.float32)
+    if it.shape != nm.shape:
+        raise ValueError(f"iterations {it.shape} and norm {nm.shape} differ in shape")
+    if it.dtype not in (np.uint16, np.uint32):
+        it = it.astype(np.uint32)
+    return it.reshape(-1), nm.reshape(-1), it.shape
+
+
 def seed_colours(iterations: np.ndarray, norm: np.ndarray, iters: int, lut: np.ndarray) -> np.ndarray:
     """Apply the seed's pixel rule to samples: ``(..., 4)`` uint8 RGBA.
 
@@ -47,24 +125,11 @@ def seed_colours(iterations: np.ndarray, norm: np.ndarray, iters: int, lut: np.n
     lut
         A seed colour table from :func:`dfractal_dask.palettes.seed_lut`.
     """
-    it = np.asarray(iterations)
-    with np.errstate(divide="ignore"):  # norm == 0 (c = 0) gives -inf: transparent
-        v = (np.float64(iters) - it.astype(np.float64)) + np.log(np.asarray(norm, dtype=np.float64))
-    finite = np.isfinite(v)
-    v = np.where(finite, v, 0.0)
-    k = np.trunc(np.abs(v))
-    valid = finite & (k < len(lut) - 1)
-    k = np.where(valid, k, 0).astype(np.intp)
+    it, nm, shape = _flat(iterations, norm)
     packed = pack(np.concatenate([lut, np.full((len(lut), 1), 255, np.uint8)], axis=1))
-    c1 = packed[k]
-    c2 = packed[np.minimum(k + 1, len(lut) - 1)]
-    # trunc toward zero to int64, keep the low 32 bits, then uint32 wrap-around
-    m = (np.trunc(v).astype(np.int64) & 0xFFFFFFFF).astype(np.uint32)
-    p = c1 + m * (c2 - c1)
-    rgba = np.zeros((*it.shape, 4), np.uint8)
-    rgba[..., :3] = np.where(valid[..., None], np.stack([(p >> s) & 0xFF for s in (24, 16, 8)], axis=-1), 0)
-    rgba[..., 3] = np.where(valid, 255, 0)
-    return rgba
+    out = np.empty((it.size, 4), np.uint8)
+    _seed_kernel(it, nm, np.float64(iters), packed, out)
+    return out.reshape((*shape, 4))
 
 
 def smooth_value(iterations: np.ndarray, norm: np.ndarray, iters: int) -> np.ndarray:
@@ -75,42 +140,33 @@ def smooth_value(iterations: np.ndarray, norm: np.ndarray, iters: int) -> np.nda
     lies in about ``(it - 0.4, it + 1]`` and moves smoothly across the bands
     where ``it`` jumps.
     """
-    it = np.asarray(iterations).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        nu = it + 1.0 - np.log2(0.5 * np.log2(np.asarray(norm, dtype=np.float64)))
-    return np.where(it < iters, nu, np.nan)
+    it, nm, shape = _flat(iterations, norm)
+    out = np.empty(it.size, np.float64)
+    _smooth_value_kernel(it, nm, iters, out)
+    return out.reshape(shape)
 
 
-def _ramp_colours(t: np.ndarray, ramp: np.ndarray, interior: np.ndarray) -> np.ndarray:
-    # t in [0, 1] (NaN: interior); linear between ramp entries: no banding
-    inside = np.isnan(t)
-    f = np.clip(np.where(inside, 0.0, t), 0.0, 1.0) * (len(ramp) - 1)
-    lo = np.floor(f).astype(np.intp)
-    hi = np.minimum(lo + 1, len(ramp) - 1)
-    w = (f - lo)[..., None]
-    rgb = ramp[lo] * (1.0 - w) + ramp[hi] * w
-    rgba = np.empty((*t.shape, 4), np.uint8)
-    rgba[..., :3] = np.where(inside[..., None], interior, np.rint(rgb)).astype(np.uint8)
-    rgba[..., 3] = 255
-    return rgba
+def _ramp_colours(iterations, norm, iters, ramp, interior, cdf) -> np.ndarray:
+    it, nm, shape = _flat(iterations, norm)
+    out = np.empty((it.size, 4), np.uint8)
+    _ramp_kernel(it, nm, iters, np.ascontiguousarray(ramp, np.float64), np.asarray(interior, np.uint8), cdf, out)
+    return out.reshape((*shape, 4))
 
 
 def smooth_colours(
     iterations: np.ndarray, norm: np.ndarray, iters: int, ramp: np.ndarray, interior: np.ndarray
 ) -> np.ndarray:
     """Smooth (continuous) colouring: the palette over ``log(1+nu)/log(2+iters)``."""
-    nu = smooth_value(iterations, norm, iters)
-    return _ramp_colours(np.log1p(nu) / np.log1p(iters + 1.0), ramp, interior)
+    return _ramp_colours(iterations, norm, iters, ramp, interior, np.empty(0))
 
 
 def histogram_colours(
     iterations: np.ndarray, norm: np.ndarray, iters: int, ramp: np.ndarray, interior: np.ndarray, cdf: np.ndarray
 ) -> np.ndarray:
     """Histogram-equalised colouring: the palette over the share of escaped
-    samples that escaped sooner (``cdf[k]``: share with count < k)."""
-    nu = smooth_value(iterations, norm, iters)
-    t = np.interp(nu, np.arange(len(cdf), dtype=np.float64), cdf)
-    return _ramp_colours(np.where(np.isnan(nu), np.nan, t), ramp, interior)
+    samples that escaped sooner (``cdf[k]``: share with count < k, linear
+    in between)."""
+    return _ramp_colours(iterations, norm, iters, ramp, interior, np.asarray(cdf, np.float64))
 
 
 def count_cdf(iterations, iters: int) -> np.ndarray:
