@@ -7,6 +7,7 @@ same defaults; bad input gives one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -234,12 +235,10 @@ def cmd_recolor(args: argparse.Namespace) -> int:
         raise UsageError(f"--outfile {outfile} is a directory")
     ds = open_render(store_path)
     t0 = time.perf_counter()
-    if args.scheduler:
-        from .cluster import connect
+    from .cluster import connect
 
-        with connect(args.scheduler):
-            rgba = colorize(ds, palette, args.step, args.mode, interior=args.interior, supersample=args.smoothness)
-    else:
+    # on a cluster if asked, else block by block on dask's local threads
+    with connect(args.scheduler) if args.scheduler else contextlib.nullcontext():
         rgba = colorize(ds, palette, args.step, args.mode, interior=args.interior, supersample=args.smoothness)
     save_png(rgba, outfile)
     _say(

@@ -150,3 +150,16 @@ def test_unreachable_scheduler_exits_2(tmp_path):
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "cannot reach dask scheduler" in done.stderr
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_recolor_on_the_real_cluster(real_cluster, tmp_path):
+    render_cmd = [BIN / "dfractal", "render", "--scheduler", real_cluster, "--width", "40", "--height", "30",
+                  "--smoothness", "2", "--iters", "200", "--outfile", tmp_path / "r.png", "--quiet"]  # fmt: skip
+    assert subprocess.run(render_cmd, capture_output=True, timeout=300).returncode == 0
+    out = tmp_path / "smooth.png"
+    cmd = [BIN / "dfractal", "recolor", tmp_path / "r.zarr", "--scheduler", real_cluster, "--palette", "Magma256",
+           "--mode", "smooth", "--outfile", out]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    with Image.open(out) as im:
+        assert np.array_equal(np.asarray(im), colorize(open_render(tmp_path / "r.zarr"), "Magma256", mode="smooth"))
