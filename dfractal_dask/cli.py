@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     dask_group.add_argument(
         "--workers", type=_positive_int, default=None, help="embedded cluster size (default: one per core)"
     )
+    dask_group.add_argument("--metrics-json", default=None, metavar="FILE", help="also write the metrics as JSON")
     dask_group.add_argument("--store", default=None, metavar="PATH", help="Zarr store (default: OUTFILE with .zarr)")
     dask_group.add_argument("--overwrite", action="store_true", help="replace an existing store")
     dask_group.add_argument(
@@ -99,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     _colour_flags(rc)
     rc.set_defaults(func=cmd_recolor)
+
+    inf = sub.add_parser("info", help="describe a stored render and the metrics of its render")
+    inf.add_argument("store", metavar="STORE")
+    inf.set_defaults(func=cmd_info)
 
     pl = sub.add_parser("palettes", help="list the palette names")
     pl.set_defaults(func=cmd_palettes)
@@ -171,6 +176,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if args.host:
         _say(args, f"note: --host {args.host} is the seed's gRPC address and is ignored; use --scheduler ADDRESS")
 
+    from . import metrics
     from .cluster import connect
     from .colorize import colorize, save_png
     from .pipeline import RenderStats, render
@@ -178,7 +184,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     stats = RenderStats()
     t0 = time.perf_counter()
     with connect(args.scheduler, n_workers=args.workers) as client:
-        _say(args, f"dashboard: {client.dashboard_link}")
+        _say(args, f"dashboard: {client.dashboard_link}  (render page: {_fractal_page(client)})")
         _say(
             args,
             f"rendering {view.width}x{view.height} ({view.supersample}x{view.supersample} samples/pixel, "
@@ -195,6 +201,9 @@ def cmd_render(args: argparse.Namespace) -> int:
             progress=None if args.quiet else _Progress("render"),
             stats=stats,
         )
+        report, workers_runtime = metrics.collect(client, stats.render_id)
+        if report:
+            store.write_metrics(store_path, report)
         rgba = colorize(ds, palette, args.step, args.mode, interior=args.interior)
     save_png(rgba, outfile)
     elapsed = time.perf_counter() - t0
@@ -203,13 +212,12 @@ def cmd_render(args: argparse.Namespace) -> int:
         f"wrote {outfile} ({view.width}x{view.height}) and {store_path} "
         f"({stats.bytes_written / 1e6:.1f} MB) in {elapsed:.1f} s",
     )
+    client_runtime = metrics.runtime_metrics()
     if args.metrics:
-        print(f"METRICS CLIENT time: {elapsed:.3f}s")
-        print(f"METRICS CLIENT render_seconds: {stats.seconds:.3f}")
-        print(f"METRICS CLIENT blocks: {stats.blocks}")
-        print(f"METRICS CLIENT samples: {stats.samples}")
-        print(f"METRICS CLIENT iterations: {stats.iterations}")
-        print(f"METRICS CLIENT bytes_written: {stats.bytes_written}")
+        print("\n".join(metrics.format_metrics(elapsed, client_runtime, report, workers_runtime)))
+    if args.metrics_json:
+        doc = {"client": {"time_seconds": elapsed, **client_runtime}, "render": report, "workers": workers_runtime}
+        Path(args.metrics_json).write_text(metrics.to_json(doc))
     return 0
 
 
@@ -246,6 +254,31 @@ def cmd_recolor(args: argparse.Namespace) -> int:
         f"wrote {outfile} ({rgba.shape[1]}x{rgba.shape[0]}, {palette.name}, {args.mode}) "
         f"in {time.perf_counter() - t0:.1f} s",
     )
+    return 0
+
+
+def _fractal_page(client) -> str:
+    link = client.dashboard_link or ""
+    return link.rsplit("/status", 1)[0] + "/fractal" if link.endswith("/status") else link + "/fractal"
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .metrics import format_metrics
+    from .store import store_info
+
+    info = store_info(args.store)
+    a = info["attrs"]
+    print(f"store: {args.store}")
+    print(f"fractal: {a.get('fractal')}  iters: {a['iters']}")
+    print(f"view: centre ({a['xpos']!r}, {a['ypos']!r}) span {a['span']!r}")
+    print(f"picture: {a['width']}x{a['height']} pixels, {a['supersample']}x{a['supersample']} samples/pixel")
+    print(f"blocks: {info['blocks_done']} of {a['n_blocks']} written ({a['chunk_rows']} sample rows each)")
+    print(f"size on disk: {info['bytes'] / 1e6:.1f} MB")
+    report = a.get("metrics")
+    if report:
+        seconds = (report.get("ended") or 0) - (report.get("started") or 0)
+        lines = format_metrics(seconds, {}, report, {})
+        print("\n".join(line for line in lines[1:] if "status: left" not in line))
     return 0
 
 

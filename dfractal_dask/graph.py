@@ -13,8 +13,10 @@ import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+from dask.base import tokenize
 
 from . import kernels
+from .metrics import task_key
 from .view import View
 
 __all__ = [
@@ -92,11 +94,17 @@ def _check_iters(iters: int) -> int:
     return int(iters)
 
 
-def block_tasks(view: View, iters: int, chunk_rows: int | None = None) -> list[tuple[Block, object]]:
-    """One delayed kernel call per block (``pure`` so equal views share keys)."""
+def block_tasks(
+    view: View, iters: int, chunk_rows: int | None = None, render_id: str | None = None
+) -> list[tuple[Block, object]]:
+    """One delayed kernel call per block, keyed ``dfractal-kernel-<render id>-<block>``
+    so the metrics plugin can tell renders apart (default id: a hash of the
+    inputs, so equal views share keys)."""
     iters = _check_iters(iters)
+    bs = blocks(view, chunk_rows)
+    rid = render_id or tokenize(view, iters, bs[0].nrows)
     fn = dask.delayed(compute_block, pure=True, nout=3)
-    return [(b, fn(view, iters, b)) for b in blocks(view, chunk_rows)]
+    return [(b, fn(view, iters, b, dask_key_name=task_key("kernel", rid, b.index))) for b in bs]
 
 
 def fractal_dataset(view: View, iters: int = 800, chunk_rows: int | None = None) -> xr.Dataset:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dask
 import xarray as xr
-from distributed import Client, as_completed, default_client
+from distributed import Client, as_completed, default_client, get_worker
 
-from . import graph, store
+from . import graph, metrics, store
 from .cluster import connect
 from .view import View
 
@@ -30,12 +31,24 @@ class RenderStats:
     bytes_written: int = 0
     seconds: float = 0.0
     per_block: list[dict] = field(default_factory=list)
+    render_id: str | None = None
 
 
-def _write(path: str, block: graph.Block, result: tuple) -> dict:
+def _write(path: str, block: graph.Block, result: tuple, render_id: str, iters: int) -> dict:
     it, norm, work = result
     nbytes = store.write_block(path, block, it, norm)
-    return {"block": block.index, "rows": block.nrows, "samples": it.size, "iterations": work, "bytes": nbytes}
+    row = {"block": block.index, "rows": block.nrows, "samples": it.size, "iterations": work, "bytes": nbytes}
+    try:
+        worker = get_worker()
+    except ValueError:  # not on a dask worker (e.g. a local scheduler)
+        return row
+    y0, thumb = metrics.preview_block(it, block.row0, iters)
+    worker.log_event(
+        metrics.BLOCK_TOPIC,
+        {"render_id": render_id, "worker": worker.address, "rows": block.nrows, "samples": it.size,
+         "iterations": work, "bytes_written": nbytes, "preview_row": y0, "preview": thumb},
+    )  # fmt: skip
+    return row
 
 
 def _current_client() -> Client | None:
@@ -92,7 +105,8 @@ def render(
     view = View() if view is None else view
     if not isinstance(view, View):
         raise TypeError(f"view must be a View, got {type(view).__name__}")
-    tasks = graph.block_tasks(view, iters, chunk_rows)  # validates iters and chunk_rows
+    render_id = uuid.uuid4().hex
+    tasks = graph.block_tasks(view, iters, chunk_rows, render_id)  # validates iters and chunk_rows
     template = graph.dataset_from_tasks(view, iters, tasks)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
@@ -104,16 +118,31 @@ def render(
             ds = c.compute(template, retries=retries).result()
         else:
             path = Path(store_path)
-            ds = _render_to_store(c, tasks, template, path, overwrite, retries, progress, stats)
+            ds = _render_to_store(c, render_id, tasks, template, path, overwrite, retries, progress, stats)
         if stats is not None:
             stats.seconds = time.perf_counter() - t0
     return ds
 
 
-def _render_to_store(c, tasks, template, path, overwrite, retries, progress, stats) -> xr.Dataset:
+def _render_to_store(c, render_id, tasks, template, path, overwrite, retries, progress, stats) -> xr.Dataset:
     store.create_store(path, template, len(tasks), overwrite=overwrite)
+    metrics.ensure_plugin(c)
+    iters = int(template.attrs["iters"])
+    meta = {
+        **{k: template.attrs[k] for k in ("xpos", "ypos", "span", "width", "height", "supersample", "iters")},
+        "n_blocks": len(tasks),
+        "sample_width": template.sizes["re"],
+        "sample_height": template.sizes["im"],
+        "store": str(path),
+    }
+    c.log_event(metrics.RENDER_TOPIC, {"action": "start", "render_id": render_id, "meta": meta})
+    if stats is not None:
+        stats.render_id = render_id
     write = dask.delayed(_write, pure=False)
-    writes = [write(str(path), b, kernel_call) for b, kernel_call in tasks]
+    writes = [
+        write(str(path), b, k, render_id, iters, dask_key_name=metrics.task_key("write", render_id, b.index))
+        for b, k in tasks
+    ]
     futures = c.compute(writes, retries=retries)
     total = len(futures)
     done = 0
@@ -131,4 +160,5 @@ def _render_to_store(c, tasks, template, path, overwrite, retries, progress, sta
             stats.per_block.append(row)
         if progress:
             progress(done, total)
+    c.log_event(metrics.RENDER_TOPIC, {"action": "end", "render_id": render_id})
     return store.open_render(path)

@@ -14,6 +14,7 @@ half-way is never taken as complete.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -34,7 +35,9 @@ __all__ = [
     "create_store",
     "write_block",
     "open_render",
+    "store_info",
     "store_view",
+    "write_metrics",
     "is_render_store",
     "default_store_path",
 ]
@@ -119,6 +122,23 @@ def write_block(path: str | os.PathLike, block: Block, iterations: np.ndarray, n
     chunks = [Path(path, name, "c", str(block.index), "0") for name in ("iterations", "norm")]
     # a chunk equal to the fill value everywhere is not written at all
     return sum(c.stat().st_size for c in chunks if c.exists())
+
+
+def write_metrics(path: str | os.PathLike, metrics: dict[str, Any]) -> None:
+    """Keep a render's metrics in the store's attributes (``dfractal info``)."""
+    group = zarr.open_group(str(path), mode="r+")
+    group.attrs["metrics"] = json.loads(
+        json.dumps(metrics, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+    )
+
+
+def store_info(path: str | os.PathLike) -> dict[str, Any]:
+    """Attributes, block completion and size on disk of a store."""
+    path = Path(path)
+    attrs = _check_store(path)
+    done = int(np.asarray(zarr.open_group(str(path), mode="r")["block_done"][:]).sum())
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return {"attrs": attrs, "blocks_done": done, "bytes": size}
 
 
 def store_view(path: str | os.PathLike) -> tuple[View, int]:
