@@ -22,6 +22,7 @@ PAGE = """<!doctype html>
  table { border-collapse: collapse; margin-top: 1em; }
  td, th { padding: 2px 10px; text-align: right; border-bottom: 1px solid #ddd; }
  .bar { display: inline-block; height: 12px; background: #3b7dd8; }
+ td:last-child { text-align: left; }
 </style></head>
 <body>
 <h1>dfractal render</h1>

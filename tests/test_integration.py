@@ -38,6 +38,8 @@ def real_cluster(tmp_path_factory):
             [
                 BIN / "dask",
                 "scheduler",
+                "--preload",
+                "dfractal_dask.metrics",
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -84,6 +86,8 @@ def real_cluster(tmp_path_factory):
 
         with Client(address, timeout="30s") as c:
             c.wait_for_workers(2, timeout=60)
+            # --preload loaded the metrics plugin before any render asked for it
+            assert c.run_on_scheduler(lambda dask_scheduler: "dfractal-metrics" in dask_scheduler.plugins)
         yield address
     finally:
         for p in reversed(procs):
@@ -163,3 +167,24 @@ def test_recolor_on_the_real_cluster(real_cluster, tmp_path):
     assert done.returncode == 0, done.stderr
     with Image.open(out) as im:
         assert np.array_equal(np.asarray(im), colorize(open_render(tmp_path / "r.zarr"), "Magma256", mode="smooth"))
+
+
+def test_preloaded_plugin_reports_both_named_workers(real_cluster, tmp_path):
+    import urllib.request
+
+    from distributed import Client
+
+    cmd = [BIN / "dfractal", "render", "--scheduler", real_cluster, "--width", "64", "--height", "64",
+           "--smoothness", "2", "--iters", "300", "--chunk-rows", "4", "--outfile", tmp_path / "m.png",
+           "--metrics", "--quiet"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    named = {line.split()[3] for line in lines if line.startswith("METRICS WORKER ")}
+    assert named == {"w1", "w2"}  # every worker reports, by its --name
+    assert lines[-1].startswith("METRICS TOTAL tasks=64 rows=128 samples=16384 ")
+    with Client(real_cluster, timeout="30s") as c:
+        base = c.dashboard_link.rsplit("/status", 1)[0]
+    with urllib.request.urlopen(base + "/fractal/data.json", timeout=10) as r:
+        data = json.loads(r.read())
+    assert data["blocks_done"] == 32 and {w["name"] for w in data["workers"].values()} == {"w1", "w2"}
