@@ -25,16 +25,18 @@ def default_workers() -> int:
 
 
 class WarmKernels(WorkerPlugin):
-    """Compile (or load from Numba's cache) the kernels once as each worker
-    starts, so the first block of every render does not pay for it."""
+    """Compile (or load from Numba's cache) the fractal and colouring kernels
+    once as each worker starts, so the first block of every render does not pay for it."""
 
     name = "dfractal-warm-kernels"
     idempotent = True
 
     def setup(self, worker) -> None:
-        from . import kernels
+        from .colorize import warm_up as warm_colouring  # (the package exports the function colorize)
+        from .kernels import warm_up as warm_escape
 
-        kernels.warm_up()
+        warm_escape()
+        warm_colouring()  # recolouring and the explorer colour blocks on the workers
 
 
 def local_cluster(n_workers: int) -> LocalCluster:

@@ -27,12 +27,14 @@ from .palettes import Palette, pack, parse_hex, resolve_palette, seed_lut
 __all__ = [
     "MODES",
     "colorize",
+    "colour_samples",
     "count_cdf",
     "histogram_colours",
     "save_png",
     "seed_colours",
     "smooth_colours",
     "smooth_value",
+    "warm_up",
 ]
 
 
@@ -194,6 +196,42 @@ def _rgb(colour) -> np.ndarray:
     return arr
 
 
+def _colour_rule(pal: Palette, mode: str, iters: int, step: int, interior, cdf) -> tuple:
+    """The per-sample colouring function of ``mode`` and its keyword arguments."""
+    if mode == "seed":
+        return seed_colours, {"iters": iters, "lut": seed_lut(pal, max(int(step), iters))}
+    kwargs = {"iters": iters, "ramp": pal.ramp(), "interior": _rgb(interior)}
+    if mode == "histogram":
+        return histogram_colours, {**kwargs, "cdf": cdf}
+    return smooth_colours, kwargs
+
+
+def colour_samples(
+    iterations: np.ndarray,
+    norm: np.ndarray,
+    iters: int,
+    palette: str | Palette | list[str] = "Hippi",
+    mode: str = "smooth",
+    step: int = 6000,
+    interior: str | tuple[int, int, int] = "#000000",
+) -> np.ndarray:
+    """Colour samples that stand alone (one block, no supersample average).
+
+    For colouring a block where it was computed (e.g. on a worker, for the zoom
+    explorer).  ``mode`` is ``"seed"`` or ``"smooth"``: histogram equalisation
+    needs the whole picture's counts, so use :func:`colorize` for it.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(*iterations.shape, 4)`` uint8 RGBA.
+    """
+    if mode not in ("seed", "smooth"):
+        raise ValueError(f"colour_samples takes mode 'seed' or 'smooth', got {mode!r} (histogram: use colorize)")
+    func, kwargs = _colour_rule(resolve_palette(palette), mode, int(iters), step, interior, None)
+    return func(iterations, norm, **kwargs)
+
+
 def colorize(
     ds: xr.Dataset,
     palette: str | Palette | list[str] = "Hippi",
@@ -246,15 +284,9 @@ def colorize(
     rows, cols = ds.sizes["im"], ds.sizes["re"]
     if rows % n or cols % n:
         raise ValueError(f"supersample {n} does not divide the {cols}x{rows} samples of this render")
-    pal = resolve_palette(palette)
     it, norm = ds["iterations"], ds["norm"]
-    if mode == "seed":
-        func, kwargs = seed_colours, {"iters": iters, "lut": seed_lut(pal, max(int(step), iters))}
-    else:
-        kwargs = {"iters": iters, "ramp": pal.ramp(), "interior": _rgb(interior)}
-        func = smooth_colours
-        if mode == "histogram":
-            func, kwargs["cdf"] = histogram_colours, count_cdf(it, iters)
+    cdf = count_cdf(it, iters) if mode == "histogram" else None
+    func, kwargs = _colour_rule(resolve_palette(palette), mode, iters, step, interior, cdf)
     if it.chunks is not None and any(r % n for r in it.chunks[0][:-1]):
         # every block must hold whole pixel rows for the n×n average
         size = max(n, max(it.chunks[0]) // n * n)
@@ -273,6 +305,15 @@ def colorize(
         return np.asarray(samples)
     sums = samples.astype(np.uint32).coarsen(im=n, re=n).sum()
     return np.asarray((sums + (n * n) // 2) // (n * n)).astype(np.uint8)
+
+
+def warm_up() -> None:
+    """Compile (or load from Numba's cache) the colouring kernels for both count
+    dtypes, so a worker's first colouring does not pay for it."""
+    for dtype in (np.uint16, np.uint32):
+        it, nm = np.zeros((1, 1), dtype), np.ones((1, 1), np.float32)
+        seed_colours(it, nm, 1, seed_lut("Hippi", 2))
+        smooth_colours(it, nm, 1, np.zeros((2, 3)), np.zeros(3))
 
 
 def save_png(rgba: np.ndarray, path: str | os.PathLike) -> Path:
