@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import math
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {value}")
     return value
 
 
@@ -100,6 +111,24 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     _colour_flags(rc)
     rc.set_defaults(func=cmd_recolor)
+
+    ex = sub.add_parser("explore", help="interactive zoom explorer in the browser (a bokeh server on 127.0.0.1)")
+    ex.add_argument("--port", type=_port, default=5006, help="port of the page (5006; 0: any free port)")
+    ex.add_argument("--address", default="127.0.0.1", help="interface to listen on (127.0.0.1: this machine only)")
+    ex.add_argument("--xpos", type=_finite_float, default=-0.5, help="centre, real part (-0.5)")
+    ex.add_argument("--ypos", type=_finite_float, default=0.0, help="centre, imaginary part (0)")
+    ex.add_argument("--escape-radius", "--span", dest="span", type=_finite_float, default=3.0,
+                    help="view width in the complex plane (3)")  # fmt: skip
+    ex.add_argument("--width", type=_positive_int, default=800, help="frame width in pixels (800)")
+    ex.add_argument("--height", type=_positive_int, default=600, help="frame height in pixels (600)")
+    ex.add_argument("--iters", type=_positive_int, default=500, help="iteration limit (500)")
+    ex.add_argument("--palette", default="Hippi", help="colour palette (Hippi)")
+    ex.add_argument("--mode", default="smooth", help="colouring: smooth or seed (smooth)")
+    ex.add_argument("--save-dir", default=".", help="where Save writes NAME.zarr and NAME.png (.)")
+    ex.add_argument("--scheduler", default=None, metavar="ADDRESS", help="dask scheduler (default: embedded)")
+    ex.add_argument("--workers", type=_positive_int, default=None, help="embedded cluster size (one per core)")
+    ex.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    ex.set_defaults(func=cmd_explore)
 
     inf = sub.add_parser("info", help="describe a stored render and the metrics of its render")
     inf.add_argument("store", metavar="STORE")
@@ -255,6 +284,44 @@ def cmd_recolor(args: argparse.Namespace) -> int:
         f"in {time.perf_counter() - t0:.1f} s",
     )
     return 0
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from .palettes import resolve_palette
+    from .view import View
+    from .widget import EXPLORER_MODES
+
+    view = View(args.xpos, args.ypos, args.span, args.width, args.height, 1)
+    resolve_palette(args.palette)
+    if args.mode not in EXPLORER_MODES:
+        raise UsageError(f"unknown --mode {args.mode!r} for explore (modes: {', '.join(EXPLORER_MODES)})")
+    if not Path(args.save_dir).is_dir():
+        raise UsageError(f"--save-dir {args.save_dir} is not a directory")
+
+    from .cluster import connect
+    from .widget import serve
+
+    with connect(args.scheduler, n_workers=args.workers) as client:
+        try:
+            server = serve(client, port=args.port, address=args.address, view=view, iters=args.iters,
+                           palette=args.palette, mode=args.mode, save_dir=args.save_dir)  # fmt: skip
+        except OSError as exc:  # e.g. the port is taken
+            raise UsageError(f"cannot listen on {args.address}:{args.port}: {exc.strerror or exc}") from None
+        # the URL goes to stdout even with --quiet: it is what the command is for
+        print(f"explorer: http://{args.address}:{server.port}/", flush=True)
+        _say(args, f"dashboard: {client.dashboard_link}  (Ctrl-C stops)")
+        signal.signal(signal.SIGTERM, _interrupt)  # `kill`: stop like Ctrl-C, closing the cluster
+        try:
+            server.io_loop.start()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
+    return 0
+
+
+def _interrupt(signum, frame) -> NoReturn:
+    raise KeyboardInterrupt
 
 
 def _fractal_page(client) -> str:

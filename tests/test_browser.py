@@ -1,9 +1,14 @@
 """What a person sees, in a real browser: Debian's Chromium driven by Playwright."""
 
+import io
 import os
+import re
 import shutil
+import subprocess
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from dfractal_dask import RenderStats, View, render
 
@@ -45,5 +50,55 @@ def test_fractal_dashboard_page_in_chromium(browser, client, tmp_path):
         assert 1 <= rows.count() <= 2
         assert "tcp://127.0.0.1:" in rows.first.text_content()
         page.screenshot(path=os.environ.get("DFRACTAL_SCREENSHOT", str(tmp_path / "dashboard.png")))
+    finally:
+        page.close()
+
+
+def _canvas_picture(page, box) -> np.ndarray:
+    """Pixels of the plot's frame, as the browser painted them."""
+    png = page.screenshot(clip=box)
+    with Image.open(io.BytesIO(png)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+@pytest.fixture
+def explore_server(client, tmp_path):
+    """`dfractal explore` as a user starts it, on the test cluster."""
+    argv = ["dfractal", "explore", "--port", "0", "--width", "320", "--height", "240", "--iters", "200",
+            "--scheduler", client.scheduler.address, "--save-dir", str(tmp_path)]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        m = re.match(r"explorer: (http://127\.0\.0\.1:\d+/)$", line.strip())
+        assert m, f"no explorer URL, got {line!r}; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"
+        yield m.group(1)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err  # SIGTERM stops it cleanly
+
+
+def test_explore_page_renders_and_a_wheel_zoom_renders_the_new_view(browser, explore_server):
+    page = browser.new_page()
+    try:
+        page.goto(explore_server)
+        status = page.get_by_text(re.compile(r"full frame 320x240 .* frame 1$"))
+        status.wait_for(timeout=60_000)
+        assert "span 3 " in status.text_content()
+        # the plot's canvas: the 320x240 frame plus axes and title
+        box = page.locator("canvas").first.bounding_box()
+        assert box["width"] >= 320 and box["height"] >= 240
+        before = _canvas_picture(page, box)
+        assert len(np.unique(before.reshape(-1, 3), axis=0)) > 50  # a fractal, not a blank canvas
+        page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5)
+        page.mouse.wheel(0, -300)  # zoom in
+        zoomed = page.get_by_text(re.compile(r"full frame 320x240 .* frame [2-9]$"))
+        zoomed.wait_for(timeout=60_000)
+        span = float(re.search(r"span (\S+)", zoomed.text_content()).group(1))
+        assert span < 3.0
+        page.wait_for_timeout(300)  # the canvas repaints after the data arrives
+        after = _canvas_picture(page, box)
+        assert np.mean(np.any(before != after, axis=-1)) > 0.3  # a new picture, not the old one
+        page.screenshot(path=os.environ.get("DFRACTAL_EXPLORE_SCREENSHOT", "/tmp/dfractal-explore.png"))
     finally:
         page.close()

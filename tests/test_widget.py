@@ -1,0 +1,158 @@
+"""The zoom explorer, driven from Python on a real 2-worker cluster."""
+
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from bokeh.events import RangesUpdate
+from PIL import Image
+
+from dfractal_dask import View, colorize, open_render, render
+from dfractal_dask.widget import Explorer, frame_tasks
+
+VIEW = View(-0.5, 0.0, 3.0, 120, 90, 1)
+
+
+@pytest.fixture
+def explorer(client, tmp_path):
+    ex = Explorer(client, VIEW, iters=150, save_dir=tmp_path)
+    yield ex
+    ex.close()
+
+
+def _reference(client, view, iters, palette="Hippi", mode="smooth"):
+    return colorize(render(replace(view, supersample=1), iters, client=client), palette, mode=mode)
+
+
+def test_coarse_then_full_frame_equals_a_render(explorer, client):
+    full = explorer.wait(1, "full")
+    coarse = explorer.wait(1, "coarse")
+    assert coarse["view"].width == 30 and coarse["view"].height == 22  # a quarter of the resolution
+    assert full["shown"] and full["view"] == VIEW
+    np.testing.assert_array_equal(explorer.last_frame, _reference(client, VIEW, 150))
+    # what bokeh draws: the same pixels, bottom row first, packed RGBA, placed on the view's extent
+    data = explorer.source.data
+    assert data["image"][0].shape == (90, 120) and data["image"][0].dtype == np.uint32
+    np.testing.assert_array_equal(data["image"][0].view(np.uint8).reshape(90, 120, 4), explorer.last_frame[::-1])
+    assert data["x"][0] == pytest.approx(-2.0 - VIEW.step / 2)
+    assert data["dw"][0] == pytest.approx(120 * VIEW.step)
+    assert "full frame 120x90" in explorer.status.text
+
+
+def test_a_wheel_zoom_renders_the_new_view(explorer, client):
+    explorer.wait(1)
+    # what the browser sends after a wheel zoom: the new ranges
+    explorer.figure._trigger_event(RangesUpdate(explorer.figure, x0=-0.8, x1=-0.6, y0=0.05, y1=0.2))
+    frame = explorer.wait(2)
+    v = frame["view"]
+    assert (v.xpos, v.ypos) == pytest.approx((-0.7, 0.125)) and v.span == pytest.approx(0.2)
+    np.testing.assert_array_equal(explorer.last_frame, _reference(client, v, 150))
+    # a zoom from Python moves the axes onto the new view
+    gen = explorer.zoom(4.0)
+    v = explorer.wait(gen)["view"]
+    assert (explorer.figure.x_range.start, explorer.figure.x_range.end) == pytest.approx((-0.725, -0.675))
+    assert explorer.figure.y_range.end - explorer.figure.y_range.start == pytest.approx(0.05 * 90 / 120)
+    assert explorer._gen == gen  # that axis change renders nothing more
+    explorer.goto(replace(v, xpos=-0.7, ypos=0.125, span=0.2))
+    explorer.wait(gen + 1)
+    # the same ranges again (e.g. bokeh echoing our own update) do not re-render
+    explorer.figure._trigger_event(RangesUpdate(explorer.figure, x0=-0.8, x1=-0.6, y0=0.05, y1=0.2))
+    time.sleep(0.5)
+    assert explorer._gen == gen + 1
+
+
+def test_stale_renders_are_cancelled_on_the_cluster(explorer, client):
+    explorer.wait(1)
+    deep = View(-0.7436, 0.1318, 1e-4, 120, 90, 1)
+    explorer.set_iters(200_000)  # slow frames: they will still be running
+    explorer.goto(deep)
+    last = explorer.zoom(2.0)
+    frame = explorer.wait(last, timeout=120)
+    assert frame["shown"] and frame["view"].span == pytest.approx(5e-5)
+    assert explorer.cancelled > 0
+    stale = [f for f in explorer.frames if f["gen"] < last and f["gen"] > 1]
+    assert all(not f["shown"] for f in stale)  # nothing older was drawn over the newest
+
+    # the cancelled keys are gone from the scheduler, not still computing
+    def explorer_keys(dask_scheduler):
+        return [str(k) for k in dask_scheduler.tasks if str(k).startswith("explore-colour-")]
+
+    deadline = time.monotonic() + 10
+    while client.run_on_scheduler(explorer_keys) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert client.run_on_scheduler(explorer_keys) == []
+
+
+def test_palette_mode_and_iterations_controls(explorer, client):
+    explorer.wait(1)
+    explorer.palette_select.value = "Viridis256"  # as the page's Select would
+    explorer.wait(2)
+    np.testing.assert_array_equal(explorer.last_frame, _reference(client, VIEW, 150, "Viridis256"))
+    explorer.mode_select.value = "seed"
+    explorer.wait(3)
+    np.testing.assert_array_equal(explorer.last_frame, _reference(client, VIEW, 150, "Viridis256", "seed"))
+    explorer.iters_spinner.value = 40
+    explorer.wait(4)
+    np.testing.assert_array_equal(explorer.last_frame, _reference(client, VIEW, 40, "Viridis256", "seed"))
+    # set from Python: the controls follow, and their echo renders nothing more
+    explorer.set_colouring(palette="#000000,#ffffff", mode="smooth")
+    gen = explorer.set_iters(60)
+    explorer.wait(gen)
+    assert explorer._gen == gen == 6
+    controls = (explorer.palette_select.value, explorer.mode_select.value, explorer.iters_spinner.value)
+    assert controls == ("#000000,#ffffff", "smooth", 60)
+    np.testing.assert_array_equal(explorer.last_frame, _reference(client, VIEW, 60, "#000000,#ffffff"))
+
+
+def test_save_writes_a_full_resolution_store_and_png(explorer, tmp_path):
+    explorer.wait(1)
+    png = explorer.save("here", supersample=2).result(timeout=120)
+    ds = open_render(tmp_path / "here.zarr")
+    assert ds.attrs["supersample"] == 2 and ds.iterations.shape == (180, 240)
+    with Image.open(png) as im:
+        saved = np.asarray(im)
+    np.testing.assert_array_equal(saved, colorize(ds, "Hippi", mode="smooth"))
+    with pytest.raises(ValueError, match="exists"):
+        explorer.save("here")  # never replaced without overwrite
+    explorer.save_name.value = "here"
+    explorer._on_save()  # the page's Save button: said in the status line, nothing raised
+    assert explorer.status.text.startswith("not saved:")
+    with pytest.raises(ValueError, match="plain file name"):
+        explorer.save("../elsewhere")
+
+
+def test_jupyter_widget_wraps_the_layout(explorer):
+    from jupyter_bokeh import BokehModel
+
+    w = explorer.widget()
+    assert isinstance(w, BokehModel)
+    assert "dfractal explorer" in str(w.render_bundle["docs_json"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        ({"view": "big"}, TypeError, "View"),
+        ({"iters": 0}, ValueError, "iters"),
+        ({"iters": 2.5}, TypeError, "iters"),
+        ({"palette": "Nope"}, ValueError, "Nope"),
+        ({"mode": "histogram"}, ValueError, "mode"),
+    ],
+)
+def test_bad_arguments(client, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        Explorer(client, **kwargs)
+
+
+def test_bad_client():
+    with pytest.raises(TypeError, match="Client"):
+        Explorer("tcp://127.0.0.1:1")
+
+
+def test_frame_tasks_cover_the_view_in_row_order(client):
+    tasks = frame_tasks(VIEW, 150, "Hippi", "smooth", blocks=4)
+    assert len(tasks) == 4
+    parts = client.compute(tasks, sync=True)
+    assert [p.shape[0] for p in parts] == [23, 23, 23, 21]
+    np.testing.assert_array_equal(np.concatenate(parts), _reference(client, VIEW, 150))
