@@ -5,13 +5,16 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
+from labserver import running_lab
 from PIL import Image
 
 from dfractal_dask import RenderStats, View, render
 
+ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
@@ -102,3 +105,46 @@ def test_explore_page_renders_and_a_wheel_zoom_renders_the_new_view(browser, exp
         page.screenshot(path=os.environ.get("DFRACTAL_EXPLORE_SCREENSHOT", "/tmp/dfractal-explore.png"))
     finally:
         page.close()
+
+
+def test_jupyterlab_runs_the_explore_notebook_and_the_explorer_answers_a_zoom(browser, tmp_path):
+    """JupyterLab, headless on 127.0.0.1, opens 04-explore, runs every cell; the
+    explorer appears in the page and a wheel-zoom over it renders the new view."""
+    env = dict(os.environ, DFRACTAL_NOTEBOOK_SIZE="small", DFRACTAL_NOTEBOOK_DIR=str(tmp_path / "out"))
+    env.pop("DFRACTAL_SCHEDULER", None)
+    work = tmp_path / "work"  # a copy: Lab saves the notebooks it runs, and the repository's stay clean
+    shutil.copytree(ROOT / "notebooks", work / "notebooks")
+    with running_lab(tmp_path, root_dir=work, env=env) as lab:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            page.goto(f"{lab.base}lab/tree/notebooks/04-explore.ipynb?token={lab.token}")
+            page.locator(".jp-Notebook").wait_for(timeout=120_000)
+            page.wait_for_selector("#jp-main-statusbar >> text=Idle", timeout=120_000)  # the kernel is up
+            page.click("#jp-MainMenu >> text=Run")
+            page.click("text=Run All Cells")
+            page.wait_for_selector("text=seahorse.zarr", timeout=300_000)  # the last cell has run
+            # the explorer is in the output of its cell: the figure, the controls, the last status
+            out = page.locator(".jp-OutputArea-output", has=page.locator("canvas")).first
+            out.scroll_into_view_if_needed()
+            assert out.get_by_text("Save full resolution").is_visible()
+            status = out.get_by_text(re.compile(r"^saved .*seahorse\.png"))
+            status.wait_for(timeout=60_000)
+            canvas = out.locator("canvas").first
+            box = canvas.bounding_box()
+            before = _canvas_picture(page, box)
+            assert len(np.unique(before.reshape(-1, 3), axis=0)) > 50  # the fractal is drawn
+            page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+            page.mouse.wheel(0, -300)
+            zoomed = out.get_by_text(re.compile(r"full frame 320x240 .* frame \d+$"))
+            zoomed.wait_for(timeout=60_000)
+            span = float(re.search(r"span (\S+)", zoomed.text_content()).group(1))
+            assert span < 3.0 / 40  # deeper than where the notebook left it
+            page.wait_for_timeout(300)
+            after = _canvas_picture(page, box)
+            assert np.mean(np.any(before != after, axis=-1)) > 0.3
+            page.screenshot(path=os.environ.get("DFRACTAL_LAB_SCREENSHOT", str(tmp_path / "lab.png")))
+        finally:
+            page.close()
+    assert not [e for e in errors if "dfractal" in e or "bokeh" in e.lower()], errors
