@@ -1,6 +1,7 @@
 """The ``dfractal`` command line, in process (bad input) and for real (renders)."""
 
 import shlex
+import socket
 
 import numpy as np
 import pytest
@@ -125,3 +126,33 @@ def test_small_render_on_the_embedded_cluster(tmp_path, capsys):
     assert main([*argv, "--quiet", "--overwrite"]) == 0
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+BAD_EXPLORE = [
+    ("--port 70000", "--port: must be a port number 0-65535"),
+    ("--port http", "--port: expected a port number"),
+    ("--mode histogram", "unknown --mode 'histogram' for explore"),
+    ("--palette '#12345,#ffffff'", "#12345"),
+    ("--iters 0", "--iters: must be > 0"),
+    ("--span 0", "span must be > 0"),
+    ("--xpos inf", "--xpos: must be a finite number"),
+    ("--save-dir /nonexistent/dir", "--save-dir /nonexistent/dir is not a directory"),
+    ("--scheduler tcp://127.0.0.1:1", "cannot reach dask scheduler"),
+]
+
+
+@pytest.mark.parametrize(("flags", "words"), BAD_EXPLORE, ids=[b[0] for b in BAD_EXPLORE])
+def test_explore_bad_input_one_line_exit_2(flags, words, capsys):
+    assert main(["explore", *shlex.split(flags)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("dfractal: error: ") and words in err, err
+
+
+def test_explore_on_a_taken_port(client, capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["explore", "--port", str(port), "--scheduler", client.scheduler.address]) == 2
+    err = capsys.readouterr().err
+    assert f"dfractal: error: cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
