@@ -58,8 +58,7 @@ def frame_tasks(view: View, iters: int, palette, mode: str = "smooth", step: int
     Each block is a kernel call followed, on the same worker, by its colouring.
     Concatenated top to bottom they make the ``(height, width, 4)`` frame.
     """
-    if mode not in EXPLORER_MODES:
-        raise ValueError(f"unknown explorer mode {mode!r} (modes: {', '.join(EXPLORER_MODES)})")
+    _check_mode(mode)
     pal = resolve_palette(palette)
     view = replace(view, supersample=1)
     rows = max(1, math.ceil(view.height / blocks))
@@ -69,6 +68,11 @@ def frame_tasks(view: View, iters: int, palette, mode: str = "smooth", step: int
         colour(task, iters, pal, mode, step, dask_key_name=f"explore-colour-{rid}-{b.index}")
         for b, task in graph.block_tasks(view, iters, rows, rid)
     ]
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in EXPLORER_MODES:
+        raise ValueError(f"unknown explorer mode {mode!r} (modes: {', '.join(EXPLORER_MODES)})")
 
 
 def _check_args(client, view, iters, palette, mode) -> View:
@@ -81,8 +85,7 @@ def _check_args(client, view, iters, palette, mode) -> View:
     view = replace(view, supersample=1)
     graph.block_tasks(view, iters, 1)  # validates iters
     resolve_palette(palette)
-    if mode not in EXPLORER_MODES:
-        raise ValueError(f"unknown explorer mode {mode!r} (modes: {', '.join(EXPLORER_MODES)})")
+    _check_mode(mode)
     return view
 
 
@@ -273,8 +276,8 @@ class Explorer:
         """Change palette and/or mode and re-render the current view."""
         if palette is not None:
             resolve_palette(palette)
-        if mode is not None and mode not in EXPLORER_MODES:
-            raise ValueError(f"unknown explorer mode {mode!r} (modes: {', '.join(EXPLORER_MODES)})")
+        if mode is not None:
+            _check_mode(mode)
         with self._lock:
             self.palette = self.palette if palette is None else palette
             self.mode = self.mode if mode is None else mode
