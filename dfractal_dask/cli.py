@@ -89,12 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     dask_group.add_argument(
         "--scheduler", default=None, metavar="ADDRESS", help="dask scheduler (default: embedded LocalCluster)"
     )
+    _tls_flags(dask_group)
     dask_group.add_argument(
         "--workers", type=_positive_int, default=None, help="embedded cluster size (default: one per core)"
     )
     dask_group.add_argument("--metrics-json", default=None, metavar="FILE", help="also write the metrics as JSON")
     dask_group.add_argument("--store", default=None, metavar="PATH", help="Zarr store (default: OUTFILE with .zarr)")
     dask_group.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    dask_group.add_argument(
+        "--resume", action="store_true", help="finish an interrupted render in --store: only its missing blocks"
+    )
     dask_group.add_argument(
         "--chunk-rows", type=_positive_int, default=None, help="sample rows per block (default: ~1 M samples)"
     )
@@ -108,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--step", type=_positive_int, default=6000, help="seed mode colour table size (6000)")
     rc.add_argument("--smoothness", type=_positive_int, default=None, help="NxN samples per pixel (the render's)")
     rc.add_argument("--scheduler", default=None, metavar="ADDRESS", help="colour on this dask cluster (default: here)")
+    _tls_flags(rc)
     rc.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     _colour_flags(rc)
     rc.set_defaults(func=cmd_recolor)
@@ -126,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--mode", default="smooth", help="colouring: smooth or seed (smooth)")
     ex.add_argument("--save-dir", default=".", help="where Save writes NAME.zarr and NAME.png (.)")
     ex.add_argument("--scheduler", default=None, metavar="ADDRESS", help="dask scheduler (default: embedded)")
+    _tls_flags(ex)
     ex.add_argument("--workers", type=_positive_int, default=None, help="embedded cluster size (one per core)")
     ex.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     ex.set_defaults(func=cmd_explore)
@@ -140,6 +146,26 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("version", help="print the version")
     v.set_defaults(func=cmd_version)
     return parser
+
+
+def _tls_flags(group) -> None:
+    group.add_argument("--tls-ca-file", default=None, metavar="FILE", help="CA of a tls:// scheduler")
+    group.add_argument("--tls-cert", default=None, metavar="FILE", help="this client's TLS certificate")
+    group.add_argument("--tls-key", default=None, metavar="FILE", help="this client's TLS private key")
+
+
+def _security(args: argparse.Namespace):
+    """The client's TLS credentials from --tls-*, or None; checked before connecting."""
+    given = [args.tls_ca_file, args.tls_cert, args.tls_key]
+    if not any(given):
+        return None
+    if not all(given):
+        raise UsageError("--tls-ca-file, --tls-cert and --tls-key go together")
+    if not args.scheduler:
+        raise UsageError("--tls-* flags need --scheduler tls://HOST:PORT (the embedded cluster is local)")
+    from .cluster import tls_security
+
+    return tls_security(*given)
 
 
 def _colour_flags(group) -> None:
@@ -201,7 +227,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     store_path = Path(args.store) if args.store else store.default_store_path(outfile)
     if store_path.resolve() == outfile.resolve():
         raise UsageError("--store and --outfile must differ")
-    store.check_writable(store_path, overwrite=args.overwrite)
+    template = graph.fractal_dataset(view, args.iters, args.chunk_rows)
+    store.check_target(store_path, template, len(graph.blocks(view, args.chunk_rows)), overwrite=args.overwrite,
+                       resume=args.resume)  # fmt: skip
+    security = _security(args)
     if args.host:
         _say(args, f"note: --host {args.host} is the seed's gRPC address and is ignored; use --scheduler ADDRESS")
 
@@ -212,7 +241,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     stats = RenderStats()
     t0 = time.perf_counter()
-    with connect(args.scheduler, n_workers=args.workers) as client:
+    with connect(args.scheduler, n_workers=args.workers, security=security) as client:
         _say(args, f"dashboard: {client.dashboard_link}  (render page: {_fractal_page(client)})")
         _say(
             args,
@@ -226,6 +255,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             client=client,
             chunk_rows=args.chunk_rows,
             overwrite=args.overwrite,
+            resume=args.resume,
             retries=args.retries,
             progress=None if args.quiet else _Progress("render"),
             stats=stats,
@@ -239,7 +269,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     _say(
         args,
         f"wrote {outfile} ({view.width}x{view.height}) and {store_path} "
-        f"({stats.bytes_written / 1e6:.1f} MB) in {elapsed:.1f} s",
+        f"({stats.bytes_written / 1e6:.1f} MB) in {elapsed:.1f} s"
+        + (f"; {stats.resumed} blocks were already done, {stats.blocks} computed now" if args.resume else ""),
     )
     client_runtime = metrics.runtime_metrics()
     if args.metrics:
@@ -270,12 +301,13 @@ def cmd_recolor(args: argparse.Namespace) -> int:
     outfile = Path(args.outfile) if args.outfile else store_path.with_suffix(".png")
     if outfile.is_dir():
         raise UsageError(f"--outfile {outfile} is a directory")
+    security = _security(args)
     ds = open_render(store_path)
     t0 = time.perf_counter()
     from .cluster import connect
 
     # on a cluster if asked, else block by block on dask's local threads
-    with connect(args.scheduler) if args.scheduler else contextlib.nullcontext():
+    with connect(args.scheduler, security=security) if args.scheduler else contextlib.nullcontext():
         rgba = colorize(ds, palette, args.step, args.mode, interior=args.interior, supersample=args.smoothness)
     save_png(rgba, outfile)
     _say(
@@ -297,11 +329,12 @@ def cmd_explore(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown --mode {args.mode!r} for explore (modes: {', '.join(EXPLORER_MODES)})")
     if not Path(args.save_dir).is_dir():
         raise UsageError(f"--save-dir {args.save_dir} is not a directory")
+    security = _security(args)
 
     from .cluster import connect
     from .widget import serve
 
-    with connect(args.scheduler, n_workers=args.workers) as client:
+    with connect(args.scheduler, n_workers=args.workers, security=security) as client:
         try:
             server = serve(client, port=args.port, address=args.address, view=view, iters=args.iters,
                            palette=args.palette, mode=args.mode, save_dir=args.save_dir)  # fmt: skip

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 
 from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import WorkerPlugin
+from distributed.security import Security
 
-__all__ = ["connect", "local_cluster", "WarmKernels", "default_workers"]
+__all__ = ["connect", "local_cluster", "tls_security", "WarmKernels", "default_workers"]
 
 _ADDRESS = re.compile(r"^(?:(?P<proto>[a-z]+)://)?(?P<host>\[[0-9a-fA-F:.]+\]|[\w.-]+):(?P<port>\d+)$")
 
@@ -61,12 +62,28 @@ def _check_address(address: str) -> str:
     return address.strip()
 
 
+def tls_security(ca_file: str | os.PathLike, cert: str | os.PathLike, key: str | os.PathLike) -> Security:
+    """Client TLS credentials for a ``dask scheduler --tls-*`` cluster, encryption required.
+
+    Raises
+    ------
+    ValueError
+        If a file is missing or unreadable.
+    """
+    for what, path in (("CA file", ca_file), ("certificate", cert), ("key", key)):
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            raise ValueError(f"TLS {what} {path} is not a readable file")
+    return Security(tls_ca_file=str(ca_file), tls_client_cert=str(cert), tls_client_key=str(key),
+                    require_encryption=True)  # fmt: skip
+
+
 @contextlib.contextmanager
 def connect(
     scheduler: str | Client | None = None,
     *,
     n_workers: int | None = None,
     timeout: float = 10.0,
+    security: Security | None = None,
 ) -> Iterator[Client]:
     """A dask Client for a render, closed (with its embedded cluster) on exit.
 
@@ -80,6 +97,8 @@ def connect(
         Size of the embedded cluster (default: one per core).
     timeout
         Seconds to wait for a remote scheduler.
+    security
+        TLS credentials for a ``tls://`` scheduler (see :func:`tls_security`).
 
     Raises
     ------
@@ -101,7 +120,7 @@ def connect(
         return
     address = _check_address(scheduler)
     try:
-        client = Client(address, timeout=f"{timeout}s")
+        client = Client(address, timeout=f"{timeout}s", security=security)
     except (OSError, TimeoutError) as exc:
         raise ConnectionError(f"cannot reach dask scheduler at {address}: {exc}") from None
     with client:

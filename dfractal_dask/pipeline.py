@@ -12,6 +12,7 @@ from pathlib import Path
 import dask
 import xarray as xr
 from distributed import Client, as_completed, default_client, get_worker
+from distributed.security import Security
 
 from . import graph, metrics, store
 from .cluster import connect
@@ -32,6 +33,7 @@ class RenderStats:
     seconds: float = 0.0
     per_block: list[dict] = field(default_factory=list)
     render_id: str | None = None
+    resumed: int = 0  # blocks already in the store when a resumed render started
 
 
 def _write(path: str, block: graph.Block, result: tuple, render_id: str, iters: int) -> dict:
@@ -66,9 +68,11 @@ def render(
     client: Client | str | None = None,
     chunk_rows: int | None = None,
     overwrite: bool = False,
+    resume: bool = False,
     retries: int = 0,
     progress: Callable[[int, int], None] | None = None,
     stats: RenderStats | None = None,
+    security: Security | None = None,
 ) -> xr.Dataset:
     """Render ``view`` on a dask cluster.
 
@@ -90,12 +94,20 @@ def render(
         :func:`dfractal_dask.graph.default_chunk_rows`.
     overwrite
         Replace an existing render store at ``store_path``.
+    resume
+        Finish an interrupted render in ``store_path``: compute only the blocks
+        it does not mark done (a store made for another view, size or iteration
+        limit is refused).  Starts afresh if there is no store yet.
     retries
         Times dask may retry a failed block.
     progress
         Called as ``progress(done, total)`` as blocks finish.
     stats
         If given, filled with what the render did.
+    security
+        TLS credentials when ``client`` is a ``tls://`` address (a
+        ``distributed.security.Security``, e.g. from
+        :func:`dfractal_dask.cluster.tls_security`).
 
     Returns
     -------
@@ -110,27 +122,36 @@ def render(
     template = graph.dataset_from_tasks(view, iters, tasks)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
-    if store_path is not None:
-        store.check_writable(store_path, overwrite=overwrite)  # before any cluster starts
-    with connect(client if client is not None else _current_client()) as c:
+    if resume and store_path is None:
+        raise ValueError("resume needs a store_path")
+    done = None
+    if store_path is not None:  # before any cluster starts
+        done = store.check_target(store_path, template, len(tasks), overwrite=overwrite, resume=resume)
+    with connect(client if client is not None else _current_client(), security=security) as c:
         t0 = time.perf_counter()
         if store_path is None:
             ds = c.compute(template, retries=retries).result()
         else:
             path = Path(store_path)
-            ds = _render_to_store(c, render_id, tasks, template, path, overwrite, retries, progress, stats)
+            ds = _render_to_store(c, render_id, tasks, template, path, overwrite, done, retries, progress, stats)
         if stats is not None:
             stats.seconds = time.perf_counter() - t0
     return ds
 
 
-def _render_to_store(c, render_id, tasks, template, path, overwrite, retries, progress, stats) -> xr.Dataset:
-    store.create_store(path, template, len(tasks), overwrite=overwrite)
+def _render_to_store(c, render_id, tasks, template, path, overwrite, done, retries, progress, stats) -> xr.Dataset:
+    if done is None:
+        store.create_store(path, template, len(tasks), overwrite=overwrite)
+    else:  # resuming: only the blocks not marked done (a half-written one is not)
+        tasks = [(b, k) for b, k in tasks if not done[b.index]]
+        if stats is not None:
+            stats.resumed = int(done.sum())
     metrics.ensure_plugin(c)
     iters = int(template.attrs["iters"])
     meta = {
         **{k: template.attrs[k] for k in ("xpos", "ypos", "span", "width", "height", "supersample", "iters")},
-        "n_blocks": len(tasks),
+        "n_blocks": len(tasks),  # to compute now
+        "resumed_blocks": 0 if done is None else int(done.sum()),
         "sample_width": template.sizes["re"],
         "sample_height": template.sizes["im"],
         "store": str(path),
@@ -145,12 +166,12 @@ def _render_to_store(c, render_id, tasks, template, path, overwrite, retries, pr
     ]
     futures = c.compute(writes, retries=retries)
     total = len(futures)
-    done = 0
+    finished = 0
     if progress:
         progress(0, total)
     for fut in as_completed(futures, loop=c.loop):
         row = fut.result()  # a small dict: the samples stay on the workers
-        done += 1
+        finished += 1
         if stats is not None:
             stats.blocks += 1
             stats.rows += row["rows"]
@@ -159,6 +180,6 @@ def _render_to_store(c, render_id, tasks, template, path, overwrite, retries, pr
             stats.bytes_written += row["bytes"]
             stats.per_block.append(row)
         if progress:
-            progress(done, total)
+            progress(finished, total)
     c.log_event(metrics.RENDER_TOPIC, {"action": "end", "render_id": render_id})
     return store.open_render(path)

@@ -30,6 +30,8 @@ from .view import View
 
 __all__ = [
     "StoreError",
+    "blocks_to_resume",
+    "check_target",
     "FORMAT",
     "check_writable",
     "create_store",
@@ -107,6 +109,53 @@ def create_store(path: str | os.PathLike, template: xr.Dataset, n_blocks: int, *
     encoding["block_done"] = {"chunks": (1,)}
     ds.to_zarr(str(path), mode="w-", compute=False, consolidated=False, zarr_format=3, encoding=encoding)
     return path
+
+
+# what makes two renders the same render: a store can be resumed only by its own
+_IDENTITY = ("fractal", "iters", "chunk_rows", "xpos", "ypos", "span", "width", "height", "supersample")
+
+
+def blocks_to_resume(path: str | os.PathLike, template: xr.Dataset, n_blocks: int) -> np.ndarray:
+    """The ``block_done`` flags of an interrupted render in ``path``.
+
+    Refuses (:class:`StoreError`) a store made for another render: another view,
+    size, supersampling, iteration limit or block size, naming what differs.
+    A block whose flag is 0 may hold half-written data: it must be computed again.
+    """
+    path = Path(path)
+    attrs = _check_store(path)
+    want = {**template.attrs, "n_blocks": n_blocks}
+    differ = [f"{k} {want[k]!r} here, {attrs.get(k)!r} in the store" for k in (*_IDENTITY, "n_blocks")
+              if attrs.get(k) != want[k]]  # fmt: skip
+    if differ:
+        raise StoreError(
+            f"cannot resume {path}: it was made for another render ({'; '.join(differ)}); "
+            "use another --store, or --overwrite to start again"
+        )
+    try:
+        done = np.asarray(zarr.open_group(str(path), mode="r")["block_done"][:])
+    except Exception as exc:  # zarr raises many kinds on damaged stores
+        raise StoreError(f"{path} is damaged: {type(exc).__name__}: {exc}") from None
+    if done.shape != (n_blocks,):
+        raise StoreError(f"{path} is damaged: block_done has shape {done.shape}, expected ({n_blocks},)")
+    return done.astype(bool)
+
+
+def check_target(
+    path: str | os.PathLike, template: xr.Dataset, n_blocks: int, *, overwrite: bool, resume: bool
+) -> np.ndarray | None:
+    """Check, before any work, that ``path`` can take this render.
+
+    Returns the ``block_done`` flags when resuming an existing store (see
+    :func:`blocks_to_resume`), else ``None`` (a new store will be made; an
+    existing one only with ``overwrite``, see :func:`check_writable`).
+    """
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite exclude each other")
+    if resume and Path(path).exists():
+        return blocks_to_resume(path, template, n_blocks)
+    check_writable(path, overwrite=overwrite)
+    return None
 
 
 def write_block(path: str | os.PathLike, block: Block, iterations: np.ndarray, norm: np.ndarray) -> int:

@@ -69,6 +69,7 @@ BAD = [
     ("--scheduler not-an-address", "bad scheduler address"),
     ("--scheduler tcp://127.0.0.1:1", "cannot reach dask scheduler"),
     ("--bogus", "unrecognized arguments"),
+    ("--resume", "--resume and --overwrite exclude each other"),  # (the test passes --overwrite)
 ]
 
 

@@ -27,68 +27,38 @@ def _wait_for(predicate, what, timeout=60.0):
     raise TimeoutError(f"timed out waiting for {what}")
 
 
-@pytest.fixture(scope="module")
-def real_cluster(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cluster")
+@contextlib.contextmanager
+def dask_processes(tmp, names=("w1", "w2"), worker_args=(), scheduler_args=(), security=None):
+    """A `dask scheduler` (with the metrics preload) and one `dask worker` per
+    name, all on 127.0.0.1; yields the scheduler address and the worker processes."""
     sched_file = tmp / "scheduler.json"
     env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
     logs = contextlib.ExitStack()
     procs = [
         subprocess.Popen(
-            [
-                BIN / "dask",
-                "scheduler",
-                "--preload",
-                "dfractal_dask.metrics",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--dashboard-address",
-                "127.0.0.1:0",
-                "--scheduler-file",
-                sched_file,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=logs.enter_context((tmp / "scheduler.log").open("w")),
-            env=env,
+            [BIN / "dask", "scheduler", "--preload", "dfractal_dask.metrics", "--host", "127.0.0.1", "--port", "0",
+             "--dashboard-address", "127.0.0.1:0", "--scheduler-file", sched_file, *scheduler_args],
+            stdout=subprocess.DEVNULL, stderr=logs.enter_context((tmp / "scheduler.log").open("w")), env=env,
         )
-    ]
+    ]  # fmt: skip
     try:
         _wait_for(sched_file.exists, "the scheduler file")
         address = json.loads(sched_file.read_text())["address"]
-        for name in ("w1", "w2"):
-            procs.append(
-                subprocess.Popen(
-                    [
-                        BIN / "dask",
-                        "worker",
-                        address,
-                        "--host",
-                        "127.0.0.1",
-                        "--nthreads",
-                        "1",
-                        "--nworkers",
-                        "1",
-                        "--name",
-                        name,
-                        "--dashboard-address",
-                        "127.0.0.1:0",
-                        "--local-directory",
-                        tmp / name,
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=logs.enter_context((tmp / f"{name}.log").open("w")),
-                    env=env,
-                )
-            )
+        workers = {}
+        for name in names:
+            workers[name] = subprocess.Popen(
+                [BIN / "dask", "worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1",
+                 "--name", name, "--dashboard-address", "127.0.0.1:0", "--local-directory", tmp / name, *worker_args],
+                stdout=subprocess.DEVNULL, stderr=logs.enter_context((tmp / f"{name}.log").open("w")), env=env,
+            )  # fmt: skip
+            procs.append(workers[name])
         from distributed import Client
 
-        with Client(address, timeout="30s") as c:
-            c.wait_for_workers(2, timeout=60)
+        with Client(address, timeout="30s", security=security) as c:
+            c.wait_for_workers(len(names), timeout=60)
             # --preload loaded the metrics plugin before any render asked for it
             assert c.run_on_scheduler(lambda dask_scheduler: "dfractal-metrics" in dask_scheduler.plugins)
-        yield address
+        yield address, workers
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -98,6 +68,12 @@ def real_cluster(tmp_path_factory):
             except subprocess.TimeoutExpired:
                 p.kill()
         logs.close()
+
+
+@pytest.fixture(scope="module")
+def real_cluster(tmp_path_factory):
+    with dask_processes(tmp_path_factory.mktemp("cluster")) as (address, _):
+        yield address
 
 
 def test_dfractal_render_on_a_real_scheduler_and_two_workers(real_cluster, tmp_path):
@@ -188,3 +164,141 @@ def test_preloaded_plugin_reports_both_named_workers(real_cluster, tmp_path):
     with urllib.request.urlopen(base + "/fractal/data.json", timeout=10) as r:
         data = json.loads(r.read())
     assert data["blocks_done"] == 32 and {w["name"] for w in data["workers"].values()} == {"w1", "w2"}
+
+
+# -- what real clusters do to a render ---------------------------------------------------------------
+# Long enough to be cut in the middle: a view half inside the set at a high iteration limit.
+SLOW = ["--xpos", "-0.5", "--ypos", "0", "--escape-radius", "3", "--width", "200", "--height", "150",
+        "--smoothness", "4", "--iters", "20000", "--chunk-rows", "8", "--palette", "Hippi"]  # fmt: skip
+SLOW_VIEW, SLOW_ITERS = View(-0.5, 0.0, 3.0, 200, 150, 4), 20000
+
+
+def _done_blocks(store) -> int:
+    import zarr
+
+    try:
+        return int(np.asarray(zarr.open_group(str(store), mode="r")["block_done"][:]).sum())
+    except Exception:  # not created yet
+        return 0
+
+
+@pytest.fixture(scope="module")
+def slow_reference():
+    """The undisturbed render of SLOW, computed here (threads, no cluster)."""
+    return fractal_dataset(SLOW_VIEW, SLOW_ITERS, 8).compute()
+
+
+def test_a_worker_killed_mid_render_loses_nothing(tmp_path, slow_reference):
+    store, out = tmp_path / "k.zarr", tmp_path / "k.png"
+    with dask_processes(tmp_path, worker_args=("--no-nanny",)) as (address, workers):
+        client = subprocess.Popen([BIN / "dfractal", "render", "--scheduler", address, *SLOW, "--outfile", out,
+                                   "--quiet"], stderr=subprocess.PIPE, text=True)  # fmt: skip
+        _wait_for(lambda: _done_blocks(store) >= 6, "the render to be under way", timeout=120)
+        workers["w2"].kill()  # SIGKILL: no goodbye to the scheduler, its blocks in flight are lost
+        assert workers["w2"].wait(timeout=10) == -9
+        assert _done_blocks(store) < 75  # killed mid-render
+        _, err = client.communicate(timeout=300)
+    assert client.returncode == 0, err
+    ds = open_render(store)
+    assert int(ds.block_done.sum()) == ds.attrs["n_blocks"] == 75
+    np.testing.assert_array_equal(ds.iterations.values, slow_reference.iterations.values)
+    np.testing.assert_array_equal(ds.norm.values, slow_reference.norm.values)
+    with Image.open(out) as im:
+        np.testing.assert_array_equal(np.asarray(im), colorize(slow_reference, "Hippi", 6000))
+
+
+def test_a_killed_client_leaves_a_store_that_resume_finishes(real_cluster, tmp_path, slow_reference):
+    from distributed import Client
+
+    store, out = tmp_path / "r.zarr", tmp_path / "r.png"
+    argv = [BIN / "dfractal", "render", "--scheduler", real_cluster, *SLOW, "--outfile", out, "--store", store]
+    client = subprocess.Popen([*argv, "--quiet"])
+    _wait_for(lambda: _done_blocks(store) >= 6, "the render to be under way", timeout=120)
+    client.kill()  # SIGKILL: the client is gone, the scheduler drops its work
+    client.wait(timeout=10)
+    with Client(real_cluster, timeout="30s") as c:  # wait until the blocks in flight have landed
+        _wait_for(lambda: not c.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)), "an idle cluster")
+    before = _done_blocks(store)
+    assert 6 <= before < 75
+    with pytest.raises(Exception, match="incomplete"):
+        open_render(store)
+    assert not out.exists()
+    # without --resume the store is refused; with it, only the missing blocks are computed
+    refused = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "already exists" in refused.stderr
+    done = subprocess.run([*argv, "--resume", "--metrics"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"{before} blocks were already done, {75 - before} computed now" in done.stderr
+    total = next(line for line in done.stdout.splitlines() if line.startswith("METRICS TOTAL "))
+    assert f" tasks={2 * (75 - before)} " in total  # a kernel and a write task per missing block, no more
+    ds = open_render(store)
+    np.testing.assert_array_equal(ds.iterations.values, slow_reference.iterations.values)
+    np.testing.assert_array_equal(ds.norm.values, slow_reference.norm.values)
+    with Image.open(out) as im:
+        np.testing.assert_array_equal(np.asarray(im), colorize(slow_reference, "Hippi", 6000))
+    # and a resume asked for another render is refused, the store untouched
+    other = subprocess.run([*argv[:-4], "--iters", "100", "--outfile", out, "--store", store, "--resume"],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert other.returncode == 2 and "made for another render" in other.stderr
+    assert int(open_render(store).block_done.sum()) == 75
+
+
+def _certificates(tmp):
+    """A CA, and a certificate for 127.0.0.1 signed by it (for scheduler, workers and client)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def cert(subject, issuer, key, sign_key, ca):
+        b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+             .not_valid_after(now + datetime.timedelta(days=1))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))  # fmt: skip
+        if not ca:
+            names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            b = b.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        return b.sign(sign_key, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dfractal test CA")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    files = {"ca": tmp / "ca.pem", "cert": tmp / "cert.pem", "key": tmp / "key.pem"}
+    files["ca"].write_bytes(cert(ca_name, ca_name, ca_key, ca_key, True).public_bytes(serialization.Encoding.PEM))
+    files["cert"].write_bytes(cert(name, ca_name, key, ca_key, False).public_bytes(serialization.Encoding.PEM))
+    files["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))  # fmt: skip
+    return files
+
+
+def test_render_over_a_tls_cluster(tmp_path):
+    from dfractal_dask.cluster import tls_security
+
+    f = _certificates(tmp_path)
+    tls = ["--tls-ca-file", str(f["ca"]), "--tls-cert", str(f["cert"]), "--tls-key", str(f["key"])]
+    security = tls_security(f["ca"], f["cert"], f["key"])
+    with dask_processes(tmp_path, scheduler_args=("--protocol", "tls", *tls), worker_args=tls,
+                        security=security) as (address, _):  # fmt: skip
+        assert address.startswith("tls://127.0.0.1:")
+        out = tmp_path / "t.png"
+        argv = [BIN / "dfractal", "render", "--scheduler", address, "--width", "40", "--height", "30",
+                "--smoothness", "2", "--iters", "200", "--outfile", out, "--quiet"]  # fmt: skip
+        # without the credentials the scheduler cannot be used: one line, exit 2
+        plain = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert plain.returncode == 2 and plain.stderr.startswith("dfractal: error:"), plain.stderr
+        done = subprocess.run([*argv, *tls], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        ds = open_render(tmp_path / "t.zarr")
+        local = fractal_dataset(View(-0.00275, 0.78912, 0.125689, 40, 30, 2), 200).compute(scheduler="sync")
+        np.testing.assert_array_equal(ds.iterations.values, local.iterations.values)
+        # the API: a Security object
+        from dfractal_dask import render
+
+        ds = render(View(-0.5, 0.0, 3.0, 20, 15, 1), 50, client=address, security=security)
+        local = fractal_dataset(View(-0.5, 0.0, 3.0, 20, 15, 1), 50).compute(scheduler="sync")
+        np.testing.assert_array_equal(ds.iterations.values, local.iterations.values)

@@ -92,3 +92,76 @@ def test_bad_arguments(kwargs, exc, tmp_path):
     with pytest.raises(exc):
         render(args.pop("view"), args.pop("iters"), store_path=tmp_path / "x.zarr", **args)
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_resume_computes_only_the_missing_blocks(client, tmp_path):
+    import zarr
+
+    ref = render(VIEW, ITERS, store_path=tmp_path / "ref.zarr", client=client, chunk_rows=10)
+    path = tmp_path / "cut.zarr"
+    render(VIEW, ITERS, store_path=path, client=client, chunk_rows=10)
+    # an interrupted render: blocks 2 and 5 never finished; block 5 is half-written (garbage, no flag)
+    group = zarr.open_group(str(path), mode="r+")
+    group["block_done"][2] = 0
+    group["block_done"][5] = 0
+    group["iterations"][50:55, :] = 7
+    stats = RenderStats()
+    ds = render(VIEW, ITERS, store_path=path, client=client, chunk_rows=10, resume=True, stats=stats)
+    assert (stats.resumed, stats.blocks, stats.rows) == (7, 2, 20)
+    assert sorted(r["block"] for r in stats.per_block) == [2, 5]
+    np.testing.assert_array_equal(ds.iterations.values, ref.iterations.values)
+    np.testing.assert_array_equal(ds.norm.values, ref.norm.values)
+    # nothing left to do: resuming again computes nothing
+    stats = RenderStats()
+    render(VIEW, ITERS, store_path=path, client=client, chunk_rows=10, resume=True, stats=stats)
+    assert (stats.resumed, stats.blocks) == (9, 0)
+    # resume with no store yet: a fresh render
+    stats = RenderStats()
+    render(VIEW, ITERS, store_path=tmp_path / "new.zarr", client=client, chunk_rows=10, resume=True, stats=stats)
+    assert (stats.resumed, stats.blocks) == (0, 9)
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"iters": 401}, "iters 401 here, 400 in the store"),
+        ({"view": View(xpos=-0.7, ypos=0.1318, span=0.02, width=60, height=45, supersample=2)}, "xpos -0.7 here"),
+        ({"view": View(xpos=-0.7436, ypos=0.1318, span=0.02, width=60, height=46, supersample=2)}, "height 46"),
+        ({"chunk_rows": 20}, "chunk_rows 20 here, 10 in the store"),
+        ({"overwrite": True}, "exclude each other"),
+    ],
+)
+def test_resume_refuses_a_store_of_another_render(client, tmp_path, change, words):
+    path = tmp_path / "s.zarr"
+    render(VIEW, ITERS, store_path=path, client=client, chunk_rows=10)
+    before = {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+    kwargs = {"view": VIEW, "iters": ITERS, "chunk_rows": 10, **change}
+    with pytest.raises(ValueError, match=words):
+        render(kwargs.pop("view"), kwargs.pop("iters"), store_path=path, client=client, resume=True, **kwargs)
+    assert {p: p.read_bytes() for p in path.rglob("*") if p.is_file()} == before
+
+
+def test_twenty_concurrent_renders_on_one_cluster_all_complete_correctly(client, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dfractal_dask import fractal_dataset
+    from dfractal_dask.metrics import scheduler_report
+
+    views = [View(xpos=-0.75 + 0.01 * k, ypos=0.1 + 0.005 * k, span=0.05, width=40, height=30, supersample=2)
+             for k in range(20)]  # fmt: skip
+
+    def one(k):
+        stats = RenderStats()
+        ds = render(views[k], 300, store_path=tmp_path / f"c{k}.zarr", client=client, chunk_rows=10, stats=stats)
+        return ds, stats
+
+    with ThreadPoolExecutor(20) as pool:  # 20 renders in flight at once, one client, one cluster
+        results = list(pool.map(one, range(20)))
+    assert len({s.render_id for _, s in results}) == 20
+    for k, (ds, stats) in enumerate(results):
+        local = fractal_dataset(views[k], 300).compute(scheduler="sync")
+        np.testing.assert_array_equal(ds.iterations.values, local.iterations.values)
+        np.testing.assert_array_equal(ds.norm.values, local.norm.values)
+        assert stats.blocks == 6 and int(ds.block_done.sum()) == 6
+        report = client.run_on_scheduler(scheduler_report, render_id=stats.render_id)
+        assert report["blocks_done"] == 6 and report["total"]["iterations"] == stats.iterations
