@@ -213,6 +213,7 @@ def _say(args: argparse.Namespace, text: str) -> None:
 def cmd_render(args: argparse.Namespace) -> int:
     # Everything is checked before a cluster starts or a store is touched.
     from . import graph, palettes, store
+    from .colorize import check_picture_memory
     from .view import View
 
     view = View.from_seed_flags(args.xpos, args.ypos, args.escape_radius, args.width, args.height, args.smoothness)
@@ -227,6 +228,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     store_path = Path(args.store) if args.store else store.default_store_path(outfile)
     if store_path.resolve() == outfile.resolve():
         raise UsageError("--store and --outfile must differ")
+    check_picture_memory(view.width, view.height)
     template = graph.fractal_dataset(view, args.iters, args.chunk_rows)
     store.check_target(store_path, template, len(graph.blocks(view, args.chunk_rows)), overwrite=args.overwrite,
                        resume=args.resume)  # fmt: skip
@@ -293,7 +295,7 @@ def _check_colour_flags(args: argparse.Namespace) -> None:
 def cmd_recolor(args: argparse.Namespace) -> int:
     from .colorize import colorize, save_png
     from .palettes import resolve_palette
-    from .store import open_render
+    from .store import open_render, reading
 
     palette = resolve_palette(args.palette)
     _check_colour_flags(args)
@@ -307,7 +309,8 @@ def cmd_recolor(args: argparse.Namespace) -> int:
     from .cluster import connect
 
     # on a cluster if asked, else block by block on dask's local threads
-    with connect(args.scheduler, security=security) if args.scheduler else contextlib.nullcontext():
+    cluster = connect(args.scheduler, security=security) if args.scheduler else contextlib.nullcontext()
+    with cluster, reading(store_path):
         rgba = colorize(ds, palette, args.step, args.mode, interior=args.interior, supersample=args.smoothness)
     save_png(rgba, outfile)
     _say(
@@ -395,6 +398,11 @@ def cmd_palettes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(text: str) -> str:
+    """Escape what would break the one error line (e.g. a newline echoed from an argument)."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dfractal`` console script."""
     parser = build_parser()
@@ -404,10 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `dfractal palettes | head`: not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
         return 0
-    except UsageError as exc:
-        print(f"dfractal: error: {exc}", file=sys.stderr)
-    except (ValueError, TypeError, ConnectionError, FileNotFoundError, PermissionError) as exc:
-        print(f"dfractal: error: {exc}", file=sys.stderr)
+    except (UsageError, ValueError, TypeError, ConnectionError, FileNotFoundError, PermissionError) as exc:
+        print(f"dfractal: error: {_one_line(str(exc))}", file=sys.stderr)
     except KeyboardInterrupt:
         print("dfractal: interrupted", file=sys.stderr)
         return 130

@@ -26,6 +26,7 @@ from .palettes import Palette, pack, parse_hex, resolve_palette, seed_lut
 
 __all__ = [
     "MODES",
+    "check_picture_memory",
     "colorize",
     "colour_samples",
     "count_cdf",
@@ -198,9 +199,10 @@ def _rgb(colour) -> np.ndarray:
 
 def _colour_rule(pal: Palette, mode: str, iters: int, step: int, interior, cdf) -> tuple:
     """The per-sample colouring function of ``mode`` and its keyword arguments."""
+    rgb = _rgb(interior)  # checked in every mode: a bad colour is bad input even where unused
     if mode == "seed":
         return seed_colours, {"iters": iters, "lut": seed_lut(pal, max(int(step), iters))}
-    kwargs = {"iters": iters, "ramp": pal.ramp(), "interior": _rgb(interior)}
+    kwargs = {"iters": iters, "ramp": pal.ramp(), "interior": rgb}
     if mode == "histogram":
         return histogram_colours, {**kwargs, "cdf": cdf}
     return smooth_colours, kwargs
@@ -230,6 +232,22 @@ def colour_samples(
         raise ValueError(f"colour_samples takes mode 'seed' or 'smooth', got {mode!r} (histogram: use colorize)")
     func, kwargs = _colour_rule(resolve_palette(palette), mode, int(iters), step, interior, None)
     return func(iterations, norm, **kwargs)
+
+
+def check_picture_memory(width: int, height: int) -> None:
+    """Refuse (ValueError) a picture that cannot be held in this machine's memory.
+
+    The picture (RGBA, 4 bytes a pixel) is gathered once and encoded as PNG, so
+    about three copies must fit in the available memory.
+    """
+    import psutil
+
+    need, free = 3 * 4 * int(width) * int(height), psutil.virtual_memory().available
+    if need > free:
+        raise ValueError(
+            f"a {width}x{height} picture needs about {need / 1e9:,.1f} GB of memory to colour and save; "
+            f"{free / 1e9:,.1f} GB are available"
+        )
 
 
 def colorize(
@@ -284,6 +302,7 @@ def colorize(
     rows, cols = ds.sizes["im"], ds.sizes["re"]
     if rows % n or cols % n:
         raise ValueError(f"supersample {n} does not divide the {cols}x{rows} samples of this render")
+    check_picture_memory(cols // n, rows // n)
     it, norm = ds["iterations"], ds["norm"]
     cdf = count_cdf(it, iters) if mode == "histogram" else None
     func, kwargs = _colour_rule(resolve_palette(palette), mode, iters, step, interior, cdf)
@@ -304,7 +323,7 @@ def colorize(
     if n == 1:
         return np.asarray(samples)
     sums = samples.astype(np.uint32).coarsen(im=n, re=n).sum()
-    return np.asarray((sums + (n * n) // 2) // (n * n)).astype(np.uint8)
+    return np.asarray(((sums + (n * n) // 2) // (n * n)).astype(np.uint8))  # uint8 per block, not at the end
 
 
 def warm_up() -> None:

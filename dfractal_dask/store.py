@@ -14,9 +14,11 @@ half-way is never taken as complete.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +33,14 @@ from .view import View
 __all__ = [
     "StoreError",
     "blocks_to_resume",
+    "check_space",
     "check_target",
     "FORMAT",
     "check_writable",
     "create_store",
     "write_block",
     "open_render",
+    "reading",
     "store_info",
     "store_view",
     "write_metrics",
@@ -141,6 +145,25 @@ def blocks_to_resume(path: str | os.PathLike, template: xr.Dataset, n_blocks: in
     return done.astype(bool)
 
 
+#: Counts and norms compress at least this well (the seed default: 2.4x): a
+#: store that would not fit on the disk even so is refused before any work.
+_BEST_COMPRESSION = 4
+
+
+def check_space(path: str | os.PathLike, template: xr.Dataset) -> None:
+    """Refuse (:class:`StoreError`) a render whose store cannot fit on the disk of ``path``."""
+    raw = sum(template[v].size * template[v].dtype.itemsize for v in ("iterations", "norm"))
+    parent = Path(path).resolve().parent
+    while not parent.exists():  # the store's folders are made later
+        parent = parent.parent
+    free = shutil.disk_usage(parent).free
+    if raw / _BEST_COMPRESSION > free:
+        raise StoreError(
+            f"the store would need about {raw / 1e9:,.1f} GB ({raw / _BEST_COMPRESSION / 1e9:,.1f} GB even "
+            f"compressed {_BEST_COMPRESSION}x) and {parent} has {free / 1e9:,.1f} GB free"
+        )
+
+
 def check_target(
     path: str | os.PathLike, template: xr.Dataset, n_blocks: int, *, overwrite: bool, resume: bool
 ) -> np.ndarray | None:
@@ -155,6 +178,7 @@ def check_target(
     if resume and Path(path).exists():
         return blocks_to_resume(path, template, n_blocks)
     check_writable(path, overwrite=overwrite)
+    check_space(path, template)
     return None
 
 
@@ -207,6 +231,16 @@ def _check_store(path: Path) -> dict[str, Any]:
     if attrs["dfractal_format"] != FORMAT:
         raise StoreError(f"{path} has store format {attrs['dfractal_format']}, this version reads {FORMAT}")
     return attrs
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike) -> Iterator[None]:
+    """Report a store whose chunks fail to decode while read (truncated or
+    garbled files) as a :class:`StoreError` naming it, not a codec's traceback."""
+    try:
+        yield
+    except (RuntimeError, OSError, KeyError, EOFError) as exc:
+        raise StoreError(f"{path} is damaged ({type(exc).__name__}: {exc}); render it again with --overwrite") from None
 
 
 def open_render(path: str | os.PathLike, *, allow_incomplete: bool = False) -> xr.Dataset:

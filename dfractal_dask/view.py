@@ -92,8 +92,14 @@ class View:
                 f"view has {self.n_samples:,} samples "
                 f"({self.sample_width}x{self.sample_height}); the limit is {MAX_SAMPLES:,}"
             )
-        if self.step == 0.0 or not math.isfinite(self.step):
-            raise ValueError(f"span {self.span} is too small to separate {self.sample_width} samples")
+        # neighbouring samples must differ in float64 (origin + index * step), or the
+        # picture silently collapses into copies of a few values
+        scale = max(abs(self.xpos), abs(self.ypos)) + self.span
+        if not math.isfinite(self.step) or not math.isfinite(scale) or self.step <= 2 * math.ulp(scale):
+            raise ValueError(
+                f"span {self.span} is too small to separate {self.sample_width} samples in float64 "
+                f"around ({self.xpos}, {self.ypos})"
+            )
 
     # -- the sample grid -------------------------------------------------
     @property

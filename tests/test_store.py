@@ -92,3 +92,24 @@ def test_bad_stores_give_clear_errors(tmp_path, kind):
 
 def test_default_store_path():
     assert str(store.default_store_path("img/test2.png")) == "img/test2.zarr"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbled"])
+def test_a_damaged_chunk_is_a_clear_error_when_read(tmp_path, damage, capsys):
+    from dfractal_dask.cli import main
+
+    path = tmp_path / "r.zarr"
+    _make(path)
+    chunk = path / "iterations" / "c" / "1" / "0"
+    data = chunk.read_bytes()
+    if damage == "truncated":
+        chunk.write_bytes(data[:20])
+    else:
+        chunk.write_bytes(bytes(b ^ 0x5A for b in data))
+    ds = open_render(path)  # complete by its flags: the damage shows only when read
+    with pytest.raises(StoreError, match=r"r\.zarr is damaged .*--overwrite"), store.reading(path):
+        ds.iterations.values  # noqa: B018
+    assert main(["recolor", str(path), "--outfile", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is damaged" in err and "Traceback" not in err
+    assert not (tmp_path / "x.png").exists()
