@@ -225,6 +225,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     outfile = Path(args.outfile)
     if outfile.is_dir():
         raise UsageError(f"--outfile {outfile} is a directory")
+    store.check_creatable(outfile, "picture")
     store_path = Path(args.store) if args.store else store.default_store_path(outfile)
     if store_path.resolve() == outfile.resolve():
         raise UsageError("--store and --outfile must differ")
@@ -295,7 +296,7 @@ def _check_colour_flags(args: argparse.Namespace) -> None:
 def cmd_recolor(args: argparse.Namespace) -> int:
     from .colorize import colorize, save_png
     from .palettes import resolve_palette
-    from .store import open_render, reading
+    from .store import check_creatable, open_render, reading
 
     palette = resolve_palette(args.palette)
     _check_colour_flags(args)
@@ -303,6 +304,7 @@ def cmd_recolor(args: argparse.Namespace) -> int:
     outfile = Path(args.outfile) if args.outfile else store_path.with_suffix(".png")
     if outfile.is_dir():
         raise UsageError(f"--outfile {outfile} is a directory")
+    check_creatable(outfile, "picture")
     security = _security(args)
     ds = open_render(store_path)
     t0 = time.perf_counter()
@@ -412,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `dfractal palettes | head`: not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
         return 0
-    except (UsageError, ValueError, TypeError, ConnectionError, FileNotFoundError, PermissionError) as exc:
+    except (UsageError, ValueError, TypeError, OSError) as exc:  # OSError: a disk full, a path gone, ...
         print(f"dfractal: error: {_one_line(str(exc))}", file=sys.stderr)
     except KeyboardInterrupt:
         print("dfractal: interrupted", file=sys.stderr)

@@ -33,6 +33,7 @@ from .view import View
 __all__ = [
     "StoreError",
     "blocks_to_resume",
+    "check_creatable",
     "check_space",
     "check_target",
     "FORMAT",
@@ -79,6 +80,20 @@ def is_render_store(path: str | os.PathLike) -> bool:
         return False
     attrs = _read_attrs(path)
     return attrs is not None and "dfractal_format" in attrs
+
+
+def check_creatable(path: str | os.PathLike, what: str = "file") -> Path:
+    """Refuse (ValueError), before any work, a ``path`` that could not be written:
+    its nearest existing folder is a file, or not writable."""
+    path = Path(path)
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"cannot write the {what} {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write the {what} {path}: {parent} is not writable")
+    return path
 
 
 def check_writable(path: str | os.PathLike, *, overwrite: bool) -> Path:
@@ -177,6 +192,7 @@ def check_target(
         raise ValueError("--resume and --overwrite exclude each other")
     if resume and Path(path).exists():
         return blocks_to_resume(path, template, n_blocks)
+    check_creatable(path, "store")
     check_writable(path, overwrite=overwrite)
     check_space(path, template)
     return None

@@ -70,6 +70,8 @@ BAD = [
     ("--scheduler tcp://127.0.0.1:1", "cannot reach dask scheduler"),
     ("--bogus", "unrecognized arguments"),
     ("--resume", "--resume and --overwrite exclude each other"),  # (the test passes --overwrite)
+    ("--outfile /etc/passwd/x.png", "cannot write the picture /etc/passwd/x.png: /etc/passwd is not a folder"),
+    ("--store /etc/passwd/x.zarr", "cannot write the store /etc/passwd/x.zarr: /etc/passwd is not a folder"),
 ]
 
 
