@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from dfractal_dask.view import MAX_SAMPLES, View
@@ -34,7 +34,10 @@ def test_square_pixels_centred_and_spanning():
     span=st.floats(1e-12, 4),
 )
 def test_coordinates_come_from_the_global_index(n, start, x, span):
-    v = View(xpos=x, ypos=0.0, span=span, width=n, height=n, supersample=1)
+    try:
+        v = View(xpos=x, ypos=0.0, span=span, width=n, height=n, supersample=1)
+    except ValueError:  # samples that would collapse in float64 are refused (test_bad_input.py)
+        assume(False)
     cols = np.arange(start, start + 7)
     # a block's coordinates are bit-identical to the same columns of the whole grid
     assert np.array_equal(v.re(cols), v.re0 + cols * v.step)
