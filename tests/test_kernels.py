@@ -55,3 +55,27 @@ def test_kernel_module_does_not_import_dask():
     }
     mods = {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert "dask" not in names | mods and "distributed" not in names | mods
+
+
+VIEWS = {  # (re0, im0, step, rows, cols, iters): each with a short last lane group
+    "seed default": (-0.00275 - 0.125689 / 2, 0.78912 + 0.0471, 0.125689 / 1022, 40, 1023, 800),
+    "whole set": (-2.2, 1.3, 2.6 / 199, 37, 201, 300),
+    "seahorse": (-0.7456, 0.1338, 4e-6, 25, 77, 5000),
+    "outside |c| > 2": (2.5, 3.0, 0.01, 3, 19, 50),
+    "one iteration": (-1.0, 0.5, 0.01, 4, 33, 1),
+    "odd limit": (-0.75, 0.1, 0.001, 6, 50, 17),
+    "one column": (-0.5, 0.0, 1.0, 5, 1, 100),
+    "deep counts (uint32)": (-0.7436, 0.1318, 1e-7, 2, 20, 70000),
+}
+
+
+@pytest.mark.parametrize("name", list(VIEWS))
+def test_lockstep_kernel_equals_the_scalar_kernel_bit_for_bit(name):
+    re0, im0, step, rows, cols, iters = VIEWS[name]
+    dtype = kernels.count_dtype(iters)
+    out = [(np.empty((rows, cols), dtype), np.empty((rows, cols), np.float32)) for _ in range(2)]
+    work = [fn(it, nm, re0, im0, step, 3, iters)
+            for fn, (it, nm) in zip((kernels.escape_into, kernels.escape_scalar_into), out, strict=True)]  # fmt: skip
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    assert out[0][1].tobytes() == out[1][1].tobytes()  # norms identical to the bit
+    assert work[0] == work[1] == int(out[0][0].astype(np.int64).sum())
