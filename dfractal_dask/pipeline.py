@@ -140,18 +140,19 @@ def render(
 
 
 def _render_to_store(c, render_id, tasks, template, path, overwrite, done, retries, progress, stats) -> xr.Dataset:
+    resumed = 0 if done is None else int(done.sum())
     if done is None:
         store.create_store(path, template, len(tasks), overwrite=overwrite)
     else:  # resuming: only the blocks not marked done (a half-written one is not)
         tasks = [(b, k) for b, k in tasks if not done[b.index]]
-        if stats is not None:
-            stats.resumed = int(done.sum())
+    if stats is not None:
+        stats.resumed = resumed
     metrics.ensure_plugin(c)
     iters = int(template.attrs["iters"])
     meta = {
         **{k: template.attrs[k] for k in ("xpos", "ypos", "span", "width", "height", "supersample", "iters")},
         "n_blocks": len(tasks),  # to compute now
-        "resumed_blocks": 0 if done is None else int(done.sum()),
+        "resumed_blocks": resumed,
         "sample_width": template.sizes["re"],
         "sample_height": template.sizes["im"],
         "store": str(path),

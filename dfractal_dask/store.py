@@ -82,13 +82,19 @@ def is_render_store(path: str | os.PathLike) -> bool:
     return attrs is not None and "dfractal_format" in attrs
 
 
+def _nearest_existing(path: Path) -> Path:
+    """The closest existing ancestor of ``path`` (its folders may be made later)."""
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    return parent
+
+
 def check_creatable(path: str | os.PathLike, what: str = "file") -> Path:
     """Refuse (ValueError), before any work, a ``path`` that could not be written:
     its nearest existing folder is a file, or not writable."""
     path = Path(path)
-    parent = path.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
+    parent = _nearest_existing(path)
     if not parent.is_dir():
         raise ValueError(f"cannot write the {what} {path}: {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -168,9 +174,7 @@ _BEST_COMPRESSION = 4
 def check_space(path: str | os.PathLike, template: xr.Dataset) -> None:
     """Refuse (:class:`StoreError`) a render whose store cannot fit on the disk of ``path``."""
     raw = sum(template[v].size * template[v].dtype.itemsize for v in ("iterations", "norm"))
-    parent = Path(path).resolve().parent
-    while not parent.exists():  # the store's folders are made later
-        parent = parent.parent
+    parent = _nearest_existing(Path(path))
     free = shutil.disk_usage(parent).free
     if raw / _BEST_COMPRESSION > free:
         raise StoreError(
