@@ -219,7 +219,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     view = View.from_seed_flags(args.xpos, args.ypos, args.escape_radius, args.width, args.height, args.smoothness)
     palette = palettes.resolve_palette(args.palette)
     _check_colour_flags(args)
-    graph.blocks(view, args.chunk_rows)  # validates --chunk-rows
+    n_blocks = len(graph.blocks(view, args.chunk_rows))  # validates --chunk-rows
     if args.retries < 0:
         raise UsageError(f"--retries must be >= 0, got {args.retries}")
     outfile = Path(args.outfile)
@@ -231,7 +231,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise UsageError("--store and --outfile must differ")
     check_picture_memory(view.width, view.height)
     template = graph.fractal_dataset(view, args.iters, args.chunk_rows)
-    store.check_target(store_path, template, len(graph.blocks(view, args.chunk_rows)), overwrite=args.overwrite,
+    store.check_target(store_path, template, n_blocks, overwrite=args.overwrite,
                        resume=args.resume)  # fmt: skip
     security = _security(args)
     if args.host:

@@ -25,6 +25,7 @@ from PIL import Image
 from .palettes import Palette, pack, parse_hex, resolve_palette, seed_lut
 
 __all__ = [
+    "BLOCK_MODES",
     "MODES",
     "check_picture_memory",
     "colorize",
@@ -186,6 +187,8 @@ def count_cdf(iterations, iters: int) -> np.ndarray:
 
 
 MODES = ("seed", "smooth", "histogram")
+#: Modes that colour a block on its own (histogram equalisation needs the whole picture).
+BLOCK_MODES = ("smooth", "seed")
 
 
 def _rgb(colour) -> np.ndarray:
@@ -228,7 +231,7 @@ def colour_samples(
     numpy.ndarray
         ``(*iterations.shape, 4)`` uint8 RGBA.
     """
-    if mode not in ("seed", "smooth"):
+    if mode not in BLOCK_MODES:
         raise ValueError(f"colour_samples takes mode 'seed' or 'smooth', got {mode!r} (histogram: use colorize)")
     func, kwargs = _colour_rule(resolve_palette(palette), mode, int(iters), step, interior, None)
     return func(iterations, norm, **kwargs)

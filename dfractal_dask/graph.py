@@ -24,6 +24,7 @@ __all__ = [
     "Block",
     "block_tasks",
     "blocks",
+    "check_iters",
     "compute_block",
     "dataset_from_tasks",
     "default_chunk_rows",
@@ -86,7 +87,8 @@ def compute_block(view: View, iters: int, block: Block) -> tuple[np.ndarray, np.
     return kernels.escape_block(view.re0, view.im0, view.step, block.row0, block.nrows, view.sample_width, iters)
 
 
-def _check_iters(iters: int) -> int:
+def check_iters(iters: int) -> int:
+    """Check an iteration limit (an integer from 1 to 2**32 - 2); return it as int."""
     if isinstance(iters, bool) or not isinstance(iters, int | np.integer):
         raise TypeError(f"iters must be an integer, got {iters!r}")
     if not 1 <= iters <= np.iinfo(np.uint32).max - 1:
@@ -100,7 +102,7 @@ def block_tasks(
     """One delayed kernel call per block, keyed ``dfractal-kernel-<render id>-<block>``
     so the metrics plugin can tell renders apart (default id: a hash of the
     inputs, so equal views share keys)."""
-    iters = _check_iters(iters)
+    iters = check_iters(iters)
     bs = blocks(view, chunk_rows)
     rid = render_id or tokenize(view, iters, bs[0].nrows)
     fn = dask.delayed(compute_block, pure=True, nout=3)

@@ -34,14 +34,14 @@ import numpy as np
 from distributed import CancelledError, Client, Future
 
 from . import graph
-from .colorize import colorize, colour_samples, save_png
+from .colorize import BLOCK_MODES, colorize, colour_samples, save_png
 from .palettes import SEED_PALETTES, resolve_palette
 from .view import View
 
 __all__ = ["EXPLORER_MODES", "Explorer", "frame_tasks", "serve"]
 
 #: Colour modes the explorer offers (histogram equalisation needs the whole frame).
-EXPLORER_MODES = ("smooth", "seed")
+EXPLORER_MODES = BLOCK_MODES
 PALETTE_CHOICES = (*SEED_PALETTES, "Viridis256", "Inferno256", "Magma256", "Turbo256", "Greys256")
 COARSE = 4  # the coarse pass: 1/COARSE of the resolution along each axis
 FULL_BLOCKS = 8  # row blocks of a full frame: both workers busy, tasks still ~10-100 ms
@@ -83,7 +83,7 @@ def _check_args(client, view, iters, palette, mode) -> View:
     if not isinstance(view, View):
         raise TypeError(f"view must be a View, got {type(view).__name__}")
     view = replace(view, supersample=1)
-    graph.block_tasks(view, iters, 1)  # validates iters
+    graph.check_iters(iters)
     resolve_palette(palette)
     _check_mode(mode)
     return view
@@ -286,7 +286,7 @@ class Explorer:
 
     def set_iters(self, iters: int) -> int:
         """Change the iteration limit and re-render the current view."""
-        graph.block_tasks(self.view, iters, 1)  # validates
+        graph.check_iters(iters)
         with self._lock:
             self.iters = int(iters)
         self._dispatch(self._sync_controls)
