@@ -79,3 +79,61 @@ def test_lockstep_kernel_equals_the_scalar_kernel_bit_for_bit(name):
     np.testing.assert_array_equal(out[0][0], out[1][0])
     assert out[0][1].tobytes() == out[1][1].tobytes()  # norms identical to the bit
     assert work[0] == work[1] == int(out[0][0].astype(np.int64).sum())
+
+
+@pytest.mark.parametrize("shortcuts", [kernels.BRUTE, kernels.CYCLES, kernels.INTERIOR])
+@pytest.mark.parametrize("name", list(VIEWS))
+def test_shortcuts_never_change_a_count(name, shortcuts):
+    """BRUTE and CYCLES equal the scalar kernel bit for bit, counts and norms;
+    INTERIOR has the same counts and leaves norm NaN exactly where it did not
+    iterate (the cardioid and bulb), bit-identical elsewhere."""
+    re0, im0, step, rows, cols, iters = VIEWS[name]
+    dtype = kernels.count_dtype(iters)
+    ref = np.empty((rows, cols), dtype), np.empty((rows, cols), np.float32)
+    got = np.empty((rows, cols), dtype), np.empty((rows, cols), np.float32)
+    kernels.escape_scalar_into(*ref, re0, im0, step, 3, iters)
+    stats = np.zeros(2, np.int64)
+    work = kernels.escape_into(*got, re0, im0, step, 3, iters, shortcuts, stats)
+    np.testing.assert_array_equal(got[0], ref[0])
+    assert work == int(ref[0].astype(np.int64).sum())
+    skipped = np.isnan(got[1])
+    assert int(skipped.sum()) == stats[1]
+    assert got[1][~skipped].tobytes() == ref[1][~skipped].tobytes()
+    assert (got[0][skipped] == iters).all()
+    if shortcuts < kernels.INTERIOR:
+        assert stats[1] == 0
+    if shortcuts == kernels.BRUTE:
+        assert stats[0] == 0
+
+
+def test_shortcuts_fire_on_interior_views():
+    """On a view mostly inside the set the shortcuts finish most interior
+    samples (counted by the kernel), still with brute force's counts."""
+    re0, im0, step, rows, cols, iters = -1.6, 0.9, 2.2 / 160, 130, 160, 3000
+    ref = np.empty((rows, cols), np.uint16), np.empty((rows, cols), np.float32)
+    kernels.escape_scalar_into(*ref, re0, im0, step, 0, iters)
+    interior = int((ref[0] == iters).sum())
+    assert interior > 3000
+    for shortcuts in (kernels.CYCLES, kernels.INTERIOR):
+        got = np.empty((rows, cols), np.uint16), np.empty((rows, cols), np.float32)
+        stats = np.zeros(2, np.int64)
+        kernels.escape_into(*got, re0, im0, step, 0, iters, shortcuts, stats)
+        np.testing.assert_array_equal(got[0], ref[0])
+        assert stats.sum() <= interior
+        assert stats.sum() > 0.8 * interior, (shortcuts, stats, interior)
+        if shortcuts == kernels.INTERIOR:
+            assert stats[1] > 0.5 * interior
+    # a cycle of period 2 (c = -1) and of period 1 (c = -0.1+0.1i), far past any
+    # feasible brute force: only an exactly repeating orbit can finish these
+    for c in (-1.0 + 0.0j, -0.1 + 0.1j):
+        it = np.empty((1, 1), np.uint32)
+        nm = np.empty((1, 1), np.float32)
+        stats = np.zeros(2, np.int64)
+        kernels.escape_into(it, nm, c.real, c.imag, 1.0, 0, 4_000_000_000, kernels.CYCLES, stats)
+        assert it[0, 0] == 4_000_000_000 and stats[0] == 1
+        for iters in (100_000, 100_001, 100_002):  # the replayed phase of the cycle sets norm
+            a = np.empty((1, 1), np.uint32), np.empty((1, 1), np.float32)
+            b = np.empty((1, 1), np.uint32), np.empty((1, 1), np.float32)
+            kernels.escape_scalar_into(*a, c.real, c.imag, 1.0, 0, iters)
+            kernels.escape_into(*b, c.real, c.imag, 1.0, 0, iters, kernels.CYCLES, stats)
+            assert a[0][0, 0] == b[0][0, 0] == iters and a[1].tobytes() == b[1].tobytes()
