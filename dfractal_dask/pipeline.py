@@ -73,6 +73,7 @@ def render(
     progress: Callable[[int, int], None] | None = None,
     stats: RenderStats | None = None,
     security: Security | None = None,
+    balance: bool = True,
 ) -> xr.Dataset:
     """Render ``view`` on a dask cluster.
 
@@ -108,6 +109,11 @@ def render(
         TLS credentials when ``client`` is a ``tls://`` address (a
         ``distributed.security.Security``, e.g. from
         :func:`dfractal_dask.cluster.tls_security`).
+    balance
+        Start the costliest blocks first (their cost estimated by a sparse
+        probe, :func:`dfractal_dask.graph.block_costs`), so interior-heavy
+        rows do not leave one worker busy at the end while the others idle.
+        ``False``: dask's own order (for comparison).
 
     Returns
     -------
@@ -118,7 +124,10 @@ def render(
     if not isinstance(view, View):
         raise TypeError(f"view must be a View, got {type(view).__name__}")
     render_id = uuid.uuid4().hex
-    tasks = graph.block_tasks(view, iters, chunk_rows, render_id)  # validates iters and chunk_rows
+    priorities = None
+    if balance:  # validates iters and chunk_rows first
+        priorities = graph.block_priorities(graph.block_costs(view, iters, graph.blocks(view, chunk_rows)))
+    tasks = graph.block_tasks(view, iters, chunk_rows, render_id, priorities)  # validates iters and chunk_rows
     template = graph.dataset_from_tasks(view, iters, tasks)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
@@ -133,13 +142,17 @@ def render(
             ds = c.compute(template, retries=retries).result()
         else:
             path = Path(store_path)
-            ds = _render_to_store(c, render_id, tasks, template, path, overwrite, done, retries, progress, stats)
+            ds = _render_to_store(
+                c, render_id, tasks, template, path, overwrite, done, retries, progress, stats, priorities
+            )
         if stats is not None:
             stats.seconds = time.perf_counter() - t0
     return ds
 
 
-def _render_to_store(c, render_id, tasks, template, path, overwrite, done, retries, progress, stats) -> xr.Dataset:
+def _render_to_store(
+    c, render_id, tasks, template, path, overwrite, done, retries, progress, stats, priorities
+) -> xr.Dataset:
     resumed = 0 if done is None else int(done.sum())
     if done is None:
         store.create_store(path, template, len(tasks), overwrite=overwrite)
@@ -161,10 +174,11 @@ def _render_to_store(c, render_id, tasks, template, path, overwrite, done, retri
     if stats is not None:
         stats.render_id = render_id
     write = dask.delayed(_write, pure=False)
-    writes = [
-        write(str(path), b, k, render_id, iters, dask_key_name=metrics.task_key("write", render_id, b.index))
-        for b, k in tasks
-    ]
+    writes = []
+    for b, k in tasks:
+        with dask.annotate(priority=0 if priorities is None else priorities[b.index]):
+            key = metrics.task_key("write", render_id, b.index)
+            writes.append(write(str(path), b, k, render_id, iters, dask_key_name=key))
     futures = c.compute(writes, retries=retries)
     total = len(futures)
     finished = 0

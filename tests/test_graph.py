@@ -59,3 +59,27 @@ def test_counts_do_not_depend_on_block_size():
     for other in results[1:]:
         assert np.array_equal(results[0].iterations.values, other.iterations.values)
         assert np.array_equal(results[0].norm.values, other.norm.values)
+
+
+def test_block_costs_track_the_real_work_of_each_block():
+    """The sparse probe ranks blocks as the kernel's real work does."""
+    from dfractal_dask.graph import block_costs, blocks, compute_block
+
+    view = View(-0.6, 0.1, 2.8, 200, 150, 2)  # the cardioid's rows cost ~iters per sample, the edges a few
+    bs = blocks(view, 20)
+    real = np.array([compute_block(view, 1500, b)[2] for b in bs], float)
+    est = block_costs(view, 1500, bs, probe_samples=2000)
+    assert est.shape == real.shape and (est > 0).all()
+    rank = lambda a: np.argsort(np.argsort(a))  # noqa: E731
+    spearman = np.corrcoef(rank(est), rank(real))[0, 1]
+    assert spearman > 0.9, (spearman, est, real)
+    assert np.argmax(est) in np.argsort(real)[-2:]
+    assert 0.5 < est.sum() / real.sum() < 2.0
+
+
+def test_block_priorities_put_the_costliest_first():
+    from dfractal_dask.graph import block_priorities
+
+    pr = block_priorities(np.array([5.0, 90.0, 1.0, 90.0, 30.0]))
+    assert sorted(pr) == [0, 1, 2, 3, 4]
+    assert pr[1] == 4 and pr[3] == 3 and pr[4] == 2 and pr[0] == 1 and pr[2] == 0  # ties keep block order

@@ -165,3 +165,24 @@ def test_twenty_concurrent_renders_on_one_cluster_all_complete_correctly(client,
         assert stats.blocks == 6 and int(ds.block_done.sum()) == 6
         report = client.run_on_scheduler(scheduler_report, render_id=stats.render_id)
         assert report["blocks_done"] == 6 and report["total"]["iterations"] == stats.iterations
+
+
+def test_balance_starts_the_costliest_blocks_first(client, tmp_path):
+    """On an interior-heavy view the workers start on the blocks that cost the
+    most (real per-block work reported by the workers), not in row order."""
+    from distributed import get_task_stream
+
+    view = View(-0.6, 0.0, 2.8, 120, 90, 2)  # 180 sample rows: 18 blocks, the middle ones ~100x the edges
+    stats = RenderStats()
+    with get_task_stream(client) as ts:
+        render(view, 3000, store_path=tmp_path / "b.zarr", client=client, chunk_rows=10, stats=stats)
+    work = {row["block"]: row["iterations"] for row in stats.per_block}
+    starts = sorted(
+        (min(s["start"] for s in t["startstops"] if s["action"] == "compute"), int(str(t["key"]).rsplit("-", 1)[1]))
+        for t in ts.data
+        if "dfractal-kernel" in str(t["key"])
+    )
+    assert len(starts) == 18
+    costliest = sorted(work, key=work.get)[-4:]
+    assert {b for _, b in starts[:2]} <= set(costliest), (starts[:4], costliest)
+    assert starts[0][1] not in (0, 17)  # dask's own order would begin at an edge
