@@ -50,6 +50,14 @@ def _port(text: str) -> int:
     return value
 
 
+def _int_list(text: str) -> list[int]:
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        return [_positive_int(p) for p in parts]
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"expected positive whole numbers like 1,2,4 ({exc})") from None
+
+
 def _finite_float(text: str) -> float:
     try:
         value = float(text)
@@ -135,6 +143,25 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--workers", type=_positive_int, default=None, help="embedded cluster size (one per core)")
     ex.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     ex.set_defaults(func=cmd_explore)
+
+    b = sub.add_parser("bench", help="strong-scaling study: workers x rows per block x store or gather")
+    b.add_argument("--workers", type=_int_list, default=[1, 2], help="worker counts, comma-separated (1,2)")
+    b.add_argument("--chunk-rows", type=_int_list, default=[16, 64, 256], help="rows per block (16,64,256)")
+    b.add_argument("--outputs", default="store,gather", help="where results go: store, gather or both (both)")
+    b.add_argument("--scheduler", default=None, metavar="ADDRESS", help="a running dask scheduler (default: embedded)")
+    _tls_flags(b)
+    b.add_argument("--xpos", type=_finite_float, default=-0.00275, help="centre, real part (the seed's -0.00275)")
+    b.add_argument("--ypos", type=_finite_float, default=0.78912, help="centre, imaginary part (0.78912)")
+    b.add_argument("--escape-radius", "--span", dest="escape_radius", type=_finite_float, default=0.125689,
+                   help="width of the view (0.125689)")  # fmt: skip
+    b.add_argument("--width", type=_positive_int, default=1024, help="picture width in pixels (1024)")
+    b.add_argument("--height", type=_positive_int, default=768, help="picture height in pixels (768)")
+    b.add_argument("--smoothness", type=_positive_int, default=8, help="NxN samples per pixel (8)")
+    b.add_argument("--iters", type=_positive_int, default=800, help="iteration limit (800)")
+    b.add_argument("--repeats", type=_positive_int, default=1, help="renders per configuration, best kept (1)")
+    b.add_argument("--out", default="dfractal-bench", help="folder for bench.csv/.json/.html (dfractal-bench)")
+    b.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    b.set_defaults(func=cmd_bench)
 
     inf = sub.add_parser("info", help="describe a stored render and the metrics of its render")
     inf.add_argument("store", metavar="STORE")
@@ -365,6 +392,36 @@ def _interrupt(signum, frame) -> NoReturn:
 def _fractal_page(client) -> str:
     link = client.dashboard_link or ""
     return link.rsplit("/status", 1)[0] + "/fractal" if link.endswith("/status") else link + "/fractal"
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from . import graph
+    from .bench import OUTPUTS, format_table, strong_scaling, write_results
+    from .view import View
+
+    view = View.from_seed_flags(args.xpos, args.ypos, args.escape_radius, args.width, args.height, args.smoothness)
+    outputs = [o.strip() for o in args.outputs.split(",")]
+    if any(o not in OUTPUTS for o in outputs):
+        raise UsageError(f"--outputs takes {' and/or '.join(OUTPUTS)}, got {args.outputs!r}")
+    for cr in args.chunk_rows:
+        graph.blocks(view, cr)  # a multiple of --smoothness
+    store_check = Path(args.out)
+    if store_check.exists() and not store_check.is_dir():
+        raise UsageError(f"--out {store_check} is a file, not a folder")
+    security = _security(args)
+
+    def show(row: dict) -> None:
+        _say(args, f"{row['workers']} workers, {row['chunk_rows']:>4} rows/block, {row['output']:<6}: "
+                   f"{row['seconds']:7.2f} s  speedup {row['speedup']:.2f}  {row['tasks']} tasks")  # fmt: skip
+
+    _say(args, f"strong scaling: {view.width}x{view.height}x{view.supersample}^2 samples, {args.iters} iterations, "
+               f"workers {args.workers}, rows/block {args.chunk_rows}, outputs {outputs}")  # fmt: skip
+    rows = strong_scaling(view, args.iters, workers=args.workers, chunk_rows=args.chunk_rows, outputs=outputs,
+                          scheduler=args.scheduler, security=security, repeats=args.repeats, progress=show)  # fmt: skip
+    paths = write_results(rows, args.out)
+    print(format_table(rows))
+    _say(args, "wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -53,6 +53,14 @@ def _write(path: str, block: graph.Block, result: tuple, render_id: str, iters: 
     return row
 
 
+def _only(workers: list[str] | None) -> dict:
+    if workers is None:
+        return {}
+    if isinstance(workers, str) or not workers or not all(isinstance(w, str) for w in workers):
+        raise TypeError(f"workers must be a non-empty list of worker addresses, got {workers!r}")
+    return {"workers": list(workers), "allow_other_workers": False}
+
+
 def _current_client() -> Client | None:
     try:
         return default_client()
@@ -74,6 +82,7 @@ def render(
     stats: RenderStats | None = None,
     security: Security | None = None,
     balance: bool = True,
+    workers: list[str] | None = None,
 ) -> xr.Dataset:
     """Render ``view`` on a dask cluster.
 
@@ -114,6 +123,9 @@ def render(
         probe, :func:`dfractal_dask.graph.block_costs`), so interior-heavy
         rows do not leave one worker busy at the end while the others idle.
         ``False``: dask's own order (for comparison).
+    workers
+        Addresses of the only workers to run on (e.g. a subset of a shared
+        cluster, for a scaling study); default: any.
 
     Returns
     -------
@@ -123,6 +135,7 @@ def render(
     view = View() if view is None else view
     if not isinstance(view, View):
         raise TypeError(f"view must be a View, got {type(view).__name__}")
+    _only(workers)  # checked before any store is made
     render_id = uuid.uuid4().hex
     priorities = None
     if balance:  # validates iters and chunk_rows first
@@ -139,11 +152,11 @@ def render(
     with connect(client if client is not None else _current_client(), security=security) as c:
         t0 = time.perf_counter()
         if store_path is None:
-            ds = c.compute(template, retries=retries).result()
+            ds = c.compute(template, retries=retries, **_only(workers)).result()
         else:
             path = Path(store_path)
             ds = _render_to_store(
-                c, render_id, tasks, template, path, overwrite, done, retries, progress, stats, priorities
+                c, render_id, tasks, template, path, overwrite, done, retries, progress, stats, priorities, workers
             )
         if stats is not None:
             stats.seconds = time.perf_counter() - t0
@@ -151,7 +164,7 @@ def render(
 
 
 def _render_to_store(
-    c, render_id, tasks, template, path, overwrite, done, retries, progress, stats, priorities
+    c, render_id, tasks, template, path, overwrite, done, retries, progress, stats, priorities, workers
 ) -> xr.Dataset:
     resumed = 0 if done is None else int(done.sum())
     if done is None:
@@ -179,7 +192,7 @@ def _render_to_store(
         with dask.annotate(priority=0 if priorities is None else priorities[b.index]):
             key = metrics.task_key("write", render_id, b.index)
             writes.append(write(str(path), b, k, render_id, iters, dask_key_name=key))
-    futures = c.compute(writes, retries=retries)
+    futures = c.compute(writes, retries=retries, **_only(workers))
     total = len(futures)
     finished = 0
     if progress:

@@ -51,9 +51,11 @@ __all__ = [
 
 FORMAT = 1
 
-# bitshuffle + zstd: counts are small integers that vary slowly along a row,
-# so their high bits compress to almost nothing.
-_COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+# byte shuffle + lz4: counts are small integers that vary slowly along a row,
+# so their high bytes compress to almost nothing; lz4 writes the seed default's
+# norms at ~850 MB/s where zstd-3 + bitshuffle managed ~120 MB/s (it was a third
+# of the workers' time), for a store ~10% larger.
+_COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 
 
 class StoreError(ValueError):
