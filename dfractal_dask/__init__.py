@@ -6,7 +6,7 @@
 """
 
 from ._version import __version__
-from .colorize import colorize, save_png, seed_colours
+from .colorize import colorize, colour_picture, save_png, seed_colours
 from .graph import fractal_dataset
 from .palettes import SEED_PALETTES, seed_lut
 from .pipeline import RenderStats, render
@@ -22,6 +22,7 @@ __all__ = [
     "open_render",
     "StoreError",
     "colorize",
+    "colour_picture",
     "seed_colours",
     "save_png",
     "seed_lut",

@@ -266,7 +266,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     from . import metrics
     from .cluster import connect
-    from .colorize import colorize, save_png
+    from .colorize import colour_picture, save_png
     from .pipeline import RenderStats, render
 
     stats = RenderStats()
@@ -293,8 +293,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         report, workers_runtime = metrics.collect(client, stats.render_id)
         if report:
             store.write_metrics(store_path, report)
-        rgba = colorize(ds, palette, args.step, args.mode, interior=args.interior)
-    save_png(rgba, outfile)
+        # lazy, then computed and written to the PNG a strip at a time: the
+        # client never holds the whole picture
+        save_png(colour_picture(ds, palette, args.step, args.mode, interior=args.interior), outfile)
     elapsed = time.perf_counter() - t0
     _say(
         args,
@@ -321,7 +322,7 @@ def _check_colour_flags(args: argparse.Namespace) -> None:
 
 
 def cmd_recolor(args: argparse.Namespace) -> int:
-    from .colorize import colorize, save_png
+    from .colorize import colour_picture, save_png
     from .palettes import resolve_palette
     from .store import check_creatable, open_render, reading
 
@@ -340,8 +341,9 @@ def cmd_recolor(args: argparse.Namespace) -> int:
     # on a cluster if asked, else block by block on dask's local threads
     cluster = connect(args.scheduler, security=security) if args.scheduler else contextlib.nullcontext()
     with cluster, reading(store_path):
-        rgba = colorize(ds, palette, args.step, args.mode, interior=args.interior, supersample=args.smoothness)
-    save_png(rgba, outfile)
+        # lazy: save_png computes and writes it a strip at a time
+        rgba = colour_picture(ds, palette, args.step, args.mode, interior=args.interior, supersample=args.smoothness)
+        save_png(rgba, outfile)
     _say(
         args,
         f"wrote {outfile} ({rgba.shape[1]}x{rgba.shape[0]}, {palette.name}, {args.mode}) "

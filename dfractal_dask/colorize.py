@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import difflib
 import os
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import dask
+import dask.array as da
 import numba
 import numpy as np
 import xarray as xr
@@ -29,6 +34,7 @@ __all__ = [
     "MODES",
     "check_picture_memory",
     "colorize",
+    "colour_picture",
     "colour_samples",
     "count_cdf",
     "histogram_colours",
@@ -253,7 +259,7 @@ def check_picture_memory(width: int, height: int) -> None:
         )
 
 
-def colorize(
+def colour_picture(
     ds: xr.Dataset,
     palette: str | Palette | list[str] = "Hippi",
     step: int = 6000,
@@ -261,8 +267,8 @@ def colorize(
     *,
     interior: str | tuple[int, int, int] = "#000000",
     supersample: int | None = None,
-) -> np.ndarray:
-    """Colour a render and average its supersamples into pixels.
+) -> np.ndarray | da.Array:
+    """Colour a render and average its supersamples into pixels, lazily.
 
     Works on an in-memory or lazy Dataset (from :func:`dfractal_dask.open_render`
     or :func:`dfractal_dask.render`); a lazy one is coloured block by block on the
@@ -289,8 +295,10 @@ def colorize(
 
     Returns
     -------
-    numpy.ndarray
-        ``(rows / supersample, cols / supersample, 4)`` uint8 RGBA.
+    dask.array.Array or numpy.ndarray
+        ``(rows / supersample, cols / supersample, 4)`` uint8 RGBA: a dask
+        array for a lazy Dataset (nothing computed yet: give it to
+        :func:`save_png`, or see :func:`colorize`), numpy for an in-memory one.
     """
     if not isinstance(ds, xr.Dataset) or "iterations" not in ds or "norm" not in ds:
         raise TypeError("colorize needs a render Dataset with 'iterations' and 'norm' (see open_render)")
@@ -324,9 +332,25 @@ def colorize(
         dask_gufunc_kwargs={"output_sizes": {"channel": 4}},
     )
     if n == 1:
-        return np.asarray(samples)
+        return samples.data
     sums = samples.astype(np.uint32).coarsen(im=n, re=n).sum()
-    return np.asarray(((sums + (n * n) // 2) // (n * n)).astype(np.uint8))  # uint8 per block, not at the end
+    return ((sums + (n * n) // 2) // (n * n)).astype(np.uint8).data  # uint8 per block, not at the end
+
+
+def colorize(
+    ds: xr.Dataset,
+    palette: str | Palette | list[str] = "Hippi",
+    step: int = 6000,
+    mode: str = "seed",
+    *,
+    interior: str | tuple[int, int, int] = "#000000",
+    supersample: int | None = None,
+) -> np.ndarray:
+    """:func:`colour_picture`, computed: the ``(h, w, 4)`` uint8 RGBA picture
+    in memory.  For a picture too big to hold at once, give
+    :func:`colour_picture`'s lazy array to :func:`save_png`, which computes and
+    writes it a strip at a time."""
+    return np.asarray(colour_picture(ds, palette, step, mode, interior=interior, supersample=supersample))
 
 
 def warm_up() -> None:
@@ -338,12 +362,63 @@ def warm_up() -> None:
         smooth_colours(it, nm, 1, np.zeros((2, 3)), np.zeros(3))
 
 
-def save_png(rgba: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write ``(h, w, 4)`` or ``(h, w, 3)`` uint8 as a PNG (parent folders made)."""
+def save_png(rgba: np.ndarray | da.Array, path: str | os.PathLike) -> Path:
+    """Write ``(h, w, 4)`` or ``(h, w, 3)`` uint8 as a PNG (parent folders made).
+
+    A dask array (e.g. from :func:`colour_picture`) is computed a few row
+    blocks at a time, in order, on the current dask scheduler, and streamed
+    into the PNG: the picture is never whole in memory, so the client's memory
+    does not grow with the image.
+    """
     path = Path(path)
-    arr = np.asarray(rgba)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise ValueError(f"save_png needs (h, w, 3|4) uint8, got {arr.dtype} {arr.shape}")
+    if not isinstance(rgba, da.Array):
+        rgba = np.asarray(rgba)
+    if rgba.dtype != np.uint8 or rgba.ndim != 3 or rgba.shape[2] not in (3, 4):
+        raise ValueError(f"save_png needs (h, w, 3|4) uint8, got {rgba.dtype} {rgba.shape}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr, "RGBA" if arr.shape[2] == 4 else "RGB").save(path, format="PNG")
+    if not isinstance(rgba, da.Array):
+        Image.fromarray(rgba, "RGBA" if rgba.shape[2] == 4 else "RGB").save(path, format="PNG")
+        return path
+    rgba = rgba.rechunk({1: -1, 2: -1})
+    tmp = path.with_name(path.name + ".part")
+    try:
+        with tmp.open("wb") as f:
+            _write_png(f, rgba.shape[1], rgba.shape[0], rgba.shape[2], _strips(rgba))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def _strips(arr: da.Array, window: int = 8) -> Iterator[np.ndarray]:
+    """The row blocks of ``arr`` in order, ``window`` computed at a time."""
+    n = arr.numblocks[0]
+    for i in range(0, n, window):
+        yield from dask.compute(*[arr.blocks[k] for k in range(i, min(i + window, n))])
+
+
+def _write_png(f, width: int, height: int, channels: int, strips: Iterable[np.ndarray]) -> None:
+    # PNG by hand (it is simple) so rows can be streamed: 8-bit RGB(A), the
+    # "Sub" filter on every row, one zlib stream cut into IDAT chunks.
+    def chunk(kind: bytes, data: bytes) -> None:
+        f.write(struct.pack(">I", len(data)) + kind + data)
+        f.write(struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    f.write(b"\x89PNG\r\n\x1a\n")
+    chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6 if channels == 4 else 2, 0, 0, 0))
+    z = zlib.compressobj(6)
+    rows = 0
+    for strip in strips:
+        raw = np.ascontiguousarray(strip, dtype=np.uint8).reshape(strip.shape[0], width * channels)
+        out = np.empty((raw.shape[0], raw.shape[1] + 1), np.uint8)
+        out[:, 0] = 1  # Sub: each byte minus the same channel of the pixel to its left (mod 256)
+        out[:, 1 : 1 + channels] = raw[:, :channels]
+        np.subtract(raw[:, channels:], raw[:, :-channels], out=out[:, 1 + channels :])
+        rows += raw.shape[0]
+        data = z.compress(out.tobytes())
+        if data:
+            chunk(b"IDAT", data)
+    if rows != height:
+        raise ValueError(f"PNG strips held {rows} rows, expected {height}")
+    chunk(b"IDAT", z.flush())
+    chunk(b"IEND", b"")

@@ -84,9 +84,15 @@ def blocks(view: View, chunk_rows: int | None = None) -> list[Block]:
     return [Block(i, r0, min(r0 + rows, h)) for i, r0 in enumerate(range(0, h, rows))]
 
 
-def compute_block(view: View, iters: int, block: Block) -> tuple[np.ndarray, np.ndarray, int]:
-    """Run the kernel on one block: ``(iterations, norm, work)``."""
-    return kernels.escape_block(view.re0, view.im0, view.step, block.row0, block.nrows, view.sample_width, iters)
+def compute_block(
+    view: View, iters: int, block: Block, shortcuts: int = kernels.CYCLES
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Run the kernel on one block: ``(iterations, norm, work)``.  ``shortcuts``:
+    see :func:`dfractal_dask.kernels.escape_into` (the default keeps every
+    count and norm exact; ``INTERIOR`` leaves interior norms NaN)."""
+    return kernels.escape_block(
+        view.re0, view.im0, view.step, block.row0, block.nrows, view.sample_width, iters, shortcuts
+    )
 
 
 #: Samples in the probe :func:`block_costs` computes: ~0.1% of the seed
@@ -144,21 +150,23 @@ def block_tasks(
     chunk_rows: int | None = None,
     render_id: str | None = None,
     priorities: list[int] | None = None,
+    shortcuts: int = kernels.CYCLES,
 ) -> list[tuple[Block, object]]:
     """One delayed kernel call per block, keyed ``dfractal-kernel-<render id>-<block>``
     so the metrics plugin can tell renders apart (default id: a hash of the
     inputs, so equal views share keys).  ``priorities`` (one per block, e.g.
-    :func:`block_priorities`) are given to dask as task annotations."""
+    :func:`block_priorities`) are given to dask as task annotations;
+    ``shortcuts`` goes to the kernel (:func:`compute_block`)."""
     iters = check_iters(iters)
     bs = blocks(view, chunk_rows)
     if priorities is not None and len(priorities) != len(bs):
         raise ValueError(f"{len(priorities)} priorities for {len(bs)} blocks")
-    rid = render_id or tokenize(view, iters, bs[0].nrows)
+    rid = render_id or tokenize(view, iters, bs[0].nrows, shortcuts)
     fn = dask.delayed(compute_block, pure=True, nout=3)
     tasks = []
     for b in bs:
         with dask.annotate(priority=0 if priorities is None else priorities[b.index]):
-            tasks.append((b, fn(view, iters, b, dask_key_name=task_key("kernel", rid, b.index))))
+            tasks.append((b, fn(view, iters, b, shortcuts, dask_key_name=task_key("kernel", rid, b.index))))
     return tasks
 
 

@@ -33,7 +33,7 @@ import dask
 import numpy as np
 from distributed import CancelledError, Client, Future
 
-from . import graph
+from . import graph, kernels
 from .colorize import BLOCK_MODES, colorize, colour_samples, save_png
 from .palettes import SEED_PALETTES, resolve_palette
 from .view import View
@@ -57,8 +57,12 @@ def frame_tasks(view: View, iters: int, palette, mode: str = "smooth", step: int
 
     Each block is a kernel call followed, on the same worker, by its colouring.
     Concatenated top to bottom they make the ``(height, width, 4)`` frame.
+    Smooth colouring paints the whole interior one colour, so there the kernel
+    skips the main cardioid and period-2 bulb (``kernels.INTERIOR``: the same
+    counts, no interior norms).
     """
     _check_mode(mode)
+    shortcuts = kernels.INTERIOR if mode == "smooth" else kernels.CYCLES
     pal = resolve_palette(palette)
     view = replace(view, supersample=1)
     rows = max(1, math.ceil(view.height / blocks))
@@ -66,7 +70,7 @@ def frame_tasks(view: View, iters: int, palette, mode: str = "smooth", step: int
     colour = dask.delayed(_colour_block, pure=True)
     return [
         colour(task, iters, pal, mode, step, dask_key_name=f"explore-colour-{rid}-{b.index}")
-        for b, task in graph.block_tasks(view, iters, rows, rid)
+        for b, task in graph.block_tasks(view, iters, rows, rid, shortcuts=shortcuts)
     ]
 
 

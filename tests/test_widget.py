@@ -156,3 +156,21 @@ def test_frame_tasks_cover_the_view_in_row_order(client):
     parts = client.compute(tasks, sync=True)
     assert [p.shape[0] for p in parts] == [23, 23, 23, 21]
     np.testing.assert_array_equal(np.concatenate(parts), _reference(client, VIEW, 150))
+
+
+@pytest.mark.parametrize("mode", ["smooth", "seed"])
+def test_explorer_frames_equal_brute_force_pixels(client, mode):
+    """In smooth mode the explorer's kernel skips the cardioid and bulb; the
+    picture is still the brute-force one, pixel for pixel (seed mode, which
+    needs interior norms, keeps them exact)."""
+    import dask
+
+    from dfractal_dask.colorize import colour_samples
+    from dfractal_dask.kernels import BRUTE, escape_block
+
+    view = View(-0.6, 0.0, 2.8, 160, 120, 1)  # a quarter of it cardioid and bulb
+    frame = np.concatenate(client.compute(frame_tasks(view, 400, "Hippi", mode, blocks=3), sync=True), axis=0)
+    it, norm, _ = escape_block(view.re0, view.im0, view.step, 0, 120, 160, 400, BRUTE)
+    assert (it == 400).mean() > 0.2
+    np.testing.assert_array_equal(frame, colour_samples(it, norm, 400, "Hippi", mode))
+    assert dask.is_dask_collection(frame_tasks(view, 400, "Hippi", mode)[0])

@@ -1,0 +1,112 @@
+"""The performance goals of issue 7, each as a ratio against a baseline
+measured in this same run (not a test: these machines are shared and noisy).
+
+    python benchmarks/render.py [--skip-rss] [--rss-sizes 2048x1536,4096x3072,4096x4096]
+
+1. The scalar reference: ``escape_scalar_into`` over the whole seed default
+   (1024x768 at 8x8 samples, 800 iterations) on one core, in this process.
+2. The bare lockstep kernel (``escape_into``) over the same samples, one core.
+3. ``dfractal render`` of the seed default, a fresh process with its embedded
+   2-worker LocalCluster, wall time end to end (cluster start, render, Zarr,
+   colour, PNG), and the render alone (``render()`` to a store on a running
+   2-worker cluster).  Goal: <= 0.10 of (1).
+4. Dask's overhead: ``render()`` to a store on a running 1-worker cluster
+   against (2).  Goal: <= 1.15.
+5. Client peak RSS of ``dfractal render`` at growing sizes up to >= 1 G
+   samples (a fast-escaping view, 64 iterations, so the kernel does not
+   dominate).  Goal: < 400 MB and flat in the image size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dfractal_dask import View, render
+from dfractal_dask.cluster import connect
+from dfractal_dask.kernels import count_dtype, escape_into, escape_scalar_into, warm_up
+
+
+def _whole(fn, view: View, iters: int, rows: int = 256) -> tuple[float, int]:
+    """Time ``fn`` over every sample of ``view`` (in blocks of ``rows``), one core."""
+    work = 0
+    t0 = time.perf_counter()
+    for r0 in range(0, view.sample_height, rows):
+        n = min(rows, view.sample_height - r0)
+        it = np.empty((n, view.sample_width), count_dtype(iters))
+        norm = np.empty((n, view.sample_width), np.float32)
+        work += fn(it, norm, view.re0, view.im0, view.step, r0, iters)
+    return time.perf_counter() - t0, work
+
+
+def _cli_render(argv: list[str], workdir: Path) -> dict:
+    t0 = time.perf_counter()
+    p = subprocess.run(["dfractal", "render", "-q", "--metrics-json", "m.json", *argv],
+                       cwd=workdir, capture_output=True, text=True)  # fmt: skip
+    wall = time.perf_counter() - t0
+    if p.returncode:
+        sys.exit(f"dfractal render failed: {p.stderr.strip()}")
+    doc = json.loads((workdir / "m.json").read_text())
+    return {"wall": wall, "client": doc["client"], "render": doc["render"]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--skip-rss", action="store_true", help="skip (5), the >= 1 G-sample renders")
+    p.add_argument("--rss-sizes", default="2048x1536,4096x3072,4096x4096", help="WxH at 8x8 samples, for (5)")
+    args = p.parse_args()
+    view, iters = View(), 800
+    tmp = Path(tempfile.mkdtemp(prefix="dfractal-bench-"))
+    try:
+        warm_up()
+        escape_scalar_into(np.empty((1, 1), np.uint16), np.empty((1, 1), np.float32), 0.0, 0.0, 1.0, 0, 1)
+        print(f"seed default: {view.sample_width}x{view.sample_height} samples, {iters} iterations")
+        t_scalar, w_scalar = _whole(escape_scalar_into, view, iters)
+        print(f"(1) scalar reference, one core:      {t_scalar:7.2f} s  {w_scalar / t_scalar / 1e9:.2f} G it/s")
+        t_kernel, w_kernel = _whole(escape_into, view, iters)
+        assert w_kernel == w_scalar
+        print(f"(2) lockstep kernel, one core:        {t_kernel:7.2f} s  {w_kernel / t_kernel / 1e9:.2f} G it/s"
+              f"  ratio to (1) {t_kernel / t_scalar:.3f}")  # fmt: skip
+
+        cli = _cli_render(["--outfile", "seed.png"], tmp)
+        print(f"(3) dfractal render, 2 workers, end to end: {cli['wall']:7.2f} s  ratio to (1) "
+              f"{cli['wall'] / t_scalar:.3f}  (goal <= 0.10)")  # fmt: skip
+        for n in (2, 1):
+            with connect(None, n_workers=n) as client:
+                render(View(view.xpos, view.ypos, view.span, 16, 12, 1), 50, client=client)  # warm
+                t0 = time.perf_counter()
+                render(view, iters, client=client, store_path=tmp / f"r{n}.zarr")
+                t = time.perf_counter() - t0
+            if n == 2:
+                print(f"(3) render() to a store, 2 workers: {t:7.2f} s  ratio to (1) {t / t_scalar:.3f}"
+                      f"  (goal <= 0.10)")  # fmt: skip
+            else:
+                print(f"(4) render() to a store, 1 worker:   {t:7.2f} s  ratio to (2) {t / t_kernel:.3f}"
+                      f"  (goal <= 1.15)")  # fmt: skip
+
+        if not args.skip_rss:
+            print("(5) client peak RSS of dfractal render (xpos -0.5, span 8, 64 iterations, 8x8 samples):")
+            for size in args.rss_sizes.split(","):
+                w, h = (int(x) for x in size.split("x"))
+                shutil.rmtree(tmp / "big.zarr", ignore_errors=True)
+                r = _cli_render(["--width", str(w), "--height", str(h), "--xpos", "-0.5", "--ypos", "0",
+                                 "--escape-radius", "8", "--iters", "64", "--outfile", "big.png"], tmp)  # fmt: skip
+                rss = r["client"]["peak_rss_bytes"] / 2**20
+                print(f"    {w}x{h}: {w * h * 64 / 1e9:5.2f} G samples  {r['wall']:7.1f} s  client peak RSS "
+                      f"{rss:6.0f} MiB  (goal < 400)")  # fmt: skip
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    main()
