@@ -24,6 +24,9 @@ __all__ = [
     "Block",
     "block_costs",
     "block_priorities",
+    "block_shortcuts",
+    "probe_blocks",
+    "shortcuts_for",
     "block_tasks",
     "blocks",
     "check_iters",
@@ -109,6 +112,33 @@ def block_costs(view: View, iters: int, bs: list[Block], probe_samples: int = PR
     sample count.  Interior-heavy rows cost up to ``iters`` per sample where an
     exterior row may cost a few, so blocks differ by orders of magnitude.
     """
+    return probe_blocks(view, iters, bs, probe_samples)[0]
+
+
+def block_shortcuts(view: View, iters: int, bs: list[Block], probe_samples: int = PROBE_SAMPLES) -> list[int]:
+    """The kernel's ``shortcuts`` level for each block, from the same probe:
+    cycle detection (exact, see :func:`dfractal_dask.kernels.escape_into`) where
+    at least :data:`CYCLES_FROM` of the block's probe samples are interior, where
+    it pays (1.6x at 56% interior, 11x at 100%), brute force elsewhere (looking
+    for cycles costs ~10% where few samples are interior).  Both give the same
+    counts and norms, bit for bit."""
+    return shortcuts_for(probe_blocks(view, iters, bs, probe_samples)[1])
+
+
+def shortcuts_for(interior: np.ndarray) -> list[int]:
+    """:func:`block_shortcuts` from already probed interior fractions."""
+    return [kernels.CYCLES if f >= CYCLES_FROM else kernels.BRUTE for f in interior]
+
+
+#: Interior fraction from which :func:`block_shortcuts` looks for cycles.
+CYCLES_FROM = 0.45
+
+
+def probe_blocks(
+    view: View, iters: int, bs: list[Block], probe_samples: int = PROBE_SAMPLES
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per block: estimated iterations (:func:`block_costs`), and the fraction
+    of its probe samples that are interior (:func:`block_shortcuts`)."""
     iters = check_iters(iters)
     s = max(1, math.ceil(math.sqrt(view.sample_width * view.sample_height / probe_samples)))
     ncols = max(1, view.sample_width // s)
@@ -116,13 +146,16 @@ def block_costs(view: View, iters: int, bs: list[Block], probe_samples: int = PR
     it = np.empty((1, ncols), kernels.count_dtype(iters))
     norm = np.empty((1, ncols), np.float32)
     costs = np.empty(len(bs))
+    interior = np.empty(len(bs))
     for k, b in enumerate(bs):
         rows = range(b.row0 + min(s // 2, b.nrows // 2), b.row1, s)
-        work = 0
+        work = inside = 0
         for r in rows:  # one probe row: im of row r, re every s-th column (global indices)
             work += kernels.escape_into(it, norm, re0, view.im0 - r * view.step, view.step * s, 0, iters)
+            inside += int((it == iters).sum())
         costs[k] = work / (len(rows) * ncols) * b.nrows * view.sample_width
-    return costs
+        interior[k] = inside / (len(rows) * ncols)
+    return costs, interior
 
 
 def block_priorities(costs: np.ndarray) -> list[int]:
@@ -150,23 +183,27 @@ def block_tasks(
     chunk_rows: int | None = None,
     render_id: str | None = None,
     priorities: list[int] | None = None,
-    shortcuts: int = kernels.CYCLES,
+    shortcuts: int | list[int] = kernels.CYCLES,
 ) -> list[tuple[Block, object]]:
     """One delayed kernel call per block, keyed ``dfractal-kernel-<render id>-<block>``
     so the metrics plugin can tell renders apart (default id: a hash of the
     inputs, so equal views share keys).  ``priorities`` (one per block, e.g.
     :func:`block_priorities`) are given to dask as task annotations;
-    ``shortcuts`` goes to the kernel (:func:`compute_block`)."""
+    ``shortcuts`` goes to the kernel (:func:`compute_block`): one level, or
+    one per block (e.g. :func:`block_shortcuts`)."""
     iters = check_iters(iters)
     bs = blocks(view, chunk_rows)
     if priorities is not None and len(priorities) != len(bs):
         raise ValueError(f"{len(priorities)} priorities for {len(bs)} blocks")
-    rid = render_id or tokenize(view, iters, bs[0].nrows, shortcuts)
+    levels = [shortcuts] * len(bs) if isinstance(shortcuts, int) else list(shortcuts)
+    if len(levels) != len(bs):
+        raise ValueError(f"{len(levels)} shortcut levels for {len(bs)} blocks")
+    rid = render_id or tokenize(view, iters, bs[0].nrows, levels)
     fn = dask.delayed(compute_block, pure=True, nout=3)
     tasks = []
     for b in bs:
         with dask.annotate(priority=0 if priorities is None else priorities[b.index]):
-            tasks.append((b, fn(view, iters, b, shortcuts, dask_key_name=task_key("kernel", rid, b.index))))
+            tasks.append((b, fn(view, iters, b, levels[b.index], dask_key_name=task_key("kernel", rid, b.index))))
     return tasks
 
 

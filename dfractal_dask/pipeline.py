@@ -137,10 +137,12 @@ def render(
         raise TypeError(f"view must be a View, got {type(view).__name__}")
     _only(workers)  # checked before any store is made
     render_id = uuid.uuid4().hex
-    priorities = None
-    if balance:  # validates iters and chunk_rows first
-        priorities = graph.block_priorities(graph.block_costs(view, iters, graph.blocks(view, chunk_rows)))
-    tasks = graph.block_tasks(view, iters, chunk_rows, render_id, priorities)  # validates iters and chunk_rows
+    bs = graph.blocks(view, chunk_rows)  # validates chunk_rows
+    # one sparse probe: block costs (for the order) and where cycle detection pays
+    costs, interior = graph.probe_blocks(view, iters, bs)
+    priorities = graph.block_priorities(costs) if balance else None
+    shortcuts = graph.shortcuts_for(interior)
+    tasks = graph.block_tasks(view, iters, chunk_rows, render_id, priorities, shortcuts)
     template = graph.dataset_from_tasks(view, iters, tasks)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be a non-negative integer, got {retries!r}")

@@ -83,3 +83,19 @@ def test_block_priorities_put_the_costliest_first():
     pr = block_priorities(np.array([5.0, 90.0, 1.0, 90.0, 30.0]))
     assert sorted(pr) == [0, 1, 2, 3, 4]
     assert pr[1] == 4 and pr[3] == 3 and pr[4] == 2 and pr[0] == 1 and pr[2] == 0  # ties keep block order
+
+
+def test_block_shortcuts_look_for_cycles_only_where_the_probe_finds_interior():
+    from dfractal_dask import kernels
+    from dfractal_dask.graph import CYCLES_FROM, block_shortcuts, blocks, compute_block, probe_blocks
+
+    view = View(-0.6, 0.1, 2.8, 200, 150, 2)
+    bs = blocks(view, 20)
+    levels = block_shortcuts(view, 1500, bs, probe_samples=2000)
+    _, interior = probe_blocks(view, 1500, bs, probe_samples=2000)
+    assert set(levels) == {kernels.BRUTE, kernels.CYCLES}  # edge rows brute force, cardioid rows cycles
+    for b, level, frac in zip(bs, levels, interior, strict=True):
+        assert (level == kernels.CYCLES) == (frac >= CYCLES_FROM)
+        got, ref = compute_block(view, 1500, b, level), compute_block(view, 1500, b, kernels.BRUTE)
+        np.testing.assert_array_equal(got[0], ref[0])
+        assert got[1].tobytes() == ref[1].tobytes() and got[2] == ref[2]
