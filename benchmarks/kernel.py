@@ -2,7 +2,7 @@
 against the scalar reference, and the interior shortcuts against brute force,
 all measured in the same run.
 
-    python benchmarks/kernel.py [--rows 96] [--repeats 3]
+    python benchmarks/kernel.py [--rows 96] [--repeats 5]
 
 For each view it computes the same block of sample rows (the middle of the
 picture) with
@@ -65,7 +65,7 @@ def _same(ref, got) -> bool:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=96, help="sample rows per view (of 8192 samples each)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
     tiny = np.empty((1, 1), np.uint16), np.empty((1, 1), np.float32)
     escape_scalar_into(*tiny, 0.0, 0.0, 1.0, 0, 1)  # compile / load from cache first

@@ -74,8 +74,11 @@ def _make_escape(shortcuts: int):
         zi = np.empty(LANES)
         cr = np.empty(LANES)
         top = np.empty(LANES)  # running max of |z|² this block: > 4 once escaped
-        sr = np.empty(LANES)  # z at the start of the block, for the replay
-        si = np.empty(LANES)
+        # z at the start of each run of _UNROLL steps, and the running max of
+        # |z|² at its end: a replay starts at the run where the max passed 4
+        sr = np.empty((_BLOCK // _UNROLL, LANES))
+        si = np.empty((_BLOCK // _UNROLL, LANES))
+        tops = np.empty((_BLOCK // _UNROLL, LANES))
         kr = np.empty(LANES)  # checkpoint for cycle detection (at step kn)
         ki = np.empty(LANES)
         cnt = np.empty(LANES, np.int64)  # -1: still running
@@ -109,14 +112,16 @@ def _make_escape(shortcuts: int):
                 while n < iters and left > 0:
                     k = min(_BLOCK, iters - n)
                     for lane in range(LANES):
-                        sr[lane] = zr[lane]
-                        si[lane] = zi[lane]
                         top[lane] = 0.0
+                    runs = 1
                     if k == _BLOCK:
-                        for _ in range(_BLOCK // _UNROLL):
+                        runs = _BLOCK // _UNROLL
+                        for q in range(_BLOCK // _UNROLL):
                             for lane in range(LANES):
                                 x = zr[lane]
                                 y = zi[lane]
+                                sr[q, lane] = x
+                                si[q, lane] = y
                                 t = top[lane]
                                 a = cr[lane]
                                 for _u in range(_UNROLL):
@@ -129,7 +134,11 @@ def _make_escape(shortcuts: int):
                                 zr[lane] = x
                                 zi[lane] = y
                                 top[lane] = t
+                                tops[q, lane] = t
                     else:
+                        for lane in range(LANES):
+                            sr[0, lane] = zr[lane]
+                            si[0, lane] = zi[lane]
                         for _ in range(k):
                             for lane in range(LANES):
                                 x = zr[lane]
@@ -146,10 +155,14 @@ def _make_escape(shortcuts: int):
                         if cnt[lane] >= 0:
                             continue
                         if top[lane] > 4.0:
-                            # escaped in this block: replay it by the scalar rule
-                            x = sr[lane]
-                            y = si[lane]
-                            i = n - k
+                            # escaped in this block: replay the run it escaped in
+                            # by the scalar rule (a partial block is one run)
+                            q = 0
+                            while q < runs - 1 and not tops[q, lane] > 4.0:
+                                q += 1
+                            x = sr[q, lane]
+                            y = si[q, lane]
+                            i = n - k + q * _UNROLL
                             while True:
                                 x2 = x * x
                                 y2 = y * y
