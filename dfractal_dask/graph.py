@@ -20,6 +20,8 @@ from .metrics import task_key
 from .view import View
 
 __all__ = [
+    "CYCLES_FROM",
+    "PROBE_SAMPLES",
     "TARGET_BLOCK_SAMPLES",
     "Block",
     "block_costs",

@@ -235,9 +235,10 @@ def escape_into(
 
     :data:`LANES` neighbouring samples run in lockstep, ``_BLOCK`` iterations at
     a time with no branch and no per-lane bookkeeping beyond a running maximum
-    of ``|z|²``, so LLVM keeps them in AVX2 registers.  After each block a lane
-    whose maximum passed 4 is replayed from the block's start one step at a
-    time by the scalar rule, which finds its exact count and ``norm``.  The
+    of ``|z|²`` (kept, with ``z``, every ``_UNROLL`` steps), so LLVM keeps them
+    in AVX2 registers.  After each block a lane whose maximum passed 4 is
+    replayed from the start of the ``_UNROLL`` steps it escaped in, one step at
+    a time by the scalar rule, which finds its exact count and ``norm``.  The
     arithmetic is the scalar rule's, in the same order, with no fused
     multiply-add (``fastmath=False``), so at ``shortcuts=BRUTE`` or ``CYCLES``
     every count and ``norm`` equals :func:`escape_scalar_into`'s bit for bit.
