@@ -82,7 +82,10 @@ def test_bench_plot_draws_in_chromium(results, tmp_path):
         page.wait_for_function("document.querySelectorAll('.bk-Figure, .bk-Row').length > 0", timeout=30_000)
         page.wait_for_function("Bokeh.documents.length > 0 && Bokeh.documents[0].roots().length == 1", timeout=30_000)
         titles = page.evaluate("Bokeh.documents[0].roots()[0].children.map(f => f.title.text)")
-        legend = page.evaluate("Bokeh.documents[0].roots()[0].children[1].legend[0].items.map(i => i.label.value)")
+        legend = page.evaluate(
+            "Bokeh.documents[0].roots()[0].children[1].center.filter(r => r.type == 'Legend')"
+            ".map(l => l.items.map(i => i.label.value))[0]"
+        )
         b.close()
     assert titles == ["time", "speedup"] and not errors
     assert "ideal" in legend and "8 rows/block, store" in legend and "32 rows/block, gather" in legend
