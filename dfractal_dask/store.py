@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 import zarr
+from numcodecs import Blosc
 from zarr.codecs import BloscCodec
 
 from .graph import Block
@@ -209,14 +211,65 @@ def write_block(path: str | os.PathLike, block: Block, iterations: np.ndarray, n
 
     Returns the number of bytes the block's chunks take in the store.
     """
-    group = zarr.open_group(str(path), mode="r+")
-    group["iterations"][block.row0 : block.row1, :] = iterations
-    group["norm"][block.row0 : block.row1, :] = norm
+    nbytes = _write_chunk(path, "iterations", block, iterations) + _write_chunk(path, "norm", block, norm)
     # Only now, with both chunks on disk, is the block complete.
-    group["block_done"][block.index] = 1
-    chunks = [Path(path, name, "c", str(block.index), "0") for name in ("iterations", "norm")]
-    # a chunk equal to the fill value everywhere is not written at all
-    return sum(c.stat().st_size for c in chunks if c.exists())
+    zarr.open_array(str(Path(path, "block_done")), mode="r+")[block.index] = 1
+    return nbytes
+
+
+_SHUFFLES = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+
+
+def _chunk_codec(meta: dict[str, Any], block: Block) -> Blosc | None:
+    """The Blosc codec of an array made by :func:`create_store` (one chunk per
+    row block, bytes then blosc); ``None`` for any other layout."""
+    codecs = meta.get("codecs", [])
+    grid = meta.get("chunk_grid", {})
+    keys = meta.get("chunk_key_encoding", {})
+    if not (
+        len(codecs) == 2
+        and codecs[0] == {"name": "bytes", "configuration": {"endian": "little"}}
+        and codecs[1].get("name") == "blosc"
+        and grid.get("name") == "regular"
+        and grid["configuration"]["chunk_shape"][1] == meta["shape"][1]
+        and keys == {"name": "default", "configuration": {"separator": "/"}}
+    ):
+        return None
+    config = dict(codecs[1]["configuration"])
+    config["shuffle"] = _SHUFFLES[config["shuffle"]]
+    return Blosc.from_config(config)
+
+
+def _write_chunk(path: str | os.PathLike, name: str, block: Block, data: np.ndarray) -> int:
+    """Encode ``data`` (the block's rows of array ``name``) as its one Zarr
+    chunk and put it in place atomically; returns the chunk's size in bytes.
+
+    The same bytes zarr's codec pipeline writes (tested), without its per-call
+    machinery: that took ~25 ms of a ~35 ms block write, a third of a worker's
+    time beside the kernel.  A killed write leaves a ``.part`` file, never a
+    truncated chunk.  Stores of another layout are written through zarr.
+    """
+    meta = json.loads(Path(path, name, "zarr.json").read_text())
+    codec = _chunk_codec(meta, block)
+    if codec is None:
+        zarr.open_array(str(Path(path, name)), mode="r+")[block.row0 : block.row1, :] = data
+        chunk = Path(path, name, "c", str(block.index), "0")
+        return chunk.stat().st_size if chunk.exists() else 0
+    rows = meta["chunk_grid"]["configuration"]["chunk_shape"][0]
+    dtype = np.dtype(meta["data_type"]).newbyteorder("<")
+    if data.shape != (block.nrows, meta["shape"][1]) or block.row0 != block.index * rows:
+        raise ValueError(f"block {block.index} does not match the chunks of {name!r} in {path}")
+    if block.nrows < rows:  # an edge chunk is stored whole, padded with the fill value
+        full = np.full((rows, data.shape[1]), meta["fill_value"], dtype)
+        full[: block.nrows] = data
+        data = full
+    encoded = codec.encode(np.ascontiguousarray(data, dtype))
+    chunk = Path(path, name, "c", str(block.index), "0")
+    chunk.parent.mkdir(parents=True, exist_ok=True)
+    part = chunk.with_name(f"0.{os.getpid()}-{threading.get_ident()}.part")
+    part.write_bytes(encoded)
+    os.replace(part, chunk)
+    return len(encoded)
 
 
 def write_metrics(path: str | os.PathLike, metrics: dict[str, Any]) -> None:

@@ -31,6 +31,43 @@ def test_round_trip(tmp_path):
     assert ds.block_done.values.tolist() == [1, 1, 1]
 
 
+@pytest.mark.parametrize("chunk_rows", [8, 10])  # 10: the last block is short, its chunk padded
+def test_block_chunks_are_the_bytes_zarr_writes(tmp_path, chunk_rows):
+    import zarr
+
+    template = graph.fractal_dataset(VIEW, 50, chunk_rows)
+    bs = graph.blocks(VIEW, chunk_rows)
+    for name in ("direct.zarr", "zarr.zarr"):
+        store.create_store(tmp_path / name, template, len(bs))
+    for b in bs:
+        it, norm, _ = graph.compute_block(VIEW, 50, b)
+        store.write_block(tmp_path / "direct.zarr", b, it, norm)
+        for var, data in (("iterations", it), ("norm", norm)):
+            zarr.open_array(str(tmp_path / "zarr.zarr" / var), mode="r+")[b.row0 : b.row1] = data
+    assert bs[-1].nrows == (4 if chunk_rows == 10 else 8)
+    for var in ("iterations", "norm"):
+        direct = sorted((tmp_path / "direct.zarr" / var / "c").rglob("*"))
+        assert [p.relative_to(tmp_path / "direct.zarr") for p in direct] == [
+            p.relative_to(tmp_path / "zarr.zarr") for p in sorted((tmp_path / "zarr.zarr" / var / "c").rglob("*"))
+        ]
+        for p in direct:
+            if p.is_file():
+                assert p.read_bytes() == (tmp_path / "zarr.zarr" / p.relative_to(tmp_path / "direct.zarr")).read_bytes()
+    ds = open_render(tmp_path / "direct.zarr")
+    expected = template.compute(scheduler="sync")
+    assert np.array_equal(ds.iterations.values, expected.iterations.values)
+    assert np.array_equal(ds.norm.values, expected.norm.values, equal_nan=True)
+    assert not list((tmp_path / "direct.zarr").rglob("*.part"))
+
+
+def test_block_that_does_not_fit_the_chunks_is_refused(tmp_path):
+    _make(tmp_path / "r.zarr", complete=False)
+    it, norm, _ = graph.compute_block(VIEW, 50, graph.Block(1, 8, 16))
+    with pytest.raises(ValueError, match="does not match the chunks"):
+        store.write_block(tmp_path / "r.zarr", graph.Block(1, 7, 15), it, norm)
+    assert open_render(tmp_path / "r.zarr", allow_incomplete=True).block_done.values.tolist() == [1, 0, 0]
+
+
 def test_incomplete_store_is_refused_unless_asked(tmp_path):
     _make(tmp_path / "r.zarr", complete=False)
     with pytest.raises(StoreError, match="incomplete: 2 of 3 blocks"):
