@@ -6,10 +6,11 @@
 """
 
 from ._version import __version__
-from .colorize import colorize, colour_picture, save_png, seed_colours
+from .colorize import colorize, colour_picture, seed_colours
 from .graph import fractal_dataset
 from .palettes import SEED_PALETTES, seed_lut
 from .pipeline import RenderStats, render
+from .png import save_png
 from .store import StoreError, open_render
 from .view import View
 

@@ -266,8 +266,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     from . import metrics
     from .cluster import connect
-    from .colorize import colour_picture, save_png
+    from .colorize import colour_picture
     from .pipeline import RenderStats, render
+    from .png import save_png
 
     stats = RenderStats()
     t0 = time.perf_counter()
@@ -322,8 +323,9 @@ def _check_colour_flags(args: argparse.Namespace) -> None:
 
 
 def cmd_recolor(args: argparse.Namespace) -> int:
-    from .colorize import colour_picture, save_png
+    from .colorize import colour_picture
     from .palettes import resolve_palette
+    from .png import save_png
     from .store import check_creatable, open_render, reading
 
     palette = resolve_palette(args.palette)

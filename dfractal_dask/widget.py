@@ -34,8 +34,9 @@ import numpy as np
 from distributed import CancelledError, Client, Future
 
 from . import graph, kernels
-from .colorize import BLOCK_MODES, colorize, colour_samples, save_png
+from .colorize import BLOCK_MODES, colorize, colour_samples
 from .palettes import SEED_PALETTES, resolve_palette
+from .png import save_png
 from .view import View
 
 __all__ = ["EXPLORER_MODES", "Explorer", "frame_tasks", "serve"]

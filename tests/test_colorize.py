@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
 import xarray as xr
-from PIL import Image
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from dfractal_dask import colorize, fractal_dataset, save_png, seed_colours, seed_lut
+from dfractal_dask import colorize, fractal_dataset, seed_colours, seed_lut
+from dfractal_dask.colorize import box_mean
 from dfractal_dask.view import View
 
 
@@ -46,6 +48,23 @@ def test_colorize_averages_supersamples_and_is_lazy_safe():
     # blocks that do not hold whole pixel rows are re-cut, same picture
     odd = eager.chunk({"im": 4})
     assert np.array_equal(colorize(odd, "Plan9", 600), expected)
+    # and so are blocks cut across columns at non-multiples of the supersample
+    cols = eager.chunk({"im": 9, "re": 10})
+    assert np.array_equal(colorize(cols, "Plan9", 600), expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 5), h=st.integers(1, 6), w=st.integers(1, 6), channels=st.sampled_from([3, 4]),
+       seed=st.integers(0, 2**32 - 1))  # fmt: skip
+def test_box_mean_is_the_rounded_mean_of_each_square(n, h, w, channels, seed):
+    samples = np.random.default_rng(seed).integers(0, 256, (h * n, w * n, channels), dtype=np.uint8)
+    sums = samples.reshape(h, n, w, n, channels).astype(np.uint32).sum(axis=(1, 3))
+    assert np.array_equal(box_mean(samples, n), ((sums + n * n // 2) // (n * n)).astype(np.uint8))
+
+
+def test_box_mean_refuses_a_block_of_partial_pixels():
+    with pytest.raises(ValueError, match="supersample 3 does not divide a 4x3 block"):
+        box_mean(np.zeros((3, 4, 4), np.uint8), 3)
 
 
 def test_pixel_with_some_transparent_samples_is_partly_transparent():
@@ -66,16 +85,6 @@ def test_pixel_with_some_transparent_samples_is_partly_transparent():
 def test_colorize_rejects_non_renders():
     with pytest.raises(TypeError, match="iterations"):
         colorize(xr.Dataset(), "Hippi")
-
-
-def test_save_png_round_trip(tmp_path):
-    rgba = np.random.default_rng(0).integers(0, 256, (5, 7, 4), dtype=np.uint8)
-    out = save_png(rgba, tmp_path / "sub" / "x.jpg")  # always PNG, whatever the suffix
-    with Image.open(out) as im:
-        assert im.format == "PNG" and im.mode == "RGBA"
-        assert np.array_equal(np.asarray(im), rgba)
-    with pytest.raises(ValueError, match="uint8"):
-        save_png(rgba.astype(np.float32), tmp_path / "y.png")
 
 
 # -- golden: the seed rule, pixel by pixel, in plain Python ---------------------
@@ -173,28 +182,6 @@ def test_supersample_override_and_bad_modes(gradient):
         colorize(gradient, "Hippi", mode="smoth")
     with pytest.raises(ValueError, match="malformed hex"):
         colorize(gradient, "Hippi", mode="smooth", interior="#zz0000")
-
-
-@pytest.mark.parametrize("channels", [4, 3])
-def test_save_png_streams_a_lazy_picture_that_decodes_to_the_same_pixels(tmp_path, channels):
-    """A dask array is written strip by strip by a hand-made PNG writer; the
-    file decodes (PIL) to exactly the pixels, as the in-memory path's does."""
-    import dask.array as da
-    from PIL import Image
-
-    from dfractal_dask import save_png
-
-    rng = np.random.default_rng(7)
-    pic = rng.integers(0, 256, (203, 131, channels), dtype=np.uint8)
-    pic[50:90] = pic[50:51]  # some runs, some noise
-    lazy = da.from_array(pic, chunks=(17, 131, channels))  # 12 strips, the last short
-    save_png(lazy, tmp_path / "lazy.png")
-    save_png(pic, tmp_path / "eager.png")
-    for name in ("lazy.png", "eager.png"):
-        with Image.open(tmp_path / name) as im:
-            assert im.mode == ("RGBA" if channels == 4 else "RGB") and im.size == (131, 203)
-            np.testing.assert_array_equal(np.asarray(im), pic)
-    assert not list(tmp_path.glob("*.part"))
 
 
 def test_colour_picture_is_lazy_and_equals_colorize(client, tmp_path):
