@@ -60,6 +60,28 @@ def test_block_chunks_are_the_bytes_zarr_writes(tmp_path, chunk_rows):
     assert not list((tmp_path / "direct.zarr").rglob("*.part"))
 
 
+@pytest.mark.parametrize("chunk_rows", [8, 10])
+def test_open_render_reads_chunks_as_zarr_does(tmp_path, chunk_rows):
+    """open_render's own chunk reader (one task per block) gives what xarray's
+    zarr reader gives, a never-written chunk included (the fill value)."""
+    import xarray as xr
+
+    template = graph.fractal_dataset(VIEW, 50, chunk_rows)
+    bs = graph.blocks(VIEW, chunk_rows)
+    store.create_store(tmp_path / "r.zarr", template, len(bs))
+    for b in bs[1:]:  # block 0 never written
+        it, norm, _ = graph.compute_block(VIEW, 50, b)
+        store.write_block(tmp_path / "r.zarr", b, it, norm)
+    ds = open_render(tmp_path / "r.zarr", allow_incomplete=True)
+    ref = xr.open_zarr(str(tmp_path / "r.zarr"), consolidated=False)
+    for name in ("iterations", "norm"):
+        assert ds[name].data.name.startswith(f"read-{name}-")  # not zarr's reader
+        assert ds[name].chunks == ref[name].chunks and ds[name].attrs == ref[name].attrs
+        np.testing.assert_array_equal(ds[name].values, ref[name].values)
+    assert (ds.iterations.values[: bs[0].nrows] == 0).all()
+    assert (ds.iterations.values[bs[0].nrows :] > 0).all()
+
+
 def test_block_that_does_not_fit_the_chunks_is_refused(tmp_path):
     _make(tmp_path / "r.zarr", complete=False)
     it, norm, _ = graph.compute_block(VIEW, 50, graph.Block(1, 8, 16))
