@@ -1,7 +1,7 @@
 """The performance goals of issue 7, each as a ratio against a baseline
 measured in this same run (not a test: these machines are shared and noisy).
 
-    python benchmarks/render.py [--skip-rss] [--rss-sizes 2048x1536,4096x3072,4096x4096]
+    python benchmarks/render.py [--skip-rss] [--repeats 3] [--rss-sizes 2048x1536,4096x3072,4096x4096]
 
 1. The scalar reference: ``escape_scalar_into`` over the whole seed default
    (1024x768 at 8x8 samples, 800 iterations) on one core, in this process.
@@ -10,8 +10,11 @@ measured in this same run (not a test: these machines are shared and noisy).
    2-worker LocalCluster, wall time end to end (cluster start, render, Zarr,
    colour, PNG), and the render alone (``render()`` to a store on a running
    2-worker cluster).  Goal: <= 0.10 of (1).
+   Also printed: the part of (3) that is fixed before any sample is computed
+   (Python start and imports, cluster start).
 4. Dask's overhead: ``render()`` to a store on a running 1-worker cluster
-   against (2).  Goal: <= 1.15.
+   against the bare kernel, the two timed in turn and the best of each kept
+   (``--repeats``).  Goal: <= 1.15.
 5. Client peak RSS of ``dfractal render`` at growing sizes up to >= 1 G
    samples (a fast-escaping view, 64 iterations, so the kernel does not
    dominate).  Goal: < 400 MB and flat in the image size.
@@ -59,9 +62,27 @@ def _cli_render(argv: list[str], workdir: Path) -> dict:
     return {"wall": wall, "client": doc["client"], "render": doc["render"]}
 
 
+def _list(times: list[float]) -> str:
+    return " ".join(f"{t:.2f}" for t in times)
+
+
+def _fixed_costs() -> dict[str, float]:
+    """Seconds a fresh ``dfractal render`` spends before its first sample:
+    starting Python and importing the package, then starting a 2-worker
+    LocalCluster (scheduler, worker processes, the kernel-loading plugin)."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import dfractal_dask.cli"], check=True)
+    imports = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with connect(None, n_workers=2):
+        start = time.perf_counter() - t0
+    return {"imports": imports, "start": start}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--skip-rss", action="store_true", help="skip (5), the >= 1 G-sample renders")
+    p.add_argument("--repeats", type=int, default=3, help="timings of (3) and (4) to take the best of")
     p.add_argument("--rss-sizes", default="2048x1536,4096x3072,4096x4096", help="WxH at 8x8 samples, for (5)")
     args = p.parse_args()
     view, iters = View(), 800
@@ -80,18 +101,32 @@ def main() -> None:
         cli = _cli_render(["--outfile", "seed.png"], tmp)
         print(f"(3) dfractal render, 2 workers, end to end: {cli['wall']:7.2f} s  ratio to (1) "
               f"{cli['wall'] / t_scalar:.3f}  (goal <= 0.10)")  # fmt: skip
+        fixed = _fixed_costs()
+        share = sum(fixed.values()) / t_scalar
+        print(f"    of which fixed, before any sample: interpreter + imports {fixed['imports']:.2f} s, "
+              f"2-worker cluster start {fixed['start']:.2f} s: {share:.3f} of (1)")  # fmt: skip
+
+        # the machine is shared: each render is timed `repeats` times, the
+        # 1-worker one interleaved with the bare kernel, and the best kept
         for n in (2, 1):
             with connect(None, n_workers=n) as client:
                 render(View(view.xpos, view.ypos, view.span, 16, 12, 1), 50, client=client)  # warm
-                t0 = time.perf_counter()
-                render(view, iters, client=client, store_path=tmp / f"r{n}.zarr")
-                t = time.perf_counter() - t0
+                times, kernel_times = [], []
+                for k in range(args.repeats):
+                    t0 = time.perf_counter()
+                    render(view, iters, client=client, store_path=tmp / f"r{n}-{k}.zarr")
+                    times.append(time.perf_counter() - t0)
+                    shutil.rmtree(tmp / f"r{n}-{k}.zarr")
+                    if n == 1:
+                        kernel_times.append(_whole(escape_into, view, iters)[0])
+            t = min(times)
             if n == 2:
                 print(f"(3) render() to a store, 2 workers: {t:7.2f} s  ratio to (1) {t / t_scalar:.3f}"
-                      f"  (goal <= 0.10)")  # fmt: skip
+                      f"  (goal <= 0.10; best of {len(times)}: {_list(times)})")  # fmt: skip
             else:
-                print(f"(4) render() to a store, 1 worker:   {t:7.2f} s  ratio to (2) {t / t_kernel:.3f}"
-                      f"  (goal <= 1.15)")  # fmt: skip
+                tk = min(kernel_times)
+                print(f"(4) render() to a store, 1 worker:   {t:7.2f} s  ratio to the bare kernel {t / tk:.3f}"
+                      f"  (goal <= 1.15; best of: {_list(times)}; kernel {_list(kernel_times)})")  # fmt: skip
 
         if not args.skip_rss:
             print("(5) client peak RSS of dfractal render (xpos -0.5, span 8, 64 iterations, 8x8 samples):")
