@@ -3,7 +3,6 @@ at a time and written as it arrives, so it is never whole in memory."""
 
 from __future__ import annotations
 
-import collections
 import os
 import struct
 import zlib
@@ -48,11 +47,12 @@ def save_png(rgba: np.ndarray | da.Array, path: str | os.PathLike) -> Path:
 
 
 def _strips(arr: da.Array, window: int = 8) -> Iterator[np.ndarray]:
-    """The row blocks of ``arr`` in order, at most ``window`` in flight.
+    """The row blocks of ``arr`` in order.
 
-    On a distributed client a block is submitted as soon as one is gathered,
-    so workers never wait for a whole window's slowest block; on another
-    scheduler, ``window`` blocks are computed at a time.
+    On a distributed client the whole picture is submitted as one graph and
+    each block is gathered (then released) in order, so workers never wait
+    for the client; a finished block waits on its worker, not in the client.
+    On another scheduler, ``window`` blocks are computed at a time.
     """
     n = arr.numblocks[0]
     client = getattr(dask.base.get_scheduler(), "__self__", None)
@@ -60,13 +60,12 @@ def _strips(arr: da.Array, window: int = 8) -> Iterator[np.ndarray]:
         for i in range(0, n, window):
             yield from dask.compute(*[arr.blocks[k] for k in range(i, min(i + window, n))])
         return
-    pending: collections.deque = collections.deque()
-    for k in range(n):
-        pending.append(client.compute(arr.blocks[k]))
-        if len(pending) == window:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
+    # one submission: a graph per block would be built and culled n times
+    futures = client.compute(list(arr.to_delayed().ravel()))
+    for k, future in enumerate(futures):
+        yield future.result()
+        future.release()
+        futures[k] = None
 
 
 def _write_png(f, width: int, height: int, channels: int, strips: Iterable[np.ndarray]) -> None:

@@ -34,8 +34,8 @@ def test_save_png_streams_a_lazy_picture_that_decodes_to_the_same_pixels(tmp_pat
 
 
 def test_save_png_on_a_cluster_streams_blocks_in_order(client, tmp_path):
-    """On a distributed client blocks are submitted as others are gathered
-    (a sliding window), and still arrive in row order."""
+    """On a distributed client the picture is submitted as one graph and its
+    blocks gathered one by one, in row order."""
     import dask
 
     from dfractal_dask import png
