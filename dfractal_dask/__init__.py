@@ -7,6 +7,7 @@
 
 from ._version import __version__
 from .colorize import colorize, colour_picture, seed_colours
+from .fractals import Fractal
 from .graph import fractal_dataset
 from .palettes import SEED_PALETTES, seed_lut
 from .pipeline import RenderStats, render
@@ -17,6 +18,7 @@ from .view import View
 __all__ = [
     "__version__",
     "View",
+    "Fractal",
     "render",
     "RenderStats",
     "fractal_dataset",

@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--chunk-rows", type=_positive_int, default=None, help="sample rows per block (default: ~1 M samples)"
     )
     _colour_flags(dask_group)
+    _fractal_flags(r)
     r.set_defaults(func=cmd_render)
 
     rc = sub.add_parser("recolor", help="colour a stored render again (no fractal computation)")
@@ -128,10 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("explore", help="interactive zoom explorer in the browser (a bokeh server on 127.0.0.1)")
     ex.add_argument("--port", type=_port, default=5006, help="port of the page (5006; 0: any free port)")
     ex.add_argument("--address", default="127.0.0.1", help="interface to listen on (127.0.0.1: this machine only)")
-    ex.add_argument("--xpos", type=_finite_float, default=-0.5, help="centre, real part (-0.5)")
-    ex.add_argument("--ypos", type=_finite_float, default=0.0, help="centre, imaginary part (0)")
-    ex.add_argument("--escape-radius", "--span", dest="span", type=_finite_float, default=3.0,
-                    help="view width in the complex plane (3)")  # fmt: skip
+    ex.add_argument("--xpos", type=_finite_float, default=None, help="centre, real part (the whole set: -0.5)")
+    ex.add_argument("--ypos", type=_finite_float, default=None, help="centre, imaginary part (the whole set: 0)")
+    ex.add_argument("--escape-radius", "--span", dest="span", type=_finite_float, default=None,
+                    help="view width in the complex plane (the whole set: 3)")  # fmt: skip
     ex.add_argument("--width", type=_positive_int, default=800, help="frame width in pixels (800)")
     ex.add_argument("--height", type=_positive_int, default=600, help="frame height in pixels (600)")
     ex.add_argument("--iters", type=_positive_int, default=500, help="iteration limit (500)")
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     _tls_flags(ex)
     ex.add_argument("--workers", type=_positive_int, default=None, help="embedded cluster size (one per core)")
     ex.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    _fractal_flags(ex)
     ex.set_defaults(func=cmd_explore)
 
     b = sub.add_parser("bench", help="strong-scaling study: workers x rows per block x store or gather")
@@ -173,6 +175,28 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("version", help="print the version")
     v.set_defaults(func=cmd_version)
     return parser
+
+
+def _fractal_flags(parser) -> None:
+    g = parser.add_argument_group("fractal (default: the Mandelbrot set, as the seed)")
+    g.add_argument(
+        "--fractal", default="mandelbrot", metavar="NAME",
+        help="mandelbrot, julia, burning-ship or multibrot (mandelbrot)",
+    )  # fmt: skip
+    g.add_argument("--julia-c", default=None, metavar="C", help="julia's c, e.g. -0.8+0.156j or -0.8,0.156")
+    g.add_argument("--power", type=int, default=None, metavar="D", help="multibrot's power d, 2 to 16")
+
+
+def _fractal(args: argparse.Namespace):
+    """The :class:`Fractal` of the --fractal/--julia-c/--power flags."""
+    from .fractals import Fractal
+
+    if args.julia_c is not None and Fractal(args.fractal).family != "julia":
+        raise UsageError("--julia-c is for --fractal julia")
+    if args.power is not None and Fractal(args.fractal).family != "multibrot":
+        raise UsageError("--power is for --fractal multibrot")
+    c = None if args.julia_c is None else Fractal.parse_c(args.julia_c)
+    return Fractal(args.fractal, 2 if args.power is None else args.power, c)
 
 
 def _tls_flags(group) -> None:
@@ -244,6 +268,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from .view import View
 
     view = View.from_seed_flags(args.xpos, args.ypos, args.escape_radius, args.width, args.height, args.smoothness)
+    fractal = _fractal(args)
     palette = palettes.resolve_palette(args.palette)
     _check_colour_flags(args)
     n_blocks = len(graph.blocks(view, args.chunk_rows))  # validates --chunk-rows
@@ -257,7 +282,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if store_path.resolve() == outfile.resolve():
         raise UsageError("--store and --outfile must differ")
     check_picture_memory(view.width, view.height)
-    template = graph.fractal_dataset(view, args.iters, args.chunk_rows)
+    template = graph.fractal_dataset(view, args.iters, args.chunk_rows, fractal)
     store.check_target(store_path, template, n_blocks, overwrite=args.overwrite,
                        resume=args.resume)  # fmt: skip
     security = _security(args)
@@ -276,7 +301,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         _say(args, f"dashboard: {client.dashboard_link}  (render page: {_fractal_page(client)})")
         _say(
             args,
-            f"rendering {view.width}x{view.height} ({view.supersample}x{view.supersample} samples/pixel, "
+            f"rendering {fractal.describe()} {view.width}x{view.height} "
+            f"({view.supersample}x{view.supersample} samples/pixel, "
             f"{args.iters} iterations) on {len(client.scheduler_info()['workers'])} workers",
         )
         ds = render(
@@ -290,6 +316,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             retries=args.retries,
             progress=None if args.quiet else _Progress("render"),
             stats=stats,
+            fractal=fractal,
         )
         report, workers_runtime = metrics.collect(client, stats.render_id)
         if report:
@@ -359,7 +386,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from .view import View
     from .widget import EXPLORER_MODES
 
-    view = View(args.xpos, args.ypos, args.span, args.width, args.height, 1)
+    fractal = _fractal(args)
+    home = dict(zip(("xpos", "ypos", "span"), fractal.home, strict=True))  # by default, the whole set
+    x, y, span = (home[k] if getattr(args, k) is None else getattr(args, k) for k in ("xpos", "ypos", "span"))
+    view = View(x, y, span, args.width, args.height, 1)
     resolve_palette(args.palette)
     if args.mode not in EXPLORER_MODES:
         raise UsageError(f"unknown --mode {args.mode!r} for explore (modes: {', '.join(EXPLORER_MODES)})")
@@ -373,7 +403,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     with connect(args.scheduler, n_workers=args.workers, security=security) as client:
         try:
             server = serve(client, port=args.port, address=args.address, view=view, iters=args.iters,
-                           palette=args.palette, mode=args.mode, save_dir=args.save_dir)  # fmt: skip
+                           palette=args.palette, mode=args.mode, save_dir=args.save_dir, fractal=fractal)  # fmt: skip
         except OSError as exc:  # e.g. the port is taken
             raise UsageError(f"cannot listen on {args.address}:{args.port}: {exc.strerror or exc}") from None
         # the URL goes to stdout even with --quiet: it is what the command is for
@@ -435,7 +465,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     info = store_info(args.store)
     a = info["attrs"]
     print(f"store: {args.store}")
-    print(f"fractal: {a.get('fractal')}  iters: {a['iters']}")
+    from .fractals import Fractal
+
+    print(f"fractal: {Fractal.from_attrs(a).describe()}  iters: {a['iters']}")
     print(f"view: centre ({a['xpos']!r}, {a['ypos']!r}) span {a['span']!r}")
     print(f"picture: {a['width']}x{a['height']} pixels, {a['supersample']}x{a['supersample']} samples/pixel")
     print(f"blocks: {info['blocks_done']} of {a['n_blocks']} written ({a['chunk_rows']} sample rows each)")
@@ -466,9 +498,24 @@ def _one_line(text: str) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--julia-c -0.8+0.156j`` as ``--julia-c=-0.8+0.156j``: argparse takes a
+    value that starts with ``-`` (and is not a plain number) for a flag."""
+    out: list[str] = []
+    it = iter(argv)
+    for a in it:
+        if a == "--julia-c":
+            value = next(it, None)
+            out.append(a if value is None else f"{a}={value}")
+        else:
+            out.append(a)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dfractal`` console script."""
     parser = build_parser()
+    argv = _join_negative_values(sys.argv[1:] if argv is None else list(argv))
     try:
         args = parser.parse_args(argv)
         return args.func(args)

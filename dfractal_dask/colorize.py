@@ -65,19 +65,20 @@ def _seed_kernel(it, norm, iters, packed, out):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _nu(it, norm):  # pragma: no cover - compiled
-    # it + 1 - log2(log2|z| / log2 R), R = 2, with log2|z| = log2(norm) / 2
-    return it + 1.0 - np.log2(0.5 * np.log2(np.float64(norm)))
+def _nu(it, norm, lp):  # pragma: no cover - compiled
+    # it + 1 - log_d(log2|z| / log2 R), R = 2, with log2|z| = log2(norm) / 2 and
+    # lp = log2 d for the map z**d + c (1 for d = 2: the same bits as before)
+    return it + 1.0 - np.log2(0.5 * np.log2(np.float64(norm))) / lp
 
 
 @numba.njit(cache=True, nogil=True)
-def _smooth_value_kernel(it, norm, iters, out):  # pragma: no cover - compiled
+def _smooth_value_kernel(it, norm, iters, lp, out):  # pragma: no cover - compiled
     for i in range(it.size):
-        out[i] = _nu(np.float64(it[i]), norm[i]) if it[i] < iters else np.nan
+        out[i] = _nu(np.float64(it[i]), norm[i], lp) if it[i] < iters else np.nan
 
 
 @numba.njit(cache=True, nogil=True)
-def _ramp_kernel(it, norm, iters, ramp, interior, cdf, out):  # pragma: no cover - compiled
+def _ramp_kernel(it, norm, iters, lp, ramp, interior, cdf, out):  # pragma: no cover - compiled
     # cdf empty: smooth mode, t = log(1 + nu) / log(2 + iters);
     # else histogram mode, t = cdf interpolated at nu.  Linear between ramp entries.
     top = ramp.shape[0] - 1
@@ -88,7 +89,7 @@ def _ramp_kernel(it, norm, iters, ramp, interior, cdf, out):  # pragma: no cover
             for c in range(3):
                 out[i, c] = interior[c]
             continue
-        nu = _nu(np.float64(it[i]), norm[i])
+        nu = _nu(np.float64(it[i]), norm[i], lp)
         if cdf.size == 0:
             t = np.log1p(nu) * scale
         elif nu <= 0.0:
@@ -136,9 +137,16 @@ def seed_colours(iterations: np.ndarray, norm: np.ndarray, iters: int, lut: np.n
     return out.reshape((*shape, 4))
 
 
-def smooth_value(iterations: np.ndarray, norm: np.ndarray, iters: int) -> np.ndarray:
-    """Continuous escape time ``it + 1 - log2(log2|z| / log2 R)`` with the
-    bailout ``R = 2`` (NaN for interior samples).
+def _log2_power(power: int) -> float:
+    if isinstance(power, bool) or not isinstance(power, int | np.integer) or power < 2:
+        raise ValueError(f"power must be an integer >= 2, got {power!r}")
+    return float(np.log2(power))
+
+
+def smooth_value(iterations: np.ndarray, norm: np.ndarray, iters: int, power: int = 2) -> np.ndarray:
+    """Continuous escape time ``it + 1 - log_d(log2|z| / log2 R)`` with the
+    bailout ``R = 2`` (NaN for interior samples), for the map ``z**d + c``
+    (``d = power``, 2 but for Multibrot).
 
     ``norm`` is ``|z|²`` at escape, so ``log2|z| = log2(norm) / 2``.  The value
     lies in about ``(it - 0.4, it + 1]`` and moves smoothly across the bands
@@ -146,31 +154,39 @@ def smooth_value(iterations: np.ndarray, norm: np.ndarray, iters: int) -> np.nda
     """
     it, nm, shape = _flat(iterations, norm)
     out = np.empty(it.size, np.float64)
-    _smooth_value_kernel(it, nm, iters, out)
+    _smooth_value_kernel(it, nm, iters, _log2_power(power), out)
     return out.reshape(shape)
 
 
-def _ramp_colours(iterations, norm, iters, ramp, interior, cdf) -> np.ndarray:
+def _ramp_colours(iterations, norm, iters, ramp, interior, cdf, power) -> np.ndarray:
     it, nm, shape = _flat(iterations, norm)
     out = np.empty((it.size, 4), np.uint8)
-    _ramp_kernel(it, nm, iters, np.ascontiguousarray(ramp, np.float64), np.asarray(interior, np.uint8), cdf, out)
+    ramp = np.ascontiguousarray(ramp, np.float64)
+    _ramp_kernel(it, nm, iters, _log2_power(power), ramp, np.asarray(interior, np.uint8), cdf, out)
     return out.reshape((*shape, 4))
 
 
 def smooth_colours(
-    iterations: np.ndarray, norm: np.ndarray, iters: int, ramp: np.ndarray, interior: np.ndarray
+    iterations: np.ndarray, norm: np.ndarray, iters: int, ramp: np.ndarray, interior: np.ndarray, power: int = 2
 ) -> np.ndarray:
-    """Smooth (continuous) colouring: the palette over ``log(1+nu)/log(2+iters)``."""
-    return _ramp_colours(iterations, norm, iters, ramp, interior, np.empty(0))
+    """Smooth (continuous) colouring: the palette over ``log(1+nu)/log(2+iters)``
+    (``nu``: :func:`smooth_value`)."""
+    return _ramp_colours(iterations, norm, iters, ramp, interior, np.empty(0), power)
 
 
 def histogram_colours(
-    iterations: np.ndarray, norm: np.ndarray, iters: int, ramp: np.ndarray, interior: np.ndarray, cdf: np.ndarray
+    iterations: np.ndarray,
+    norm: np.ndarray,
+    iters: int,
+    ramp: np.ndarray,
+    interior: np.ndarray,
+    cdf: np.ndarray,
+    power: int = 2,
 ) -> np.ndarray:
     """Histogram-equalised colouring: the palette over the share of escaped
     samples that escaped sooner (``cdf[k]``: share with count < k, linear
     in between)."""
-    return _ramp_colours(iterations, norm, iters, ramp, interior, np.asarray(cdf, np.float64))
+    return _ramp_colours(iterations, norm, iters, ramp, interior, np.asarray(cdf, np.float64), power)
 
 
 def count_cdf(iterations, iters: int) -> np.ndarray:
@@ -200,12 +216,12 @@ def _rgb(colour) -> np.ndarray:
     return arr
 
 
-def _colour_rule(pal: Palette, mode: str, iters: int, step: int, interior, cdf) -> tuple:
+def _colour_rule(pal: Palette, mode: str, iters: int, step: int, interior, cdf, power: int = 2) -> tuple:
     """The per-sample colouring function of ``mode`` and its keyword arguments."""
     rgb = _rgb(interior)  # checked in every mode: a bad colour is bad input even where unused
     if mode == "seed":
         return seed_colours, {"iters": iters, "lut": seed_lut(pal, max(int(step), iters))}
-    kwargs = {"iters": iters, "ramp": pal.ramp(), "interior": rgb}
+    kwargs = {"iters": iters, "ramp": pal.ramp(), "interior": rgb, "power": power}
     if mode == "histogram":
         return histogram_colours, {**kwargs, "cdf": cdf}
     return smooth_colours, kwargs
@@ -219,6 +235,7 @@ def colour_samples(
     mode: str = "smooth",
     step: int = 6000,
     interior: str | tuple[int, int, int] = "#000000",
+    power: int = 2,
 ) -> np.ndarray:
     """Colour samples that stand alone (one block, no supersample average).
 
@@ -233,7 +250,7 @@ def colour_samples(
     """
     if mode not in BLOCK_MODES:
         raise ValueError(f"colour_samples takes mode 'seed' or 'smooth', got {mode!r} (histogram: use colorize)")
-    func, kwargs = _colour_rule(resolve_palette(palette), mode, int(iters), step, interior, None)
+    func, kwargs = _colour_rule(resolve_palette(palette), mode, int(iters), step, interior, None, power)
     return func(iterations, norm, **kwargs)
 
 
@@ -310,7 +327,8 @@ def colour_picture(
     check_picture_memory(cols // n, rows // n)
     it, norm = ds["iterations"], ds["norm"]
     cdf = count_cdf(it, iters) if mode == "histogram" else None
-    func, kwargs = _colour_rule(resolve_palette(palette), mode, iters, step, interior, cdf)
+    power = int(ds.attrs.get("power", 2))  # the map z**d + c: smooth colouring's log base
+    func, kwargs = _colour_rule(resolve_palette(palette), mode, iters, step, interior, cdf, power)
     if it.chunks is not None and any(r % n for r in it.chunks[0][:-1]):
         # every block must hold whole pixel rows for the n×n average
         size = max(n, max(it.chunks[0]) // n * n)
@@ -392,5 +410,5 @@ def warm_up() -> None:
     for dtype in (np.uint16, np.uint32):
         it, nm = np.zeros((1, 1), dtype), np.ones((1, 1), np.float32)
         seed_colours(it, nm, 1, seed_lut("Hippi", 2))
-        smooth_colours(it, nm, 1, np.zeros((2, 3)), np.zeros(3))
+        smooth_colours(it, nm, 1, np.zeros((2, 3)), np.zeros(3), 2)
     box_mean(np.zeros((2, 2, 4), np.uint8), 2)

@@ -16,6 +16,7 @@ import xarray as xr
 from dask.base import tokenize
 
 from . import kernels
+from .fractals import Fractal
 from .metrics import task_key
 from .view import View
 
@@ -31,6 +32,7 @@ __all__ = [
     "shortcuts_for",
     "block_tasks",
     "blocks",
+    "check_fractal",
     "check_iters",
     "compute_block",
     "dataset_from_tasks",
@@ -90,13 +92,14 @@ def blocks(view: View, chunk_rows: int | None = None) -> list[Block]:
 
 
 def compute_block(
-    view: View, iters: int, block: Block, shortcuts: int = kernels.CYCLES
+    view: View, iters: int, block: Block, shortcuts: int = kernels.CYCLES, fractal: Fractal | None = None
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Run the kernel on one block: ``(iterations, norm, work)``.  ``shortcuts``:
-    see :func:`dfractal_dask.kernels.escape_into` (the default keeps every
-    count and norm exact; ``INTERIOR`` leaves interior norms NaN)."""
+    """Run the kernel on one block: ``(iterations, norm, work)``.  ``shortcuts``,
+    ``fractal``: see :func:`dfractal_dask.kernels.escape_into` (the default
+    level keeps every count and norm exact; ``INTERIOR`` leaves interior norms
+    NaN; the default fractal is the Mandelbrot set)."""
     return kernels.escape_block(
-        view.re0, view.im0, view.step, block.row0, block.nrows, view.sample_width, iters, shortcuts
+        view.re0, view.im0, view.step, block.row0, block.nrows, view.sample_width, iters, shortcuts, fractal
     )
 
 
@@ -105,7 +108,9 @@ def compute_block(
 PROBE_SAMPLES = 2**16
 
 
-def block_costs(view: View, iters: int, bs: list[Block], probe_samples: int = PROBE_SAMPLES) -> np.ndarray:
+def block_costs(
+    view: View, iters: int, bs: list[Block], probe_samples: int = PROBE_SAMPLES, fractal: Fractal | None = None
+) -> np.ndarray:
     """Estimated iterations of each block, from a sparse probe of the view.
 
     The probe is a grid of about ``probe_samples`` samples, every ``s``-th row
@@ -114,17 +119,19 @@ def block_costs(view: View, iters: int, bs: list[Block], probe_samples: int = PR
     sample count.  Interior-heavy rows cost up to ``iters`` per sample where an
     exterior row may cost a few, so blocks differ by orders of magnitude.
     """
-    return probe_blocks(view, iters, bs, probe_samples)[0]
+    return probe_blocks(view, iters, bs, probe_samples, fractal)[0]
 
 
-def block_shortcuts(view: View, iters: int, bs: list[Block], probe_samples: int = PROBE_SAMPLES) -> list[int]:
+def block_shortcuts(
+    view: View, iters: int, bs: list[Block], probe_samples: int = PROBE_SAMPLES, fractal: Fractal | None = None
+) -> list[int]:
     """The kernel's ``shortcuts`` level for each block, from the same probe:
     cycle detection (exact, see :func:`dfractal_dask.kernels.escape_into`) where
     at least :data:`CYCLES_FROM` of the block's probe samples are interior, where
     it pays (1.6x at 56% interior, 11x at 100%), brute force elsewhere (looking
     for cycles costs ~10% where few samples are interior).  Both give the same
     counts and norms, bit for bit."""
-    return shortcuts_for(probe_blocks(view, iters, bs, probe_samples)[1])
+    return shortcuts_for(probe_blocks(view, iters, bs, probe_samples, fractal)[1])
 
 
 def shortcuts_for(interior: np.ndarray) -> list[int]:
@@ -137,7 +144,7 @@ CYCLES_FROM = 0.45
 
 
 def probe_blocks(
-    view: View, iters: int, bs: list[Block], probe_samples: int = PROBE_SAMPLES
+    view: View, iters: int, bs: list[Block], probe_samples: int = PROBE_SAMPLES, fractal: Fractal | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per block: estimated iterations (:func:`block_costs`), and the fraction
     of its probe samples that are interior (:func:`block_shortcuts`)."""
@@ -153,7 +160,9 @@ def probe_blocks(
         rows = range(b.row0 + min(s // 2, b.nrows // 2), b.row1, s)
         work = inside = 0
         for r in rows:  # one probe row: im of row r, re every s-th column (global indices)
-            work += kernels.escape_into(it, norm, re0, view.im0 - r * view.step, view.step * s, 0, iters)
+            work += kernels.escape_into(
+                it, norm, re0, view.im0 - r * view.step, view.step * s, 0, iters, kernels.CYCLES, None, fractal
+            )
             inside += int((it == iters).sum())
         costs[k] = work / (len(rows) * ncols) * b.nrows * view.sample_width
         interior[k] = inside / (len(rows) * ncols)
@@ -186,13 +195,15 @@ def block_tasks(
     render_id: str | None = None,
     priorities: list[int] | None = None,
     shortcuts: int | list[int] = kernels.CYCLES,
+    fractal: Fractal | None = None,
 ) -> list[tuple[Block, object]]:
     """One delayed kernel call per block, keyed ``dfractal-kernel-<render id>-<block>``
     so the metrics plugin can tell renders apart (default id: a hash of the
     inputs, so equal views share keys).  ``priorities`` (one per block, e.g.
     :func:`block_priorities`) are given to dask as task annotations;
     ``shortcuts`` goes to the kernel (:func:`compute_block`): one level, or
-    one per block (e.g. :func:`block_shortcuts`)."""
+    one per block (e.g. :func:`block_shortcuts`); ``fractal`` too (default
+    Mandelbrot)."""
     iters = check_iters(iters)
     bs = blocks(view, chunk_rows)
     if priorities is not None and len(priorities) != len(bs):
@@ -200,26 +211,43 @@ def block_tasks(
     levels = [shortcuts] * len(bs) if isinstance(shortcuts, int) else list(shortcuts)
     if len(levels) != len(bs):
         raise ValueError(f"{len(levels)} shortcut levels for {len(bs)} blocks")
-    rid = render_id or tokenize(view, iters, bs[0].nrows, levels)
+    fractal = check_fractal(fractal)
+    rid = render_id or tokenize(view, iters, bs[0].nrows, levels, fractal)
     fn = dask.delayed(compute_block, pure=True, nout=3)
     tasks = []
     for b in bs:
         with dask.annotate(priority=0 if priorities is None else priorities[b.index]):
-            tasks.append((b, fn(view, iters, b, levels[b.index], dask_key_name=task_key("kernel", rid, b.index))))
+            key = task_key("kernel", rid, b.index)
+            tasks.append((b, fn(view, iters, b, levels[b.index], fractal, dask_key_name=key)))
     return tasks
 
 
-def fractal_dataset(view: View, iters: int = 800, chunk_rows: int | None = None) -> xr.Dataset:
+def fractal_dataset(
+    view: View, iters: int = 800, chunk_rows: int | None = None, fractal: Fractal | None = None
+) -> xr.Dataset:
     """The lazy picture: an xarray Dataset of dask arrays, one chunk per block.
 
     Variables ``iterations`` (uint16/uint32) and ``norm`` (float32) on dims
-    ``(im, re)`` with the sample coordinates; the view and ``iters`` in attrs.
-    Nothing is computed until asked.
+    ``(im, re)`` with the sample coordinates; the view, ``iters`` and the
+    fractal (:meth:`dfractal_dask.fractals.Fractal.to_attrs`, default
+    Mandelbrot) in attrs.  Nothing is computed until asked.
     """
-    return dataset_from_tasks(view, iters, block_tasks(view, iters, chunk_rows))
+    fractal = check_fractal(fractal)
+    return dataset_from_tasks(view, iters, block_tasks(view, iters, chunk_rows, fractal=fractal), fractal)
 
 
-def dataset_from_tasks(view: View, iters: int, tasks: list[tuple[Block, object]]) -> xr.Dataset:
+def check_fractal(fractal: Fractal | None) -> Fractal:
+    """``fractal``, or the Mandelbrot set for ``None``; a ``TypeError`` for anything else."""
+    if fractal is None:
+        return Fractal()
+    if not isinstance(fractal, Fractal):
+        raise TypeError(f"fractal must be a Fractal (e.g. Fractal('julia', c=-0.8+0.156j)), got {fractal!r}")
+    return fractal
+
+
+def dataset_from_tasks(
+    view: View, iters: int, tasks: list[tuple[Block, object]], fractal: Fractal | None = None
+) -> xr.Dataset:
     """The Dataset of :func:`fractal_dataset` over kernel calls made by
     :func:`block_tasks` (so other tasks, e.g. store writes, can share them)."""
     w = view.sample_width
@@ -235,5 +263,5 @@ def dataset_from_tasks(view: View, iters: int, tasks: list[tuple[Block, object]]
             "norm": (("im", "re"), norm, {"long_name": "|z|^2 at escape (|z|^2/2 if bounded)"}),
         },
         coords={"im": view.im(), "re": view.re()},
-        attrs={"fractal": "mandelbrot", "iters": iters, "chunk_rows": tasks[0][0].nrows, **view.to_attrs()},
+        attrs={**check_fractal(fractal).to_attrs(), "iters": iters, "chunk_rows": tasks[0][0].nrows, **view.to_attrs()},
     )

@@ -3,13 +3,19 @@
 The escape rule is the seed's (SEED.md, "Escape iteration"): for each sample
 ``c``, ``z`` starts at 0; at step ``i = 0 .. iters-1`` first test ``|z|² > 4``
 (escaped: ``it = i``, ``norm = |z|²``), else ``z = z² + c``.  A sample that never
-escapes has ``it = iters`` and ``norm = |z|² / 2``.
+escapes has ``it = iters`` and ``norm = |z|² / 2``.  The other families
+(:mod:`dfractal_dask.fractals`) change the step, and Julia sets the start
+(``z = the sample``, ``c`` fixed); the rule is otherwise the same.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
+
+from .fractals import Fractal
 
 __all__ = [
     "BRUTE",
@@ -59,14 +65,33 @@ def _in_cardioid_or_bulb(x, y):  # pragma: no cover - compiled
     return (x + 1.0) * (x + 1.0) + y2 < 0.0625 - _EDGE
 
 
-def _make_escape(shortcuts: int):
-    """:func:`escape_into` compiled for one ``shortcuts`` level: the level is a
-    constant of the closure, so the code of the other levels is not in it."""
+@numba.njit(cache=True, nogil=True, fastmath=False, inline="always")
+def _step(x, y, x2, y2, a, b, family, power):  # pragma: no cover - compiled
+    """One step ``z ← f(z) + (a + ib)`` of ``family`` (codes of
+    :data:`dfractal_dask.fractals.FAMILIES`), given ``x2 = x*x``, ``y2 = y*y``.
+    ``family`` and ``power`` are constants where it is inlined, so only one
+    branch is compiled."""
+    if family == 3 and power > 2:
+        zr = x
+        zi = y
+        for _ in range(power - 1):
+            zr, zi = zr * x - zi * y, zr * y + zi * x
+        return zr + a, zi + b
+    if family == 2:
+        return x2 - y2 + a, 2.0 * abs(x * y) + b
+    return x2 - y2 + a, 2.0 * x * y + b
+
+
+def _make_escape(shortcuts: int, family: int = 0, power: int = 2):
+    """:func:`escape_into` compiled for one ``shortcuts`` level and one family
+    (and Multibrot power): they are constants of the closure, so the code of
+    the others is not in it."""
     cycles = shortcuts >= CYCLES
-    interior = shortcuts >= INTERIOR
+    interior = shortcuts >= INTERIOR and family == 0  # the cardioid and bulb are Mandelbrot's
+    julia = family == 1
 
     @numba.njit(cache=True, nogil=True, fastmath=False)
-    def kernel(it_out, norm_out, re0, im0, step, row0, iters, stats):  # pragma: no cover - compiled
+    def kernel(it_out, norm_out, re0, im0, step, row0, iters, stats, jr, ji):  # pragma: no cover - compiled
         nrows, ncols = it_out.shape
         total = 0
         cols = np.empty(ncols, np.int64)  # the row's samples to iterate
@@ -84,7 +109,8 @@ def _make_escape(shortcuts: int):
         cnt = np.empty(LANES, np.int64)  # -1: still running
         nrm = np.empty(LANES)
         for r in range(nrows):
-            ci = im0 - (row0 + r) * step
+            ci = im0 - (row0 + r) * step  # the row's imaginary part
+            b = ji if julia else ci  # the imaginary part of c
             ncol = 0
             for j in range(ncols):
                 if interior and _in_cardioid_or_bulb(re0 + j * step, ci):
@@ -100,9 +126,10 @@ def _make_escape(shortcuts: int):
                 m = min(LANES, ncol - g0)
                 left = LANES
                 for lane in range(LANES):
-                    cr[lane] = re0 + cols[g0 + min(lane, m - 1)] * step  # a short group repeats its last sample
-                    zr[lane] = 0.0
-                    zi[lane] = 0.0
+                    x = re0 + cols[g0 + min(lane, m - 1)] * step  # a short group repeats its last sample
+                    cr[lane] = jr if julia else x  # the real part of c
+                    zr[lane] = x if julia else 0.0
+                    zi[lane] = ci if julia else 0.0
                     kr[lane] = np.nan  # never equal: no checkpoint yet
                     ki[lane] = np.nan
                     cnt[lane] = -1
@@ -129,8 +156,7 @@ def _make_escape(shortcuts: int):
                                     y2 = y * y
                                     s = x2 + y2
                                     t = s if s > t else t  # a max LLVM can vectorise; NaN only after inf > 4
-                                    y = 2.0 * x * y + ci
-                                    x = x2 - y2 + a
+                                    x, y = _step(x, y, x2, y2, a, b, family, power)
                                 zr[lane] = x
                                 zi[lane] = y
                                 top[lane] = t
@@ -147,8 +173,7 @@ def _make_escape(shortcuts: int):
                                 y2 = y * y
                                 s = x2 + y2
                                 top[lane] = s if s > top[lane] else top[lane]
-                                zi[lane] = 2.0 * x * y + ci
-                                zr[lane] = x2 - y2 + cr[lane]
+                                zr[lane], zi[lane] = _step(x, y, x2, y2, cr[lane], b, family, power)
                     n += k
                     nblock += 1
                     for lane in range(LANES):
@@ -168,8 +193,7 @@ def _make_escape(shortcuts: int):
                                 y2 = y * y
                                 if x2 + y2 > 4.0:
                                     break
-                                y = 2.0 * x * y + ci
-                                x = x2 - y2 + cr[lane]
+                                x, y = _step(x, y, x2, y2, cr[lane], b, family, power)
                                 i += 1
                             cnt[lane] = i
                             nrm[lane] = x * x + y * y
@@ -186,10 +210,7 @@ def _make_escape(shortcuts: int):
                                 x = zr[lane]
                                 y = zi[lane]
                                 for _ in range(rest):
-                                    x2 = x * x
-                                    y2 = y * y
-                                    y = 2.0 * x * y + ci
-                                    x = x2 - y2 + cr[lane]
+                                    x, y = _step(x, y, x * x, y * y, cr[lane], b, family, power)
                                 cnt[lane] = iters
                                 nrm[lane] = 0.5 * (x * x + y * y)
                                 left -= 1
@@ -216,7 +237,21 @@ def _make_escape(shortcuts: int):
     return kernel
 
 
-_ESCAPE = {level: _make_escape(level) for level in (BRUTE, CYCLES, INTERIOR)}
+_ESCAPE: dict[tuple[int, int, int], Any] = {}
+
+
+def _kernel(shortcuts: int, fractal: Fractal) -> Any:
+    """The compiled kernel of a level and a family, made on first use."""
+    family, power = fractal.code, fractal.power
+    if family == 3 and power == 2:  # Multibrot of power 2 is the Mandelbrot set
+        family = 0
+    key = (shortcuts, family, power)
+    if key not in _ESCAPE:
+        _ESCAPE[key] = _make_escape(*key)
+    return _ESCAPE[key]
+
+
+_MANDELBROT = Fractal()
 
 
 def escape_into(
@@ -229,6 +264,7 @@ def escape_into(
     iters: int,
     shortcuts: int = CYCLES,
     stats: np.ndarray | None = None,
+    fractal: Fractal | None = None,
 ) -> int:
     """Fill ``it_out``/``norm_out`` (shape ``(rows, cols)``) for sample rows
     ``row0 .. row0+rows-1`` of the grid ``re = re0 + j*step``, ``im = im0 - i*step``.
@@ -249,15 +285,21 @@ def escape_into(
     gives samples in the main cardioid or the period-2 bulb ``it = iters``
     without iterating; their ``norm`` is NaN: not computed).  ``stats``, an
     int64 array of 2 or None, is incremented by the samples each shortcut
-    finished: ``[cycles, cardioid or bulb]``.
+    finished: ``[cycles, cardioid or bulb]``.  ``fractal``: the family
+    (:class:`dfractal_dask.fractals.Fractal`, default Mandelbrot); the cardioid
+    and bulb test is the Mandelbrot set's only (``INTERIOR`` is ``CYCLES`` for
+    the others).
 
     Returns the sum of the counts (the ``z ← z² + c`` updates brute force
     would count), the same as the scalar kernel's.
     """
-    kernel = _ESCAPE.get(shortcuts)
-    if kernel is None:
+    if shortcuts not in (BRUTE, CYCLES, INTERIOR):
         raise ValueError(f"shortcuts must be BRUTE (0), CYCLES (1) or INTERIOR (2), not {shortcuts!r}")
-    return kernel(it_out, norm_out, re0, im0, step, row0, iters, stats)
+    fractal = _MANDELBROT if fractal is None else fractal
+    if not isinstance(fractal, Fractal):
+        raise TypeError(f"fractal must be a Fractal, got {type(fractal).__name__}")
+    jr, ji = fractal.c_parts
+    return _kernel(shortcuts, fractal)(it_out, norm_out, re0, im0, step, row0, iters, stats, jr, ji)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=False)
@@ -293,9 +335,17 @@ def escape_scalar_into(it_out, norm_out, re0, im0, step, row0, iters):  # pragma
 
 
 def escape_block(
-    re0: float, im0: float, step: float, row0: int, nrows: int, ncols: int, iters: int, shortcuts: int = CYCLES
+    re0: float,
+    im0: float,
+    step: float,
+    row0: int,
+    nrows: int,
+    ncols: int,
+    iters: int,
+    shortcuts: int = CYCLES,
+    fractal: Fractal | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Allocate and compute one row block (``shortcuts``: see :func:`escape_into`).
+    """Allocate and compute one row block (``shortcuts``, ``fractal``: see :func:`escape_into`).
 
     Returns
     -------
@@ -309,17 +359,37 @@ def escape_block(
     """
     it = np.empty((nrows, ncols), dtype=count_dtype(iters))
     norm = np.empty((nrows, ncols), dtype=np.float32)
-    work = escape_into(it, norm, float(re0), float(im0), float(step), int(row0), int(iters), int(shortcuts))
+    work = escape_into(
+        it, norm, float(re0), float(im0), float(step), int(row0), int(iters), int(shortcuts), None, fractal
+    )
     return it, norm, int(work)
 
 
-def escape_reference(cr: float, ci: float, iters: int) -> tuple[int, float]:
-    """Plain-Python statement of the escape rule, for tests (slow)."""
-    zr = zi = 0.0
+def escape_reference(cr: float, ci: float, iters: int, fractal: Fractal | None = None) -> tuple[int, float]:
+    """Plain-Python statement of the escape rule of ``fractal`` (default
+    Mandelbrot) for the sample ``cr + i ci``, for tests (slow): ``(count, norm)``.
+
+    Written from the definitions (:mod:`dfractal_dask.fractals`) with Python
+    floats, each product and sum in the kernels' order, so counts and norms
+    must agree bit for bit.
+    """
+    f = _MANDELBROT if fractal is None else fractal
+    if f.family == "julia":
+        zr, zi, a, b = cr, ci, f.c.real, f.c.imag
+    else:
+        zr, zi, a, b = 0.0, 0.0, cr, ci
     for i in range(iters):
         if zr * zr + zi * zi > 4.0:
             return i, zr * zr + zi * zi
-        zr, zi = zr * zr - zi * zi + cr, 2.0 * zr * zi + ci
+        if f.family == "burning_ship":
+            zr, zi = zr * zr - zi * zi + a, 2.0 * abs(zr * zi) + b
+        elif f.family == "multibrot":
+            pr, pi = zr, zi  # z**d as d - 1 complex products
+            for _ in range(f.power - 1):
+                pr, pi = pr * zr - pi * zi, pr * zi + pi * zr
+            zr, zi = pr + a, pi + b
+        else:
+            zr, zi = zr * zr - zi * zi + a, 2.0 * zr * zi + b
     return iters, 0.5 * (zr * zr + zi * zi)
 
 

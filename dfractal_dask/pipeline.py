@@ -16,6 +16,7 @@ from distributed.security import Security
 
 from . import graph, metrics, store
 from .cluster import connect
+from .fractals import Fractal
 from .view import View
 
 __all__ = ["render", "RenderStats"]
@@ -83,6 +84,7 @@ def render(
     security: Security | None = None,
     balance: bool = True,
     workers: list[str] | None = None,
+    fractal: Fractal | None = None,
 ) -> xr.Dataset:
     """Render ``view`` on a dask cluster.
 
@@ -126,6 +128,10 @@ def render(
     workers
         Addresses of the only workers to run on (e.g. a subset of a shared
         cluster, for a scaling study); default: any.
+    fractal
+        The family and its parameters (:class:`dfractal_dask.fractals.Fractal`,
+        e.g. ``Fractal("julia", c=-0.8+0.156j)``); default the Mandelbrot set.
+        Stored in the attrs, so a recolouring knows it.
 
     Returns
     -------
@@ -136,14 +142,15 @@ def render(
     if not isinstance(view, View):
         raise TypeError(f"view must be a View, got {type(view).__name__}")
     _only(workers)  # checked before any store is made
+    fractal = graph.check_fractal(fractal)
     render_id = uuid.uuid4().hex
     bs = graph.blocks(view, chunk_rows)  # validates chunk_rows
     # one sparse probe: block costs (for the order) and where cycle detection pays
-    costs, interior = graph.probe_blocks(view, iters, bs)
+    costs, interior = graph.probe_blocks(view, iters, bs, fractal=fractal)
     priorities = graph.block_priorities(costs) if balance else None
     shortcuts = graph.shortcuts_for(interior)
-    tasks = graph.block_tasks(view, iters, chunk_rows, render_id, priorities, shortcuts)
-    template = graph.dataset_from_tasks(view, iters, tasks)
+    tasks = graph.block_tasks(view, iters, chunk_rows, render_id, priorities, shortcuts, fractal)
+    template = graph.dataset_from_tasks(view, iters, tasks, fractal)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
     if resume and store_path is None:

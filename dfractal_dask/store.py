@@ -5,7 +5,8 @@ Layout (Zarr v3, written through xarray so any xarray user can open it)::
     iterations (im, re)  uint16/uint32   escape iteration per sample
     norm       (im, re)  float32         |z|² at escape (|z|²/2 if bounded)
     block_done (block)   uint8           1 once a block's data is fully written
-    attrs: dfractal_format, fractal, iters, chunk_rows, n_blocks, the View
+    attrs: dfractal_format, the fractal (fractal, power, julia_re, julia_im),
+           iters, chunk_rows, n_blocks, the View
 
 One Zarr chunk is one row block, so workers never write the same chunk, and a
 block is marked done only after both of its chunks are written: a block killed
@@ -31,6 +32,7 @@ from dask.base import tokenize
 from numcodecs import Blosc
 from zarr.codecs import BloscCodec
 
+from .fractals import Fractal
 from .graph import Block
 from .view import View
 
@@ -143,7 +145,12 @@ def create_store(path: str | os.PathLike, template: xr.Dataset, n_blocks: int, *
 
 
 # what makes two renders the same render: a store can be resumed only by its own
-_IDENTITY = ("fractal", "iters", "chunk_rows", "xpos", "ypos", "span", "width", "height", "supersample")
+_IDENTITY = (
+    *("fractal", "power", "julia_re", "julia_im", "iters", "chunk_rows"),
+    *("xpos", "ypos", "span", "width", "height", "supersample"),
+)
+# attrs of the fractal that stores made before the families lack: the Mandelbrot set's
+_BEFORE_FAMILIES = Fractal().to_attrs()
 
 
 def blocks_to_resume(path: str | os.PathLike, template: xr.Dataset, n_blocks: int) -> np.ndarray:
@@ -156,6 +163,7 @@ def blocks_to_resume(path: str | os.PathLike, template: xr.Dataset, n_blocks: in
     path = Path(path)
     attrs = _check_store(path)
     want = {**template.attrs, "n_blocks": n_blocks}
+    attrs = {**_BEFORE_FAMILIES, **attrs}
     differ = [f"{k} {want[k]!r} here, {attrs.get(k)!r} in the store" for k in (*_IDENTITY, "n_blocks")
               if attrs.get(k) != want[k]]  # fmt: skip
     if differ:

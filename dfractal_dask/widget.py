@@ -35,6 +35,7 @@ from distributed import CancelledError, Client, Future
 
 from . import graph, kernels
 from .colorize import BLOCK_MODES, colorize, colour_samples
+from .fractals import FAMILIES, MAX_POWER, Fractal
 from .palettes import SEED_PALETTES, resolve_palette
 from .png import save_png
 from .view import View
@@ -48,21 +49,30 @@ COARSE = 4  # the coarse pass: 1/COARSE of the resolution along each axis
 FULL_BLOCKS = 8  # row blocks of a full frame: both workers busy, tasks still ~10-100 ms
 
 
-def _colour_block(result: tuple, iters: int, palette, mode: str, step: int) -> np.ndarray:
+def _colour_block(result: tuple, iters: int, palette, mode: str, step: int, power: int = 2) -> np.ndarray:
     it, norm, _ = result
-    return colour_samples(it, norm, iters, palette, mode, step)
+    return colour_samples(it, norm, iters, palette, mode, step, power=power)
 
 
-def frame_tasks(view: View, iters: int, palette, mode: str = "smooth", step: int = 6000, blocks: int = 1) -> list:
+def frame_tasks(
+    view: View,
+    iters: int,
+    palette,
+    mode: str = "smooth",
+    step: int = 6000,
+    blocks: int = 1,
+    fractal: Fractal | None = None,
+) -> list:
     """Delayed RGBA row blocks of ``view`` (no supersampling: one sample a pixel).
 
     Each block is a kernel call followed, on the same worker, by its colouring.
     Concatenated top to bottom they make the ``(height, width, 4)`` frame.
     Smooth colouring paints the whole interior one colour, so there the kernel
     skips the main cardioid and period-2 bulb (``kernels.INTERIOR``: the same
-    counts, no interior norms).
+    counts, no interior norms).  ``fractal``: the family (default Mandelbrot).
     """
     _check_mode(mode)
+    fractal = graph.check_fractal(fractal)
     shortcuts = kernels.INTERIOR if mode == "smooth" else kernels.CYCLES
     pal = resolve_palette(palette)
     view = replace(view, supersample=1)
@@ -70,8 +80,8 @@ def frame_tasks(view: View, iters: int, palette, mode: str = "smooth", step: int
     rid = uuid.uuid4().hex
     colour = dask.delayed(_colour_block, pure=True)
     return [
-        colour(task, iters, pal, mode, step, dask_key_name=f"explore-colour-{rid}-{b.index}")
-        for b, task in graph.block_tasks(view, iters, rows, rid, shortcuts=shortcuts)
+        colour(task, iters, pal, mode, step, fractal.power, dask_key_name=f"explore-colour-{rid}-{b.index}")
+        for b, task in graph.block_tasks(view, iters, rows, rid, shortcuts=shortcuts, fractal=fractal)
     ]
 
 
@@ -120,6 +130,9 @@ class Explorer:
         under a lock) in Jupyter, where ipywidgets may be updated from threads.
     save_dir
         Where the Save button writes ``<name>.zarr`` and ``<name>.png``.
+    fractal
+        The family (:class:`dfractal_dask.fractals.Fractal`; default Mandelbrot),
+        a control in the page too (with Julia's ``c`` and Multibrot's power).
     """
 
     def __init__(
@@ -133,8 +146,10 @@ class Explorer:
         *,
         dispatch: Callable[[Callable[[], None]], Any] | None = None,
         save_dir: str | Path = ".",
+        fractal: Fractal | None = None,
     ) -> None:
         view = _check_args(client, view, iters, palette, mode)
+        self.fractal = graph.check_fractal(fractal)
         self.client = client
         self.home = self.view = view
         self.iters, self.palette, self.mode, self.step = int(iters), palette, mode, step
@@ -146,7 +161,7 @@ class Explorer:
         self._gen = 0
         self._pending: list[Future] = []
         self._arrived = threading.Condition()
-        #: every frame that arrived: generation, level, view, seconds, shown
+        #: every frame that arrived: generation, level, view, fractal, seconds, shown
         self.frames: list[dict[str, Any]] = []
         #: futures of stale views cancelled on the cluster before they finished
         self.cancelled = 0
@@ -186,6 +201,14 @@ class Explorer:
             self.palette_select.options = [self.palette_select.value, *PALETTE_CHOICES]
         self.mode_select = Select(title="colouring", value=self.mode, options=list(EXPLORER_MODES))
         self.iters_spinner = Spinner(title="max iterations", value=self.iters, low=1, high=1_000_000, step=100)
+        f = self.fractal
+        self.fractal_select = Select(title="fractal", value=f.family, options=list(FAMILIES))
+        self.julia_c_input = TextInput(title="julia c", value=str(f.c if f.c is not None else Fractal("julia").c))
+        self.power_spinner = Spinner(title="multibrot power", value=f.power if f.family == "multibrot" else 3,
+                                     low=2, high=MAX_POWER, step=1)  # fmt: skip
+        self.fractal_select.on_change("value", lambda a, o, n: n != self.fractal.family and self._on_fractal())
+        self.julia_c_input.on_change("value", lambda a, o, n: self.fractal.family == "julia" and self._on_fractal())
+        self.power_spinner.on_change("value", lambda a, o, n: self.fractal.family == "multibrot" and self._on_fractal())
         self.save_name = TextInput(title="save as (name)", value="explore")
         self.save_button = Button(label="Save full resolution", button_type="primary")
         self.reset_button = Button(label="Reset view")
@@ -199,7 +222,20 @@ class Explorer:
             self.palette_select, self.mode_select, self.iters_spinner, self.save_name, self.save_button,
             self.reset_button,
         )  # fmt: skip
-        self.layout = column(fig, controls, self.status)
+        family = row(self.fractal_select, self.julia_c_input, self.power_spinner)
+        self.layout = column(fig, controls, family, self.status)
+
+    def _on_fractal(self) -> None:
+        """The page's fractal controls changed: render what they say, or say why not."""
+        family = self.fractal_select.value
+        try:
+            c = Fractal.parse_c(self.julia_c_input.value) if family == "julia" else None
+            fractal = Fractal(family, int(self.power_spinner.value) if family == "multibrot" else 2, c)
+        except (TypeError, ValueError) as exc:
+            self._set_status(f"cannot render: {exc}")
+            return
+        if fractal != self.fractal:
+            self.set_fractal(fractal)
 
     def _on_save(self, *_) -> None:
         try:
@@ -254,7 +290,7 @@ class Explorer:
             gen = self._gen
             stale, self._pending = self._pending, []
             self.view = view
-            iters, palette, mode, step = self.iters, self.palette, self.mode, self.step
+            iters, palette, mode, step, fractal = self.iters, self.palette, self.mode, self.step, self.fractal
         live = [f for f in stale if not f.done()]
         if live:
             self.client.cancel(live)
@@ -263,10 +299,10 @@ class Explorer:
         t0 = time.perf_counter()
         coarse = replace(view, width=max(1, view.width // COARSE), height=max(1, view.height // COARSE))
         for level, v, blocks, prio in (("coarse", coarse, 1, 10), ("full", view, FULL_BLOCKS, 0)):
-            futures = self.client.compute(frame_tasks(v, iters, palette, mode, step, blocks), priority=prio)
+            futures = self.client.compute(frame_tasks(v, iters, palette, mode, step, blocks, fractal), priority=prio)
             with self._lock:
                 self._pending += futures
-            self._pool.submit(self._collect, gen, level, v, futures, t0)
+            self._pool.submit(self._collect, gen, level, v, fractal, futures, t0)
         return gen
 
     def zoom(self, factor: float, x: float | None = None, y: float | None = None) -> int:
@@ -289,6 +325,20 @@ class Explorer:
         self._dispatch(self._sync_controls)
         return self.goto(self.view)
 
+    def set_fractal(self, fractal: Fractal) -> int:
+        """Change the fractal and re-render: a new family starts from a view of
+        its whole set; a new Julia ``c`` or power keeps the current view."""
+        fractal = graph.check_fractal(fractal)
+        with self._lock:
+            new_family = fractal.family != self.fractal.family
+            self.fractal = fractal
+            view = self.view
+        if new_family:
+            x, y, span = fractal.home
+            view = replace(view, xpos=x, ypos=y, span=span)
+        self._dispatch(self._sync_controls)
+        return self.goto(view)
+
     def set_iters(self, iters: int) -> int:
         """Change the iteration limit and re-render the current view."""
         graph.check_iters(iters)
@@ -304,9 +354,14 @@ class Explorer:
         self.palette_select.value = self.palette
         self.mode_select.value = self.mode
         self.iters_spinner.value = self.iters
+        self.fractal_select.value = self.fractal.family
+        if self.fractal.c is not None:
+            self.julia_c_input.value = str(self.fractal.c)
+        if self.fractal.family == "multibrot":
+            self.power_spinner.value = self.fractal.power
 
     # -- frames arriving -------------------------------------------------------
-    def _collect(self, gen: int, level: str, view: View, futures: list[Future], t0: float) -> None:
+    def _collect(self, gen: int, level: str, view: View, fractal: Fractal, futures: list[Future], t0: float) -> None:
         try:
             blocks = self.client.gather(futures)
         except CancelledError:
@@ -323,7 +378,7 @@ class Explorer:
         seconds = time.perf_counter() - t0
         with self._lock:
             shown = gen == self._gen
-        record = {"gen": gen, "level": level, "view": view, "seconds": seconds, "shown": shown}
+        record = {"gen": gen, "level": level, "view": view, "fractal": fractal, "seconds": seconds, "shown": shown}
         if shown:
             self._dispatch(partial(self._show, record, rgba))
         else:
@@ -346,7 +401,7 @@ class Explorer:
         self._set_status(
             f"{record['level']} frame {rgba.shape[1]}x{rgba.shape[0]} in {record['seconds']:.3f} s · "
             f"centre ({v.xpos:.15g}, {v.ypos:.15g}) span {v.span:.6g} · {self.iters} iterations · "
-            f"{self.palette} {self.mode} · frame {record['gen']}"
+            f"{self.palette} {self.mode} · {record['fractal'].describe()} · frame {record['gen']}"
         )
         self._note(record)
 
@@ -397,12 +452,12 @@ class Explorer:
             raise ValueError(f"save name must be a plain file name, got {name!r}")
         with self._lock:
             view = replace(self.view, supersample=supersample)
-            iters, palette, mode, step = self.iters, self.palette, self.mode, self.step
+            iters, palette, mode, step, fractal = self.iters, self.palette, self.mode, self.step, self.fractal
         zarr_path, png = self.save_dir / f"{name}.zarr", self.save_dir / f"{name}.png"
         store.check_writable(zarr_path, overwrite=overwrite)
-        return self._saver.submit(self._save, view, iters, palette, mode, step, zarr_path, png, overwrite)
+        return self._saver.submit(self._save, view, iters, palette, mode, step, fractal, zarr_path, png, overwrite)
 
-    def _save(self, view, iters, palette, mode, step, zarr_path, png, overwrite) -> Path:
+    def _save(self, view, iters, palette, mode, step, fractal, zarr_path, png, overwrite) -> Path:
         from .pipeline import render
 
         def progress(done: int, total: int) -> None:
@@ -410,7 +465,7 @@ class Explorer:
 
         try:
             ds = render(view, iters, store_path=zarr_path, client=self.client, overwrite=overwrite,
-                        progress=progress)  # fmt: skip
+                        progress=progress, fractal=fractal)  # fmt: skip
             with dask.config.set(scheduler=self.client.get):  # colour on the cluster, block by block
                 save_png(colorize(ds, palette, step, mode), png)
         except Exception as exc:
@@ -442,6 +497,7 @@ def serve(
     palette: str = "Hippi",
     mode: str = "smooth",
     save_dir: str | Path = ".",
+    fractal: Fractal | None = None,
 ):
     """A bokeh server of the explorer on ``address:port`` (each browser tab its
     own :class:`Explorer`).  Returns the started, not yet running, server: run
@@ -449,13 +505,15 @@ def serve(
     from bokeh.server.server import Server
 
     _check_args(client, view, iters, palette, mode)
+    graph.check_fractal(fractal)
     if port == 0:  # the websocket origin check needs the real port up front
         with socket.socket() as s:
             s.bind((address, 0))
             port = s.getsockname()[1]
 
     def app(doc) -> None:
-        ex = Explorer(client, view, iters, palette, mode, dispatch=doc.add_next_tick_callback, save_dir=save_dir)
+        ex = Explorer(client, view, iters, palette, mode, dispatch=doc.add_next_tick_callback, save_dir=save_dir,
+                      fractal=fractal)  # fmt: skip
         doc.add_root(ex.layout)
         doc.title = "dfractal explorer"
         doc.on_session_destroyed(lambda ctx: ex.close())

@@ -107,6 +107,27 @@ def test_explore_page_renders_and_a_wheel_zoom_renders_the_new_view(browser, exp
         page.close()
 
 
+def test_explore_page_fractal_select_draws_a_julia_set(browser, explore_server):
+    """Choosing "julia" in the page's fractal menu renders the Julia set: the
+    status names it and the painted picture changes."""
+    page = browser.new_page()
+    try:
+        page.goto(explore_server)
+        page.get_by_text(re.compile(r"full frame 320x240 .* frame 1$")).wait_for(timeout=60_000)
+        box = page.locator("canvas").first.bounding_box()
+        before = _canvas_picture(page, box)
+        page.locator("select:has(option[value='julia'])").select_option("julia")
+        status = page.get_by_text(re.compile(r"full frame 320x240 .*julia c=\(-0\.8\+0\.156j\) · frame 2$"))
+        status.wait_for(timeout=60_000)
+        assert "span 3.2 " in status.text_content()
+        page.wait_for_timeout(300)  # the canvas repaints after the data arrives
+        after = _canvas_picture(page, box)
+        assert np.mean(np.any(before != after, axis=-1)) > 0.3
+        assert len(np.unique(after.reshape(-1, 3), axis=0)) > 50
+    finally:
+        page.close()
+
+
 def test_jupyterlab_runs_the_explore_notebook_and_the_explorer_answers_a_zoom(browser, tmp_path):
     """JupyterLab, headless on 127.0.0.1, opens 04-explore, runs every cell; the
     explorer appears in the page and a wheel-zoom over it renders the new view."""

@@ -72,6 +72,14 @@ BAD = [
     ("--resume", "--resume and --overwrite exclude each other"),  # (the test passes --overwrite)
     ("--outfile /etc/passwd/x.png", "cannot write the picture /etc/passwd/x.png: /etc/passwd is not a folder"),
     ("--store /etc/passwd/x.zarr", "cannot write the store /etc/passwd/x.zarr: /etc/passwd is not a folder"),
+    ("--fractal mandelbort", "unknown fractal 'mandelbort' (fractals: mandelbrot, julia, burning_ship, multibrot)"),
+    ("--power 3", "--power is for --fractal multibrot"),
+    ("--fractal multibrot --power 1", "multibrot power must be from 2 to 16"),
+    ("--fractal multibrot --power 2.5", "--power: invalid int value"),
+    ("--julia-c 0.3", "--julia-c is for --fractal julia"),
+    ("--fractal julia --julia-c 1.5,1.5", "julia c must be finite with |c| <= 2"),
+    ("--fractal julia --julia-c one", "bad julia c 'one'"),
+    ("--fractal julia --julia-c", "--julia-c: expected one argument"),
 ]
 
 
@@ -129,6 +137,38 @@ def test_small_render_on_the_embedded_cluster(tmp_path, capsys):
     assert main([*argv, "--quiet", "--overwrite"]) == 0
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+FAMILY_RENDERS = [
+    ("--fractal julia --julia-c -0.8+0.156j --xpos 0 --ypos 0", "julia", 2, -0.8 + 0.156j),
+    ("--fractal burning-ship --xpos -0.5 --ypos -0.5", "burning_ship", 2, None),
+    ("--fractal multibrot --power 3 --xpos 0 --ypos 0", "multibrot", 3, None),
+]
+
+
+@pytest.mark.parametrize(("flags", "family", "power", "c"), FAMILY_RENDERS, ids=[f[1] for f in FAMILY_RENDERS])
+def test_render_each_family_from_the_command_line(flags, family, power, c, tmp_path, capsys):
+    """The flags reach the workers: stored counts equal the plain-Python
+    reference of the family, and the store says which fractal it holds."""
+    from dfractal_dask.fractals import Fractal
+    from dfractal_dask.kernels import escape_reference
+
+    out = tmp_path / "f.png"
+    size = "--width 40 --height 30 --smoothness 2 --escape-radius 3.2 --iters 150 --mode smooth --workers 2"
+    argv = ["render", "-q", *shlex.split(size), "--outfile", str(out), *shlex.split(flags)]
+    assert main(argv) == 0, capsys.readouterr().err
+    ds = open_render(tmp_path / "f.zarr")
+    fractal = Fractal.from_attrs(ds.attrs)
+    assert (fractal.family, fractal.power, fractal.c) == (family, power, c)
+    it = ds.iterations.values
+    rng = np.random.default_rng(5)
+    for i, j in zip(rng.integers(0, 60, 150), rng.integers(0, 80, 150), strict=True):
+        assert it[i, j] == escape_reference(float(ds.re[j]), float(ds.im[i]), 150, fractal)[0]
+    assert 0.01 < (it == 150).mean() < 0.9  # the set and its outside are both in view
+    with Image.open(out) as im:
+        assert im.size == (40, 30) and len(np.unique(np.asarray(im).reshape(-1, 4), axis=0)) > 20
+    assert main(["info", str(tmp_path / "f.zarr")]) == 0
+    assert f"fractal: {fractal.describe()}" in capsys.readouterr().out
 
 
 BAD_EXPLORE = [

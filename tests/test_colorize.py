@@ -194,3 +194,31 @@ def test_colour_picture_is_lazy_and_equals_colorize(client, tmp_path):
     lazy = colour_picture(ds, "Hippi", 6000, "seed")
     assert isinstance(lazy, da.Array) and lazy.shape == (30, 40, 4)
     np.testing.assert_array_equal(np.asarray(lazy), colorize(ds, "Hippi", 6000, "seed"))
+
+
+def test_smooth_value_takes_the_maps_power():
+    """For z**d + c the continuous count is it + 1 - log_d(log2|z|): with d = 2
+    the same bits as before, with d = 3 the log term shrinks by log2(3)."""
+    from dfractal_dask.colorize import smooth_value
+
+    it = np.array([3, 10, 50], np.uint16)
+    norm = np.array([5.0, 17.5, 1e6], np.float32)
+    two = smooth_value(it, norm, 100)
+    assert np.array_equal(two, smooth_value(it, norm, 100, power=2))
+    three = smooth_value(it, norm, 100, power=3)
+    log_term = np.log2(0.5 * np.log2(norm.astype(np.float64)))
+    np.testing.assert_allclose(two, it + 1 - log_term, rtol=1e-15)
+    np.testing.assert_allclose(three, it + 1 - log_term / np.log2(3), rtol=1e-15)
+    with pytest.raises(ValueError, match="power must be an integer >= 2"):
+        smooth_value(it, norm, 100, power=1)
+
+
+def test_colour_picture_reads_the_power_from_the_render():
+    view = View(0.0, 0.0, 3.0, 24, 18, 2)
+    from dfractal_dask.fractals import Fractal
+
+    ds = fractal_dataset(view, 60, fractal=Fractal("multibrot", 3)).compute()
+    assert ds.attrs["power"] == 3
+    as_three = colorize(ds, "Hippi", mode="smooth")
+    ds.attrs["power"] = 2
+    assert (colorize(ds, "Hippi", mode="smooth") != as_three).any()

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from dfractal_dask import kernels
+from dfractal_dask.fractals import Fractal
 
 
 def test_matches_plain_python_reference_on_random_samples():
@@ -137,3 +138,68 @@ def test_shortcuts_fire_on_interior_views():
             kernels.escape_scalar_into(*a, c.real, c.imag, 1.0, 0, iters)
             kernels.escape_into(*b, c.real, c.imag, 1.0, 0, iters, kernels.CYCLES, stats)
             assert a[0][0, 0] == b[0][0, 0] == iters and a[1].tobytes() == b[1].tobytes()
+
+
+# -- the other families -------------------------------------------------------
+FAMILY_VIEWS = {  # fractal, (re0, im0, step, rows, cols, iters): each with a short last lane group
+    "julia dendrite-ish": (Fractal("julia", c=-0.8 + 0.156j), (-1.6, 0.95, 3.2 / 57, 34, 58, 300)),
+    "julia rabbit": (Fractal("julia", c=-0.1226 + 0.7449j), (-1.5, 1.1, 3.0 / 49, 44, 50, 400)),
+    "julia c=-1 (period 2)": (Fractal("julia", c=-1 + 0j), (-1.7, 0.9, 3.4 / 61, 36, 62, 300)),
+    "burning ship": (Fractal("burning_ship"), (-2.3, 1.1, 3.6 / 59, 46, 60, 300)),
+    "burning ship, the ship": (Fractal("burning-ship"), (-1.82, 0.01, 0.1 / 41, 30, 42, 500)),
+    "multibrot d=3": (Fractal("multibrot", power=3), (-1.4, 1.4, 2.8 / 53, 54, 54, 300)),
+    "multibrot d=4": (Fractal("multibrot", power=4), (-1.3, 1.3, 2.6 / 45, 46, 46, 300)),
+    "multibrot d=7": (Fractal("multibrot", power=7), (-1.25, 1.25, 2.5 / 37, 38, 38, 200)),
+}
+
+
+@pytest.mark.parametrize("name", FAMILY_VIEWS)
+def test_each_family_matches_its_plain_python_reference(name):
+    """Every sample of a small view, at every shortcut level: the count (and,
+    where computed, the norm) equal the plain-Python statement of the family."""
+    fractal, (re0, im0, step, rows, cols, iters) = FAMILY_VIEWS[name]
+    ref_it = np.empty((rows, cols), np.int64)
+    ref_norm = np.empty((rows, cols), np.float32)
+    for r in range(rows):
+        for j in range(cols):
+            ref_it[r, j], ref_norm[r, j] = kernels.escape_reference(re0 + j * step, im0 - r * step, iters, fractal)
+    # the views hold both escaping and bounded samples
+    assert 0.01 < (ref_it == iters).mean() < 0.95
+    for level in (kernels.BRUTE, kernels.CYCLES, kernels.INTERIOR):
+        it, norm, work = kernels.escape_block(re0, im0, step, 0, rows, cols, iters, level, fractal)
+        np.testing.assert_array_equal(it, ref_it, err_msg=f"{name} level {level}")
+        np.testing.assert_array_equal(norm, ref_norm, err_msg=f"{name} level {level}")  # no cardioid test here
+        assert work == ref_it.sum()
+
+
+def test_multibrot_of_power_two_is_the_mandelbrot_set():
+    args = (-2.2, 1.3, 2.6 / 99, 0, 60, 100, 300)
+    a = kernels.escape_block(*args, kernels.BRUTE, Fractal("multibrot", power=2))
+    b = kernels.escape_block(*args, kernels.BRUTE)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert kernels.escape_reference(-0.75, 0.1, 500, Fractal("multibrot", power=2)) == kernels.escape_reference(
+        -0.75, 0.1, 500
+    )
+
+
+def test_families_differ_and_julia_starts_at_the_sample():
+    """Not one kernel under four names: on the same grid each family gives
+    other counts, and a Julia sample outside radius 2 escapes at step 0."""
+    grid = (-2.0, 1.5, 3.0 / 63, 0, 48, 64, 200)
+    counts = {
+        f: kernels.escape_block(*grid, kernels.CYCLES, Fractal(*f))[0]
+        for f in [("mandelbrot",), ("julia",), ("burning_ship",), ("multibrot", 3)]
+    }
+    keys = list(counts)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1 :]:
+            assert (counts[a] != counts[b]).mean() > 0.1, (a, b)
+    it, norm, _ = kernels.escape_block(2.5, 0.0, 1.0, 0, 1, 1, 50, kernels.BRUTE, Fractal("julia", c=0j))
+    assert (it[0, 0], norm[0, 0]) == (0, 6.25)
+
+
+def test_escape_into_refuses_a_fractal_that_is_not_one():
+    it, norm = np.empty((1, 1), np.uint16), np.empty((1, 1), np.float32)
+    with pytest.raises(TypeError, match="fractal must be a Fractal"):
+        kernels.escape_into(it, norm, 0.0, 0.0, 1.0, 0, 10, kernels.CYCLES, None, "julia")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from dfractal_dask import RenderStats, View, open_render, render
+from dfractal_dask.fractals import Fractal
 from dfractal_dask.store import StoreError
 
 VIEW = View(xpos=-0.7436, ypos=0.1318, span=0.02, width=60, height=45, supersample=2)
@@ -85,6 +86,7 @@ def test_existing_store_refused_before_any_work(client, tmp_path):
         ({"iters": 0}, ValueError),
         ({"retries": -1}, ValueError),
         ({"chunk_rows": 3}, ValueError),
+        ({"fractal": "julia"}, TypeError),
     ],
 )
 def test_bad_arguments(kwargs, exc, tmp_path):
@@ -128,6 +130,8 @@ def test_resume_computes_only_the_missing_blocks(client, tmp_path):
         ({"view": View(xpos=-0.7, ypos=0.1318, span=0.02, width=60, height=45, supersample=2)}, "xpos -0.7 here"),
         ({"view": View(xpos=-0.7436, ypos=0.1318, span=0.02, width=60, height=46, supersample=2)}, "height 46"),
         ({"chunk_rows": 20}, "chunk_rows 20 here, 10 in the store"),
+        ({"fractal": Fractal("burning_ship")}, "fractal 'burning_ship' here, 'mandelbrot' in the store"),
+        ({"fractal": Fractal("multibrot", 3)}, "power 3 here, 2 in the store"),
         ({"overwrite": True}, "exclude each other"),
     ],
 )
@@ -186,3 +190,26 @@ def test_balance_starts_the_costliest_blocks_first(client, tmp_path):
     costliest = sorted(work, key=work.get)[-4:]
     assert {b for _, b in starts[:2]} <= set(costliest), (starts[:4], costliest)
     assert starts[0][1] not in (0, 17)  # dask's own order would begin at an edge
+
+
+@pytest.mark.parametrize(
+    "fractal", [Fractal("julia", c=-0.1226 + 0.7449j), Fractal("burning_ship"), Fractal("multibrot", 4)], ids=str
+)
+def test_render_a_family_on_the_cluster(client, tmp_path, fractal):
+    """A family renders on the workers to the same counts as the kernel here,
+    in memory and in a store whose attrs name it; resuming it with another
+    Julia parameter is refused."""
+    from dfractal_dask.graph import Block, compute_block
+
+    view = View(0.0, 0.0, 3.2, 40, 30, 2)
+    mem = render(view, 200, client=client, chunk_rows=10, fractal=fractal)
+    it, norm, _ = compute_block(view, 200, Block(0, 0, view.sample_height), fractal=fractal)
+    np.testing.assert_array_equal(mem.iterations.values, it)
+    np.testing.assert_array_equal(mem.norm.values, norm)
+    ds = render(view, 200, client=client, chunk_rows=10, fractal=fractal, store_path=tmp_path / "f.zarr")
+    assert Fractal.from_attrs(ds.attrs) == fractal
+    np.testing.assert_array_equal(ds.iterations.values, it)
+    if fractal.family == "julia":
+        with pytest.raises(ValueError, match=r"julia_re -0\.1 here, -0\.1226 in the store"):
+            other = Fractal("julia", c=-0.1 + 0.7449j)
+            render(view, 200, client=client, chunk_rows=10, fractal=other, store_path=tmp_path / "f.zarr", resume=True)

@@ -174,3 +174,37 @@ def test_explorer_frames_equal_brute_force_pixels(client, mode):
     assert (it == 400).mean() > 0.2
     np.testing.assert_array_equal(frame, colour_samples(it, norm, 400, "Hippi", mode))
     assert dask.is_dask_collection(frame_tasks(view, 400, "Hippi", mode)[0])
+
+
+def test_fractal_controls(explorer, client):
+    """The page's fractal controls: a new family starts from its whole set; a
+    new Julia c or power keeps the view; frames equal a render of the same."""
+    from dfractal_dask.fractals import Fractal
+
+    def reference(view, fractal):
+        ds = render(replace(view, supersample=1), 150, client=client, fractal=fractal)
+        return colorize(ds, "Hippi", mode="smooth")
+
+    explorer.wait(1)
+    explorer.fractal_select.value = "julia"  # as the page's Select would
+    rec = explorer.wait(2)
+    assert (rec["view"].xpos, rec["view"].ypos, rec["view"].span) == (0.0, 0.0, 3.2)
+    np.testing.assert_array_equal(explorer.last_frame, reference(rec["view"], Fractal("julia")))
+    assert "julia c=(-0.8+0.156j)" in explorer.status.text
+    explorer.julia_c_input.value = "-0.1226+0.7449j"
+    rec = explorer.wait(3)
+    assert rec["view"].span == 3.2 and rec["fractal"] == Fractal("julia", c=-0.1226 + 0.7449j)
+    np.testing.assert_array_equal(explorer.last_frame, reference(rec["view"], rec["fractal"]))
+    explorer.julia_c_input.value = "3"  # |c| > 2: said in the page, nothing rendered
+    assert explorer.status.text.startswith("cannot render: julia c must be finite with |c| <= 2")
+    assert explorer._gen == 3
+    explorer.fractal_select.value = "multibrot"
+    explorer.wait(4)
+    explorer.power_spinner.value = 4
+    rec = explorer.wait(5)
+    assert rec["fractal"] == Fractal("multibrot", 4) and "multibrot d=4" in explorer.status.text
+    np.testing.assert_array_equal(explorer.last_frame, reference(rec["view"], rec["fractal"]))
+    # set from Python: the controls follow, their echo renders nothing more
+    gen = explorer.set_fractal(Fractal("burning_ship"))
+    explorer.wait(gen)
+    assert explorer.fractal_select.value == "burning_ship" and explorer._gen == gen == 6
