@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--chunk-rows", type=_positive_int, default=None, help="sample rows per block (default: ~1 M samples)"
     )
     _colour_flags(dask_group)
+    dask_group.add_argument(
+        "--distance", action="store_true",
+        help="also store each sample's distance estimate, for --mode distance now or in a recolour "
+             "(implied by --mode distance)",
+    )  # fmt: skip
     _fractal_flags(r)
     r.set_defaults(func=cmd_render)
 
@@ -221,7 +226,7 @@ def _security(args: argparse.Namespace):
 
 def _colour_flags(group) -> None:
     group.add_argument(
-        "--mode", default="seed", help="colouring: seed (the seed's banded look), smooth, histogram (seed)"
+        "--mode", default="seed", help="colouring: seed (the seed's banded look), smooth, histogram, distance (seed)"
     )
     group.add_argument("--interior", default="#000000", help="colour of the set itself in smooth modes (#000000)")
 
@@ -269,6 +274,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     view = View.from_seed_flags(args.xpos, args.ypos, args.escape_radius, args.width, args.height, args.smoothness)
     fractal = _fractal(args)
+    distance = args.distance or args.mode == "distance"
     palette = palettes.resolve_palette(args.palette)
     _check_colour_flags(args)
     n_blocks = len(graph.blocks(view, args.chunk_rows))  # validates --chunk-rows
@@ -282,7 +288,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if store_path.resolve() == outfile.resolve():
         raise UsageError("--store and --outfile must differ")
     check_picture_memory(view.width, view.height)
-    template = graph.fractal_dataset(view, args.iters, args.chunk_rows, fractal)
+    template = graph.fractal_dataset(view, args.iters, args.chunk_rows, fractal, distance)
     store.check_target(store_path, template, n_blocks, overwrite=args.overwrite,
                        resume=args.resume)  # fmt: skip
     security = _security(args)
@@ -317,6 +323,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             progress=None if args.quiet else _Progress("render"),
             stats=stats,
             fractal=fractal,
+            distance=distance,
         )
         report, workers_runtime = metrics.collect(client, stats.render_id)
         if report:

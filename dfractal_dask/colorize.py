@@ -22,6 +22,7 @@ import numpy as np
 import xarray as xr
 
 from .palettes import Palette, pack, parse_hex, resolve_palette, seed_lut
+from .view import View
 
 __all__ = [
     "BLOCK_MODES",
@@ -32,6 +33,7 @@ __all__ = [
     "colour_picture",
     "colour_samples",
     "count_cdf",
+    "distance_colours",
     "histogram_colours",
     "seed_colours",
     "smooth_colours",
@@ -77,11 +79,38 @@ def _smooth_value_kernel(it, norm, iters, lp, out):  # pragma: no cover - compil
         out[i] = _nu(np.float64(it[i]), norm[i], lp) if it[i] < iters else np.nan
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _ramp_channel(ramp, t, c):  # pragma: no cover - compiled
+    # channel c of the palette ramp at t in [0, 1], linear between entries
+    top = ramp.shape[0] - 1
+    f = min(max(t, 0.0), 1.0) * top
+    lo = np.int64(f)
+    hi = min(lo + 1, top)
+    w = f - lo
+    return ramp[lo, c] * (1.0 - w) + ramp[hi, c] * w
+
+
+@numba.njit(cache=True, nogil=True)
+def _distance_colour_kernel(it, norm, de, iters, lp, ramp, interior, step, out):  # pragma: no cover - compiled
+    # smooth colouring darkened near the set: by tanh(distance / sample spacing)
+    scale = 1.0 / np.log1p(iters + 1.0)
+    for i in range(it.size):
+        out[i, 3] = 255
+        if it[i] >= iters:
+            for c in range(3):
+                out[i, c] = interior[c]
+            continue
+        t = np.log1p(_nu(np.float64(it[i]), norm[i], lp)) * scale
+        d = np.float64(de[i])
+        shade = np.tanh(d / step) if d >= 0.0 else 1.0  # NaN (not estimated): unshaded
+        for c in range(3):
+            out[i, c] = np.uint8(np.rint(_ramp_channel(ramp, t, c) * shade))
+
+
 @numba.njit(cache=True, nogil=True)
 def _ramp_kernel(it, norm, iters, lp, ramp, interior, cdf, out):  # pragma: no cover - compiled
     # cdf empty: smooth mode, t = log(1 + nu) / log(2 + iters);
     # else histogram mode, t = cdf interpolated at nu.  Linear between ramp entries.
-    top = ramp.shape[0] - 1
     scale = 1.0 / np.log1p(iters + 1.0)
     for i in range(it.size):
         out[i, 3] = 255
@@ -100,12 +129,8 @@ def _ramp_kernel(it, norm, iters, lp, ramp, interior, cdf, out):  # pragma: no c
             j = np.int64(nu)
             w = nu - j
             t = cdf[j] * (1.0 - w) + cdf[j + 1] * w
-        f = min(max(t, 0.0), 1.0) * top
-        lo = np.int64(f)
-        hi = min(lo + 1, top)
-        w = f - lo
         for c in range(3):
-            out[i, c] = np.uint8(np.rint(ramp[lo, c] * (1.0 - w) + ramp[hi, c] * w))
+            out[i, c] = np.uint8(np.rint(_ramp_channel(ramp, t, c)))
 
 
 def _flat(iterations, norm):
@@ -189,6 +214,32 @@ def histogram_colours(
     return _ramp_colours(iterations, norm, iters, ramp, interior, np.asarray(cdf, np.float64), power)
 
 
+def distance_colours(
+    iterations: np.ndarray,
+    norm: np.ndarray,
+    distance: np.ndarray,
+    iters: int,
+    ramp: np.ndarray,
+    interior: np.ndarray,
+    step: float,
+    power: int = 2,
+) -> np.ndarray:
+    """Distance-estimation shading: smooth colouring (:func:`smooth_colours`)
+    darkened by ``tanh(distance / step)``, so the set's finest filaments,
+    thinner than a sample, show as dark lines.  ``distance``: the render's
+    distance estimate (:func:`dfractal_dask.kernels.distance_block`);
+    ``step``: the sample spacing."""
+    it, nm, shape = _flat(iterations, norm)
+    de = np.ascontiguousarray(distance, np.float32).reshape(-1)
+    if de.size != it.size:
+        raise ValueError(f"distance {np.shape(distance)} and iterations {shape} differ in shape")
+    out = np.empty((it.size, 4), np.uint8)
+    ramp = np.ascontiguousarray(ramp, np.float64)
+    _distance_colour_kernel(it, nm, de, iters, _log2_power(power), ramp, np.asarray(interior, np.uint8),
+                            float(step), out)  # fmt: skip
+    return out.reshape((*shape, 4))
+
+
 def count_cdf(iterations, iters: int) -> np.ndarray:
     """``cdf[k]``: share of escaped samples with count < k, ``k = 0 .. iters+1``.
 
@@ -202,7 +253,7 @@ def count_cdf(iterations, iters: int) -> np.ndarray:
     return np.append(cdf, 1.0)
 
 
-MODES = ("seed", "smooth", "histogram")
+MODES = ("seed", "smooth", "histogram", "distance")
 #: Modes that colour a block on its own (histogram equalisation needs the whole picture).
 BLOCK_MODES = ("smooth", "seed")
 
@@ -222,6 +273,8 @@ def _colour_rule(pal: Palette, mode: str, iters: int, step: int, interior, cdf, 
     if mode == "seed":
         return seed_colours, {"iters": iters, "lut": seed_lut(pal, max(int(step), iters))}
     kwargs = {"iters": iters, "ramp": pal.ramp(), "interior": rgb, "power": power}
+    if mode == "distance":
+        return distance_colours, {**kwargs, "step": step}
     if mode == "histogram":
         return histogram_colours, {**kwargs, "cdf": cdf}
     return smooth_colours, kwargs
@@ -328,15 +381,21 @@ def colour_picture(
     it, norm = ds["iterations"], ds["norm"]
     cdf = count_cdf(it, iters) if mode == "histogram" else None
     power = int(ds.attrs.get("power", 2))  # the map z**d + c: smooth colouring's log base
+    inputs = [it, norm]
+    if mode == "distance":
+        if "distance" not in ds:
+            raise ValueError("colour mode 'distance' needs a render made with distance estimation "
+                             "(render(..., distance=True), dfractal render --mode distance)")  # fmt: skip
+        inputs.append(ds["distance"])
+        step = View.from_attrs(ds.attrs).step  # shading is in samples
     func, kwargs = _colour_rule(resolve_palette(palette), mode, iters, step, interior, cdf, power)
     if it.chunks is not None and any(r % n for r in it.chunks[0][:-1]):
         # every block must hold whole pixel rows for the n×n average
         size = max(n, max(it.chunks[0]) // n * n)
-        it, norm = it.chunk({"im": size}), norm.chunk({"im": size})
+        inputs = [x.chunk({"im": size}) for x in inputs]
     samples = xr.apply_ufunc(
         func,
-        it,
-        norm,
+        *inputs,
         kwargs=kwargs,
         output_core_dims=[["channel"]],
         dask="parallelized",

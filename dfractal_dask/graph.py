@@ -35,6 +35,7 @@ __all__ = [
     "check_fractal",
     "check_iters",
     "compute_block",
+    "compute_distance",
     "dataset_from_tasks",
     "default_chunk_rows",
     "fractal_dataset",
@@ -101,6 +102,12 @@ def compute_block(
     return kernels.escape_block(
         view.re0, view.im0, view.step, block.row0, block.nrows, view.sample_width, iters, shortcuts, fractal
     )
+
+
+def compute_distance(view: View, iters: int, block: Block, result: tuple, fractal: Fractal | None = None) -> np.ndarray:
+    """The distance estimate of one computed block (``result`` from
+    :func:`compute_block`): :func:`dfractal_dask.kernels.distance_block`."""
+    return kernels.distance_block(result[0], view.re0, view.im0, view.step, block.row0, iters, fractal)
 
 
 #: Samples in the probe :func:`block_costs` computes: ~0.1% of the seed
@@ -196,6 +203,7 @@ def block_tasks(
     priorities: list[int] | None = None,
     shortcuts: int | list[int] = kernels.CYCLES,
     fractal: Fractal | None = None,
+    distance: bool = False,
 ) -> list[tuple[Block, object]]:
     """One delayed kernel call per block, keyed ``dfractal-kernel-<render id>-<block>``
     so the metrics plugin can tell renders apart (default id: a hash of the
@@ -203,7 +211,9 @@ def block_tasks(
     :func:`block_priorities`) are given to dask as task annotations;
     ``shortcuts`` goes to the kernel (:func:`compute_block`): one level, or
     one per block (e.g. :func:`block_shortcuts`); ``fractal`` too (default
-    Mandelbrot)."""
+    Mandelbrot).  With ``distance``, each block's kernel call is followed by
+    :func:`compute_distance` on the same results, and the task is the tuple
+    ``(iterations, norm, work, distance)``."""
     iters = check_iters(iters)
     bs = blocks(view, chunk_rows)
     if priorities is not None and len(priorities) != len(bs):
@@ -212,28 +222,49 @@ def block_tasks(
     if len(levels) != len(bs):
         raise ValueError(f"{len(levels)} shortcut levels for {len(bs)} blocks")
     fractal = check_fractal(fractal)
-    rid = render_id or tokenize(view, iters, bs[0].nrows, levels, fractal)
+    if distance and fractal.family not in kernels.DERIVATIVE_FAMILIES:
+        raise ValueError(f"distance estimation needs a complex derivative ({', '.join(kernels.DERIVATIVE_FAMILIES)}), "
+                         f"not {fractal.family}")  # fmt: skip
+    rid = render_id or tokenize(view, iters, bs[0].nrows, levels, fractal, distance)
     fn = dask.delayed(compute_block, pure=True, nout=3)
     tasks = []
     for b in bs:
         with dask.annotate(priority=0 if priorities is None else priorities[b.index]):
             key = task_key("kernel", rid, b.index)
-            tasks.append((b, fn(view, iters, b, levels[b.index], fractal, dask_key_name=key)))
+            task = fn(view, iters, b, levels[b.index], fractal, dask_key_name=key)
+            if distance:
+                de = dask.delayed(compute_distance, pure=True)(
+                    view, iters, b, task, fractal, dask_key_name=task_key("distance", rid, b.index)
+                )
+                task = dask.delayed(_with_distance, pure=True, nout=4)(task, de)
+            tasks.append((b, task))
     return tasks
 
 
+def _with_distance(result: tuple, distance: np.ndarray) -> tuple:
+    return (*result, distance)
+
+
 def fractal_dataset(
-    view: View, iters: int = 800, chunk_rows: int | None = None, fractal: Fractal | None = None
+    view: View,
+    iters: int = 800,
+    chunk_rows: int | None = None,
+    fractal: Fractal | None = None,
+    distance: bool = False,
 ) -> xr.Dataset:
     """The lazy picture: an xarray Dataset of dask arrays, one chunk per block.
 
     Variables ``iterations`` (uint16/uint32) and ``norm`` (float32) on dims
     ``(im, re)`` with the sample coordinates; the view, ``iters`` and the
     fractal (:meth:`dfractal_dask.fractals.Fractal.to_attrs`, default
-    Mandelbrot) in attrs.  Nothing is computed until asked.
+    Mandelbrot) in attrs.  ``distance``: also ``distance`` (float32), the
+    distance estimate of each escaped sample to the set
+    (:func:`dfractal_dask.kernels.distance_block`), for distance shading.
+    Nothing is computed until asked.
     """
     fractal = check_fractal(fractal)
-    return dataset_from_tasks(view, iters, block_tasks(view, iters, chunk_rows, fractal=fractal), fractal)
+    tasks = block_tasks(view, iters, chunk_rows, fractal=fractal, distance=distance)
+    return dataset_from_tasks(view, iters, tasks, fractal, distance)
 
 
 def check_fractal(fractal: Fractal | None) -> Fractal:
@@ -246,7 +277,7 @@ def check_fractal(fractal: Fractal | None) -> Fractal:
 
 
 def dataset_from_tasks(
-    view: View, iters: int, tasks: list[tuple[Block, object]], fractal: Fractal | None = None
+    view: View, iters: int, tasks: list[tuple[Block, object]], fractal: Fractal | None = None, distance: bool = False
 ) -> xr.Dataset:
     """The Dataset of :func:`fractal_dataset` over kernel calls made by
     :func:`block_tasks` (so other tasks, e.g. store writes, can share them)."""
@@ -257,11 +288,22 @@ def dataset_from_tasks(
     # A single column chunk: xarray/zarr chunk = one row block.
     it = it.rechunk({1: -1})
     norm = norm.rechunk({1: -1})
+    data = {
+        "iterations": (("im", "re"), it, {"long_name": "escape iteration", "max": iters}),
+        "norm": (("im", "re"), norm, {"long_name": "|z|^2 at escape (|z|^2/2 if bounded)"}),
+    }
+    if distance:
+        de = da.concatenate([da.from_delayed(t[3], shape=(b.nrows, w), dtype=np.float32) for b, t in tasks], axis=0)
+        long_name = "distance estimate |z| ln|z| / |dz| (NaN if bounded)"
+        data["distance"] = (("im", "re"), de.rechunk({1: -1}), {"long_name": long_name})
     return xr.Dataset(
-        {
-            "iterations": (("im", "re"), it, {"long_name": "escape iteration", "max": iters}),
-            "norm": (("im", "re"), norm, {"long_name": "|z|^2 at escape (|z|^2/2 if bounded)"}),
-        },
+        data,
         coords={"im": view.im(), "re": view.re()},
-        attrs={**check_fractal(fractal).to_attrs(), "iters": iters, "chunk_rows": tasks[0][0].nrows, **view.to_attrs()},
+        attrs={
+            **check_fractal(fractal).to_attrs(),
+            "distance": bool(distance),
+            "iters": iters,
+            "chunk_rows": tasks[0][0].nrows,
+            **view.to_attrs(),
+        },
     )

@@ -10,6 +10,7 @@ escapes has ``it = iters`` and ``norm = |z|² / 2``.  The other families
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numba
@@ -27,6 +28,9 @@ __all__ = [
     "escape_block",
     "count_dtype",
     "escape_reference",
+    "DERIVATIVE_FAMILIES",
+    "distance_block",
+    "distance_reference",
     "warm_up",
 ]
 
@@ -391,6 +395,111 @@ def escape_reference(cr: float, ci: float, iters: int, fractal: Fractal | None =
         else:
             zr, zi = zr * zr - zi * zi + a, 2.0 * zr * zi + b
     return iters, 0.5 * (zr * zr + zi * zi)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=False)
+def _distance_kernel(it, out, re0, im0, step, row0, iters, family, power, jr, ji):  # pragma: no cover
+    nrows, ncols = it.shape
+    julia = family == 1
+    for r in range(nrows):
+        ci = im0 - (row0 + r) * step
+        for j in range(ncols):
+            n = it[r, j]
+            if n >= iters:  # never escaped: no distance to estimate
+                out[r, j] = np.nan
+                continue
+            cr = re0 + j * step
+            x = cr if julia else 0.0
+            y = ci if julia else 0.0
+            a = jr if julia else cr
+            b = ji if julia else ci
+            dr = 1.0 if julia else 0.0  # dz/dz0 of Julia starts at 1, dz/dc at 0
+            di = 0.0
+            k = 0
+            while k < n + _DE_EXTRA:  # on past the escape, out to the DE bailout
+                if k >= n and x * x + y * y > _DE_BAILOUT2:
+                    break
+                k += 1
+                pr = 1.0  # z**(d-1)
+                pi = 0.0
+                for _k in range(power - 1):
+                    pr, pi = pr * x - pi * y, pr * y + pi * x
+                # dz <- d z**(d-1) dz (+ 1 for dz/dc)
+                tr = power * (pr * dr - pi * di)
+                ti = power * (pr * di + pi * dr)
+                dr = tr if julia else tr + 1.0
+                di = ti
+                x, y = _step(x, y, x * x, y * y, a, b, family, power)
+            zz = x * x + y * y
+            out[r, j] = 0.5 * np.sqrt(zz) * np.log(zz) / np.sqrt(dr * dr + di * di)
+
+
+#: Families with a complex derivative (the Burning Ship's map is not analytic).
+DERIVATIVE_FAMILIES = ("mandelbrot", "julia", "multibrot")
+#: The distance estimate is taken where |z| first passes 1000 (|z|² > 1e6),
+#: at most 64 steps past the escape (|z| > 2) the count records: at radius 2
+#: the estimate is off by 5-20x near the set, at 1000 within 2x.
+_DE_BAILOUT2 = 1e6
+_DE_EXTRA = 64
+
+
+def distance_block(
+    it: np.ndarray, re0: float, im0: float, step: float, row0: int, iters: int, fractal: Fractal | None = None
+) -> np.ndarray:
+    """The distance estimate ``|z| ln|z| / |dz|`` of each sample of a computed
+    block (``it``, its counts) to the set, in units of the complex plane:
+    ``dz`` is the derivative of ``z`` by ``c`` (by the start ``z0`` for Julia),
+    carried along the orbit past the escape out to ``|z| > 1000``.  float32,
+    NaN where the sample never escaped.  The true distance lies between about
+    half and twice the estimate (Koebe's quarter theorem; tested).
+
+    A second pass over the escaped samples only, with the kernels' arithmetic
+    (so each orbit is the one that was counted); the interior, most of a
+    render's iterations, costs nothing here.
+
+    Raises
+    ------
+    ValueError
+        For the Burning Ship, whose map has no complex derivative.
+    """
+    f = _MANDELBROT if fractal is None else fractal
+    if f.family not in DERIVATIVE_FAMILIES:
+        raise ValueError(f"distance estimation needs a complex derivative: {', '.join(DERIVATIVE_FAMILIES)}, "
+                         f"not {f.family}")  # fmt: skip
+    de = np.empty(it.shape, np.float32)
+    code = 0 if f.family == "multibrot" and f.power == 2 else f.code
+    jr, ji = f.c_parts
+    _distance_kernel(it, de, float(re0), float(im0), float(step), int(row0), int(iters), code, f.power, jr, ji)
+    return de
+
+
+def distance_reference(cr: float, ci: float, n: int, fractal: Fractal | None = None) -> float:
+    """Plain-Python :func:`distance_block` of one sample that escaped at step
+    ``n`` (the kernel's order of operations), for tests:
+    ``dz ← d z^(d-1) dz + 1`` (no ``+ 1`` for Julia) alongside ``z``, out to
+    ``|z| > 1000``, then ``|z| ln|z| / |dz|``."""
+    f = _MANDELBROT if fractal is None else fractal
+    julia = f.family == "julia"
+    zr, zi = (cr, ci) if julia else (0.0, 0.0)
+    a, b = (f.c.real, f.c.imag) if julia else (cr, ci)
+    dr, di = (1.0, 0.0) if julia else (0.0, 0.0)
+    k = 0
+    while k < n + _DE_EXTRA and not (k >= n and zr * zr + zi * zi > _DE_BAILOUT2):
+        k += 1
+        pr, pi = 1.0, 0.0
+        for _ in range(f.power - 1):
+            pr, pi = pr * zr - pi * zi, pr * zi + pi * zr
+        tr, ti = f.power * (pr * dr - pi * di), f.power * (pr * di + pi * dr)
+        dr, di = (tr if julia else tr + 1.0), ti
+        if f.family == "multibrot" and f.power > 2:
+            qr, qi = zr, zi
+            for _ in range(f.power - 1):
+                qr, qi = qr * zr - qi * zi, qr * zi + qi * zr
+            zr, zi = qr + a, qi + b
+        else:
+            zr, zi = zr * zr - zi * zi + a, 2.0 * zr * zi + b
+    zz = zr * zr + zi * zi
+    return 0.5 * math.sqrt(zz) * math.log(zz) / math.sqrt(dr * dr + di * di)
 
 
 def warm_up() -> None:

@@ -38,8 +38,8 @@ class RenderStats:
 
 
 def _write(path: str, block: graph.Block, result: tuple, render_id: str, iters: int) -> dict:
-    it, norm, work = result
-    nbytes = store.write_block(path, block, it, norm)
+    it, norm, work, *distance = result  # (the distance estimate, if the render has it)
+    nbytes = store.write_block(path, block, it, norm, *distance)
     row = {"block": block.index, "rows": block.nrows, "samples": it.size, "iterations": work, "bytes": nbytes}
     try:
         worker = get_worker()
@@ -85,6 +85,7 @@ def render(
     balance: bool = True,
     workers: list[str] | None = None,
     fractal: Fractal | None = None,
+    distance: bool = False,
 ) -> xr.Dataset:
     """Render ``view`` on a dask cluster.
 
@@ -132,6 +133,10 @@ def render(
         The family and its parameters (:class:`dfractal_dask.fractals.Fractal`,
         e.g. ``Fractal("julia", c=-0.8+0.156j)``); default the Mandelbrot set.
         Stored in the attrs, so a recolouring knows it.
+    distance
+        Also compute and store each escaped sample's distance estimate to the
+        set (a ``distance`` variable), for ``mode="distance"`` colouring; a
+        second pass over the escaped samples (Mandelbrot, Julia, Multibrot).
 
     Returns
     -------
@@ -149,8 +154,8 @@ def render(
     costs, interior = graph.probe_blocks(view, iters, bs, fractal=fractal)
     priorities = graph.block_priorities(costs) if balance else None
     shortcuts = graph.shortcuts_for(interior)
-    tasks = graph.block_tasks(view, iters, chunk_rows, render_id, priorities, shortcuts, fractal)
-    template = graph.dataset_from_tasks(view, iters, tasks, fractal)
+    tasks = graph.block_tasks(view, iters, chunk_rows, render_id, priorities, shortcuts, fractal, distance)
+    template = graph.dataset_from_tasks(view, iters, tasks, fractal, distance)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
     if resume and store_path is None:

@@ -136,9 +136,8 @@ def create_store(path: str | os.PathLike, template: xr.Dataset, n_blocks: int, *
     ds = template.assign(block_done=("block", np.zeros(n_blocks, np.uint8)))
     ds.attrs.update(dfractal_format=FORMAT, n_blocks=n_blocks)
     chunk_rows = int(ds.attrs["chunk_rows"])
-    encoding = {
-        name: {"compressors": [_COMPRESSOR], "chunks": (chunk_rows, ds.sizes["re"])} for name in ("iterations", "norm")
-    }
+    chunks = (chunk_rows, ds.sizes["re"])
+    encoding = {name: {"compressors": [_COMPRESSOR], "chunks": chunks} for name in _SAMPLE_VARS if name in ds}
     encoding["block_done"] = {"chunks": (1,)}
     ds.to_zarr(str(path), mode="w-", compute=False, consolidated=False, zarr_format=3, encoding=encoding)
     return path
@@ -146,11 +145,11 @@ def create_store(path: str | os.PathLike, template: xr.Dataset, n_blocks: int, *
 
 # what makes two renders the same render: a store can be resumed only by its own
 _IDENTITY = (
-    *("fractal", "power", "julia_re", "julia_im", "iters", "chunk_rows"),
+    *("fractal", "power", "julia_re", "julia_im", "distance", "iters", "chunk_rows"),
     *("xpos", "ypos", "span", "width", "height", "supersample"),
 )
-# attrs of the fractal that stores made before the families lack: the Mandelbrot set's
-_BEFORE_FAMILIES = Fractal().to_attrs()
+# attrs that stores made before the families and distance estimation lack
+_BEFORE_FAMILIES = {**Fractal().to_attrs(), "distance": False}
 
 
 def blocks_to_resume(path: str | os.PathLike, template: xr.Dataset, n_blocks: int) -> np.ndarray:
@@ -216,12 +215,25 @@ def check_target(
     return None
 
 
-def write_block(path: str | os.PathLike, block: Block, iterations: np.ndarray, norm: np.ndarray) -> int:
-    """Write one block's chunks, then mark it done.  Runs on a worker.
+#: The per-sample variables a store may hold (``distance`` only if rendered with it).
+_SAMPLE_VARS = ("iterations", "norm", "distance")
+
+
+def write_block(
+    path: str | os.PathLike,
+    block: Block,
+    iterations: np.ndarray,
+    norm: np.ndarray,
+    distance: np.ndarray | None = None,
+) -> int:
+    """Write one block's chunks (``distance`` too for a render made with it),
+    then mark it done.  Runs on a worker.
 
     Returns the number of bytes the block's chunks take in the store.
     """
     nbytes = _write_chunk(path, "iterations", block, iterations) + _write_chunk(path, "norm", block, norm)
+    if distance is not None:
+        nbytes += _write_chunk(path, "distance", block, distance)
     # Only now, with both chunks on disk, is the block complete.
     zarr.open_array(str(Path(path, "block_done")), mode="r+")[block.index] = 1
     return nbytes
@@ -349,7 +361,7 @@ def open_render(path: str | os.PathLike, *, allow_incomplete: bool = False) -> x
     try:
         ds = xr.open_zarr(str(path), consolidated=False)
         done = ds["block_done"].values
-        for name in ("iterations", "norm"):
+        for name in ("iterations", "norm", *(["distance"] if attrs.get("distance") else [])):
             if name not in ds:
                 raise KeyError(f"variable {name!r} is missing")
     except Exception as exc:  # zarr/xarray raise many kinds on damaged stores
@@ -357,12 +369,10 @@ def open_render(path: str | os.PathLike, *, allow_incomplete: bool = False) -> x
     missing = int(attrs["n_blocks"]) - int(done.sum())
     if missing and not allow_incomplete:
         raise StoreError(f"{path} is incomplete: {missing} of {attrs['n_blocks']} blocks were never written")
-    for name in ("iterations", "norm"):
+    for name in (v for v in _SAMPLE_VARS if v in ds):
         meta = json.loads(Path(path, name, "zarr.json").read_text())
-        if (
-            _chunk_codec(meta) is not None
-            and ds[name].data.chunks[0][0] == meta["chunk_grid"]["configuration"]["chunk_shape"][0]
-        ):
+        rows = meta["chunk_grid"]["configuration"]["chunk_shape"][0]
+        if _chunk_codec(meta) is not None and ds[name].data.chunks[0][0] == rows:
             ds[name] = ds[name].copy(data=_lazy_chunks(path, name, meta, ds[name].data.chunks))
     return ds
 

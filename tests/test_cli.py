@@ -199,3 +199,29 @@ def test_explore_on_a_taken_port(client, capsys):
         assert main(["explore", "--port", str(port), "--scheduler", client.scheduler.address]) == 2
     err = capsys.readouterr().err
     assert f"dfractal: error: cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
+
+
+def test_render_and_recolour_with_distance_shading(tmp_path, capsys):
+    out = tmp_path / "de.png"
+    view = "--xpos -0.7436 --ypos 0.1318 --escape-radius 0.02 --width 40 --height 30 --smoothness 2 --iters 400"
+    assert main(["render", "-q", *shlex.split(view), "--mode", "distance", "--outfile", str(out)]) == 0
+    ds = open_render(tmp_path / "de.zarr")
+    assert "distance" in ds and ds.attrs["distance"] is True
+    assert (
+        main(["recolor", "-q", str(tmp_path / "de.zarr"), "--mode", "smooth", "--outfile", str(tmp_path / "s.png")])
+        == 0
+    )
+    with Image.open(out) as de, Image.open(tmp_path / "s.png") as smooth:
+        assert (np.asarray(de)[..., :3].astype(int) < np.asarray(smooth)[..., :3].astype(int) - 40).mean() > 0.05
+    # a store rendered without it: one clear line, exit 2, no picture
+    assert main(["render", "-q", *shlex.split(view), "--outfile", str(tmp_path / "p.png")]) == 0
+    capsys.readouterr()
+    argv = ["recolor", str(tmp_path / "p.zarr"), "--mode", "distance", "--outfile", str(tmp_path / "x.png")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs a render made with distance estimation" in err
+    assert not (tmp_path / "x.png").exists()
+    assert (
+        main(["render", "--fractal", "burning-ship", "--mode", "distance", "--outfile", str(tmp_path / "b.png")]) == 2
+    )
+    assert "complex derivative" in capsys.readouterr().err

@@ -203,3 +203,48 @@ def test_escape_into_refuses_a_fractal_that_is_not_one():
     it, norm = np.empty((1, 1), np.uint16), np.empty((1, 1), np.float32)
     with pytest.raises(TypeError, match="fractal must be a Fractal"):
         kernels.escape_into(it, norm, 0.0, 0.0, 1.0, 0, 10, kernels.CYCLES, None, "julia")
+
+
+# -- distance estimation --------------------------------------------------------
+@pytest.mark.parametrize("fractal", [Fractal(), Fractal("julia"), Fractal("multibrot", 3)], ids=str)
+def test_distance_equals_its_plain_python_reference(fractal):
+    re0, im0, step = -2.0, 1.4, 2.8 / 40
+    it, _, _ = kernels.escape_block(re0, im0, step, 0, 30, 41, 200, kernels.BRUTE, fractal)
+    de = kernels.distance_block(it, re0, im0, step, 0, 200, fractal)
+    assert np.isnan(de[it == 200]).all() and (de[it < 200] > 0).all()
+    for r, j in zip(*np.nonzero(it < 200), strict=True):
+        ref = kernels.distance_reference(re0 + j * step, im0 - r * step, int(it[r, j]), fractal)
+        assert de[r, j] == np.float32(ref)
+
+
+@pytest.mark.parametrize("c", [-2.5, -2.1, -2.01, -2.001])
+def test_distance_estimate_brackets_the_true_distance(c):
+    """Left of -2 the set's nearest point is -2: the true distance |c| - 2 lies
+    between half and twice the estimate (Koebe's quarter theorem)."""
+    n, _ = kernels.escape_reference(c, 0.0, 10_000)
+    de = kernels.distance_reference(c, 0.0, n)
+    assert 0.5 * de * (1 - 1e-9) <= abs(c) - 2 <= 2 * de
+
+
+def test_distance_estimate_never_reaches_into_the_set():
+    """Soundness where the true distance is unknown: every point within 0.45
+    of the estimate of an escaped sample escapes too (the set is at least half
+    the estimate away)."""
+    rng = np.random.default_rng(11)
+    checked = 0
+    for cr, ci in zip(rng.uniform(-2.2, 0.6, 300), rng.uniform(-1.2, 1.2, 300), strict=True):
+        n, _ = kernels.escape_reference(cr, ci, 3000)
+        if n == 3000:
+            continue
+        de = kernels.distance_reference(cr, ci, n)
+        for angle in np.linspace(0, 2 * np.pi, 12, endpoint=False):
+            p = complex(cr, ci) + 0.45 * de * np.exp(1j * angle)
+            assert kernels.escape_reference(p.real, p.imag, 3000)[0] < 3000, (cr, ci, de, angle)
+        checked += 1
+    assert checked > 100
+
+
+def test_distance_needs_a_complex_derivative():
+    it = np.zeros((1, 1), np.uint16)
+    with pytest.raises(ValueError, match=r"complex derivative.*not burning_ship"):
+        kernels.distance_block(it, 0.0, 0.0, 1.0, 0, 10, Fractal("burning_ship"))

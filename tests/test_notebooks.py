@@ -27,6 +27,7 @@ NOTEBOOKS = [
     "03-recolour-gallery",
     "04-explore",
     "05-strong-scaling",
+    "06-families",
 ]
 SMALL_WIDTH = 160  # the notebooks' small size: 160x120 pixels
 
@@ -94,6 +95,10 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
         assert any(line.startswith("METRICS WORKER") for line in lines), "no METRICS WORKER line"
         assert any(line.startswith("http://127.0.0.1:") for line in lines), "no dashboard link on 127.0.0.1"
         assert any(line.startswith("http://127.0.0.1:") and line.endswith("/fractal") for line in lines)
+    if name == "06-families":
+        gallery = max(images, key=lambda img: img.width)
+        assert gallery.width == 4 * SMALL_WIDTH, f"families {gallery.size}: expected 4 tiles of {SMALL_WIDTH}"
+        assert "julia c=(-0.8+0.156j)" in _text(nb) and "multibrot d=3" in _text(nb)
     if name == "03-recolour-gallery":
         gallery = max(images, key=lambda img: img.width)
         assert gallery.width >= 7 * SMALL_WIDTH, f"gallery {gallery.size} cannot hold 7 tiles of {SMALL_WIDTH}"

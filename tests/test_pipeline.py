@@ -213,3 +213,31 @@ def test_render_a_family_on_the_cluster(client, tmp_path, fractal):
         with pytest.raises(ValueError, match=r"julia_re -0\.1 here, -0\.1226 in the store"):
             other = Fractal("julia", c=-0.1 + 0.7449j)
             render(view, 200, client=client, chunk_rows=10, fractal=other, store_path=tmp_path / "f.zarr", resume=True)
+
+
+def test_render_with_distance_stores_the_estimate(client, tmp_path):
+    """render(distance=True): the workers store each escaped sample's distance
+    estimate beside its count (the same as computed here), the attrs say so,
+    and a store without it cannot be resumed into one with it."""
+    from dfractal_dask import colorize
+    from dfractal_dask.graph import Block, compute_block
+    from dfractal_dask.kernels import distance_block
+
+    view = View(-0.7436, 0.1318, 0.02, 40, 30, 2)
+    ds = render(view, 400, client=client, chunk_rows=10, store_path=tmp_path / "d.zarr", distance=True)
+    assert ds.attrs["distance"] is True and ds.distance.dtype == np.float32
+    it, _, _ = compute_block(view, 400, Block(0, 0, view.sample_height))
+    expected = distance_block(it, view.re0, view.im0, view.step, 0, 400)
+    np.testing.assert_array_equal(ds.distance.values, expected)
+    assert np.isnan(ds.distance.values).mean() == (it == 400).mean()
+    shaded, smooth = colorize(ds, "Viridis256", mode="distance"), colorize(ds, "Viridis256", mode="smooth")
+    assert (shaded[..., :3].astype(int) <= smooth[..., :3].astype(int) + 1).all()  # shading only darkens
+    assert (shaded[..., :3].astype(int) < smooth[..., :3].astype(int) - 40).mean() > 0.05  # near the set
+    path = tmp_path / "plain.zarr"
+    render(view, 400, client=client, chunk_rows=10, store_path=path)
+    with pytest.raises(ValueError, match="colour mode 'distance' needs a render made with distance"):
+        colorize(open_render(path), mode="distance")
+    with pytest.raises(ValueError, match="distance True here, False in the store"):
+        render(view, 400, client=client, chunk_rows=10, store_path=path, resume=True, distance=True)
+    with pytest.raises(ValueError, match="complex derivative"):
+        render(view, 400, client=client, fractal=Fractal("burning_ship"), distance=True)
