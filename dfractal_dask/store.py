@@ -373,15 +373,17 @@ def open_render(path: str | os.PathLike, *, allow_incomplete: bool = False) -> x
         meta = json.loads(Path(path, name, "zarr.json").read_text())
         rows = meta["chunk_grid"]["configuration"]["chunk_shape"][0]
         if _chunk_codec(meta) is not None and ds[name].data.chunks[0][0] == rows:
-            ds[name] = ds[name].copy(data=_lazy_chunks(path, name, meta, ds[name].data.chunks))
+            ds[name] = ds[name].copy(data=_lazy_chunks(path, name, meta, ds[name].data.chunks, done))
     return ds
 
 
-def _lazy_chunks(path: Path, name: str, meta: dict[str, Any], chunks: tuple) -> da.Array:
+def _lazy_chunks(path: Path, name: str, meta: dict[str, Any], chunks: tuple, done: np.ndarray) -> da.Array:
     """Array ``name`` of a store made by :func:`create_store`, one task per
     chunk that reads and decodes the chunk file itself: ~3 ms a block where
     zarr's reader took ~25 ms, most of a recolouring's time."""
-    token = tokenize(str(path), name, meta, chunks, os.stat(Path(path, name)).st_mtime_ns)
+    # keyed by what was written (which blocks, when), so a store opened again
+    # after a resume or an overwrite never shares keys with its old self
+    token = tokenize(str(path), name, meta, chunks, done, os.stat(Path(path, name)).st_mtime_ns)
     return da.map_blocks(
         _read_chunk,
         str(path),

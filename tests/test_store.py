@@ -172,3 +172,17 @@ def test_a_damaged_chunk_is_a_clear_error_when_read(tmp_path, damage, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is damaged" in err and "Traceback" not in err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_a_store_opened_again_after_more_blocks_are_written_gets_new_keys(tmp_path):
+    """Its lazy arrays must not share dask keys with the earlier opening (a
+    persisted old copy would otherwise stand in for the new data)."""
+    _make(tmp_path / "r.zarr", complete=False)
+    before = open_render(tmp_path / "r.zarr", allow_incomplete=True)
+    b = graph.blocks(VIEW, 8)[1]
+    it, norm, _ = graph.compute_block(VIEW, 50, b)
+    store.write_block(tmp_path / "r.zarr", b, it, norm)
+    after = open_render(tmp_path / "r.zarr", allow_incomplete=True)
+    assert before.iterations.data.name != after.iterations.data.name
+    assert open_render(tmp_path / "r.zarr", allow_incomplete=True).iterations.data.name == after.iterations.data.name
+    np.testing.assert_array_equal(after.iterations.values[8:16], it)
