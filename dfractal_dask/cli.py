@@ -196,9 +196,10 @@ def _fractal(args: argparse.Namespace):
     """The :class:`Fractal` of the --fractal/--julia-c/--power flags."""
     from .fractals import Fractal
 
-    if args.julia_c is not None and Fractal(args.fractal).family != "julia":
+    family = Fractal(args.fractal).family  # checks the name
+    if args.julia_c is not None and family != "julia":
         raise UsageError("--julia-c is for --fractal julia")
-    if args.power is not None and Fractal(args.fractal).family != "multibrot":
+    if args.power is not None and family != "multibrot":
         raise UsageError("--power is for --fractal multibrot")
     c = None if args.julia_c is None else Fractal.parse_c(args.julia_c)
     return Fractal(args.fractal, 2 if args.power is None else args.power, c)

@@ -222,9 +222,8 @@ def block_tasks(
     if len(levels) != len(bs):
         raise ValueError(f"{len(levels)} shortcut levels for {len(bs)} blocks")
     fractal = check_fractal(fractal)
-    if distance and fractal.family not in kernels.DERIVATIVE_FAMILIES:
-        raise ValueError(f"distance estimation needs a complex derivative ({', '.join(kernels.DERIVATIVE_FAMILIES)}), "
-                         f"not {fractal.family}")  # fmt: skip
+    if distance:
+        kernels.check_distance_fractal(fractal)
     rid = render_id or tokenize(view, iters, bs[0].nrows, levels, fractal, distance)
     fn = dask.delayed(compute_block, pure=True, nout=3)
     tasks = []

@@ -29,6 +29,7 @@ __all__ = [
     "count_dtype",
     "escape_reference",
     "DERIVATIVE_FAMILIES",
+    "check_distance_fractal",
     "distance_block",
     "distance_reference",
     "warm_up",
@@ -443,6 +444,16 @@ _DE_BAILOUT2 = 1e6
 _DE_EXTRA = 64
 
 
+def check_distance_fractal(fractal: Fractal | None) -> Fractal:
+    """``fractal`` (default Mandelbrot) if distance estimation applies to it;
+    a ``ValueError`` for the Burning Ship, whose map has no complex derivative."""
+    f = _MANDELBROT if fractal is None else fractal
+    if f.family not in DERIVATIVE_FAMILIES:
+        raise ValueError(f"distance estimation needs a complex derivative: {', '.join(DERIVATIVE_FAMILIES)}, "
+                         f"not {f.family}")  # fmt: skip
+    return f
+
+
 def distance_block(
     it: np.ndarray, re0: float, im0: float, step: float, row0: int, iters: int, fractal: Fractal | None = None
 ) -> np.ndarray:
@@ -462,10 +473,7 @@ def distance_block(
     ValueError
         For the Burning Ship, whose map has no complex derivative.
     """
-    f = _MANDELBROT if fractal is None else fractal
-    if f.family not in DERIVATIVE_FAMILIES:
-        raise ValueError(f"distance estimation needs a complex derivative: {', '.join(DERIVATIVE_FAMILIES)}, "
-                         f"not {f.family}")  # fmt: skip
+    f = check_distance_fractal(fractal)
     de = np.empty(it.shape, np.float32)
     code = 0 if f.family == "multibrot" and f.power == 2 else f.code
     jr, ji = f.c_parts
