@@ -68,6 +68,16 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _coordinate(text: str) -> float:
+    # a decimal with any number of digits: a deep zoom's centre (View keeps them)
+    from .view import parse_coordinate
+
+    try:
+        return parse_coordinate("coordinate", text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a finite decimal number, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``dfractal`` argument parser."""
     parser = _Parser(prog="dfractal", description="Dask-distributed fractal renderer, successor of distributed-fractal")
@@ -78,8 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     seed = r.add_argument_group("seed flags (same names and defaults as `fractal leader`)")
     seed.add_argument("--width", type=_positive_int, default=1024, help="picture width in pixels (1024)")
     seed.add_argument("--height", type=_positive_int, default=768, help="picture height in pixels (768)")
-    seed.add_argument("--xpos", type=_finite_float, default=-0.00275, help="centre, real part (-0.00275)")
-    seed.add_argument("--ypos", type=_finite_float, default=0.78912, help="centre, imaginary part (0.78912)")
+    seed.add_argument("--xpos", type=_coordinate, default=-0.00275,
+                      help="centre, real part, any number of digits (-0.00275)")  # fmt: skip
+    seed.add_argument("--ypos", type=_coordinate, default=0.78912,
+                      help="centre, imaginary part, any number of digits (0.78912)")  # fmt: skip
     seed.add_argument(
         "--escape-radius", type=_finite_float, default=0.125689, help="view width in the complex plane (0.125689)"
     )
@@ -116,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also store each sample's distance estimate, for --mode distance now or in a recolour "
              "(implied by --mode distance)",
     )  # fmt: skip
+    dask_group.add_argument(
+        "--perturbation", action=argparse.BooleanOptionalAction, default=None,
+        help="compute by perturbation around one arbitrary-precision reference orbit (default: when "
+             "float64 cannot resolve the view, e.g. --escape-radius 1e-30 with a many-digit --xpos)",
+    )  # fmt: skip
     _fractal_flags(r)
     r.set_defaults(func=cmd_render)
 
@@ -134,8 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("explore", help="interactive zoom explorer in the browser (a bokeh server on 127.0.0.1)")
     ex.add_argument("--port", type=_port, default=5006, help="port of the page (5006; 0: any free port)")
     ex.add_argument("--address", default="127.0.0.1", help="interface to listen on (127.0.0.1: this machine only)")
-    ex.add_argument("--xpos", type=_finite_float, default=None, help="centre, real part (the whole set: -0.5)")
-    ex.add_argument("--ypos", type=_finite_float, default=None, help="centre, imaginary part (the whole set: 0)")
+    ex.add_argument("--xpos", type=_coordinate, default=None, help="centre, real part (the whole set: -0.5)")
+    ex.add_argument("--ypos", type=_coordinate, default=None, help="centre, imaginary part (the whole set: 0)")
     ex.add_argument("--escape-radius", "--span", dest="span", type=_finite_float, default=None,
                     help="view width in the complex plane (the whole set: 3)")  # fmt: skip
     ex.add_argument("--width", type=_positive_int, default=800, help="frame width in pixels (800)")
@@ -289,7 +306,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if store_path.resolve() == outfile.resolve():
         raise UsageError("--store and --outfile must differ")
     check_picture_memory(view.width, view.height)
-    template = graph.fractal_dataset(view, args.iters, args.chunk_rows, fractal, distance)
+    template = graph.fractal_dataset(view, args.iters, args.chunk_rows, fractal, distance, args.perturbation)
     store.check_target(store_path, template, n_blocks, overwrite=args.overwrite,
                        resume=args.resume)  # fmt: skip
     security = _security(args)
@@ -310,7 +327,8 @@ def cmd_render(args: argparse.Namespace) -> int:
             args,
             f"rendering {fractal.describe()} {view.width}x{view.height} "
             f"({view.supersample}x{view.supersample} samples/pixel, "
-            f"{args.iters} iterations) on {len(client.scheduler_info()['workers'])} workers",
+            f"{args.iters} iterations{', by perturbation' if template.attrs['perturbation'] else ''}) "
+            f"on {len(client.scheduler_info()['workers'])} workers",
         )
         ds = render(
             view,
@@ -325,6 +343,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             stats=stats,
             fractal=fractal,
             distance=distance,
+            perturbation=args.perturbation,
         )
         report, workers_runtime = metrics.collect(client, stats.render_id)
         if report:
@@ -476,7 +495,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .fractals import Fractal
 
     print(f"fractal: {Fractal.from_attrs(a).describe()}  iters: {a['iters']}")
-    print(f"view: centre ({a['xpos']!r}, {a['ypos']!r}) span {a['span']!r}")
+    centre = (a.get("centre_re", repr(a["xpos"])), a.get("centre_im", repr(a["ypos"])))
+    how = "  (by perturbation)" if a.get("perturbation") else ""
+    print(f"view: centre ({centre[0]}, {centre[1]}) span {a['span']!r}{how}")
     print(f"picture: {a['width']}x{a['height']} pixels, {a['supersample']}x{a['supersample']} samples/pixel")
     print(f"blocks: {info['blocks_done']} of {a['n_blocks']} written ({a['chunk_rows']} sample rows each)")
     print(f"size on disk: {info['bytes'] / 1e6:.1f} MB")
@@ -507,12 +528,13 @@ def _one_line(text: str) -> str:
 
 
 def _join_negative_values(argv: list[str]) -> list[str]:
-    """``--julia-c -0.8+0.156j`` as ``--julia-c=-0.8+0.156j``: argparse takes a
-    value that starts with ``-`` (and is not a plain number) for a flag."""
+    """``--julia-c -0.8+0.156j`` as ``--julia-c=-0.8+0.156j`` (also ``--xpos``,
+    ``--ypos``, e.g. ``-1e-30``): argparse takes a value that starts with ``-``
+    (and is not a plain number) for a flag."""
     out: list[str] = []
     it = iter(argv)
     for a in it:
-        if a == "--julia-c":
+        if a in ("--julia-c", "--xpos", "--ypos"):
             value = next(it, None)
             out.append(a if value is None else f"{a}={value}")
         else:

@@ -16,6 +16,7 @@ import xarray as xr
 from dask.base import tokenize
 
 from . import kernels
+from . import perturbation as _perturbation
 from .fractals import Fractal
 from .metrics import task_key
 from .view import View
@@ -36,6 +37,8 @@ __all__ = [
     "check_iters",
     "compute_block",
     "compute_distance",
+    "compute_deep_block",
+    "is_deep",
     "dataset_from_tasks",
     "default_chunk_rows",
     "fractal_dataset",
@@ -102,6 +105,29 @@ def compute_block(
     return kernels.escape_block(
         view.re0, view.im0, view.step, block.row0, block.nrows, view.sample_width, iters, shortcuts, fractal
     )
+
+
+def compute_deep_block(
+    view: View, iters: int, block: Block, orbit: _perturbation.Orbit
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """One block of a deep view by perturbation around the reference ``orbit``
+    (:func:`dfractal_dask.perturbation.perturbation_block`): ``(iterations, norm, work)``."""
+    it, norm, work, _ = _perturbation.perturbation_block(view, iters, block.row0, block.nrows, orbit)
+    return it, norm, work
+
+
+def is_deep(view: View, fractal: Fractal | None = None, distance: bool = False, deep: bool | None = None) -> bool:
+    """Whether ``view`` is rendered by perturbation: ``deep`` if given, else
+    :attr:`dfractal_dask.view.View.deep`.  A deep render must be of the
+    Mandelbrot set, without distance estimation (``ValueError`` otherwise)."""
+    if deep is not None and not isinstance(deep, bool):
+        raise TypeError(f"perturbation must be True, False or None, got {deep!r}")
+    deep = view.deep if deep is None else deep
+    if deep:
+        _perturbation.check_deep_fractal(fractal)
+        if distance:
+            raise ValueError("distance estimation is not available for deep (perturbation) renders")
+    return deep
 
 
 def compute_distance(view: View, iters: int, block: Block, result: tuple, fractal: Fractal | None = None) -> np.ndarray:
@@ -204,6 +230,7 @@ def block_tasks(
     shortcuts: int | list[int] = kernels.CYCLES,
     fractal: Fractal | None = None,
     distance: bool = False,
+    perturbation: bool | None = None,
 ) -> list[tuple[Block, object]]:
     """One delayed kernel call per block, keyed ``dfractal-kernel-<render id>-<block>``
     so the metrics plugin can tell renders apart (default id: a hash of the
@@ -213,7 +240,14 @@ def block_tasks(
     one per block (e.g. :func:`block_shortcuts`); ``fractal`` too (default
     Mandelbrot).  With ``distance``, each block's kernel call is followed by
     :func:`compute_distance` on the same results, and the task is the tuple
-    ``(iterations, norm, work, distance)``."""
+    ``(iterations, norm, work, distance)``.
+
+    A deep view (:func:`is_deep`; ``perturbation``: ``None`` decides by the
+    view, ``True``/``False`` force it) has one more task, keyed
+    ``dfractal-reference-<render id>-0``: its reference orbit
+    (:func:`dfractal_dask.perturbation.choose_reference`), computed once on one
+    worker and fetched by the others once each; every block's task
+    (:func:`compute_deep_block`) depends on it, and ``shortcuts`` do not apply."""
     iters = check_iters(iters)
     bs = blocks(view, chunk_rows)
     if priorities is not None and len(priorities) != len(bs):
@@ -224,13 +258,23 @@ def block_tasks(
     fractal = check_fractal(fractal)
     if distance:
         kernels.check_distance_fractal(fractal)
-    rid = render_id or tokenize(view, iters, bs[0].nrows, levels, fractal, distance)
+    deep = is_deep(view, fractal, distance, perturbation)
+    rid = render_id or tokenize(view, iters, bs[0].nrows, levels, fractal, distance, deep)
+    if deep:
+        with dask.annotate(priority=1 + max(priorities or [0])):  # everything waits for it
+            orbit = dask.delayed(_perturbation.choose_reference, pure=True)(
+                view, iters, dask_key_name=task_key("reference", rid, 0)
+            )
     fn = dask.delayed(compute_block, pure=True, nout=3)
+    deep_fn = dask.delayed(compute_deep_block, pure=True, nout=3)
     tasks = []
     for b in bs:
         with dask.annotate(priority=0 if priorities is None else priorities[b.index]):
             key = task_key("kernel", rid, b.index)
-            task = fn(view, iters, b, levels[b.index], fractal, dask_key_name=key)
+            if deep:
+                task = deep_fn(view, iters, b, orbit, dask_key_name=key)
+            else:
+                task = fn(view, iters, b, levels[b.index], fractal, dask_key_name=key)
             if distance:
                 de = dask.delayed(compute_distance, pure=True)(
                     view, iters, b, task, fractal, dask_key_name=task_key("distance", rid, b.index)
@@ -250,6 +294,7 @@ def fractal_dataset(
     chunk_rows: int | None = None,
     fractal: Fractal | None = None,
     distance: bool = False,
+    perturbation: bool | None = None,
 ) -> xr.Dataset:
     """The lazy picture: an xarray Dataset of dask arrays, one chunk per block.
 
@@ -259,11 +304,16 @@ def fractal_dataset(
     Mandelbrot) in attrs.  ``distance``: also ``distance`` (float32), the
     distance estimate of each escaped sample to the set
     (:func:`dfractal_dask.kernels.distance_block`), for distance shading.
+    A deep view (:attr:`dfractal_dask.view.View.deep`, or ``perturbation=True``)
+    is computed by perturbation (:func:`block_tasks`); its ``re``/``im``
+    coordinates are then offsets from the exact centre (attrs ``centre_re``,
+    ``centre_im``), which float64 can still tell apart.
     Nothing is computed until asked.
     """
     fractal = check_fractal(fractal)
-    tasks = block_tasks(view, iters, chunk_rows, fractal=fractal, distance=distance)
-    return dataset_from_tasks(view, iters, tasks, fractal, distance)
+    deep = is_deep(view, fractal, distance, perturbation)
+    tasks = block_tasks(view, iters, chunk_rows, fractal=fractal, distance=distance, perturbation=deep)
+    return dataset_from_tasks(view, iters, tasks, fractal, distance, deep)
 
 
 def check_fractal(fractal: Fractal | None) -> Fractal:
@@ -276,10 +326,16 @@ def check_fractal(fractal: Fractal | None) -> Fractal:
 
 
 def dataset_from_tasks(
-    view: View, iters: int, tasks: list[tuple[Block, object]], fractal: Fractal | None = None, distance: bool = False
+    view: View,
+    iters: int,
+    tasks: list[tuple[Block, object]],
+    fractal: Fractal | None = None,
+    distance: bool = False,
+    perturbation: bool = False,
 ) -> xr.Dataset:
     """The Dataset of :func:`fractal_dataset` over kernel calls made by
-    :func:`block_tasks` (so other tasks, e.g. store writes, can share them)."""
+    :func:`block_tasks` (so other tasks, e.g. store writes, can share them);
+    ``perturbation``: whether they compute by perturbation (an attr)."""
     w = view.sample_width
     cdt = kernels.count_dtype(iters)
     it = da.concatenate([da.from_delayed(t[0], shape=(b.nrows, w), dtype=cdt) for b, t in tasks], axis=0)
@@ -295,12 +351,21 @@ def dataset_from_tasks(
         de = da.concatenate([da.from_delayed(t[3], shape=(b.nrows, w), dtype=np.float32) for b, t in tasks], axis=0)
         long_name = "distance estimate |z| ln|z| / |dz| (NaN if bounded)"
         data["distance"] = (("im", "re"), de.rechunk({1: -1}), {"long_name": long_name})
+    if view.deep:  # absolute float64 coordinates would collapse: offsets from the centre
+        h = view.sample_height
+        coords = {
+            "im": ("im", ((h - 1) / 2 - np.arange(h)) * view.step, {"long_name": "offset from centre_im"}),
+            "re": ("re", (np.arange(w) - (w - 1) / 2) * view.step, {"long_name": "offset from centre_re"}),
+        }
+    else:
+        coords = {"im": view.im(), "re": view.re()}
     return xr.Dataset(
         data,
-        coords={"im": view.im(), "re": view.re()},
+        coords=coords,
         attrs={
             **check_fractal(fractal).to_attrs(),
             "distance": bool(distance),
+            "perturbation": bool(perturbation),
             "iters": iters,
             "chunk_rows": tasks[0][0].nrows,
             **view.to_attrs(),

@@ -200,7 +200,8 @@ class FractalMetrics(SchedulerPlugin):
             action = ss["action"]
             if action == "compute":
                 c["compute_seconds"] += secs
-                c["kernel_seconds" if kind == "kernel" else "write_seconds"] += secs
+                # reference orbits and distance estimates count as kernel time
+                c["write_seconds" if kind == "write" else "kernel_seconds"] += secs
                 r.first[worker] = min(r.first.get(worker, ss["start"]), ss["start"])
                 r.last[worker] = max(r.last.get(worker, ss["stop"]), ss["stop"])
             elif action == "transfer":

@@ -14,7 +14,7 @@ import xarray as xr
 from distributed import Client, as_completed, default_client, get_worker
 from distributed.security import Security
 
-from . import graph, metrics, store
+from . import graph, kernels, metrics, store
 from .cluster import connect
 from .fractals import Fractal
 from .view import View
@@ -86,6 +86,7 @@ def render(
     workers: list[str] | None = None,
     fractal: Fractal | None = None,
     distance: bool = False,
+    perturbation: bool | None = None,
 ) -> xr.Dataset:
     """Render ``view`` on a dask cluster.
 
@@ -137,6 +138,13 @@ def render(
         Also compute and store each escaped sample's distance estimate to the
         set (a ``distance`` variable), for ``mode="distance"`` colouring; a
         second pass over the escaped samples (Mandelbrot, Julia, Multibrot).
+    perturbation
+        Compute by perturbation around one arbitrary-precision reference orbit
+        (:mod:`dfractal_dask.perturbation`): ``None`` (default) where float64
+        cannot resolve the view (:attr:`dfractal_dask.view.View.deep`, e.g. a
+        span below ~1e-13 given with a decimal-string centre), ``True`` always
+        (also more exact for high iteration counts at moderate zoom),
+        ``False`` never.  The Mandelbrot set only.
 
     Returns
     -------
@@ -150,12 +158,16 @@ def render(
     fractal = graph.check_fractal(fractal)
     render_id = uuid.uuid4().hex
     bs = graph.blocks(view, chunk_rows)  # validates chunk_rows
-    # one sparse probe: block costs (for the order) and where cycle detection pays
-    costs, interior = graph.probe_blocks(view, iters, bs, fractal=fractal)
-    priorities = graph.block_priorities(costs) if balance else None
-    shortcuts = graph.shortcuts_for(interior)
-    tasks = graph.block_tasks(view, iters, chunk_rows, render_id, priorities, shortcuts, fractal, distance)
-    template = graph.dataset_from_tasks(view, iters, tasks, fractal, distance)
+    if graph.is_deep(view, fractal, distance, perturbation):  # no float64 probe of a deep view
+        priorities, shortcuts, perturbation = None, kernels.BRUTE, True
+    else:  # one sparse probe: block costs (for the order) and where cycle detection pays
+        costs, interior = graph.probe_blocks(view, iters, bs, fractal=fractal)
+        priorities = graph.block_priorities(costs) if balance else None
+        shortcuts, perturbation = graph.shortcuts_for(interior), False
+    tasks = graph.block_tasks(
+        view, iters, chunk_rows, render_id, priorities, shortcuts, fractal, distance, perturbation
+    )
+    template = graph.dataset_from_tasks(view, iters, tasks, fractal, distance, perturbation)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
     if resume and store_path is None:

@@ -146,10 +146,10 @@ def create_store(path: str | os.PathLike, template: xr.Dataset, n_blocks: int, *
 # what makes two renders the same render: a store can be resumed only by its own
 _IDENTITY = (
     *("fractal", "power", "julia_re", "julia_im", "distance", "iters", "chunk_rows"),
-    *("xpos", "ypos", "span", "width", "height", "supersample"),
+    *("xpos", "ypos", "centre_re", "centre_im", "span", "width", "height", "supersample", "perturbation"),
 )
-# attrs that stores made before the families and distance estimation lack
-_BEFORE_FAMILIES = {**Fractal().to_attrs(), "distance": False}
+# attrs that stores made before the families, distance estimation and deep views lack
+_BEFORE_FAMILIES = {**Fractal().to_attrs(), "distance": False, "perturbation": False}
 
 
 def blocks_to_resume(path: str | os.PathLike, template: xr.Dataset, n_blocks: int) -> np.ndarray:
@@ -162,7 +162,8 @@ def blocks_to_resume(path: str | os.PathLike, template: xr.Dataset, n_blocks: in
     path = Path(path)
     attrs = _check_store(path)
     want = {**template.attrs, "n_blocks": n_blocks}
-    attrs = {**_BEFORE_FAMILIES, **attrs}
+    centre = View.from_attrs(attrs).to_attrs() if "centre_re" not in attrs else {}
+    attrs = {**_BEFORE_FAMILIES, **attrs, **{k: centre[k] for k in ("centre_re", "centre_im") if k in centre}}
     differ = [f"{k} {want[k]!r} here, {attrs.get(k)!r} in the store" for k in (*_IDENTITY, "n_blocks")
               if attrs.get(k) != want[k]]  # fmt: skip
     if differ:

@@ -10,22 +10,107 @@ grid, so sample ``(i, j)`` of the whole grid sits at::
 
 computed from the *global* index, never by accumulating offsets, so a sample's
 value does not depend on how the grid is cut into blocks or spread over workers.
+
+Deep views.  A centre may be given as a decimal string (or ``Decimal``) with
+more digits than a float64 holds, e.g. ``View("-1.7499576837060935036022145",
+"0.0000000000000000000000000001", span=1e-20)``: the view keeps it exactly
+(:attr:`View.centre`), and where float64 cannot resolve the samples
+(:attr:`View.deep`) the picture is computed by perturbation around it
+(:mod:`dfractal_dask.perturbation`), each sample's offset from the centre
+again from its global index: ``(j - (W-1)/2) * step`` and ``((H-1)/2 - i) * step``.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from decimal import Decimal, InvalidOperation
 from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 
-__all__ = ["View", "MAX_SAMPLES"]
+__all__ = ["View", "MAX_SAMPLES", "MIN_SPAN", "DEEP_ULPS", "parse_coordinate"]
 
 #: Refuse views with more samples than this (2**36 ≈ 69 G samples, ~400 GB
 #: of counts and norms): a typo such as ``--width 10000000`` fails fast.
 MAX_SAMPLES = 2**36
+
+#: The smallest span: perturbation keeps each sample's offset from the centre
+#: in float64, whose exponent ends near 1e-308 (its square must not vanish first).
+MIN_SPAN = 1e-250
+
+#: A view is deep (:attr:`View.deep`) when neighbouring samples are fewer than
+#: this many float64 ulps of its coordinates apart: a float64 grid would round
+#: each sample by more than 1/2048 of a step, and iterating in float64 loses
+#: the rest, so such views are computed by perturbation.
+DEEP_ULPS = 1024
+
+
+class _Exact(float):
+    """A float that remembers the decimal it was made from (a deep centre):
+    arithmetic sees the nearest float64, :func:`exact` the decimal."""
+
+    decimal: Decimal
+
+    def __new__(cls, decimal: Decimal) -> _Exact:
+        self = super().__new__(cls, float(decimal))
+        self.decimal = decimal
+        return self
+
+    def __reduce__(self):
+        return (_Exact, (self.decimal,))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Exact) and self.decimal == other.decimal
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self.decimal)
+
+    def __repr__(self) -> str:
+        return f"'{self.decimal}'"
+
+    def __dask_tokenize__(self):
+        return ("dfractal-exact", str(self.decimal))
+
+
+def parse_coordinate(name: str, value: Any) -> float:
+    """A centre coordinate from a real number, a decimal string or a ``Decimal``.
+
+    A decimal whose digits a float64 holds (its shortest repr reads back as the
+    same number, e.g. ``"-0.00275"``) becomes that plain float; one with more
+    digits keeps them (a ``float`` subclass whose :func:`exact` is the decimal).
+
+    Raises
+    ------
+    TypeError
+        For anything else (e.g. ``None`` or a complex number).
+    ValueError
+        For a string that is not a finite decimal number.
+    """
+    if isinstance(value, _Exact):
+        return value
+    if isinstance(value, str | Decimal):
+        try:
+            d = Decimal(value.strip().replace("\u2212", "-")) if isinstance(value, str) else value
+        except InvalidOperation:
+            raise ValueError(f"{name} must be a decimal number, got {value!r}") from None
+        if not d.is_finite():
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        f = float(d)
+        if not math.isfinite(f):
+            raise ValueError(f"{name} must be finite, got {value!r}")
+        return f if Decimal(repr(f)) == d else _Exact(d)
+    return _check_float(name, value)
+
+
+def exact(x: float) -> Decimal:
+    """The decimal value of a coordinate: the one it was given as, or the
+    shortest decimal that reads back as the float."""
+    return x.decimal if isinstance(x, _Exact) else Decimal(repr(float(x)))
 
 
 def _check_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -53,7 +138,9 @@ class View:
     Parameters
     ----------
     xpos, ypos
-        Centre of the view (real and imaginary part).
+        Centre of the view (real and imaginary part): numbers, or decimal
+        strings with as many digits as a deep zoom needs
+        (:func:`parse_coordinate`).
     span
         Width of the view on the real axis, from the first to the last sample
         column.  The seed's ``--escape-radius``.
@@ -69,7 +156,8 @@ class View:
         If a value has the wrong type (e.g. a float width).
     ValueError
         If a value is out of range (non-positive size, non-finite coordinate,
-        ``span <= 0``, or more than :data:`MAX_SAMPLES` samples).
+        ``span`` not above :data:`MIN_SPAN`, or more than :data:`MAX_SAMPLES`
+        samples).
     """
 
     xpos: float = -0.00275
@@ -81,25 +169,38 @@ class View:
 
     def __post_init__(self) -> None:
         # frozen dataclass: normalise through object.__setattr__
-        for name in ("xpos", "ypos", "span"):
-            object.__setattr__(self, name, _check_float(name, getattr(self, name)))
+        for name in ("xpos", "ypos"):
+            object.__setattr__(self, name, parse_coordinate(name, getattr(self, name)))
+        object.__setattr__(self, "span", _check_float("span", self.span))
         for name in ("width", "height", "supersample"):
             object.__setattr__(self, name, _check_int(name, getattr(self, name)))
         if self.span <= 0:
             raise ValueError(f"span must be > 0, got {self.span}")
+        if self.span < MIN_SPAN:
+            raise ValueError(f"span must be at least {MIN_SPAN:g} (float64 offsets end there), got {self.span}")
         if self.n_samples > MAX_SAMPLES:
             raise ValueError(
                 f"view has {self.n_samples:,} samples "
                 f"({self.sample_width}x{self.sample_height}); the limit is {MAX_SAMPLES:,}"
             )
-        # neighbouring samples must differ in float64 (origin + index * step), or the
-        # picture silently collapses into copies of a few values
-        scale = max(abs(self.xpos), abs(self.ypos)) + self.span
-        if not math.isfinite(self.step) or not math.isfinite(scale) or self.step <= 2 * math.ulp(scale):
-            raise ValueError(
-                f"span {self.span} is too small to separate {self.sample_width} samples in float64 "
-                f"around ({self.xpos}, {self.ypos})"
-            )
+        if not math.isfinite(self.step) or not math.isfinite(self._scale):
+            raise ValueError(f"span {self.span} and centre ({self.xpos}, {self.ypos}) are out of float64's range")
+
+    @property
+    def _scale(self) -> float:
+        return max(abs(self.xpos), abs(self.ypos)) + self.span
+
+    @property
+    def deep(self) -> bool:
+        """Whether float64 cannot resolve this view's samples (they are less than
+        :data:`DEEP_ULPS` ulps apart): it is then computed by perturbation
+        around the exact :attr:`centre`."""
+        return self.step < DEEP_ULPS * math.ulp(self._scale)
+
+    @property
+    def centre(self) -> tuple[Decimal, Decimal]:
+        """The exact centre: the decimals given, or the floats' shortest decimals."""
+        return exact(self.xpos), exact(self.ypos)
 
     # -- the sample grid -------------------------------------------------
     @property
@@ -157,13 +258,21 @@ class View:
         return cls(xpos, ypos, escape_radius, width, height, smoothness)
 
     def to_attrs(self) -> dict[str, Any]:
-        """JSON-safe dict (floats round-trip exactly through JSON)."""
-        return asdict(self)
+        """JSON-safe dict (floats round-trip exactly through JSON); the exact
+        centre as decimal strings ``centre_re``, ``centre_im``."""
+        attrs = asdict(self)
+        attrs["xpos"], attrs["ypos"] = float(self.xpos), float(self.ypos)
+        attrs["centre_re"], attrs["centre_im"] = (str(d) for d in self.centre)
+        return attrs
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> View:
-        """Inverse of :meth:`to_attrs`."""
+        """Inverse of :meth:`to_attrs` (attrs written before deep views, without
+        ``centre_re``/``centre_im``, give the float centre)."""
         try:
-            return cls(**{k: attrs[k] for k in ("xpos", "ypos", "span", "width", "height", "supersample")})
+            kw = {k: attrs[k] for k in ("xpos", "ypos", "span", "width", "height", "supersample")}
         except KeyError as exc:
             raise ValueError(f"view attributes are missing {exc.args[0]!r}") from None
+        if "centre_re" in attrs and "centre_im" in attrs:
+            kw["xpos"], kw["ypos"] = attrs["centre_re"], attrs["centre_im"]
+        return cls(**kw)

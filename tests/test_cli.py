@@ -58,8 +58,14 @@ BAD = [
     ("--width -4", "--width: must be > 0"),
     ("--height abc", "--height: expected a whole number"),
     ("--iters 0", "--iters: must be > 0"),
-    ("--xpos nan", "--xpos: must be a finite number"),
-    ("--ypos inf", "--ypos: must be a finite number"),
+    ("--xpos nan", "--xpos: expected a finite decimal number, got 'nan'"),
+    ("--ypos inf", "--ypos: expected a finite decimal number, got 'inf'"),
+    ("--xpos 0.1.2", "--xpos: expected a finite decimal number, got '0.1.2'"),
+    ("--xpos -1e-30x", "--xpos: expected a finite decimal number, got '-1e-30x'"),
+    ("--escape-radius 1e-300", "span must be at least 1e-250"),
+    ("--escape-radius 1e-30 --fractal burning_ship", "deep zoom (perturbation) renders the Mandelbrot set only"),
+    ("--escape-radius 1e-30 --distance", "distance estimation is not available for deep (perturbation) renders"),
+    ("--perturbation --fractal julia", "deep zoom (perturbation) renders the Mandelbrot set only"),
     ("--escape-radius 0", "span must be > 0"),
     ("--escape-radius -0.5", "span must be > 0"),
     ("--smoothness 0", "--smoothness: must be > 0"),
@@ -178,7 +184,7 @@ BAD_EXPLORE = [
     ("--palette '#12345,#ffffff'", "#12345"),
     ("--iters 0", "--iters: must be > 0"),
     ("--span 0", "span must be > 0"),
-    ("--xpos inf", "--xpos: must be a finite number"),
+    ("--xpos inf", "--xpos: expected a finite decimal number"),
     ("--save-dir /nonexistent/dir", "--save-dir /nonexistent/dir is not a directory"),
     ("--scheduler tcp://127.0.0.1:1", "cannot reach dask scheduler"),
 ]
@@ -225,3 +231,35 @@ def test_render_and_recolour_with_distance_shading(tmp_path, capsys):
         main(["render", "--fractal", "burning-ship", "--mode", "distance", "--outfile", str(tmp_path / "b.png")]) == 2
     )
     assert "complex derivative" in capsys.readouterr().err
+
+
+def test_deep_zoom_from_the_command_line(tmp_path, capsys):
+    """A 45-digit centre at span 1e-30: the workers render it by perturbation,
+    the store keeps every digit, and its counts equal mpmath's."""
+    from dfractal_dask import perturbation
+
+    x = "-0.101096363845622161025785445738622565463805443"
+    y = "0.956286510809141500771096057729977435809833337"
+    out = tmp_path / "deep.png"
+    size = "--width 40 --height 30 --smoothness 2 --iters 1000 --workers 2 --mode smooth"
+    argv = ["render", *shlex.split(size), "--xpos", x, "--ypos", y, "--escape-radius", "1e-30", "--outfile", str(out)]
+    assert main(argv) == 0
+    assert "1000 iterations, by perturbation)" in capsys.readouterr().err
+    ds = open_render(tmp_path / "deep.zarr")
+    view = View.from_attrs(ds.attrs)
+    assert [str(d) for d in view.centre] == [x, y] and view.span == 1e-30
+    it = ds.iterations.values
+    for i, j in ((0, 0), (31, 40), (59, 79), (12, 66)):
+        assert it[i, j] == perturbation.escape_exact(view, i, j, 1000)[0]
+    with Image.open(out) as im:
+        assert im.size == (40, 30) and len(np.unique(np.asarray(im).reshape(-1, 4), axis=0)) > 20
+    assert main(["info", str(tmp_path / "deep.zarr")]) == 0
+    assert f"view: centre ({x}, {y}) span 1e-30  (by perturbation)" in capsys.readouterr().out
+    # recoloured from the store alone
+    argv = ["recolor", "-q", str(tmp_path / "deep.zarr"), "--palette", "Hippi", "--outfile", str(tmp_path / "r.png")]
+    assert main(argv) == 0
+    with Image.open(tmp_path / "r.png") as im:
+        assert im.size == (40, 30)
+    # a negative exponent-form value is read as the flag's value
+    assert main(["render", "-q", "--xpos", "-1e-30", "--escape-radius", "1e-260", "--outfile", str(out)]) == 2
+    assert "span must be at least" in capsys.readouterr().err

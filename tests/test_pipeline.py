@@ -1,5 +1,7 @@
 """render() on real dask clusters (worker processes, see conftest.py)."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -133,6 +135,7 @@ def test_resume_computes_only_the_missing_blocks(client, tmp_path):
         ({"fractal": Fractal("burning_ship")}, "fractal 'burning_ship' here, 'mandelbrot' in the store"),
         ({"fractal": Fractal("multibrot", 3)}, "power 3 here, 2 in the store"),
         ({"overwrite": True}, "exclude each other"),
+        ({"perturbation": True}, "perturbation True here, False in the store"),
     ],
 )
 def test_resume_refuses_a_store_of_another_render(client, tmp_path, change, words):
@@ -241,3 +244,72 @@ def test_render_with_distance_stores_the_estimate(client, tmp_path):
         render(view, 400, client=client, chunk_rows=10, store_path=path, resume=True, distance=True)
     with pytest.raises(ValueError, match="complex derivative"):
         render(view, 400, client=client, fractal=Fractal("burning_ship"), distance=True)
+
+
+# a Misiurewicz point to 45 digits (see test_perturbation.py), viewed at span 1e-30
+DEEP = View("-0.101096363845622161025785445738622565463805443", "0.956286510809141500771096057729977435809833337",
+            span=1e-30, width=40, height=30, supersample=2)  # fmt: skip
+
+
+def test_deep_render_on_the_cluster_one_reference_orbit(client, tmp_path):
+    from distributed import get_task_stream
+
+    from dfractal_dask import perturbation
+
+    assert DEEP.deep
+    with get_task_stream(client) as ts:
+        ds = render(DEEP, 1000, store_path=tmp_path / "deep.zarr", client=client, chunk_rows=12)
+    orbit = perturbation.choose_reference(DEEP, 1000)
+    it, norm, *_ = perturbation.perturbation_block(DEEP, 1000, 0, DEEP.sample_height, orbit)
+    np.testing.assert_array_equal(ds.iterations.values, it)
+    np.testing.assert_array_equal(ds.norm.values, norm)
+    assert len(np.unique(it)) > 30
+    # the reference orbit was computed once, on one worker, for all 5 blocks on both workers
+    names = [t["key"] for t in ts.data if isinstance(t["key"], str)]
+    assert sum(k.startswith("dfractal-reference-") for k in names) == 1
+    kernels_on = {t["worker"] for t in ts.data if str(t["key"]).startswith("dfractal-kernel-")}
+    assert sum(str(k).startswith("dfractal-kernel-") for k in names) == 5 and len(kernels_on) == 2
+    # the store keeps the exact centre; offsets from it are the coordinates
+    assert ds.attrs["perturbation"]
+    assert ds.attrs["centre_re"] == "-0.101096363845622161025785445738622565463805443"
+    assert View.from_attrs(ds.attrs) == DEEP
+    np.testing.assert_allclose(ds.re.values[[0, -1]], [-5e-31, 5e-31], rtol=1e-12)
+    assert np.all(np.diff(ds.im.values) < 0)
+    # in memory: the same numbers
+    mem = render(DEEP, 1000, client=client, chunk_rows=12)
+    np.testing.assert_array_equal(mem.iterations.values, it)
+
+
+def test_deep_resume_and_a_centre_that_differs_below_float64(client, tmp_path):
+    import zarr
+
+    path = tmp_path / "d.zarr"
+    ref = render(DEEP, 1000, store_path=path, client=client, chunk_rows=12)
+    group = zarr.open_group(str(path), mode="r+")
+    group["block_done"][1] = 0
+    group["iterations"][12:24, :] = 3
+    stats = RenderStats()
+    ds = render(DEEP, 1000, store_path=path, client=client, chunk_rows=12, resume=True, stats=stats)
+    assert (stats.resumed, stats.blocks) == (4, 1)
+    np.testing.assert_array_equal(ds.iterations.values, ref.iterations.values)
+    # the 46th digit is past float64's 17: the same floats, another render
+    other = View("-0.1010963638456221610257854457386225654638054431", DEEP.ypos,
+                 span=1e-30, width=40, height=30, supersample=2)  # fmt: skip
+    assert float(other.xpos) == float(DEEP.xpos)
+    words = "centre_re '-0.1010963638456221610257854457386225654638054431' here"
+    with pytest.raises(ValueError, match=re.escape(words)):
+        render(other, 1000, store_path=path, client=client, chunk_rows=12, resume=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"fractal": Fractal("julia")}, "renders the Mandelbrot set only"),
+        ({"distance": True}, "distance estimation is not available"),
+        ({"perturbation": "yes"}, "perturbation must be True, False or None"),
+    ],
+)
+def test_deep_render_bad_arguments(kwargs, words, tmp_path):
+    with pytest.raises((ValueError, TypeError), match=words):
+        render(DEEP, 100, store_path=tmp_path / "x.zarr", **kwargs)
+    assert not (tmp_path / "x.zarr").exists()

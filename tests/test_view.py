@@ -1,11 +1,15 @@
 import math
+import pickle
+from dataclasses import replace
+from decimal import Decimal
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from dask.base import tokenize
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from dfractal_dask.view import MAX_SAMPLES, View
+from dfractal_dask.view import MAX_SAMPLES, View, parse_coordinate
 
 
 def test_defaults_are_the_seeds():
@@ -62,9 +66,13 @@ def test_attrs_round_trip():
         ({"xpos": math.nan}, ValueError, "xpos must be finite"),
         ({"ypos": math.inf}, ValueError, "ypos must be finite"),
         ({"span": math.inf}, ValueError, "span must be finite"),
-        ({"xpos": "0.1"}, TypeError, "xpos must be a real number"),
+        ({"xpos": None}, TypeError, "xpos must be a real number"),
+        ({"xpos": 1j}, TypeError, "xpos must be a real number"),
+        ({"xpos": "0.1.2"}, ValueError, "xpos must be a decimal number"),
+        ({"ypos": "nan"}, ValueError, "ypos must be finite"),
+        ({"ypos": "1e400"}, ValueError, "ypos must be finite"),
         ({"width": 10**6, "height": 10**6}, ValueError, "samples"),
-        ({"span": 1e-320}, ValueError, "too small"),
+        ({"span": 1e-320}, ValueError, "span must be at least"),
     ],
 )
 def test_bad_views_are_refused(kwargs, exc, words):
@@ -75,3 +83,48 @@ def test_bad_views_are_refused(kwargs, exc, words):
 def test_sample_limit_is_inclusive():
     side = math.isqrt(MAX_SAMPLES)
     assert View(width=side, height=side, supersample=1).n_samples <= MAX_SAMPLES
+
+
+DEEP_X = "-0.101096363845622161025785445738622565463805443"
+
+
+def test_a_centre_with_more_digits_than_float64_is_kept_exactly():
+    v = View(DEEP_X, "0.5", span=1e-30, width=8, height=6, supersample=1)
+    assert v.centre == (Decimal(DEEP_X), Decimal("0.5"))
+    assert float(v.xpos) == float(DEEP_X) and type(v.ypos) is float  # 0.5 is a float
+    assert v.deep
+    assert View.from_attrs(v.to_attrs()) == v
+    assert v.to_attrs()["centre_re"] == DEEP_X and v.to_attrs()["xpos"] == float(DEEP_X)
+    assert pickle.loads(pickle.dumps(v)) == v
+    assert replace(v, span=2e-30).centre == v.centre  # replace keeps the digits
+    # another digit far below float64's resolution is another view, with another token
+    other = View(DEEP_X + "1", "0.5", span=1e-30, width=8, height=6, supersample=1)
+    assert other != v and float(other.xpos) == float(v.xpos)
+    assert tokenize(other) != tokenize(v) and tokenize(v) == tokenize(View.from_attrs(v.to_attrs()))
+
+
+@pytest.mark.parametrize("text", ["-0.00275", "0.78912", "1e-30", "-2", " 0.125 ", "\u22120.5"])
+def test_decimals_a_float_holds_become_plain_floats(text):
+    value = parse_coordinate("xpos", text)
+    assert type(value) is float and value == float(text.strip().replace("\u2212", "-"))
+    assert View(text).xpos == value and View(text) == View(value)
+
+
+def test_old_attrs_without_the_exact_centre_still_load():
+    attrs = View().to_attrs()
+    del attrs["centre_re"], attrs["centre_im"]
+    assert View.from_attrs(attrs) == View()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.decimals(min_value=-2, max_value=2, allow_nan=False, allow_infinity=False, places=40))
+def test_exact_centres_round_trip(d):
+    v = View(str(d), "0", span=1e-35, width=3, height=3, supersample=1)
+    assert v.centre[0] == d
+    assert View.from_attrs(v.to_attrs()).centre[0] == d
+
+
+def test_deep_is_where_float64_stops_resolving_samples():
+    assert not View().deep and not View(span=1e-9, width=64, height=64, supersample=1).deep
+    assert View(span=1e-14, width=64, height=64, supersample=1).deep
+    assert View(xpos=1e-20, ypos=0.0, span=1e-28, width=4, height=4, supersample=1).deep is False  # near 0

@@ -1,0 +1,288 @@
+"""Deep zoom by perturbation: one exact reference orbit, float64 deltas.
+
+Below a span of about 1e-13 float64 cannot tell neighbouring samples apart
+(:attr:`dfractal_dask.view.View.deep`).  Perturbation theory computes them
+anyway: the orbit ``Z_n`` of one reference point ``C`` is computed once in
+arbitrary precision (:func:`reference_orbit`, fixed-point ``gmpy2`` integers)
+and rounded to float64; each sample ``c = C + δc`` then only iterates its small
+difference ``δz_n = z_n - Z_n`` in float64::
+
+    δz_{n+1} = 2 Z_n δz_n + δz_n² + δc
+
+which keeps its relative precision however small ``δc`` is.  ``δc`` comes from
+the sample's global index (``(j - j_ref) * step``), so results do not depend on
+the blocks.  Two things make it correct everywhere:
+
+* **Rebasing** (Zhuoran, 2021): when ``|z_n| < |δz_n|`` the sample is closer to
+  0 than to the reference, so its delta is restarted against the start of the
+  reference orbit (``δz ← z``, ``n_ref ← 0``).  This removes the classic
+  "glitches" without detecting them.
+* **A reference that lasts**: a reference orbit that escapes after ``M``
+  steps cannot carry a sample further.  Such a sample is rebased at ``M`` too,
+  but ``δc`` is then lost against ``z``, so it is flagged (a *glitch*), and
+  :func:`perturbation_block` computes the flagged samples again against a new
+  reference taken among them, until none is left (each new reference settles
+  at least its own sample, exactly).  :func:`choose_reference` picks the main
+  reference among a probe's longest-lived samples, so this is rare.
+
+The escape rule is the seed's, as in :mod:`dfractal_dask.kernels` (counts and
+``|z|²`` at escape; ``|z|²/2`` for samples that never escape), for the
+Mandelbrot set.  :func:`escape_exact` states it with ``mpmath`` numbers for the
+tests.  No dask here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import gmpy2
+import numba
+import numpy as np
+
+from .fractals import Fractal
+from .kernels import count_dtype
+from .view import View
+
+__all__ = [
+    "Orbit",
+    "REFERENCES",
+    "check_deep_fractal",
+    "choose_reference",
+    "escape_exact",
+    "perturbation_block",
+    "precision_bits",
+    "reference_orbit",
+    "sample_point",
+]
+
+#: At most this many extra references a block takes for its glitched samples
+#: before it computes the rest one by one in full precision.
+REFERENCES = 16
+
+#: Probe size (per axis) :func:`choose_reference` runs to look for a longer-lived reference.
+PROBE = 33
+
+
+@dataclass(frozen=True)
+class Orbit:
+    """A reference orbit: ``Z_0 .. Z_M`` rounded to float64 (``zr``, ``zi``),
+    for the sample at grid position ``(i, j)`` (half-integers for the centre of
+    an even-sized grid).  ``M = len(zr) - 1`` is where it escaped (``|Z_M|² > 4``),
+    or ``iters`` if it never did; ``norm`` is the escape rule's ``|z|²``."""
+
+    zr: np.ndarray
+    zi: np.ndarray
+    i: float
+    j: float
+    iters: int
+    norm: float
+
+    @property
+    def length(self) -> int:
+        """``M``: the steps the orbit lasts."""
+        return len(self.zr) - 1
+
+    @property
+    def escaped(self) -> bool:
+        """Whether the reference escaped before ``iters``."""
+        return self.length < self.iters
+
+
+def check_deep_fractal(fractal: Fractal | None) -> Fractal:
+    """``fractal`` if perturbation can render it (the Mandelbrot set, or
+    Multibrot of power 2, which is the same map), else a ``ValueError``."""
+    f = Fractal() if fractal is None else fractal
+    if not (f.family == "mandelbrot" or (f.family == "multibrot" and f.power == 2)):
+        raise ValueError(
+            f"deep zoom (perturbation) renders the Mandelbrot set only, not {f.describe()}; "
+            "use a larger span for this family"
+        )
+    return f
+
+
+def sample_point(view: View, i: float, j: float) -> tuple[Fraction, Fraction]:
+    """The exact coordinate of grid position ``(i, j)`` of ``view``:
+    ``centre + ((j - (W-1)/2) * step, ((H-1)/2 - i) * step)``, with the
+    view's exact centre and its float64 ``step`` taken as the exact binary
+    fraction it is."""
+    xr, xi = view.centre
+    step = Fraction(view.step)
+    cx = Fraction(view.sample_width - 1, 2)
+    cy = Fraction(view.sample_height - 1, 2)
+    i, j = Fraction(float(i)), Fraction(float(j))  # exact: grid positions are (half-)integers
+    return Fraction(xr) + (j - cx) * step, Fraction(xi) - (i - cy) * step
+
+
+def precision_bits(view: View) -> int:
+    """Bits after the binary point for the reference orbit: 64 more than the
+    sample step needs."""
+    return max(64, math.ceil(-math.log2(view.step)) + 64)
+
+
+def _to_float(x: int, bits: int) -> float:
+    # x / 2**bits rounded to float64 (float(x) alone overflows past 2**1024)
+    shift = max(0, x.bit_length() - 60) if x >= 0 else max(0, (-x).bit_length() - 60)
+    return math.ldexp(float(x >> shift), shift - bits)
+
+
+def reference_orbit(view: View, iters: int, i: float, j: float) -> Orbit:
+    """The orbit of grid position ``(i, j)`` in fixed point with
+    :func:`precision_bits` bits (``gmpy2`` integers), until it escapes or for
+    ``iters`` steps; each ``Z_n`` rounded to float64."""
+    bits = precision_bits(view)
+    one = gmpy2.mpz(1) << bits
+    cr, ci = (gmpy2.mpz(round(v * one)) for v in sample_point(view, i, j))
+    four = 4 * one
+    zr = zi = gmpy2.mpz(0)
+    out_r = np.empty(iters + 1)
+    out_i = np.empty(iters + 1)
+    n = 0
+    while True:
+        out_r[n] = _to_float(int(zr), bits)
+        out_i[n] = _to_float(int(zi), bits)
+        r2 = (zr * zr) >> bits
+        i2 = (zi * zi) >> bits
+        if r2 + i2 > four:  # escaped at step n
+            norm = _to_float(int(r2 + i2), bits)
+            break
+        if n == iters:
+            norm = 0.5 * _to_float(int(r2 + i2), bits)
+            break
+        zr, zi = r2 - i2 + cr, ((zr * zi) >> (bits - 1)) + ci
+        n += 1
+    return Orbit(out_r[: n + 1].copy(), out_i[: n + 1].copy(), float(i), float(j), int(iters), norm)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=False)
+def _perturb(
+    it_out, norm_out, flag, zr_ref, zi_ref, iref, jref, step, row0, rstride, col0, cstride, iters
+):  # pragma: no cover # noqa: E501
+    # Sample (r, c) of the output is grid position (row0 + r*rstride, col0 + c*cstride).
+    # flag: 1 = compute; set to 2 where the reference ran out (a glitch), else 0.
+    nrows, ncols = it_out.shape
+    last = len(zr_ref) - 1
+    total = 0
+    for r in range(nrows):
+        dci = (iref - (row0 + r * rstride)) * step
+        for c in range(ncols):
+            if flag[r, c] != 1:
+                continue
+            dcr = ((col0 + c * cstride) - jref) * step
+            dzr = 0.0
+            dzi = 0.0
+            m = 0
+            glitch = False
+            n = 0
+            n2 = 0.0
+            while True:
+                zr = zr_ref[m] + dzr
+                zi = zi_ref[m] + dzi
+                n2 = zr * zr + zi * zi
+                if n2 > 4.0 or n == iters:
+                    break
+                if m == last:  # the reference escaped: δc is lost against z
+                    glitch = True
+                if n2 < dzr * dzr + dzi * dzi or m == last:  # rebase onto Z_0 = 0
+                    dzr = zr
+                    dzi = zi
+                    m = 0
+                ar = zr_ref[m]
+                ai = zi_ref[m]
+                t = 2.0 * (ar * dzr - ai * dzi) + (dzr * dzr - dzi * dzi) + dcr
+                dzi = 2.0 * (ar * dzi + ai * dzr) + 2.0 * dzr * dzi + dci
+                dzr = t
+                m += 1
+                n += 1
+            it_out[r, c] = n
+            norm_out[r, c] = n2 if n < iters else 0.5 * n2
+            flag[r, c] = 2 if glitch else 0
+            total += n
+    return total
+
+
+def _run(it, norm, flag, orbit: Orbit, view: View, row0: int, rstride: int = 1, col0: int = 0, cstride: int = 1) -> int:
+    return _perturb(
+        it, norm, flag, orbit.zr, orbit.zi, orbit.i, orbit.j, view.step, row0, rstride, col0, cstride, orbit.iters
+    )
+
+
+def choose_reference(view: View, iters: int, tries: int = 3) -> Orbit:
+    """The main reference orbit of ``view``: its centre, or if that escapes
+    before ``iters``, the longest-lived sample of a :data:`PROBE`² probe run
+    against it (up to ``tries`` times), so few samples outlive it."""
+    h, w = view.sample_height, view.sample_width
+    orbit = reference_orbit(view, iters, (h - 1) / 2, (w - 1) / 2)
+    rs, cs = max(1, h // PROBE), max(1, w // PROBE)
+    r0, c0 = rs // 2, cs // 2
+    nr, nc = len(range(r0, h, rs)), len(range(c0, w, cs))
+    for _ in range(tries):
+        if not orbit.escaped:
+            break
+        it = np.empty((nr, nc), count_dtype(iters))
+        norm = np.empty((nr, nc), np.float32)
+        flag = np.ones((nr, nc), np.uint8)
+        _run(it, norm, flag, orbit, view, r0, rs, c0, cs)
+        k = int(np.argmax(it))
+        if it.flat[k] <= orbit.length:
+            break
+        r, c = divmod(k, nc)
+        better = reference_orbit(view, iters, r0 + r * rs, c0 + c * cs)
+        if better.length <= orbit.length:
+            break
+        orbit = better
+    return orbit
+
+
+def perturbation_block(
+    view: View, iters: int, row0: int, nrows: int, orbit: Orbit, references: int = REFERENCES
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Rows ``row0 .. row0 + nrows`` of ``view`` by perturbation around ``orbit``
+    (e.g. :func:`choose_reference`): ``(iterations, norm, work, references)``.
+
+    Glitched samples (the reference escaped before them) are computed again
+    against a reference taken among them, the one nearest their centroid, up
+    to ``references`` times; any still left are then computed one by one in
+    full precision (:func:`reference_orbit`).  ``references`` in the result:
+    the extra reference orbits used.
+    """
+    w = view.sample_width
+    it = np.empty((nrows, w), count_dtype(iters))
+    norm = np.empty((nrows, w), np.float32)
+    flag = np.ones((nrows, w), np.uint8)
+    work = _run(it, norm, flag, orbit, view, row0)
+    used = 0
+    while (flag == 2).any():
+        rr, cc = np.nonzero(flag == 2)
+        if used < references:
+            k = int(np.argmin((rr - rr.mean()) ** 2 + (cc - cc.mean()) ** 2))
+            ref = reference_orbit(view, iters, row0 + int(rr[k]), int(cc[k]))
+            flag[flag == 2] = 1
+            work += _run(it, norm, flag, ref, view, row0)
+        else:  # the last few, exactly: each is its own reference orbit
+            for r, c in zip(rr, cc, strict=True):
+                ref = reference_orbit(view, iters, row0 + int(r), int(c))
+                it[r, c], norm[r, c], flag[r, c] = ref.length, ref.norm, 0
+                work += ref.length
+        used += 1
+    return it, norm, int(work), used
+
+
+def escape_exact(view: View, i: int, j: int, iters: int, bits: int | None = None) -> tuple[int, float]:
+    """The escape rule for sample ``(i, j)`` of ``view`` with ``mpmath``
+    numbers of ``bits`` bits (default :func:`precision_bits`), written
+    directly from the definition, for tests (slow): ``(count, norm)``."""
+    import mpmath
+
+    ctx = mpmath.MPContext()
+    ctx.prec = precision_bits(view) if bits is None else bits
+    re, im = sample_point(view, i, j)
+    c = ctx.mpc(ctx.mpf(re.numerator) / re.denominator, ctx.mpf(im.numerator) / im.denominator)
+    z = ctx.mpc(0)
+    for n in range(iters):
+        a2 = z.real**2 + z.imag**2
+        if a2 > 4:
+            return n, float(a2)
+        z = z * z + c
+    return iters, float(0.5 * (z.real**2 + z.imag**2))
