@@ -158,7 +158,7 @@ def reference_orbit(view: View, iters: int, i: float, j: float) -> Orbit:
 @numba.njit(cache=True, nogil=True, fastmath=False)
 def _perturb(
     it_out, norm_out, flag, zr_ref, zi_ref, iref, jref, step, row0, rstride, col0, cstride, iters
-):  # pragma: no cover # noqa: E501
+):  # pragma: no cover
     # Sample (r, c) of the output is grid position (row0 + r*rstride, col0 + c*cstride).
     # flag: 1 = compute; set to 2 where the reference ran out (a glitch), else 0.
     nrows, ncols = it_out.shape

@@ -28,6 +28,7 @@ NOTEBOOKS = [
     "04-explore",
     "05-strong-scaling",
     "06-families",
+    "07-deep-zoom",
 ]
 SMALL_WIDTH = 160  # the notebooks' small size: 160x120 pixels
 
@@ -99,6 +100,14 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
         gallery = max(images, key=lambda img: img.width)
         assert gallery.width == 4 * SMALL_WIDTH, f"families {gallery.size}: expected 4 tiles of {SMALL_WIDTH}"
         assert "julia c=(-0.8+0.156j)" in _text(nb) and "multibrot d=3" in _text(nb)
+    if name == "07-deep-zoom":
+        text = _text(nb)
+        assert "span 1e-60: deep=True  perturbation=True" in text and "all equal" in text
+        assert "distinct float64 columns: 1 of 160" in text
+        strip = max(images, key=lambda img: img.width)
+        assert strip.width == 5 * SMALL_WIDTH and all(
+            _colours(strip.crop((k * SMALL_WIDTH, 0, (k + 1) * SMALL_WIDTH, strip.height))) > 30 for k in range(5)
+        )
     if name == "03-recolour-gallery":
         gallery = max(images, key=lambda img: img.width)
         assert gallery.width >= 7 * SMALL_WIDTH, f"gallery {gallery.size} cannot hold 7 tiles of {SMALL_WIDTH}"
