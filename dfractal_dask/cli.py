@@ -136,15 +136,60 @@ def build_parser() -> argparse.ArgumentParser:
     _fractal_flags(r)
     r.set_defaults(func=cmd_render)
 
+    z = sub.add_parser(
+        "zoom", help="render a zoom: frames from a view down to --to-span, stored in Zarr, as an animated GIF/PNG"
+    )
+    zv = z.add_argument_group("the zoom")
+    zv.add_argument("--to-span", type=_finite_float, required=True, help="span of the last frame (e.g. 1e-12)")
+    zv.add_argument("--frames", type=_positive_int, default=24, help="number of frames, at least 2 (24)")
+    zv.add_argument("--xpos", type=_coordinate, default=-0.00275,
+                    help="centre, real part, any number of digits (-0.00275)")  # fmt: skip
+    zv.add_argument("--ypos", type=_coordinate, default=0.78912,
+                    help="centre, imaginary part, any number of digits (0.78912)")  # fmt: skip
+    zv.add_argument("--span", type=_finite_float, default=3.0, help="span of the first frame (3.0)")
+    zv.add_argument("--width", type=_positive_int, default=320, help="frame width in pixels (320)")
+    zv.add_argument("--height", type=_positive_int, default=240, help="frame height in pixels (240)")
+    zv.add_argument("--smoothness", type=_positive_int, default=2, help="N: NxN samples averaged per pixel (2)")
+    zv.add_argument("--iters", type=_positive_int, default=800, help="iteration limit per sample (800)")
+    zv.add_argument("--fps", type=_finite_float, default=12.0, help="frames per second of the animation (12)")
+    zv.add_argument("--outfile", default="zoom.gif", help="animation to write: .gif or .png (APNG) (zoom.gif)")
+    zv.add_argument("--palette", default="Hippi", help="colour palette (Hippi)")
+    zv.add_argument("--step", type=_positive_int, default=6000, help="seed mode colour table size (6000)")
+    zv.add_argument("--mode", default="smooth", help="colouring: seed, smooth, histogram (smooth)")
+    zv.add_argument("--interior", default="#000000", help="colour of the set itself in smooth modes (#000000)")
+    zv.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    zd = z.add_argument_group("cluster and store")
+    zd.add_argument(
+        "--scheduler", default=None, metavar="ADDRESS", help="dask scheduler (default: embedded LocalCluster)"
+    )
+    _tls_flags(zd)
+    zd.add_argument("--workers", type=_positive_int, default=None, help="embedded cluster size (default: one per core)")
+    zd.add_argument("--store", default=None, metavar="PATH", help="Zarr store (default: OUTFILE with .zarr)")
+    zd.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    zd.add_argument("--resume", action="store_true", help="finish an interrupted zoom in --store: its missing frames")
+    zd.add_argument(
+        "--chunk-rows", type=_positive_int, default=None, help="sample rows per block (default: ~1 M samples)"
+    )
+    zd.add_argument("--retries", type=int, default=0, help="times a failed block is retried (0)")
+    zd.add_argument(
+        "--perturbation", action=argparse.BooleanOptionalAction, default=None,
+        help="compute by perturbation (default: each frame float64 cannot resolve)",
+    )  # fmt: skip
+    _fractal_flags(z)
+    z.set_defaults(func=cmd_zoom)
+
     rc = sub.add_parser("recolor", help="colour a stored render again (no fractal computation)")
-    rc.add_argument("store", metavar="STORE", help="a .zarr store written by `dfractal render`")
+    rc.add_argument("store", metavar="STORE", help="a .zarr store written by `dfractal render` or `dfractal zoom`")
     rc.add_argument("--palette", default="Hippi", help="palette name, hex list '#rrggbb,...', or NAME_r (Hippi)")
-    rc.add_argument("--outfile", default=None, help="PNG to write (default: STORE with .png)")
+    rc.add_argument(
+        "--outfile", default=None, help="PNG to write (default: STORE with .png; for a zoom, STORE with .gif)"
+    )
     rc.add_argument("--step", type=_positive_int, default=6000, help="seed mode colour table size (6000)")
     rc.add_argument("--smoothness", type=_positive_int, default=None, help="NxN samples per pixel (the render's)")
     rc.add_argument("--scheduler", default=None, metavar="ADDRESS", help="colour on this dask cluster (default: here)")
     _tls_flags(rc)
     rc.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    rc.add_argument("--fps", type=_finite_float, default=12.0, help="a zoom store's animation: frames per second (12)")
     _colour_flags(rc)
     rc.set_defaults(func=cmd_recolor)
 
@@ -253,8 +298,9 @@ def _colour_flags(group) -> None:
 class _Progress:
     """A text progress bar on stderr; on a non-terminal, a line every 10 %."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, unit: str = "blocks") -> None:
         self.label = label
+        self.unit = unit
         self.t0 = time.perf_counter()
         self.tty = sys.stderr.isatty()
         self.last_decile = -1
@@ -263,7 +309,7 @@ class _Progress:
         frac = done / total if total else 1.0
         elapsed = time.perf_counter() - self.t0
         bar = "#" * int(30 * frac)
-        line = f"{self.label} [{bar:<30}] {100 * frac:5.1f}% {done}/{total} blocks {elapsed:6.1f}s"
+        line = f"{self.label} [{bar:<30}] {100 * frac:5.1f}% {done}/{total} {self.unit} {elapsed:6.1f}s"
         if self.tty:
             print("\r" + line, end="\n" if done == total else "", file=sys.stderr, flush=True)
         elif int(10 * frac) > self.last_decile:
@@ -377,6 +423,7 @@ def _check_colour_flags(args: argparse.Namespace) -> None:
 
 
 def cmd_recolor(args: argparse.Namespace) -> int:
+    from . import store
     from .colorize import colour_picture
     from .palettes import resolve_palette
     from .png import save_png
@@ -385,6 +432,8 @@ def cmd_recolor(args: argparse.Namespace) -> int:
     palette = resolve_palette(args.palette)
     _check_colour_flags(args)
     store_path = Path(args.store)
+    if store.is_zoom_store(store_path):
+        return _recolor_zoom(args, palette, store_path)
     outfile = Path(args.outfile) if args.outfile else store_path.with_suffix(".png")
     if outfile.is_dir():
         raise UsageError(f"--outfile {outfile} is a directory")
@@ -405,6 +454,99 @@ def cmd_recolor(args: argparse.Namespace) -> int:
         f"wrote {outfile} ({rgba.shape[1]}x{rgba.shape[0]}, {palette.name}, {args.mode}) "
         f"in {time.perf_counter() - t0:.1f} s",
     )
+    return 0
+
+
+def _check_animation_flags(args: argparse.Namespace, outfile: Path) -> None:
+    from .animation import ANIMATION_FORMATS
+
+    if outfile.suffix.lower() not in ANIMATION_FORMATS:
+        raise UsageError(f"--outfile {outfile} must end in .gif or .png (an animation)")
+    if outfile.is_dir():
+        raise UsageError(f"--outfile {outfile} is a directory")
+    if not 0 < args.fps <= 100:
+        raise UsageError(f"--fps must be above 0 and at most 100, got {args.fps:g}")
+    if args.mode == "distance":
+        raise UsageError("--mode distance is not available for zooms (they store no distance estimates)")
+
+
+def _recolor_zoom(args: argparse.Namespace, palette, store_path: Path) -> int:
+    from .animation import colour_frames, save_animation
+    from .store import check_creatable, open_zoom, reading
+
+    outfile = Path(args.outfile) if args.outfile else store_path.with_suffix(".gif")
+    _check_animation_flags(args, outfile)
+    check_creatable(outfile, "animation")
+    ds = open_zoom(store_path)
+    t0 = time.perf_counter()
+    from .cluster import connect
+
+    cluster = connect(args.scheduler, security=_security(args)) if args.scheduler else contextlib.nullcontext()
+    with cluster, reading(store_path):
+        frames = colour_frames(ds, palette, args.step, args.mode, interior=args.interior, supersample=args.smoothness)
+        save_animation(frames, outfile, args.fps)
+    _say(args, f"wrote {outfile} ({ds.sizes['frame']} frames, {palette.name}, {args.mode}) "
+               f"in {time.perf_counter() - t0:.1f} s")  # fmt: skip
+    return 0
+
+
+def cmd_zoom(args: argparse.Namespace) -> int:
+    # Everything is checked before a cluster starts or a store is touched.
+    from . import graph, palettes, store
+    from .colorize import check_picture_memory
+    from .view import View, zoom_views
+
+    view = View(args.xpos, args.ypos, args.span, args.width, args.height, args.smoothness)
+    views = zoom_views(view, args.frames, args.to_span)
+    fractal = _fractal(args)
+    palette = palettes.resolve_palette(args.palette)
+    _check_colour_flags(args)
+    outfile = Path(args.outfile)
+    _check_animation_flags(args, outfile)
+    if args.retries < 0:
+        raise UsageError(f"--retries must be >= 0, got {args.retries}")
+    store.check_creatable(outfile, "animation")
+    store_path = Path(args.store) if args.store else store.default_store_path(outfile)
+    if store_path.resolve() == outfile.resolve():
+        raise UsageError("--store and --outfile must differ")
+    check_picture_memory(view.width, view.height)
+    template = graph.zoom_dataset(views, args.iters, args.chunk_rows, fractal, args.perturbation)
+    store.check_zoom_target(store_path, template, overwrite=args.overwrite, resume=args.resume)
+    security = _security(args)
+
+    from .animation import colour_frames, save_animation
+    from .cluster import connect
+    from .pipeline import zoom
+
+    t0 = time.perf_counter()
+    deep = int(template["deep"].sum())
+    with connect(args.scheduler, n_workers=args.workers, security=security) as client:
+        _say(args, f"dashboard: {client.dashboard_link}")
+        _say(
+            args,
+            f"zooming into {fractal.describe()} at ({view.centre[0]}, {view.centre[1]}): {args.frames} frames "
+            f"{view.width}x{view.height}, span {views[0].span:g} to {views[-1].span:g}"
+            + (f" ({deep} by perturbation)" if deep else "")
+            + f", {args.iters} iterations, on {len(client.scheduler_info()['workers'])} workers",
+        )
+        ds = zoom(
+            view,
+            args.iters,
+            to_span=args.to_span,
+            frames=args.frames,
+            store_path=store_path,
+            client=client,
+            chunk_rows=args.chunk_rows,
+            overwrite=args.overwrite,
+            resume=args.resume,
+            retries=args.retries,
+            progress=None if args.quiet else _Progress("zoom", "frames"),
+            fractal=fractal,
+            perturbation=args.perturbation,
+        )
+        with store.reading(store_path):
+            save_animation(colour_frames(ds, palette, args.step, args.mode, interior=args.interior), outfile, args.fps)
+    _say(args, f"wrote {outfile} ({args.frames} frames) and {store_path} in {time.perf_counter() - t0:.1f} s")
     return 0
 
 
@@ -499,7 +641,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     how = "  (by perturbation)" if a.get("perturbation") else ""
     print(f"view: centre ({centre[0]}, {centre[1]}) span {a['span']!r}{how}")
     print(f"picture: {a['width']}x{a['height']} pixels, {a['supersample']}x{a['supersample']} samples/pixel")
-    print(f"blocks: {info['blocks_done']} of {a['n_blocks']} written ({a['chunk_rows']} sample rows each)")
+    if "frames_done" in info:
+        print(f"zoom: {a['frames']} frames, span {a['span']!r} to {a['to_span']!r}; "
+              f"{info['frames_done']} of {a['frames']} frames written ({a['chunk_rows']} rows a block)")  # fmt: skip
+    else:
+        print(f"blocks: {info['blocks_done']} of {a['n_blocks']} written ({a['chunk_rows']} sample rows each)")
     print(f"size on disk: {info['bytes'] / 1e6:.1f} MB")
     report = a.get("metrics")
     if report:

@@ -42,6 +42,7 @@ __all__ = [
     "dataset_from_tasks",
     "default_chunk_rows",
     "fractal_dataset",
+    "zoom_dataset",
 ]
 
 #: Aim for about a million samples per task: ~0.1-1 s of kernel time at the
@@ -370,4 +371,52 @@ def dataset_from_tasks(
             "chunk_rows": tasks[0][0].nrows,
             **view.to_attrs(),
         },
+    )
+
+
+def zoom_dataset(
+    views: list[View],
+    iters: int = 800,
+    chunk_rows: int | None = None,
+    fractal: Fractal | None = None,
+    perturbation: bool | None = None,
+    render_id: str | None = None,
+) -> xr.Dataset:
+    """A zoom: one lazy picture per view (e.g. :func:`dfractal_dask.view.zoom_views`),
+    stacked on a ``frame`` dimension: ``iterations`` and ``norm`` on
+    ``(frame, im, re)``, one chunk (one task) per frame and row block, so the
+    graph has frames × blocks kernel calls.
+
+    Coordinates ``frame``, ``span`` and ``deep`` (computed by perturbation,
+    :func:`is_deep`, each frame deciding for itself unless ``perturbation``
+    is given; a deep frame has its own reference-orbit task).  The first
+    view, ``iters``, the fractal and ``frames``/``to_span`` are in attrs.
+    Every view must share the first one's size and centre.
+    """
+    if not views:
+        raise ValueError("a zoom needs at least one view")
+    first = views[0]
+    for v in views:
+        if not isinstance(v, View):
+            raise TypeError(f"views must be Views, got {type(v).__name__}")
+        if (v.width, v.height, v.supersample, v.centre) != (first.width, first.height, first.supersample, first.centre):
+            raise ValueError("the views of a zoom must share their size, supersampling and centre")
+    fractal = check_fractal(fractal)
+    rows = _check_chunk_rows(first, chunk_rows)
+    deep = [is_deep(v, fractal, False, perturbation) for v in views]
+    rid = render_id or tokenize("zoom", views, iters, rows, fractal, deep)
+    frames = []
+    for k, (v, d) in enumerate(zip(views, deep, strict=True)):
+        tasks = block_tasks(v, iters, rows, f"{rid}f{k}", fractal=fractal, perturbation=d)
+        frames.append(dataset_from_tasks(v, iters, tasks, fractal, False, d))
+    data = {
+        name: (("frame", "im", "re"), da.stack([f[name].data for f in frames]), frames[0][name].attrs)
+        for name in ("iterations", "norm")
+    }
+    attrs = {k: val for k, val in frames[0].attrs.items() if k not in ("perturbation", "distance")}
+    attrs.update(frames=len(views), to_span=views[-1].span)
+    return xr.Dataset(
+        data,
+        coords={"frame": np.arange(len(views)), "span": ("frame", [v.span for v in views]), "deep": ("frame", deep)},
+        attrs=attrs,
     )

@@ -17,9 +17,9 @@ from distributed.security import Security
 from . import graph, kernels, metrics, store
 from .cluster import connect
 from .fractals import Fractal
-from .view import View
+from .view import View, zoom_views
 
-__all__ = ["render", "RenderStats"]
+__all__ = ["render", "RenderStats", "zoom"]
 
 
 @dataclass
@@ -237,3 +237,85 @@ def _render_to_store(
             progress(finished, total)
     c.log_event(metrics.RENDER_TOPIC, {"action": "end", "render_id": render_id})
     return store.open_render(path)
+
+
+def zoom(
+    view: View | None = None,
+    iters: int = 800,
+    *,
+    to_span: float,
+    frames: int = 24,
+    store_path: str | os.PathLike | None = None,
+    client: Client | str | None = None,
+    chunk_rows: int | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    retries: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    security: Security | None = None,
+    fractal: Fractal | None = None,
+    perturbation: bool | None = None,
+) -> xr.Dataset:
+    """Render a zoom from ``view`` to a span of ``to_span``: ``frames`` views
+    about the same centre (:func:`dfractal_dask.view.zoom_views`), as one dask
+    graph of frames × row blocks (:func:`dfractal_dask.graph.zoom_dataset`).
+
+    Parameters
+    ----------
+    view
+        The first frame (default: the seed's view); its centre may be a decimal
+        string with as many digits as the deepest frame needs.
+    iters
+        Iteration limit per sample, the same for every frame.
+    to_span
+        The last frame's span; frames in between shrink geometrically.
+    frames
+        Number of frames (at least 2).
+    store_path
+        Zarr store the workers write into (``(frame, im, re)`` arrays and a
+        ``frame_done`` flag per frame), then opened lazily
+        (:func:`dfractal_dask.store.open_zoom`).  ``None``: computed in memory.
+    client, chunk_rows, overwrite, retries, security, fractal
+        As for :func:`render`.
+    resume
+        Finish an interrupted zoom in ``store_path``: compute only the frames
+        it does not mark done (a store made for another zoom is refused).
+    progress
+        Called as ``progress(done, total)`` as frames finish.
+    perturbation
+        ``None``: each frame deep enough is computed by perturbation
+        (:attr:`dfractal_dask.view.View.deep`, the Mandelbrot set only);
+        ``True``/``False``: every frame or none.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``iterations`` and ``norm`` on ``(frame, im, re)``; coordinates
+        ``span`` and ``deep`` on ``frame``.
+    """
+    view = View() if view is None else view
+    views = zoom_views(view, frames, to_span)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+    if resume and store_path is None:
+        raise ValueError("resume needs a store_path")
+    template = graph.zoom_dataset(views, iters, chunk_rows, fractal, perturbation, render_id=uuid.uuid4().hex)
+    done = None
+    if store_path is not None:  # before any cluster starts
+        done = store.check_zoom_target(store_path, template, overwrite=overwrite, resume=resume)
+    with connect(client if client is not None else _current_client(), security=security) as c:
+        if store_path is None:
+            return c.compute(template, retries=retries).result()
+        path = Path(store_path)
+        if done is None:
+            store.create_zoom_store(path, template, overwrite=overwrite)
+        todo = [k for k in range(len(views)) if done is None or not done[k]]
+        metrics.ensure_plugin(c)
+        futures = c.compute(store.frame_writes(path, template, todo), retries=retries)
+        if progress:
+            progress(0, len(futures))
+        for finished, fut in enumerate(as_completed(futures, loop=c.loop), 1):
+            fut.result()  # a frame's index: the samples stay on the workers
+            if progress:
+                progress(finished, len(futures))
+    return store.open_zoom(path)

@@ -49,6 +49,12 @@ __all__ = [
     "open_render",
     "reading",
     "store_info",
+    "ZOOM",
+    "check_zoom_target",
+    "create_zoom_store",
+    "frame_writes",
+    "is_zoom_store",
+    "open_zoom",
     "store_view",
     "write_metrics",
     "is_render_store",
@@ -152,6 +158,18 @@ _IDENTITY = (
 _BEFORE_FAMILIES = {**Fractal().to_attrs(), "distance": False, "perturbation": False}
 
 
+def _refuse_another(path: Path, attrs: dict[str, Any], want: dict[str, Any], keys: tuple[str, ...]) -> None:
+    # a StoreError naming each attribute in which the store differs from ``want``
+    centre = View.from_attrs(attrs).to_attrs() if "centre_re" not in attrs else {}
+    attrs = {**_BEFORE_FAMILIES, **attrs, **{k: centre[k] for k in ("centre_re", "centre_im") if k in centre}}
+    differ = [f"{k} {want[k]!r} here, {attrs.get(k)!r} in the store" for k in keys if attrs.get(k) != want[k]]
+    if differ:
+        raise StoreError(
+            f"cannot resume {path}: it was made for another render ({'; '.join(differ)}); "
+            "use another --store, or --overwrite to start again"
+        )
+
+
 def blocks_to_resume(path: str | os.PathLike, template: xr.Dataset, n_blocks: int) -> np.ndarray:
     """The ``block_done`` flags of an interrupted render in ``path``.
 
@@ -161,16 +179,9 @@ def blocks_to_resume(path: str | os.PathLike, template: xr.Dataset, n_blocks: in
     """
     path = Path(path)
     attrs = _check_store(path)
-    want = {**template.attrs, "n_blocks": n_blocks}
-    centre = View.from_attrs(attrs).to_attrs() if "centre_re" not in attrs else {}
-    attrs = {**_BEFORE_FAMILIES, **attrs, **{k: centre[k] for k in ("centre_re", "centre_im") if k in centre}}
-    differ = [f"{k} {want[k]!r} here, {attrs.get(k)!r} in the store" for k in (*_IDENTITY, "n_blocks")
-              if attrs.get(k) != want[k]]  # fmt: skip
-    if differ:
-        raise StoreError(
-            f"cannot resume {path}: it was made for another render ({'; '.join(differ)}); "
-            "use another --store, or --overwrite to start again"
-        )
+    if attrs.get("dfractal_kind") == ZOOM:
+        raise StoreError(f"cannot resume {path}: it holds a zoom (dfractal zoom --resume), not a render")
+    _refuse_another(path, attrs, {**template.attrs, "n_blocks": n_blocks}, (*_IDENTITY, "n_blocks"))
     try:
         done = np.asarray(zarr.open_group(str(path), mode="r")["block_done"][:])
     except Exception as exc:  # zarr raises many kinds on damaged stores
@@ -307,9 +318,10 @@ def store_info(path: str | os.PathLike) -> dict[str, Any]:
     """Attributes, block completion and size on disk of a store."""
     path = Path(path)
     attrs = _check_store(path)
-    done = int(np.asarray(zarr.open_group(str(path), mode="r")["block_done"][:]).sum())
+    flags = "frame_done" if attrs.get("dfractal_kind") == ZOOM else "block_done"
+    done = int(np.asarray(zarr.open_group(str(path), mode="r")[flags][:]).sum())
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return {"attrs": attrs, "blocks_done": done, "bytes": size}
+    return {"attrs": attrs, "blocks_done" if flags == "block_done" else "frames_done": done, "bytes": size}
 
 
 def store_view(path: str | os.PathLike) -> tuple[View, int]:
@@ -359,6 +371,8 @@ def open_render(path: str | os.PathLike, *, allow_incomplete: bool = False) -> x
     """
     path = Path(path)
     attrs = _check_store(path)
+    if attrs.get("dfractal_kind") == ZOOM:
+        raise StoreError(f"{path} holds a zoom, not a render: open it with open_zoom")
     try:
         ds = xr.open_zarr(str(path), consolidated=False)
         done = ds["block_done"].values
@@ -409,3 +423,116 @@ def _read_chunk(path: str, name: str, meta: dict[str, Any], block_info: dict | N
     if len(raw) != rows * cols * dtype.itemsize:
         raise RuntimeError(f"chunk {chunk} decodes to {len(raw)} bytes, expected {rows * cols * dtype.itemsize}")
     return np.frombuffer(raw, dtype).reshape(rows, cols)[: r1 - r0, c0:c1]
+
+
+# -- zoom stores: (frame, im, re) arrays, one chunk per frame and row block ------
+
+#: ``dfractal_kind`` attribute of a zoom store (a render store has none).
+ZOOM = "zoom"
+_ZOOM_IDENTITY = (*(k for k in _IDENTITY if k not in ("span", "distance", "perturbation")), "frames", "to_span")
+
+
+def create_zoom_store(path: str | os.PathLike, template: xr.Dataset, *, overwrite: bool = False) -> Path:
+    """Write the metadata and coordinates of a lazy zoom
+    (:func:`dfractal_dask.graph.zoom_dataset`) to a new store, with a
+    ``frame_done`` flag per frame; the chunks are left for the workers
+    (:func:`frame_writes`).  An existing path is refused unless
+    ``overwrite``, and even then only a dfractal store is replaced."""
+    path = check_writable(path, overwrite=overwrite)
+    if path.exists():
+        shutil.rmtree(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds = template.assign(frame_done=("frame", np.zeros(template.sizes["frame"], np.uint8)))
+    ds.attrs.update(dfractal_format=FORMAT, dfractal_kind=ZOOM)
+    chunks = (1, int(ds.attrs["chunk_rows"]), ds.sizes["re"])
+    encoding = {name: {"compressors": [_COMPRESSOR], "chunks": chunks} for name in ("iterations", "norm")}
+    encoding["frame_done"] = {"chunks": (1,)}
+    ds.to_zarr(str(path), mode="w-", compute=False, consolidated=False, zarr_format=3, encoding=encoding)
+    return path
+
+
+def frame_writes(path: str | os.PathLike, template: xr.Dataset, frames: list[int]) -> list:
+    """One delayed per frame of ``frames``: the workers write that frame's
+    chunks (xarray region writes, chunk-aligned so no locks are needed), then
+    its ``frame_done`` flag; each delayed returns the frame's index."""
+    import dask
+
+    mark = dask.delayed(_mark_frame, pure=False)
+    out = []
+    for k in frames:
+        write = (
+            template[["iterations", "norm"]]
+            .isel(frame=slice(k, k + 1))
+            .to_zarr(str(path), region={"frame": slice(k, k + 1)}, compute=False, consolidated=False)
+        )
+        out.append(mark(str(path), k, write))
+    return out
+
+
+def _mark_frame(path: str, k: int, _written: object) -> int:
+    # only now, with all the frame's chunks on disk, is the frame complete
+    zarr.open_array(str(Path(path, "frame_done")), mode="r+")[k] = 1
+    return k
+
+
+def check_zoom_target(
+    path: str | os.PathLike, template: xr.Dataset, *, overwrite: bool, resume: bool
+) -> np.ndarray | None:
+    """:func:`check_target` for a zoom: the ``frame_done`` flags of the
+    store to resume (refused if made for another zoom), or ``None``."""
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite exclude each other")
+    path = Path(path)
+    if resume and path.exists():
+        attrs = _check_store(path)
+        if attrs.get("dfractal_kind") != ZOOM:
+            raise StoreError(f"cannot resume {path}: it holds a render, not a zoom")
+        _refuse_another(path, attrs, dict(template.attrs), _ZOOM_IDENTITY)
+        return _flags(path, "frame_done", template.sizes["frame"])
+    check_creatable(path, "store")
+    check_writable(path, overwrite=overwrite)
+    check_space(path, template)
+    return None
+
+
+def _flags(path: Path, name: str, n: int) -> np.ndarray:
+    try:
+        done = np.asarray(zarr.open_group(str(path), mode="r")[name][:])
+    except Exception as exc:  # zarr raises many kinds on damaged stores
+        raise StoreError(f"{path} is damaged: {type(exc).__name__}: {exc}") from None
+    if done.shape != (n,):
+        raise StoreError(f"{path} is damaged: {name} has shape {done.shape}, expected ({n},)")
+    return done.astype(bool)
+
+
+def is_zoom_store(path: str | os.PathLike) -> bool:
+    """True if ``path`` holds a zoom written by :func:`create_zoom_store`."""
+    path = Path(path)
+    return path.is_dir() and (_read_attrs(path) or {}).get("dfractal_kind") == ZOOM
+
+
+def open_zoom(path: str | os.PathLike, *, allow_incomplete: bool = False) -> xr.Dataset:
+    """Open a stored zoom lazily: ``iterations`` and ``norm`` on
+    ``(frame, im, re)``, one chunk per frame and row block.
+
+    Raises
+    ------
+    StoreError
+        If the path is missing, not a zoom store, or (unless
+        ``allow_incomplete``) some frames were never written.
+    """
+    path = Path(path)
+    attrs = _check_store(path)
+    if attrs.get("dfractal_kind") != ZOOM:
+        raise StoreError(f"{path} holds a render, not a zoom: open it with open_render")
+    try:
+        ds = xr.open_zarr(str(path), consolidated=False)
+        done = ds["frame_done"].values.astype(bool)
+        for name in ("iterations", "norm"):
+            if name not in ds:
+                raise KeyError(f"variable {name!r} is missing")
+    except Exception as exc:  # zarr/xarray raise many kinds on damaged stores
+        raise StoreError(f"{path} is damaged: {type(exc).__name__}: {exc}") from None
+    if not done.all() and not allow_incomplete:
+        raise StoreError(f"{path} is incomplete: {int((~done).sum())} of {done.size} frames were never written")
+    return ds.assign_coords(span=ds["span"].load(), deep=ds["deep"].load())  # small: read now

@@ -23,14 +23,14 @@ again from its global index: ``(j - (W-1)/2) * step`` and ``((H-1)/2 - i) * step
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from decimal import Decimal, InvalidOperation
 from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 
-__all__ = ["View", "MAX_SAMPLES", "MIN_SPAN", "DEEP_ULPS", "parse_coordinate"]
+__all__ = ["View", "MAX_SAMPLES", "MIN_SPAN", "DEEP_ULPS", "parse_coordinate", "zoom_views"]
 
 #: Refuse views with more samples than this (2**36 ≈ 69 G samples, ~400 GB
 #: of counts and norms): a typo such as ``--width 10000000`` fails fast.
@@ -276,3 +276,29 @@ class View:
         if "centre_re" in attrs and "centre_im" in attrs:
             kw["xpos"], kw["ypos"] = attrs["centre_re"], attrs["centre_im"]
         return cls(**kw)
+
+
+def zoom_views(view: View, frames: int, to_span: float) -> list[View]:
+    """The frames of a zoom from ``view`` to a span of ``to_span`` about the same
+    (exact) centre: ``frames`` views whose spans fall geometrically, so each
+    frame magnifies the last by the same factor.  Frame ``k``'s span is
+    ``span * (to_span / span) ** (k / (frames - 1))`` (the first and last exact).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a ``frames`` that is not an integer from 2 to 100 000, or a
+        ``to_span`` that is not a finite number above :data:`MIN_SPAN`.
+    """
+    if not isinstance(view, View):
+        raise TypeError(f"view must be a View, got {type(view).__name__}")
+    frames = _check_int("frames", frames, 2)
+    if frames > 100_000:
+        raise ValueError(f"frames must be at most 100000, got {frames}")
+    to_span = _check_float("to_span", to_span)
+    if to_span <= 0:
+        raise ValueError(f"to_span must be > 0, got {to_span}")
+    ratio = math.log(to_span / view.span)
+    spans = [view.span * math.exp(ratio * k / (frames - 1)) for k in range(frames)]
+    spans[0], spans[-1] = view.span, to_span
+    return [replace(view, span=s) for s in spans]
