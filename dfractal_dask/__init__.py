@@ -6,14 +6,15 @@
 """
 
 from ._version import __version__
+from .animation import save_animation
 from .colorize import colorize, colour_picture, seed_colours
 from .fractals import Fractal
 from .graph import fractal_dataset
 from .palettes import SEED_PALETTES, seed_lut
-from .pipeline import RenderStats, render
+from .pipeline import RenderStats, render, zoom
 from .png import save_png
-from .store import StoreError, open_render
-from .view import View
+from .store import StoreError, open_render, open_zoom
+from .view import View, zoom_views
 
 __all__ = [
     "__version__",
@@ -21,6 +22,10 @@ __all__ = [
     "Fractal",
     "render",
     "RenderStats",
+    "zoom",
+    "zoom_views",
+    "open_zoom",
+    "save_animation",
     "fractal_dataset",
     "open_render",
     "StoreError",

@@ -8,10 +8,12 @@ without recomputing: this module only colours and encodes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import dask
 import numpy as np
 import xarray as xr
 from PIL import Image
@@ -19,10 +21,13 @@ from PIL import Image
 from .colorize import colour_picture
 from .palettes import Palette
 
-__all__ = ["ANIMATION_FORMATS", "colour_frames", "save_animation"]
+__all__ = ["ANIMATION_FORMATS", "FRAME_BATCH", "colour_frames", "save_animation"]
 
 #: File name endings :func:`save_animation` writes: animated GIF, animated PNG.
 ANIMATION_FORMATS = (".gif", ".png")
+
+#: Frames :func:`colour_frames` colours in one dask computation.
+FRAME_BATCH = 8
 
 
 def colour_frames(
@@ -33,17 +38,32 @@ def colour_frames(
     *,
     interior: str | tuple[int, int, int] = "#000000",
     supersample: int | None = None,
+    scheduler: str | None = "threads",
 ) -> Iterator[np.ndarray]:
     """The frames of a zoom, coloured one at a time as ``(h, w, 4)`` uint8 RGBA
     (:func:`dfractal_dask.colorize.colour_picture` on each; ``histogram`` mode
-    equalises each frame by its own counts).  Lazy stores are read frame by
-    frame, so memory holds one frame's samples at a time."""
+    equalises each frame by its own counts).  A lazy zoom is coloured
+    :data:`FRAME_BATCH` frames at a time, each batch one dask computation, so
+    memory holds a few frames, never the zoom.
+
+    ``scheduler``: dask's local ``"threads"`` by default (the frames come to
+    this process for encoding anyway, and on a 2-core machine colouring 48
+    frames of 200×150 took 2.7 s here against 8 s through a LocalCluster);
+    ``None`` for the current scheduler, e.g. a cluster that can read the store.
+    """
     if not isinstance(ds, xr.Dataset) or "frame" not in ds.dims:
         raise TypeError("colour_frames needs a zoom Dataset with a 'frame' dimension (see open_zoom)")
-    for k in range(ds.sizes["frame"]):
-        frame = ds.isel(frame=k)
-        rgba = colour_picture(frame, palette, step, mode, interior=interior, supersample=supersample)
-        yield np.asarray(rgba.compute() if hasattr(rgba, "compute") else rgba)
+    n = ds.sizes["frame"]
+    # (histogram mode counts each frame as its picture is set up: that too on `scheduler`)
+    for k0 in range(0, n, FRAME_BATCH):
+        # a few frames per compute: one graph instead of one round trip a frame
+        with dask.config.set(scheduler=scheduler) if scheduler is not None else contextlib.nullcontext():
+            lazy = [
+                colour_picture(ds.isel(frame=k), palette, step, mode, interior=interior, supersample=supersample)
+                for k in range(k0, min(k0 + FRAME_BATCH, n))
+            ]
+            done = dask.compute(*lazy)
+        yield from (np.asarray(f) for f in done)
 
 
 def save_animation(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: float = 12.0) -> Path:

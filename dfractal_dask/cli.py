@@ -483,7 +483,8 @@ def _recolor_zoom(args: argparse.Namespace, palette, store_path: Path) -> int:
 
     cluster = connect(args.scheduler, security=_security(args)) if args.scheduler else contextlib.nullcontext()
     with cluster, reading(store_path):
-        frames = colour_frames(ds, palette, args.step, args.mode, interior=args.interior, supersample=args.smoothness)
+        frames = colour_frames(ds, palette, args.step, args.mode, interior=args.interior, supersample=args.smoothness,
+                               scheduler=None if args.scheduler else "threads")  # fmt: skip
         save_animation(frames, outfile, args.fps)
     _say(args, f"wrote {outfile} ({ds.sizes['frame']} frames, {palette.name}, {args.mode}) "
                f"in {time.perf_counter() - t0:.1f} s")  # fmt: skip

@@ -43,6 +43,8 @@ __all__ = [
     "default_chunk_rows",
     "fractal_dataset",
     "zoom_dataset",
+    "zoom_dataset_from_tasks",
+    "zoom_tasks",
 ]
 
 #: Aim for about a million samples per task: ~0.1-1 s of kernel time at the
@@ -374,6 +376,36 @@ def dataset_from_tasks(
     )
 
 
+def zoom_tasks(
+    views: list[View],
+    iters: int = 800,
+    chunk_rows: int | None = None,
+    fractal: Fractal | None = None,
+    perturbation: bool | None = None,
+    render_id: str | None = None,
+) -> tuple[list[bool], list[list[tuple[Block, object]]]]:
+    """The kernel calls of a zoom (see :func:`zoom_dataset`): whether each
+    frame is computed by perturbation, and each frame's :func:`block_tasks`
+    (render id ``<render_id>f<frame>``)."""
+    if not views:
+        raise ValueError("a zoom needs at least one view")
+    first = views[0]
+    for v in views:
+        if not isinstance(v, View):
+            raise TypeError(f"views must be Views, got {type(v).__name__}")
+        if (v.width, v.height, v.supersample, v.centre) != (first.width, first.height, first.supersample, first.centre):
+            raise ValueError("the views of a zoom must share their size, supersampling and centre")
+    fractal = check_fractal(fractal)
+    rows = _check_chunk_rows(first, chunk_rows)
+    deep = [is_deep(v, fractal, False, perturbation) for v in views]
+    rid = render_id or tokenize("zoom", views, iters, rows, fractal, deep)
+    tasks = [
+        block_tasks(v, iters, rows, f"{rid}f{k}", fractal=fractal, perturbation=d)
+        for k, (v, d) in enumerate(zip(views, deep, strict=True))
+    ]
+    return deep, tasks
+
+
 def zoom_dataset(
     views: list[View],
     iters: int = 800,
@@ -393,22 +425,20 @@ def zoom_dataset(
     view, ``iters``, the fractal and ``frames``/``to_span`` are in attrs.
     Every view must share the first one's size and centre.
     """
-    if not views:
-        raise ValueError("a zoom needs at least one view")
-    first = views[0]
-    for v in views:
-        if not isinstance(v, View):
-            raise TypeError(f"views must be Views, got {type(v).__name__}")
-        if (v.width, v.height, v.supersample, v.centre) != (first.width, first.height, first.supersample, first.centre):
-            raise ValueError("the views of a zoom must share their size, supersampling and centre")
-    fractal = check_fractal(fractal)
-    rows = _check_chunk_rows(first, chunk_rows)
-    deep = [is_deep(v, fractal, False, perturbation) for v in views]
-    rid = render_id or tokenize("zoom", views, iters, rows, fractal, deep)
-    frames = []
-    for k, (v, d) in enumerate(zip(views, deep, strict=True)):
-        tasks = block_tasks(v, iters, rows, f"{rid}f{k}", fractal=fractal, perturbation=d)
-        frames.append(dataset_from_tasks(v, iters, tasks, fractal, False, d))
+    deep, tasks = zoom_tasks(views, iters, chunk_rows, fractal, perturbation, render_id)
+    return zoom_dataset_from_tasks(views, iters, deep, tasks, fractal)
+
+
+def zoom_dataset_from_tasks(
+    views: list[View],
+    iters: int,
+    deep: list[bool],
+    tasks: list[list[tuple[Block, object]]],
+    fractal: Fractal | None = None,
+) -> xr.Dataset:
+    """The Dataset of :func:`zoom_dataset` over the kernel calls of
+    :func:`zoom_tasks` (so other tasks, e.g. store writes, can share them)."""
+    frames = [dataset_from_tasks(v, iters, t, fractal, False, d) for v, d, t in zip(views, deep, tasks, strict=True)]
     data = {
         name: (("frame", "im", "re"), da.stack([f[name].data for f in frames]), frames[0][name].attrs)
         for name in ("iterations", "norm")

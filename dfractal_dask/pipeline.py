@@ -299,7 +299,8 @@ def zoom(
         raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
     if resume and store_path is None:
         raise ValueError("resume needs a store_path")
-    template = graph.zoom_dataset(views, iters, chunk_rows, fractal, perturbation, render_id=uuid.uuid4().hex)
+    deep, tasks = graph.zoom_tasks(views, iters, chunk_rows, fractal, perturbation, render_id=uuid.uuid4().hex)
+    template = graph.zoom_dataset_from_tasks(views, iters, deep, tasks, fractal)
     done = None
     if store_path is not None:  # before any cluster starts
         done = store.check_zoom_target(store_path, template, overwrite=overwrite, resume=resume)
@@ -309,13 +310,19 @@ def zoom(
         path = Path(store_path)
         if done is None:
             store.create_zoom_store(path, template, overwrite=overwrite)
-        todo = [k for k in range(len(views)) if done is None or not done[k]]
         metrics.ensure_plugin(c)
-        futures = c.compute(store.frame_writes(path, template, todo), retries=retries)
+        write = dask.delayed(store.write_zoom_block, pure=False)
+        mark = dask.delayed(store.mark_frame_done, pure=False)
+        frames_todo = [  # each block written by the worker that computed it, then the frame flagged
+            mark(str(path), k, *[write(str(path), k, b, t[0], t[1]) for b, t in tasks[k]])
+            for k in range(len(views))
+            if done is None or not done[k]
+        ]
+        futures = c.compute(frames_todo, retries=retries)
         if progress:
             progress(0, len(futures))
         for finished, fut in enumerate(as_completed(futures, loop=c.loop), 1):
-            fut.result()  # a frame's index: the samples stay on the workers
+            fut.result()  # the frame's bytes written: the samples stay on the workers
             if progress:
                 progress(finished, len(futures))
     return store.open_zoom(path)

@@ -52,7 +52,8 @@ __all__ = [
     "ZOOM",
     "check_zoom_target",
     "create_zoom_store",
-    "frame_writes",
+    "write_zoom_block",
+    "mark_frame_done",
     "is_zoom_store",
     "open_zoom",
     "store_view",
@@ -265,7 +266,8 @@ def _chunk_codec(meta: dict[str, Any]) -> Blosc | None:
         and codecs[0] == {"name": "bytes", "configuration": {"endian": "little"}}
         and codecs[1].get("name") == "blosc"
         and grid.get("name") == "regular"
-        and grid["configuration"]["chunk_shape"][1] == meta["shape"][1]
+        and grid["configuration"]["chunk_shape"][-1] == meta["shape"][-1]
+        and all(n == 1 for n in grid["configuration"]["chunk_shape"][:-2])  # a zoom's: one frame a chunk
         and keys == {"name": "default", "configuration": {"separator": "/"}}
     ):
         return None
@@ -274,9 +276,10 @@ def _chunk_codec(meta: dict[str, Any]) -> Blosc | None:
     return Blosc.from_config(config)
 
 
-def _write_chunk(path: str | os.PathLike, name: str, block: Block, data: np.ndarray) -> int:
-    """Encode ``data`` (the block's rows of array ``name``) as its one Zarr
-    chunk and put it in place atomically; returns the chunk's size in bytes.
+def _write_chunk(path: str | os.PathLike, name: str, block: Block, data: np.ndarray, frame: int | None = None) -> int:
+    """Encode ``data`` (the block's rows of array ``name``; of frame ``frame``
+    in a zoom store) as its one Zarr chunk and put it in place atomically;
+    returns the chunk's size in bytes.
 
     The same bytes zarr's codec pipeline writes (tested), without its per-call
     machinery: that took ~25 ms of a ~35 ms block write, a third of a worker's
@@ -284,21 +287,27 @@ def _write_chunk(path: str | os.PathLike, name: str, block: Block, data: np.ndar
     truncated chunk.  Stores of another layout are written through zarr.
     """
     meta = json.loads(Path(path, name, "zarr.json").read_text())
+    lead = () if frame is None else (frame,)
+    key = [*(str(k) for k in lead), str(block.index), "0"]
     codec = _chunk_codec(meta)
     if codec is None:
-        zarr.open_array(str(Path(path, name)), mode="r+")[block.row0 : block.row1, :] = data
-        chunk = Path(path, name, "c", str(block.index), "0")
+        zarr.open_array(str(Path(path, name)), mode="r+")[(*lead, slice(block.row0, block.row1), slice(None))] = data
+        chunk = Path(path, name, "c", *key)
         return chunk.stat().st_size if chunk.exists() else 0
-    rows = meta["chunk_grid"]["configuration"]["chunk_shape"][0]
+    rows = meta["chunk_grid"]["configuration"]["chunk_shape"][-2]
     dtype = np.dtype(meta["data_type"]).newbyteorder("<")
-    if data.shape != (block.nrows, meta["shape"][1]) or block.row0 != block.index * rows:
+    if (
+        len(meta["shape"]) != 2 + len(lead)
+        or data.shape != (block.nrows, meta["shape"][-1])
+        or block.row0 != block.index * rows
+    ):
         raise ValueError(f"block {block.index} does not match the chunks of {name!r} in {path}")
     if block.nrows < rows:  # an edge chunk is stored whole, padded with the fill value
         full = np.full((rows, data.shape[1]), meta["fill_value"], dtype)
         full[: block.nrows] = data
         data = full
     encoded = codec.encode(np.ascontiguousarray(data, dtype))
-    chunk = Path(path, name, "c", str(block.index), "0")
+    chunk = Path(path, name, "c", *key)
     chunk.parent.mkdir(parents=True, exist_ok=True)
     part = chunk.with_name(f"0.{os.getpid()}-{threading.get_ident()}.part")
     part.write_bytes(encoded)
@@ -384,10 +393,15 @@ def open_render(path: str | os.PathLike, *, allow_incomplete: bool = False) -> x
     missing = int(attrs["n_blocks"]) - int(done.sum())
     if missing and not allow_incomplete:
         raise StoreError(f"{path} is incomplete: {missing} of {attrs['n_blocks']} blocks were never written")
-    for name in (v for v in _SAMPLE_VARS if v in ds):
+    return _fast_reads(ds, path, [v for v in _SAMPLE_VARS if v in ds], done)
+
+
+def _fast_reads(ds: xr.Dataset, path: Path, names: list[str], done: np.ndarray) -> xr.Dataset:
+    # variables of our own chunk layout are read by _read_chunk, not through zarr
+    for name in names:
         meta = json.loads(Path(path, name, "zarr.json").read_text())
-        rows = meta["chunk_grid"]["configuration"]["chunk_shape"][0]
-        if _chunk_codec(meta) is not None and ds[name].data.chunks[0][0] == rows:
+        rows = meta["chunk_grid"]["configuration"]["chunk_shape"][-2]
+        if _chunk_codec(meta) is not None and ds[name].data.chunks[-2][0] == rows:
             ds[name] = ds[name].copy(data=_lazy_chunks(path, name, meta, ds[name].data.chunks, done))
     return ds
 
@@ -412,17 +426,20 @@ def _lazy_chunks(path: Path, name: str, meta: dict[str, Any], chunks: tuple, don
 
 def _read_chunk(path: str, name: str, meta: dict[str, Any], block_info: dict | None = None) -> np.ndarray:
     info = block_info[None]
-    (r0, r1), (c0, c1) = info["array-location"]
-    index = info["chunk-location"][0]
-    rows, cols = meta["chunk_grid"]["configuration"]["chunk_shape"]
+    loc = info["array-location"]  # [(start, stop)] per axis: (frame,) rows, cols
+    (r0, r1), (c0, c1) = loc[-2:]
+    lead = [str(k) for k in info["chunk-location"][:-2]]  # a zoom's frame
+    index = info["chunk-location"][-2]
+    rows, cols = meta["chunk_grid"]["configuration"]["chunk_shape"][-2:]
+    shape = tuple(b - a for a, b in loc)
     dtype = np.dtype(meta["data_type"]).newbyteorder("<")
-    chunk = Path(path, name, "c", str(index), "0")
+    chunk = Path(path, name, "c", *lead, str(index), "0")
     if not chunk.exists():  # never written: the fill value, as zarr reads it
-        return np.full((r1 - r0, c1 - c0), meta["fill_value"], dtype)
+        return np.full(shape, meta["fill_value"], dtype)
     raw = _chunk_codec(meta).decode(chunk.read_bytes())
     if len(raw) != rows * cols * dtype.itemsize:
         raise RuntimeError(f"chunk {chunk} decodes to {len(raw)} bytes, expected {rows * cols * dtype.itemsize}")
-    return np.frombuffer(raw, dtype).reshape(rows, cols)[: r1 - r0, c0:c1]
+    return np.frombuffer(raw, dtype).reshape(rows, cols)[: r1 - r0, c0:c1].reshape(shape)
 
 
 # -- zoom stores: (frame, im, re) arrays, one chunk per frame and row block ------
@@ -436,7 +453,7 @@ def create_zoom_store(path: str | os.PathLike, template: xr.Dataset, *, overwrit
     """Write the metadata and coordinates of a lazy zoom
     (:func:`dfractal_dask.graph.zoom_dataset`) to a new store, with a
     ``frame_done`` flag per frame; the chunks are left for the workers
-    (:func:`frame_writes`).  An existing path is refused unless
+    (:func:`write_zoom_block`).  An existing path is refused unless
     ``overwrite``, and even then only a dfractal store is replaced."""
     path = check_writable(path, overwrite=overwrite)
     if path.exists():
@@ -451,28 +468,21 @@ def create_zoom_store(path: str | os.PathLike, template: xr.Dataset, *, overwrit
     return path
 
 
-def frame_writes(path: str | os.PathLike, template: xr.Dataset, frames: list[int]) -> list:
-    """One delayed per frame of ``frames``: the workers write that frame's
-    chunks (xarray region writes, chunk-aligned so no locks are needed), then
-    its ``frame_done`` flag; each delayed returns the frame's index."""
-    import dask
-
-    mark = dask.delayed(_mark_frame, pure=False)
-    out = []
-    for k in frames:
-        write = (
-            template[["iterations", "norm"]]
-            .isel(frame=slice(k, k + 1))
-            .to_zarr(str(path), region={"frame": slice(k, k + 1)}, compute=False, consolidated=False)
-        )
-        out.append(mark(str(path), k, write))
-    return out
+def write_zoom_block(
+    path: str | os.PathLike, frame: int, block: Block, iterations: np.ndarray, norm: np.ndarray
+) -> int:
+    """Write one block of one frame of a zoom (its chunks, as
+    :func:`write_block` does for a render).  Runs on a worker; returns the
+    bytes written.  The frame is marked done by :func:`mark_frame_done`
+    once all its blocks are written."""
+    return _write_chunk(path, "iterations", block, iterations, frame) + _write_chunk(path, "norm", block, norm, frame)
 
 
-def _mark_frame(path: str, k: int, _written: object) -> int:
-    # only now, with all the frame's chunks on disk, is the frame complete
-    zarr.open_array(str(Path(path, "frame_done")), mode="r+")[k] = 1
-    return k
+def mark_frame_done(path: str | os.PathLike, frame: int, *written: int) -> int:
+    """Flag ``frame`` of a zoom store complete (after its blocks' writes,
+    ``written``, whose byte counts it sums and returns)."""
+    zarr.open_array(str(Path(path, "frame_done")), mode="r+")[frame] = 1
+    return int(sum(written))
 
 
 def check_zoom_target(
@@ -535,4 +545,5 @@ def open_zoom(path: str | os.PathLike, *, allow_incomplete: bool = False) -> xr.
         raise StoreError(f"{path} is damaged: {type(exc).__name__}: {exc}") from None
     if not done.all() and not allow_incomplete:
         raise StoreError(f"{path} is incomplete: {int((~done).sum())} of {done.size} frames were never written")
+    ds = _fast_reads(ds, path, ["iterations", "norm"], done)
     return ds.assign_coords(span=ds["span"].load(), deep=ds["deep"].load())  # small: read now

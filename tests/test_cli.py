@@ -263,3 +263,67 @@ def test_deep_zoom_from_the_command_line(tmp_path, capsys):
     # a negative exponent-form value is read as the flag's value
     assert main(["render", "-q", "--xpos", "-1e-30", "--escape-radius", "1e-260", "--outfile", str(out)]) == 2
     assert "span must be at least" in capsys.readouterr().err
+
+
+def test_zoom_from_the_command_line_and_recolour(tmp_path, capsys):
+    from dfractal_dask.store import open_zoom
+
+    x = "-0.101096363845622161025785445738622565463805443"
+    y = "0.956286510809141500771096057729977435809833337"
+    out = tmp_path / "z.gif"
+    argv = ["zoom", "--xpos", x, "--ypos", y, "--span", "2", "--to-span", "1e-30", "--frames", "8",
+            "--width", "32", "--height", "24", "--iters", "600", "--mode", "histogram", "--workers", "2",
+            "--fps", "5", "--outfile", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "8 frames 32x24, span 2 to 1e-30 (5 by perturbation)" in err and "100.0% 8/8 frames" in err
+    ds = open_zoom(tmp_path / "z.zarr")
+    assert ds.iterations.shape == (8, 48, 64) and ds.attrs["centre_re"] == x
+    with Image.open(out) as im:
+        assert (im.n_frames, im.size, im.info["duration"], im.info["loop"]) == (8, (32, 24), 200, 0)
+        im.seek(7)
+        last = np.asarray(im.convert("RGB"))
+    assert len(np.unique(last.reshape(-1, 3), axis=0)) > 20
+    assert main(["info", str(tmp_path / "z.zarr")]) == 0
+    assert "zoom: 8 frames, span 2.0 to 1e-30; 8 of 8 frames written" in capsys.readouterr().out
+    # recoloured from the store alone, as an APNG, in another palette
+    apng = tmp_path / "again.png"
+    argv = ["recolor", "-q", str(tmp_path / "z.zarr"), "--palette", "Viridis256", "--mode", "smooth",
+            "--outfile", str(apng)]  # fmt: skip
+    assert main(argv) == 0
+    with Image.open(apng) as im:
+        assert im.n_frames == 8 and im.size == (32, 24)
+        im.seek(7)
+        assert not np.array_equal(np.asarray(im.convert("RGB")), last)
+    assert main(["recolor", "-q", str(tmp_path / "z.zarr")]) == 0  # default: STORE with .gif
+    assert (tmp_path / "z.gif").stat().st_size > 0
+    # a second run refuses the store, exit 2 and one line
+    assert main(["zoom", "--to-span", "1e-3", "--frames", "2", "--width", "8", "--height", "6",
+                            "--outfile", str(out)]) == 2  # fmt: skip
+    assert "already exists" in capsys.readouterr().err
+
+
+BAD_ZOOM = [
+    ("", "the following arguments are required: --to-span"),
+    ("--to-span 1e-3 --frames 1", "frames must be >= 2"),
+    ("--to-span 0", "to_span must be > 0"),
+    ("--to-span 1e-300", "span must be at least 1e-250"),
+    ("--to-span 1e-3 --outfile z.jpg", "must end in .gif or .png"),
+    ("--to-span 1e-3 --fps 0", "--fps must be above 0"),
+    ("--to-span 1e-3 --mode distance", "--mode distance is not available for zooms"),
+    ("--to-span 1e-3 --mode sepia", "unknown --mode 'sepia'"),
+    ("--to-span 1e-30 --fractal julia", "deep zoom (perturbation) renders the Mandelbrot set only"),
+    ("--to-span 1e-3 --resume --overwrite", "--resume and --overwrite exclude each other"),
+    ("--to-span 1e-3 --xpos abc", "--xpos: expected a finite decimal number"),
+]
+
+
+@pytest.mark.parametrize(("flags", "words"), BAD_ZOOM, ids=[b[0] or "none" for b in BAD_ZOOM])
+def test_zoom_bad_input_one_line_exit_2(flags, words, tmp_path, capsys):
+    argv = ["zoom", "--store", str(tmp_path / "z.zarr"), *shlex.split(flags)]
+    if "--outfile" not in flags:
+        argv += ["--outfile", str(tmp_path / "z.gif")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err, err
+    assert list(tmp_path.iterdir()) == []

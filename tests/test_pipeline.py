@@ -313,3 +313,103 @@ def test_deep_render_bad_arguments(kwargs, words, tmp_path):
     with pytest.raises((ValueError, TypeError), match=words):
         render(DEEP, 100, store_path=tmp_path / "x.zarr", **kwargs)
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_zoom_frames_equal_renders_of_each_view(client, tmp_path):
+    from distributed import get_task_stream
+
+    from dfractal_dask import zoom
+    from dfractal_dask.store import open_zoom
+    from dfractal_dask.view import zoom_views
+
+    start = View(DEEP.xpos, DEEP.ypos, span=0.5, width=24, height=18, supersample=2)
+    seen = []
+    with get_task_stream(client) as ts:
+        ds = zoom(start, 600, to_span=1e-25, frames=6, store_path=tmp_path / "z.zarr", client=client,
+                  chunk_rows=12, progress=lambda done, total: seen.append((done, total)))  # fmt: skip
+    assert seen[0] == (0, 6) and seen[-1] == (6, 6)
+    assert ds.iterations.dims == ("frame", "im", "re") and ds.iterations.shape == (6, 36, 48)
+    assert ds.iterations.data.chunks == ((1,) * 6, (12, 12, 12), (48,))
+    views = zoom_views(start, 6, 1e-25)
+    assert list(ds.deep.values) == [v.deep for v in views] == [False, False, False, True, True, True]
+    np.testing.assert_array_equal(ds.span.values, [v.span for v in views])
+    for k, v in enumerate(views):
+        one = render(v, 600, client=client, chunk_rows=12)
+        np.testing.assert_array_equal(ds.iterations.values[k], one.iterations.values)
+        np.testing.assert_array_equal(ds.norm.values[k], one.norm.values)
+    # frames x blocks kernel calls in one graph, on both workers; one reference orbit per deep frame
+    keys = [str(t["key"]) for t in ts.data]
+    assert sum(k.startswith("dfractal-kernel-") for k in keys) == 6 * 3
+    assert sum(k.startswith("dfractal-reference-") for k in keys) == 3
+    assert len({t["worker"] for t in ts.data if str(t["key"]).startswith("dfractal-kernel-")}) == 2
+    # the store on disk: (frame, im, re) chunks, every frame flagged done
+    assert (tmp_path / "z.zarr" / "iterations" / "c" / "5" / "2" / "0").is_file()
+    again = open_zoom(tmp_path / "z.zarr")
+    assert again.attrs["frames"] == 6 and again.attrs["to_span"] == 1e-25 and again.frame_done.values.all()
+    np.testing.assert_array_equal(again.iterations.values, ds.iterations.values)
+    # in memory: the same
+    mem = zoom(start, 600, to_span=1e-25, frames=6, client=client, chunk_rows=12)
+    np.testing.assert_array_equal(mem.iterations.values, ds.iterations.values)
+
+
+def test_zoom_resume_computes_only_the_missing_frames(client, tmp_path):
+    import zarr
+
+    from dfractal_dask import zoom
+    from dfractal_dask.store import open_zoom
+
+    start = View(-0.7436, 0.1318, span=0.5, width=20, height=15, supersample=1)
+    path = tmp_path / "z.zarr"
+    ref = zoom(start, 300, to_span=1e-4, frames=5, store_path=path, client=client, chunk_rows=4)
+    # the workers' chunk files (edge blocks of 3 rows included) read the same through zarr itself
+    assert ref.iterations.data.chunks[1] == (4, 4, 4, 3)
+    np.testing.assert_array_equal(zarr.open_array(str(path / "iterations"), mode="r")[:], ref.iterations.values)
+    np.testing.assert_array_equal(zarr.open_array(str(path / "norm"), mode="r")[:], ref.norm.values)
+    group = zarr.open_group(str(path), mode="r+")
+    group["frame_done"][1] = 0
+    group["frame_done"][3] = 0
+    group["iterations"][3] = 9  # half-written garbage, not flagged
+    with pytest.raises(StoreError, match="2 of 5 frames were never written"):
+        open_zoom(path)
+    seen = []
+    ds = zoom(start, 300, to_span=1e-4, frames=5, store_path=path, client=client, resume=True, chunk_rows=4,
+              progress=lambda d, t: seen.append((d, t)))  # fmt: skip
+    assert seen[-1] == (2, 2)
+    np.testing.assert_array_equal(ds.iterations.values, ref.iterations.values)
+    # a store of another zoom, or of a render, is refused; nothing changes
+    before = {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+    with pytest.raises(StoreError, match="frames 6 here, 5 in the store"):
+        zoom(start, 300, to_span=1e-4, frames=6, store_path=path, client=client, resume=True, chunk_rows=4)
+    with pytest.raises(StoreError, match=re.escape("to_span 1e-05 here, 0.0001 in the store")):
+        zoom(start, 300, to_span=1e-5, frames=5, store_path=path, client=client, resume=True, chunk_rows=4)
+    with pytest.raises(StoreError, match="holds a zoom, not a render"):
+        open_render(path)
+    with pytest.raises(StoreError, match="it holds a zoom"):
+        render(start, 300, store_path=path, client=client, resume=True)
+    with pytest.raises(StoreError, match="already exists"):
+        zoom(start, 300, to_span=1e-4, frames=5, store_path=path, client=client, chunk_rows=4)
+    assert {p: p.read_bytes() for p in path.rglob("*") if p.is_file()} == before
+    render(start, 50, store_path=tmp_path / "r.zarr", client=client)
+    with pytest.raises(StoreError, match="holds a render, not a zoom"):
+        zoom(start, 300, to_span=1e-4, frames=5, store_path=tmp_path / "r.zarr", client=client, resume=True)
+    with pytest.raises(StoreError, match="holds a render, not a zoom"):
+        open_zoom(tmp_path / "r.zarr")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "words"),
+    [
+        ({"frames": 1}, ValueError, "frames must be >= 2"),
+        ({"to_span": -1.0}, ValueError, "to_span must be > 0"),
+        ({"to_span": 1e-30, "fractal": Fractal("burning_ship")}, ValueError, "Mandelbrot set only"),
+        ({"resume": True, "store_path": None}, ValueError, "resume needs a store_path"),
+        ({"retries": -1}, ValueError, "retries must be a non-negative integer"),
+    ],
+)
+def test_zoom_bad_arguments(kwargs, exc, words, tmp_path):
+    from dfractal_dask import zoom
+
+    args = {"to_span": 1e-3, "frames": 4, "store_path": tmp_path / "z.zarr", **kwargs}
+    with pytest.raises(exc, match=words):
+        zoom(View(width=8, height=6, supersample=1), 100, **args)
+    assert not (tmp_path / "z.zarr").exists()

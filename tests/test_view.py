@@ -1,3 +1,4 @@
+import itertools
 import math
 import pickle
 from dataclasses import replace
@@ -9,7 +10,7 @@ from dask.base import tokenize
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from dfractal_dask.view import MAX_SAMPLES, View, parse_coordinate
+from dfractal_dask.view import MAX_SAMPLES, View, parse_coordinate, zoom_views
 
 
 def test_defaults_are_the_seeds():
@@ -128,3 +129,34 @@ def test_deep_is_where_float64_stops_resolving_samples():
     assert not View().deep and not View(span=1e-9, width=64, height=64, supersample=1).deep
     assert View(span=1e-14, width=64, height=64, supersample=1).deep
     assert View(xpos=1e-20, ypos=0.0, span=1e-28, width=4, height=4, supersample=1).deep is False  # near 0
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.floats(1e-3, 4.0),
+    st.integers(2, 60),
+    st.floats(-200, 2).map(lambda e: 10.0**e),
+)
+def test_zoom_views_shrink_geometrically_about_one_centre(span, frames, to_span):
+    start = View(DEEP_X, "0.5", span=span, width=8, height=6, supersample=1)
+    views = zoom_views(start, frames, to_span)
+    assert len(views) == frames and views[0] == start and views[-1].span == to_span
+    assert all(v.centre == start.centre and (v.width, v.height) == (8, 6) for v in views)
+    ratios = [b.span / a.span for a, b in itertools.pairwise(views)]
+    assert max(ratios) == pytest.approx(min(ratios), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("frames", "to_span", "exc", "words"),
+    [
+        (1, 1e-3, ValueError, "frames must be >= 2"),
+        (2.5, 1e-3, TypeError, "frames must be an integer"),
+        (10**6, 1e-3, ValueError, "frames must be at most 100000"),
+        (10, 0.0, ValueError, "to_span must be > 0"),
+        (10, math.nan, ValueError, "to_span must be finite"),
+        (10, "1e-3", TypeError, "to_span must be a real number"),
+    ],
+)
+def test_bad_zooms_are_refused(frames, to_span, exc, words):
+    with pytest.raises(exc, match=words):
+        zoom_views(View(), frames, to_span)
