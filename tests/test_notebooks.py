@@ -104,6 +104,7 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
         text = _text(nb)
         assert "span 1e-60: deep=True  perturbation=True" in text and "all equal" in text
         assert "distinct float64 columns: 1 of 160" in text
+        assert "('frame', 'im', 're') (8, 60, 80) frames by perturbation: 6" in text and "zoom.gif (" in text
         strip = max(images, key=lambda img: img.width)
         assert strip.width == 5 * SMALL_WIDTH and all(
             _colours(strip.crop((k * SMALL_WIDTH, 0, (k + 1) * SMALL_WIDTH, strip.height))) > 30 for k in range(5)
