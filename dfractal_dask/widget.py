@@ -282,24 +282,36 @@ class Explorer:
     def goto(self, view: View) -> int:
         """Render ``view`` (coarse, then full), cancelling older renders.
 
-        Returns the frame generation; :meth:`wait` waits for its frames.
+        Returns the frame generation; :meth:`wait` waits for its frames.  A
+        view that cannot be rendered (e.g. a family other than the Mandelbrot
+        set past float64's resolution, where only perturbation could) is
+        refused in the status line, and the current view stays.
         """
         view = replace(view, supersample=1, width=self.view.width, height=self.view.height)
+        with self._lock:
+            iters, palette, mode, step, fractal = self.iters, self.palette, self.mode, self.step, self.fractal
+        coarse = replace(view, width=max(1, view.width // COARSE), height=max(1, view.height // COARSE))
+        try:  # every task is made before anything is cancelled
+            levels = [
+                (level, v, frame_tasks(v, iters, palette, mode, step, blocks, fractal), prio)
+                for level, v, blocks, prio in (("coarse", coarse, 1, 10), ("full", view, FULL_BLOCKS, 0))
+            ]
+        except ValueError as exc:
+            self._set_status(f"cannot render this view: {exc}")
+            return self._gen
         with self._lock:
             self._gen += 1
             gen = self._gen
             stale, self._pending = self._pending, []
             self.view = view
-            iters, palette, mode, step, fractal = self.iters, self.palette, self.mode, self.step, self.fractal
         live = [f for f in stale if not f.done()]
         if live:
             self.client.cancel(live)
             with self._lock:
                 self.cancelled += len(live)
         t0 = time.perf_counter()
-        coarse = replace(view, width=max(1, view.width // COARSE), height=max(1, view.height // COARSE))
-        for level, v, blocks, prio in (("coarse", coarse, 1, 10), ("full", view, FULL_BLOCKS, 0)):
-            futures = self.client.compute(frame_tasks(v, iters, palette, mode, step, blocks, fractal), priority=prio)
+        for level, v, tasks, prio in levels:
+            futures = self.client.compute(tasks, priority=prio)
             with self._lock:
                 self._pending += futures
             self._pool.submit(self._collect, gen, level, v, fractal, futures, t0)

@@ -208,3 +208,25 @@ def test_fractal_controls(explorer, client):
     gen = explorer.set_fractal(Fractal("burning_ship"))
     explorer.wait(gen)
     assert explorer.fractal_select.value == "burning_ship" and explorer._gen == gen == 6
+
+
+def test_the_explorer_zooms_past_float64_by_perturbation(explorer, client):
+    from dfractal_dask import Fractal
+
+    explorer.wait(1)
+    # a Misiurewicz point at span 1e-20: float64 cannot resolve it, perturbation can
+    deep = View("-0.101096363845622161025785445738622565463805443", "0.956286510809141500771096057729977435809833337",
+                1e-20, 120, 90, 1)  # fmt: skip
+    assert deep.deep
+    explorer.wait(explorer.set_iters(1000))
+    frame = explorer.wait(explorer.goto(deep), timeout=60)
+    assert frame["shown"] and frame["view"] == deep
+    expected = colorize(render(deep, 1000, client=client), "Hippi", mode="smooth")
+    np.testing.assert_array_equal(explorer.last_frame, expected)
+    assert len(np.unique(explorer.last_frame.reshape(-1, 4), axis=0)) > 10
+    # a Julia set there cannot be: said in the status line, the view stays
+    gen = explorer._gen
+    explorer.fractal = Fractal("julia", c=-0.8 + 0.156j)
+    assert explorer.goto(deep) == gen
+    assert "cannot render this view: deep zoom (perturbation) renders the Mandelbrot set only" in explorer.status.text
+    assert explorer.view == deep
