@@ -38,9 +38,10 @@ API_BAD = [
     (lambda ds, p: View(xpos=math.nan), ValueError, "xpos"),
     (lambda ds, p: View(ypos=math.inf), ValueError, "ypos"),
     (lambda ds, p: View(span=-1.0), ValueError, "span"),
-    (lambda ds, p: View(xpos="0.5"), TypeError, "xpos"),
-    (lambda ds, p: View(span=1e-300), ValueError, "too small"),  # samples would collapse in float64
-    (lambda ds, p: View(xpos=1e300, span=1.0), ValueError, "too small"),
+    (lambda ds, p: View(xpos="half"), ValueError, "xpos must be a decimal number"),
+    (lambda ds, p: View(xpos=None), TypeError, "xpos must be a real number"),
+    (lambda ds, p: View(span=1e-300), ValueError, "span must be at least"),  # past float64 offsets
+    (lambda ds, p: View(xpos=1e308, span=1e308), ValueError, "out of float64's range"),
     (lambda ds, p: View(width=2**20, height=2**20, supersample=1), ValueError, "limit"),
     (lambda ds, p: render("not a view"), TypeError, "View"),
     (lambda ds, p: render(SMALL, 0), ValueError, "iters"),

@@ -1,0 +1,77 @@
+"""Deep zoom by perturbation against the plain kernel, as ratios measured in
+this same run (not a test: these machines are shared and noisy).
+
+    python benchmarks/deep.py [--repeats 3]
+
+1. Baseline: the plain lockstep kernel (``escape_into``, brute force) on a
+   view float64 still resolves (the seahorse valley, span 0.02, 2000
+   iterations), one core.
+2. The perturbation kernel (:func:`dfractal_dask.perturbation.perturbation_block`)
+   on the same samples, one core: iterations per second and the ratio of its
+   time to (1).  Also: how many of its counts equal (1)'s.
+3. The reference orbit (fixed point, gmpy2) of a point that never escapes,
+   for spans 1e-30 and 1e-100, 10 000 iterations, against (2)'s rate for a
+   1024-sample row at the same iteration count: the one serial step of a
+   deep render, before any block can start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from dfractal_dask import View
+from dfractal_dask import perturbation as P
+from dfractal_dask.kernels import BRUTE, escape_block
+
+# inside the main cardioid: the reference orbit never escapes, so it runs all its iterations
+INSIDE_X = "-0.1000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001"
+
+
+def best(fn, repeats: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return min(times), out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    v = View(-0.7436, 0.1318, span=0.02, width=512, height=256, supersample=1)
+    iters = 2000
+    orbit = P.choose_reference(v, iters)
+    h, w = v.sample_height, v.sample_width
+    P.perturbation_block(v, iters, 0, 2, orbit)  # compile / load from cache
+    escape_block(v.re0, v.im0, v.step, 0, 2, w, iters, BRUTE, None)
+    # interleaved: the two kernels see the same machine load
+    plain_t, pert_t = [], []
+    for _ in range(args.repeats):
+        t, plain = best(lambda: escape_block(v.re0, v.im0, v.step, 0, h, w, iters, BRUTE, None), 1)
+        plain_t.append(t)
+        t, pert = best(lambda: P.perturbation_block(v, iters, 0, h, orbit), 1)
+        pert_t.append(t)
+    work = int(pert[2])
+    print(f"view: seahorse valley span 0.02, {w}x{h} samples, {iters} iterations, {work / 1e6:.0f} M iterations")
+    print(f"(1) plain kernel:        {min(plain_t):7.3f} s  {plain[2] / min(plain_t) / 1e6:6.0f} M it/s")
+    print(f"(2) perturbation kernel: {min(pert_t):7.3f} s  {work / min(pert_t) / 1e6:6.0f} M it/s"
+          f"   ratio {min(pert_t) / min(plain_t):.2f} of (1)")  # fmt: skip
+    same = float((pert[0] == plain[0]).mean())
+    print(
+        f"    counts equal to (1)'s: {100 * same:.2f}% (the rest: float64 drift of the plain kernel,"
+        " see tests/test_perturbation.py)"
+    )
+    for span in (1e-30, 1e-100):
+        deep = View(INSIDE_X, "0.1", span=span, width=1024, height=1, supersample=1)
+        t_orbit, _ = best(lambda deep=deep: P.reference_orbit(deep, 10_000, 0, 511), args.repeats)
+        print(f"(3) reference orbit, span {span:g}, 10 000 iterations, {P.precision_bits(deep)} bits: "
+              f"{t_orbit:.3f} s = {t_orbit / (1024 * 10_000 / (work / min(pert_t))):.1f} rows of 1024 samples"
+              " at 10 000 iterations")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
