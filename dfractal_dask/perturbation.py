@@ -43,7 +43,7 @@ tests.  No dask here.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import gmpy2
@@ -64,6 +64,8 @@ __all__ = [
     "precision_bits",
     "reference_orbit",
     "sample_point",
+    "series_skip",
+    "SERIES_TOLERANCE",
 ]
 
 #: At most this many extra references a block takes for its glitched samples
@@ -87,6 +89,11 @@ class Orbit:
     j: float
     iters: int
     norm: float
+    #: Series approximation (:func:`series_skip`): every sample of the view
+    #: starts at step ``skip`` with ``δz = a u + b u² + c u³`` (``u``: its
+    #: offset from the reference in samples; ``series = (a, b, c)``).  0: none.
+    skip: int = 0
+    series: tuple[complex, complex, complex] = (0j, 0j, 0j)
 
     @property
     def length(self) -> int:
@@ -166,24 +173,32 @@ def reference_orbit(view: View, iters: int, i: float, j: float) -> Orbit:
 
 @numba.njit(cache=True, nogil=True, fastmath=False)
 def _perturb(
-    it_out, norm_out, flag, zr_ref, zi_ref, iref, jref, step, row0, rstride, col0, cstride, iters
+    it_out, norm_out, flag, zr_ref, zi_ref, iref, jref, step, row0, rstride, col0, cstride, iters, skip, sa
 ):  # pragma: no cover
     # Sample (r, c) of the output is grid position (row0 + r*rstride, col0 + c*cstride).
     # flag: 1 = compute; set to 2 where the reference ran out (a glitch), else 0.
+    # skip > 0: start at step `skip` from the series δz = a u + b u² + c u³ (sa = a, b, c)
     nrows, ncols = it_out.shape
     last = len(zr_ref) - 1
     total = 0
     for r in range(nrows):
-        dci = (iref - (row0 + r * rstride)) * step
+        ui = iref - (row0 + r * rstride)
+        dci = ui * step
         for c in range(ncols):
             if flag[r, c] != 1:
                 continue
-            dcr = ((col0 + c * cstride) - jref) * step
+            ur = (col0 + c * cstride) - jref
+            dcr = ur * step
             dzr = 0.0
             dzi = 0.0
-            m = 0
+            if skip > 0:
+                u = complex(ur, ui)
+                dz = ((sa[2] * u + sa[1]) * u + sa[0]) * u
+                dzr = dz.real
+                dzi = dz.imag
+            m = skip
             glitch = False
-            n = 0
+            n = skip
             n2 = 0.0
             while True:
                 zr = zr_ref[m] + dzr
@@ -207,20 +222,23 @@ def _perturb(
             it_out[r, c] = n
             norm_out[r, c] = n2 if n < iters else 0.5 * n2
             flag[r, c] = 2 if glitch else 0
-            total += n
+            total += n - skip  # the steps iterated here
     return total
 
 
 def _run(it, norm, flag, orbit: Orbit, view: View, row0: int, rstride: int = 1, col0: int = 0, cstride: int = 1) -> int:
+    sa = np.array(orbit.series, np.complex128)
     return _perturb(
-        it, norm, flag, orbit.zr, orbit.zi, orbit.i, orbit.j, view.step, row0, rstride, col0, cstride, orbit.iters
-    )
+        it, norm, flag, orbit.zr, orbit.zi, orbit.i, orbit.j, view.step, row0, rstride, col0, cstride, orbit.iters,
+        orbit.skip, sa,
+    )  # fmt: skip
 
 
-def choose_reference(view: View, iters: int, tries: int = 3) -> Orbit:
+def choose_reference(view: View, iters: int, tries: int = 3, series: bool = True) -> Orbit:
     """The main reference orbit of ``view``: its centre, or if that escapes
     before ``iters``, the longest-lived sample of a :data:`PROBE`² probe run
-    against it (up to ``tries`` times), so few samples outlive it."""
+    against it (up to ``tries`` times), so few samples outlive it; with
+    ``series``, the steps all samples skip (:func:`series_skip`)."""
     h, w = view.sample_height, view.sample_width
     orbit = reference_orbit(view, iters, (h - 1) / 2, (w - 1) / 2)
     rs, cs = max(1, h // PROBE), max(1, w // PROBE)
@@ -241,14 +259,63 @@ def choose_reference(view: View, iters: int, tries: int = 3) -> Orbit:
         if better.length <= orbit.length:
             break
         orbit = better
-    return orbit
+    return series_skip(view, orbit) if series else orbit
+
+
+#: :func:`series_skip` ends where the series' cubic term reaches this fraction
+#: of its linear term anywhere in the view (the terms it leaves out are then
+#: below float64's rounding).
+SERIES_TOLERANCE = 2.0**-50
+
+
+@numba.njit(cache=True, nogil=True, fastmath=False)
+def _series(zr, zi, step, umax, tol):  # pragma: no cover
+    # a_{n+1} = 2 Z_n a_n + step, b_{n+1} = 2 Z_n b_n + a_n², c_{n+1} = 2 Z_n c_n + 2 a_n b_n:
+    # δz_n = a_n u + b_n u² + c_n u³ for a sample u samples from the reference
+    a = 0j
+    b = 0j
+    c = 0j
+    for n in range(len(zr) - 1):
+        z = complex(zr[n], zi[n])
+        a2 = 2.0 * z * a + step
+        b2 = 2.0 * z * b + a * a
+        c2 = 2.0 * z * c + 2.0 * a * b
+        bound = abs(a2) * umax + abs(b2) * umax**2 + abs(c2) * umax**3
+        zn = abs(complex(zr[n + 1], zi[n + 1]))
+        if (
+            abs(c2) * umax**3 > tol * abs(a2) * umax  # the series stops being exact
+            or zn + bound >= 2.0  # a sample could escape
+            or zn <= 4.0 * bound  # a sample could be rebased (|z| < |δz|)
+        ):
+            return n, a, b, c
+        a, b, c = a2, b2, c2
+    return len(zr) - 1, a, b, c
+
+
+def series_skip(view: View, orbit: Orbit, tol: float = SERIES_TOLERANCE) -> Orbit:
+    """``orbit`` with the series approximation for ``view``: the steps every
+    sample can skip, and the cubic series in the sample's offset ``u`` (in
+    samples) that gives its ``δz`` there.
+
+    The series ``δz_n = a_n u + b_n u² + c_n u³`` follows the reference orbit;
+    it is used up to the first step where, for the sample farthest from the
+    reference, the cubic term reaches ``tol`` of the linear one, or any sample
+    could escape or need rebasing.  Deep views whose samples share a long
+    start (most of them) skip most of their iterations.
+    """
+    h, w = view.sample_height, view.sample_width
+    umax = math.hypot(max(orbit.j, w - 1 - orbit.j), max(orbit.i, h - 1 - orbit.i))
+    skip, a, b, c = _series(orbit.zr, orbit.zi, view.step, max(umax, 1.0), tol)
+    skip = min(skip, orbit.iters, orbit.length - 1) if skip > 1 else 0
+    return replace(orbit, skip=int(skip), series=(complex(a), complex(b), complex(c)) if skip else (0j, 0j, 0j))
 
 
 def perturbation_block(
     view: View, iters: int, row0: int, nrows: int, orbit: Orbit, references: int = REFERENCES
 ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Rows ``row0 .. row0 + nrows`` of ``view`` by perturbation around ``orbit``
-    (e.g. :func:`choose_reference`): ``(iterations, norm, work, references)``.
+    (e.g. :func:`choose_reference`): ``(iterations, norm, work, references)``;
+    ``work``: the steps iterated (not those the series skipped).
 
     Glitched samples (the reference escaped before them) are computed again
     against a reference taken among them, the one nearest their centroid, up

@@ -29,8 +29,9 @@ def whole(view, iters, orbit=None, **kw):
 def test_span_1e30_counts_equal_direct_arbitrary_precision():
     v = deep_view()
     assert v.deep
-    it, norm, work, _ = whole(v, 1000)
-    assert work == int(it.astype(np.int64).sum())
+    orbit = P.choose_reference(v, 1000)
+    it, norm, work, _ = whole(v, 1000, orbit)
+    assert work == int(it.astype(np.int64).sum()) - orbit.skip * it.size  # the steps iterated
     assert len(np.unique(it)) > 30  # a picture with structure, not one flat colour
     checked = 0
     for i in range(0, v.sample_height, 3):
@@ -141,3 +142,55 @@ def test_precision_follows_the_step():
     assert P.precision_bits(View()) == 16 + 64  # the seed view: a step of 1.5e-5, just above 2**-16
     assert P.precision_bits(deep_view(1e-30)) >= 100 + 64
     assert P.precision_bits(deep_view(1e-200)) >= 664 + 64
+
+
+DEEP_X = "-0.101096363845622161025785445738622565463805442826253483876931177660780840740470584274821220"
+DEEP_Y = "0.956286510809141500771096057729977435809833336510529170034314321500524659065716732526978411"
+
+
+@pytest.mark.parametrize(("span", "iters"), [(1e-30, 1000), (1e-60, 2000), (1e-15, 1000)])
+def test_series_approximation_skips_the_shared_start_and_changes_no_count(span, iters):
+    v = View(DEEP_X, DEEP_Y, span=span, width=96, height=72, supersample=1)
+    plain = P.choose_reference(v, iters, series=False)
+    skipping = P.choose_reference(v, iters)
+    assert plain.skip == 0 and skipping.skip > 50
+    a = P.perturbation_block(v, iters, 0, 72, plain)
+    b = P.perturbation_block(v, iters, 0, 72, skipping)
+    assert skipping.skip < a[0].min()  # no sample escapes in the skipped steps
+    np.testing.assert_array_equal(a[0], b[0])
+    close = np.isclose(a[1], b[1], rtol=1e-5)
+    assert close.mean() > 0.999  # (the odd ill-conditioned sample's norm, see the module docstring)
+    assert b[2] < a[2] - 50 * a[0].size  # the skipped steps are not iterated
+    for i, j in ((0, 0), (71, 95), (30, 50)):
+        assert b[0][i, j] == P.escape_exact(v, i, j, iters)[0]
+
+
+def test_the_series_is_the_iterated_delta_at_the_skip():
+    v = View(DEEP_X, DEEP_Y, span=1e-40, width=64, height=48, supersample=1)
+    orbit = P.choose_reference(v, 1000)
+    a, b, c = orbit.series
+    for i, j in ((0, 0), (47, 63), (10, 40), (47, 0)):
+        u = complex(j - orbit.j, orbit.i - i)
+        dc = u * v.step
+        dz = 0j
+        for n in range(orbit.skip):  # δz_{n+1} = 2 Z_n δz_n + δz_n² + δc, no rebase needed here
+            z = complex(orbit.zr[n], orbit.zi[n])
+            assert (n == 0 or abs(z + dz) > abs(dz)) and abs(z + dz) <= 2
+            dz = 2 * z * dz + dz * dz + dc
+        assert abs((a * u + b * u**2 + c * u**3) - dz) <= 1e-9 * abs(dz)
+
+
+@pytest.mark.parametrize(
+    ("orbit", "most"),
+    [
+        ([0.0, 0.1, 2.0, 0.1, 0.1, 0.1], 1),  # |Z_2| = 2: a sample beside it could escape there
+        ([0.0, 0.1, 1e-45, 0.1, 0.1, 0.1], 1),  # Z_2 is within reach of δz: a sample could need rebasing
+        ([0.0, 0.1, 0.1, 0.1, 0.1, 0.1], 5),  # nothing in the way: up to the orbit's last step but one
+    ],
+)
+def test_the_series_stops_before_any_sample_could_escape_or_rebase(orbit, most):
+    v = View(DEEP_X, DEEP_Y, span=1e-30, width=8, height=6, supersample=1)
+    zr = np.array(orbit)
+    ref = P.Orbit(zr, np.zeros_like(zr), 2.5, 3.5, 100, 0.0)
+    skip = P.series_skip(v, ref).skip
+    assert skip <= most and (most == 1 or skip == len(zr) - 2)
