@@ -9,7 +9,9 @@ this same run (not a test: these machines are shared and noisy).
 2. The perturbation kernel (:func:`dfractal_dask.perturbation.perturbation_block`)
    on the same samples, one core: iterations per second and the ratio of its
    time to (1).  Also: how many of its counts equal (1)'s.
-3. The reference orbit (fixed point, gmpy2) of a point that never escapes,
+3. The series approximation: a 1e-60 view (256x192, 2000 iterations) with
+   and without it, its time as a ratio of the time without.
+4. The reference orbit (fixed point, gmpy2) of a point that never escapes,
    for spans 1e-30 and 1e-100, 10 000 iterations, against (2)'s rate for a
    1024-sample row at the same iteration count: the one serial step of a
    deep render, before any block can start.
@@ -24,6 +26,9 @@ from dfractal_dask import View
 from dfractal_dask import perturbation as P
 from dfractal_dask.kernels import BRUTE, escape_block
 
+# a Misiurewicz point (the 1/3 limb's branch point) to 90 digits
+MIS_X = "-0.101096363845622161025785445738622565463805442826253483876931177660780840740470584274821220"
+MIS_Y = "0.956286510809141500771096057729977435809833336510529170034314321500524659065716732526978411"
 # inside the main cardioid: the reference orbit never escapes, so it runs all its iterations
 INSIDE_X = "-0.1000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001"
 
@@ -65,10 +70,18 @@ def main() -> None:
         f"    counts equal to (1)'s: {100 * same:.2f}% (the rest: float64 drift of the plain kernel,"
         " see tests/test_perturbation.py)"
     )
+    mis = View(MIS_X, MIS_Y, span=1e-60, width=256, height=192, supersample=1)
+    plain_ref = P.choose_reference(mis, 2000, series=False)
+    series_ref = P.choose_reference(mis, 2000)
+    t_plain, a = best(lambda: P.perturbation_block(mis, 2000, 0, 192, plain_ref), args.repeats)
+    t_series, b = best(lambda: P.perturbation_block(mis, 2000, 0, 192, series_ref), args.repeats)
+    print(f"(3) span 1e-60, 256x192, counts {a[0].min()}..{a[0].max()}: series skips {series_ref.skip} steps; "
+          f"{t_plain:.3f} s -> {t_series:.3f} s, ratio {t_series / t_plain:.2f}; "
+          f"counts equal: {bool((a[0] == b[0]).all())}")  # fmt: skip
     for span in (1e-30, 1e-100):
         deep = View(INSIDE_X, "0.1", span=span, width=1024, height=1, supersample=1)
         t_orbit, _ = best(lambda deep=deep: P.reference_orbit(deep, 10_000, 0, 511), args.repeats)
-        print(f"(3) reference orbit, span {span:g}, 10 000 iterations, {P.precision_bits(deep)} bits: "
+        print(f"(4) reference orbit, span {span:g}, 10 000 iterations, {P.precision_bits(deep)} bits: "
               f"{t_orbit:.3f} s = {t_orbit / (1024 * 10_000 / (work / min(pert_t))):.1f} rows of 1024 samples"
               " at 10 000 iterations")  # fmt: skip
 
