@@ -91,26 +91,10 @@ def _ramp_channel(ramp, t, c):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _distance_colour_kernel(it, norm, de, iters, lp, ramp, interior, step, out):  # pragma: no cover - compiled
-    # smooth colouring darkened near the set: by tanh(distance / sample spacing)
-    scale = 1.0 / np.log1p(iters + 1.0)
-    for i in range(it.size):
-        out[i, 3] = 255
-        if it[i] >= iters:
-            for c in range(3):
-                out[i, c] = interior[c]
-            continue
-        t = np.log1p(_nu(np.float64(it[i]), norm[i], lp)) * scale
-        d = np.float64(de[i])
-        shade = np.tanh(d / step) if d >= 0.0 else 1.0  # NaN (not estimated): unshaded
-        for c in range(3):
-            out[i, c] = np.uint8(np.rint(_ramp_channel(ramp, t, c) * shade))
-
-
-@numba.njit(cache=True, nogil=True)
-def _ramp_kernel(it, norm, iters, lp, ramp, interior, cdf, out):  # pragma: no cover - compiled
+def _ramp_kernel(it, norm, de, iters, lp, ramp, interior, cdf, step, out):  # pragma: no cover - compiled
     # cdf empty: smooth mode, t = log(1 + nu) / log(2 + iters);
     # else histogram mode, t = cdf interpolated at nu.  Linear between ramp entries.
+    # de not empty: distance shading, the colour darkened by tanh(distance / sample spacing)
     scale = 1.0 / np.log1p(iters + 1.0)
     for i in range(it.size):
         out[i, 3] = 255
@@ -129,8 +113,12 @@ def _ramp_kernel(it, norm, iters, lp, ramp, interior, cdf, out):  # pragma: no c
             j = np.int64(nu)
             w = nu - j
             t = cdf[j] * (1.0 - w) + cdf[j + 1] * w
+        shade = 1.0
+        if de.size != 0:
+            d = np.float64(de[i])
+            shade = np.tanh(d / step) if d >= 0.0 else 1.0  # NaN (not estimated): unshaded
         for c in range(3):
-            out[i, c] = np.uint8(np.rint(_ramp_channel(ramp, t, c)))
+            out[i, c] = np.uint8(np.rint(_ramp_channel(ramp, t, c) * shade))
 
 
 def _flat(iterations, norm):
@@ -183,11 +171,14 @@ def smooth_value(iterations: np.ndarray, norm: np.ndarray, iters: int, power: in
     return out.reshape(shape)
 
 
-def _ramp_colours(iterations, norm, iters, ramp, interior, cdf, power) -> np.ndarray:
+def _ramp_colours(iterations, norm, iters, ramp, interior, cdf, power, distance=None, step=1.0) -> np.ndarray:
     it, nm, shape = _flat(iterations, norm)
+    de = np.empty(0, np.float32) if distance is None else np.ascontiguousarray(distance, np.float32).reshape(-1)
+    if distance is not None and de.size != it.size:
+        raise ValueError(f"distance {np.shape(distance)} and iterations {shape} differ in shape")
     out = np.empty((it.size, 4), np.uint8)
     ramp = np.ascontiguousarray(ramp, np.float64)
-    _ramp_kernel(it, nm, iters, _log2_power(power), ramp, np.asarray(interior, np.uint8), cdf, out)
+    _ramp_kernel(it, nm, de, iters, _log2_power(power), ramp, np.asarray(interior, np.uint8), cdf, float(step), out)
     return out.reshape((*shape, 4))
 
 
@@ -229,15 +220,7 @@ def distance_colours(
     thinner than a sample, show as dark lines.  ``distance``: the render's
     distance estimate (:func:`dfractal_dask.kernels.distance_block`);
     ``step``: the sample spacing."""
-    it, nm, shape = _flat(iterations, norm)
-    de = np.ascontiguousarray(distance, np.float32).reshape(-1)
-    if de.size != it.size:
-        raise ValueError(f"distance {np.shape(distance)} and iterations {shape} differ in shape")
-    out = np.empty((it.size, 4), np.uint8)
-    ramp = np.ascontiguousarray(ramp, np.float64)
-    _distance_colour_kernel(it, nm, de, iters, _log2_power(power), ramp, np.asarray(interior, np.uint8),
-                            float(step), out)  # fmt: skip
-    return out.reshape((*shape, 4))
+    return _ramp_colours(iterations, norm, iters, ramp, interior, np.empty(0), power, distance, step)
 
 
 def count_cdf(iterations, iters: int) -> np.ndarray:
