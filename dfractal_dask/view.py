@@ -298,6 +298,8 @@ def zoom_views(view: View, frames: int, to_span: float) -> list[View]:
     to_span = _check_float("to_span", to_span)
     if to_span <= 0:
         raise ValueError(f"to_span must be > 0, got {to_span}")
+    if to_span < MIN_SPAN:  # checked here: the frames before the last would name another span
+        raise ValueError(f"to_span must be at least {MIN_SPAN:g} (float64 offsets end there), got {to_span}")
     ratio = math.log(to_span / view.span)
     spans = [view.span * math.exp(ratio * k / (frames - 1)) for k in range(frames)]
     spans[0], spans[-1] = view.span, to_span
