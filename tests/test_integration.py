@@ -166,6 +166,65 @@ def test_preloaded_plugin_reports_both_named_workers(real_cluster, tmp_path):
     assert data["blocks_done"] == 32 and {w["name"] for w in data["workers"].values()} == {"w1", "w2"}
 
 
+# the branch point of the 1/3 limb, with more digits than float64 holds
+DEEP_X = "-0.101096363845622161025785445738622565463805442826253483876931177660780840740470584274821220"
+DEEP_Y = "0.956286510809141500771096057729977435809833336510529170034314321500524659065716732526978411"
+
+
+def test_deep_zoom_and_its_recolouring_on_the_real_cluster(real_cluster, tmp_path):
+    """`dfractal zoom` past float64 on the real processes: the Orbit and the
+    gmpy2-made reference cross process boundaries, both workers write frames,
+    and the animation is the store coloured; then recoloured on the cluster."""
+    from distributed import Client, get_task_stream
+
+    from dfractal_dask.animation import colour_frames
+    from dfractal_dask.graph import zoom_dataset
+    from dfractal_dask.store import open_zoom
+    from dfractal_dask.view import zoom_views
+
+    out = tmp_path / "z.png"  # an animated PNG: lossless, so compared exactly
+    with Client(real_cluster, timeout="30s") as c, get_task_stream(c) as ts:  # records the other client's tasks
+        cmd = [BIN / "dfractal", "zoom", "--scheduler", real_cluster, "--xpos", DEEP_X, "--ypos", DEEP_Y,
+               "--span", "0.5", "--to-span", "1e-40", "--frames", "5", "--width", "24", "--height", "18",
+               "--smoothness", "2", "--iters", "1200", "--chunk-rows", "12", "--mode", "histogram",
+               "--outfile", out]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert "(3 by perturbation)" in done.stderr and "on 2 workers" in done.stderr
+    stream = [t for t in ts.data if str(t["key"]).startswith("dfractal-")]
+    # frames x blocks kernel calls on both workers, one reference orbit per deep frame
+    kernel_workers = {t["worker"] for t in stream if str(t["key"]).startswith("dfractal-kernel-")}
+    assert sum(str(t["key"]).startswith("dfractal-kernel-") for t in stream) == 5 * 3 and len(kernel_workers) == 2
+    assert sum(str(t["key"]).startswith("dfractal-reference-") for t in stream) == 3
+    ds = open_zoom(tmp_path / "z.zarr")
+    views = zoom_views(View(DEEP_X, DEEP_Y, 0.5, 24, 18, 2), 5, 1e-40)
+    assert list(ds.deep.values) == [v.deep for v in views] == [False, False, True, True, True]
+    local = zoom_dataset(views, 1200, 12).compute(scheduler="sync")  # the same graph, in this process
+    np.testing.assert_array_equal(ds.iterations.values, local.iterations.values)
+    np.testing.assert_array_equal(ds.norm.values, local.norm.values)
+    assert all(len(np.unique(f)) > 20 for f in ds.iterations.values)  # every frame has structure
+    want = list(colour_frames(local, "Hippi", mode="histogram"))
+    with Image.open(out) as im:
+        assert im.n_frames == 5 and im.size == (24, 18)
+        for k in range(5):
+            im.seek(k)
+            assert np.array_equal(np.asarray(im.convert("RGBA")), want[k])
+    # recoloured on the cluster into a GIF, nothing recomputed: GIF's 256-colour
+    # palette holds each frame's colours to within quantisation
+    gif = tmp_path / "z-magma.gif"
+    cmd = [BIN / "dfractal", "recolor", tmp_path / "z.zarr", "--scheduler", real_cluster, "--palette", "Magma256",
+           "--mode", "histogram", "--outfile", gif]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    want = list(colour_frames(local, "Magma256", mode="histogram"))
+    with Image.open(gif) as im:
+        assert im.n_frames == 5
+        for k in range(5):
+            im.seek(k)
+            diff = np.abs(np.asarray(im.convert("RGB"), int) - want[k][..., :3])
+            assert diff.mean() < 2 and diff.max() <= 24
+
+
 # -- what real clusters do to a render ---------------------------------------------------------------
 # Long enough to be cut in the middle: a view half inside the set at a high iteration limit.
 SLOW = ["--xpos", "-0.5", "--ypos", "0", "--escape-radius", "3", "--width", "200", "--height", "150",
