@@ -330,6 +330,21 @@ def _say(args: argparse.Namespace, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
+def _store_beside(args: argparse.Namespace, outfile: Path, what: str) -> Path:
+    # render's and zoom's checks of --retries, --outfile (a `what`) and --store; the store's path
+    from . import store
+
+    if args.retries < 0:
+        raise UsageError(f"--retries must be >= 0, got {args.retries}")
+    if outfile.is_dir():
+        raise UsageError(f"--outfile {outfile} is a directory")
+    store.check_creatable(outfile, what)
+    store_path = Path(args.store) if args.store else store.default_store_path(outfile)
+    if store_path.resolve() == outfile.resolve():
+        raise UsageError("--store and --outfile must differ")
+    return store_path
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     # Everything is checked before a cluster starts or a store is touched.
     from . import graph, palettes, store
@@ -342,15 +357,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     palette = palettes.resolve_palette(args.palette)
     _check_colour_flags(args)
     n_blocks = len(graph.blocks(view, args.chunk_rows))  # validates --chunk-rows
-    if args.retries < 0:
-        raise UsageError(f"--retries must be >= 0, got {args.retries}")
     outfile = Path(args.outfile)
-    if outfile.is_dir():
-        raise UsageError(f"--outfile {outfile} is a directory")
-    store.check_creatable(outfile, "picture")
-    store_path = Path(args.store) if args.store else store.default_store_path(outfile)
-    if store_path.resolve() == outfile.resolve():
-        raise UsageError("--store and --outfile must differ")
+    store_path = _store_beside(args, outfile, "picture")
     check_picture_memory(view.width, view.height)
     template = graph.fractal_dataset(view, args.iters, args.chunk_rows, fractal, distance, args.perturbation)
     store.check_target(store_path, template, n_blocks, overwrite=args.overwrite,
@@ -504,12 +512,7 @@ def cmd_zoom(args: argparse.Namespace) -> int:
     _check_colour_flags(args)
     outfile = Path(args.outfile)
     _check_animation_flags(args, outfile)
-    if args.retries < 0:
-        raise UsageError(f"--retries must be >= 0, got {args.retries}")
-    store.check_creatable(outfile, "animation")
-    store_path = Path(args.store) if args.store else store.default_store_path(outfile)
-    if store_path.resolve() == outfile.resolve():
-        raise UsageError("--store and --outfile must differ")
+    store_path = _store_beside(args, outfile, "animation")
     check_picture_memory(view.width, view.height)
     template = graph.zoom_dataset(views, args.iters, args.chunk_rows, fractal, args.perturbation)
     store.check_zoom_target(store_path, template, overwrite=args.overwrite, resume=args.resume)

@@ -69,6 +69,14 @@ def _current_client() -> Client | None:
         return None
 
 
+def _check_run(retries: object, resume: bool, store_path: object) -> None:
+    # the arguments render and zoom share, checked before any cluster starts
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+    if resume and store_path is None:
+        raise ValueError("resume needs a store_path")
+
+
 def render(
     view: View | None = None,
     iters: int = 800,
@@ -168,10 +176,7 @@ def render(
         view, iters, chunk_rows, render_id, priorities, shortcuts, fractal, distance, perturbation
     )
     template = graph.dataset_from_tasks(view, iters, tasks, fractal, distance, perturbation)
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
-    if resume and store_path is None:
-        raise ValueError("resume needs a store_path")
+    _check_run(retries, resume, store_path)
     done = None
     if store_path is not None:  # before any cluster starts
         done = store.check_target(store_path, template, len(tasks), overwrite=overwrite, resume=resume)
@@ -295,10 +300,7 @@ def zoom(
     """
     view = View() if view is None else view
     views = zoom_views(view, frames, to_span)
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
-    if resume and store_path is None:
-        raise ValueError("resume needs a store_path")
+    _check_run(retries, resume, store_path)
     deep, tasks = graph.zoom_tasks(views, iters, chunk_rows, fractal, perturbation, render_id=uuid.uuid4().hex)
     template = graph.zoom_dataset_from_tasks(views, iters, deep, tasks, fractal)
     done = None
