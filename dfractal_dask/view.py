@@ -131,6 +131,16 @@ def _check_float(name: str, value: Any) -> float:
     return value
 
 
+def _check_span(name: str, value: Any) -> float:
+    # a view's width in the complex plane: a finite number from MIN_SPAN up
+    value = _check_float(name, value)
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    if value < MIN_SPAN:
+        raise ValueError(f"{name} must be at least {MIN_SPAN:g} (float64 offsets end there), got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class View:
     """A rectangular view of the complex plane, sampled on a square grid.
@@ -171,13 +181,9 @@ class View:
         # frozen dataclass: normalise through object.__setattr__
         for name in ("xpos", "ypos"):
             object.__setattr__(self, name, parse_coordinate(name, getattr(self, name)))
-        object.__setattr__(self, "span", _check_float("span", self.span))
+        object.__setattr__(self, "span", _check_span("span", self.span))
         for name in ("width", "height", "supersample"):
             object.__setattr__(self, name, _check_int(name, getattr(self, name)))
-        if self.span <= 0:
-            raise ValueError(f"span must be > 0, got {self.span}")
-        if self.span < MIN_SPAN:
-            raise ValueError(f"span must be at least {MIN_SPAN:g} (float64 offsets end there), got {self.span}")
         if self.n_samples > MAX_SAMPLES:
             raise ValueError(
                 f"view has {self.n_samples:,} samples "
@@ -295,11 +301,7 @@ def zoom_views(view: View, frames: int, to_span: float) -> list[View]:
     frames = _check_int("frames", frames, 2)
     if frames > 100_000:
         raise ValueError(f"frames must be at most 100000, got {frames}")
-    to_span = _check_float("to_span", to_span)
-    if to_span <= 0:
-        raise ValueError(f"to_span must be > 0, got {to_span}")
-    if to_span < MIN_SPAN:  # checked here: the frames before the last would name another span
-        raise ValueError(f"to_span must be at least {MIN_SPAN:g} (float64 offsets end there), got {to_span}")
+    to_span = _check_span("to_span", to_span)  # here: a frame before the last would name another span
     ratio = math.log(to_span / view.span)
     spans = [view.span * math.exp(ratio * k / (frames - 1)) for k in range(frames)]
     spans[0], spans[-1] = view.span, to_span
