@@ -114,7 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=_positive_int, default=None, help="embedded cluster size (default: one per core)"
     )
     dask_group.add_argument("--metrics-json", default=None, metavar="FILE", help="also write the metrics as JSON")
-    dask_group.add_argument("--store", default=None, metavar="PATH", help="Zarr store (default: OUTFILE with .zarr)")
+    dask_group.add_argument(
+        "--store", default=None, metavar="PATH|URL", help="Zarr store, a path or s3://, gs://, az://... URL "
+        "(default: OUTFILE with .zarr)"
+    )  # fmt: skip
+    _storage_flag(dask_group)
     dask_group.add_argument("--overwrite", action="store_true", help="replace an existing store")
     dask_group.add_argument(
         "--resume", action="store_true", help="finish an interrupted render in --store: only its missing blocks"
@@ -164,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _tls_flags(zd)
     zd.add_argument("--workers", type=_positive_int, default=None, help="embedded cluster size (default: one per core)")
-    zd.add_argument("--store", default=None, metavar="PATH", help="Zarr store (default: OUTFILE with .zarr)")
+    zd.add_argument("--store", default=None, metavar="PATH|URL", help="Zarr store (default: OUTFILE with .zarr)")
+    _storage_flag(zd)
     zd.add_argument("--overwrite", action="store_true", help="replace an existing store")
     zd.add_argument("--resume", action="store_true", help="finish an interrupted zoom in --store: its missing frames")
     zd.add_argument(
@@ -179,10 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     z.set_defaults(func=cmd_zoom)
 
     rc = sub.add_parser("recolor", help="colour a stored render again (no fractal computation)")
-    rc.add_argument("store", metavar="STORE", help="a .zarr store written by `dfractal render` or `dfractal zoom`")
+    rc.add_argument(
+        "store", metavar="STORE", help="a store written by `dfractal render` or `dfractal zoom` (a path or URL)"
+    )
+    _storage_flag(rc)
     rc.add_argument("--palette", default="Hippi", help="palette name, hex list '#rrggbb,...', or NAME_r (Hippi)")
     rc.add_argument(
-        "--outfile", default=None, help="PNG to write (default: STORE with .png; for a zoom, STORE with .gif)"
+        "--outfile", default=None, help="PNG to write (default: STORE with .png, here for a URL; for a zoom, .gif)"
     )
     rc.add_argument("--step", type=_positive_int, default=6000, help="seed mode colour table size (6000)")
     rc.add_argument("--smoothness", type=_positive_int, default=None, help="NxN samples per pixel (the render's)")
@@ -205,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--iters", type=_positive_int, default=500, help="iteration limit (500)")
     ex.add_argument("--palette", default="Hippi", help="colour palette (Hippi)")
     ex.add_argument("--mode", default="smooth", help="colouring: smooth or seed (smooth)")
-    ex.add_argument("--save-dir", default=".", help="where Save writes NAME.zarr and NAME.png (.)")
+    ex.add_argument("--save-dir", default=".", metavar="PATH|URL",
+                    help="where Save writes NAME.zarr and NAME.png, a folder or URL (.)")  # fmt: skip
+    _storage_flag(ex)
     ex.add_argument("--scheduler", default=None, metavar="ADDRESS", help="dask scheduler (default: embedded)")
     _tls_flags(ex)
     ex.add_argument("--workers", type=_positive_int, default=None, help="embedded cluster size (one per core)")
@@ -232,8 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     b.set_defaults(func=cmd_bench)
 
-    inf = sub.add_parser("info", help="describe a stored render and the metrics of its render")
-    inf.add_argument("store", metavar="STORE")
+    inf = sub.add_parser("info", help="describe a stored render, verify its chunks, show its render's metrics")
+    inf.add_argument("store", metavar="STORE", help="a store (a path or URL)")
+    _storage_flag(inf)
     inf.set_defaults(func=cmd_info)
 
     pl = sub.add_parser("palettes", help="list the palette names")
@@ -265,6 +276,20 @@ def _fractal(args: argparse.Namespace):
         raise UsageError("--power is for --fractal multibrot")
     c = None if args.julia_c is None else Fractal.parse_c(args.julia_c)
     return Fractal(args.fractal, 2 if args.power is None else args.power, c)
+
+
+def _storage_flag(group) -> None:
+    group.add_argument(
+        "--storage-option", action="append", default=[], metavar="KEY=VALUE",
+        help="fsspec option for a store URL, repeatable (e.g. endpoint_url=http://127.0.0.1:9000, anon=true)",
+    )  # fmt: skip
+
+
+def _location(args: argparse.Namespace, target: str):
+    """``target`` (--store, STORE, --save-dir) as a Location with --storage-option; checked before any work."""
+    from .location import as_location, parse_storage_options
+
+    return as_location(target, parse_storage_options(args.storage_option) or None)
 
 
 def _tls_flags(group) -> None:
@@ -330,19 +355,21 @@ def _say(args: argparse.Namespace, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
-def _store_beside(args: argparse.Namespace, outfile: Path, what: str) -> Path:
+def _store_beside(args: argparse.Namespace, outfile: Path, what: str):
     # render's and zoom's checks of --retries, --outfile (a `what`) and --store; the store's path
     from . import store
 
     if args.retries < 0:
         raise UsageError(f"--retries must be >= 0, got {args.retries}")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite exclude each other")
     if outfile.is_dir():
         raise UsageError(f"--outfile {outfile} is a directory")
     store.check_creatable(outfile, what)
-    store_path = Path(args.store) if args.store else store.default_store_path(outfile)
-    if store_path.resolve() == outfile.resolve():
+    loc = _location(args, args.store if args.store else store.default_store_path(outfile))
+    if loc.is_local and Path(loc.url).resolve() == outfile.resolve():
         raise UsageError("--store and --outfile must differ")
-    return store_path
+    return loc
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -370,12 +397,15 @@ def cmd_render(args: argparse.Namespace) -> int:
     from . import metrics
     from .cluster import connect
     from .colorize import colour_picture
+    from .lease import Lease
     from .pipeline import RenderStats, render
     from .png import save_png
 
     stats = RenderStats()
     t0 = time.perf_counter()
-    with connect(args.scheduler, n_workers=args.workers, security=security) as client:
+    # the store's lease, held until the PNG is written from it (render() shares it)
+    with Lease(store_path, "dfractal render"), connect(args.scheduler, n_workers=args.workers,
+                                                       security=security) as client:  # fmt: skip
         _say(args, f"dashboard: {client.dashboard_link}  (render page: {_fractal_page(client)})")
         _say(
             args,
@@ -439,10 +469,10 @@ def cmd_recolor(args: argparse.Namespace) -> int:
 
     palette = resolve_palette(args.palette)
     _check_colour_flags(args)
-    store_path = Path(args.store)
+    store_path = _location(args, args.store)
     if store.is_zoom_store(store_path):
         return _recolor_zoom(args, palette, store_path)
-    outfile = Path(args.outfile) if args.outfile else store_path.with_suffix(".png")
+    outfile = Path(args.outfile) if args.outfile else _beside(store_path, ".png")
     if outfile.is_dir():
         raise UsageError(f"--outfile {outfile} is a directory")
     check_creatable(outfile, "picture")
@@ -478,11 +508,16 @@ def _check_animation_flags(args: argparse.Namespace, outfile: Path) -> None:
         raise UsageError("--mode distance is not available for zooms (they store no distance estimates)")
 
 
-def _recolor_zoom(args: argparse.Namespace, palette, store_path: Path) -> int:
+def _beside(loc, suffix: str) -> Path:
+    # a local store's picture goes beside it; a URL's, into this folder
+    return Path(loc.url).with_suffix(suffix) if loc.is_local else Path(loc.with_suffix(suffix))
+
+
+def _recolor_zoom(args: argparse.Namespace, palette, store_path) -> int:
     from .animation import colour_frames, save_animation
     from .store import check_creatable, open_zoom, reading
 
-    outfile = Path(args.outfile) if args.outfile else store_path.with_suffix(".gif")
+    outfile = Path(args.outfile) if args.outfile else _beside(store_path, ".gif")
     _check_animation_flags(args, outfile)
     check_creatable(outfile, "animation")
     ds = open_zoom(store_path)
@@ -520,11 +555,13 @@ def cmd_zoom(args: argparse.Namespace) -> int:
 
     from .animation import colour_frames, save_animation
     from .cluster import connect
+    from .lease import Lease
     from .pipeline import zoom
 
     t0 = time.perf_counter()
     deep = int(template["deep"].sum())
-    with connect(args.scheduler, n_workers=args.workers, security=security) as client:
+    with Lease(store_path, "dfractal zoom"), connect(args.scheduler, n_workers=args.workers,
+                                                     security=security) as client:  # fmt: skip
         _say(args, f"dashboard: {client.dashboard_link}")
         _say(
             args,
@@ -566,7 +603,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     resolve_palette(args.palette)
     if args.mode not in EXPLORER_MODES:
         raise UsageError(f"unknown --mode {args.mode!r} for explore (modes: {', '.join(EXPLORER_MODES)})")
-    if not Path(args.save_dir).is_dir():
+    save_dir = _location(args, args.save_dir)
+    if save_dir.is_local and not Path(save_dir.url).is_dir():
         raise UsageError(f"--save-dir {args.save_dir} is not a directory")
     security = _security(args)
 
@@ -576,7 +614,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     with connect(args.scheduler, n_workers=args.workers, security=security) as client:
         try:
             server = serve(client, port=args.port, address=args.address, view=view, iters=args.iters,
-                           palette=args.palette, mode=args.mode, save_dir=args.save_dir, fractal=fractal)  # fmt: skip
+                           palette=args.palette, mode=args.mode, save_dir=save_dir, fractal=fractal)  # fmt: skip
         except OSError as exc:  # e.g. the port is taken
             raise UsageError(f"cannot listen on {args.address}:{args.port}: {exc.strerror or exc}") from None
         # the URL goes to stdout even with --quiet: it is what the command is for
@@ -633,11 +671,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .metrics import format_metrics
-    from .store import store_info
+    from .store import block_label, store_info
 
-    info = store_info(args.store)
+    loc = _location(args, args.store)
+    info = store_info(loc)
     a = info["attrs"]
-    print(f"store: {args.store}")
+    print(f"store: {loc}")
     from .fractals import Fractal
 
     print(f"fractal: {Fractal.from_attrs(a).describe()}  iters: {a['iters']}")
@@ -645,6 +684,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     how = "  (by perturbation)" if a.get("perturbation") else ""
     print(f"view: centre ({centre[0]}, {centre[1]}) span {a['span']!r}{how}")
     print(f"picture: {a['width']}x{a['height']} pixels, {a['supersample']}x{a['supersample']} samples/pixel")
+    done, unit = (info["frames_done"], "frames") if "frames_done" in info else (info["blocks_done"], "blocks")
     if "frames_done" in info:
         print(f"zoom: {a['frames']} frames, span {a['span']!r} to {a['to_span']!r}; "
               f"{info['frames_done']} of {a['frames']} frames written ({a['chunk_rows']} rows a block)")  # fmt: skip
@@ -652,11 +692,23 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"blocks: {info['blocks_done']} of {a['n_blocks']} written ({a['chunk_rows']} sample rows each)")
     print(f"size on disk: {info['bytes'] / 1e6:.1f} MB")
     report = a.get("metrics")
-    if report:
+    if isinstance(report, dict) and report:
         seconds = (report.get("ended") or 0) - (report.get("started") or 0)
         lines = format_metrics(seconds, {}, report, {})
         print("\n".join(line for line in lines[1:] if "status: left" not in line))
-    return 0
+    if not info["verified"]:
+        print("verified: no (a format-1 store: its chunks carry no checksums)")
+        return 0
+    if not info["damaged"]:
+        print(f"verified: every chunk of the {done} done {unit} matches its record")
+        return 0
+    for _, why in info["damaged"]:
+        print(f"damaged: {why}")
+    names = ", ".join(block_label(index) for index, _ in info["damaged"])
+    command = "zoom" if "frames_done" in info else "render"
+    print(f"dfractal: error: {loc} has {len(info['damaged'])} damaged {unit} ({names}); "
+          f"`dfractal {command} --resume` with the same flags computes them again", file=sys.stderr)  # fmt: skip
+    return EXIT_BAD_INPUT
 
 
 def cmd_palettes(args: argparse.Namespace) -> int:

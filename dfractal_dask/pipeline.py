@@ -7,7 +7,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import dask
 import xarray as xr
@@ -17,6 +16,8 @@ from distributed.security import Security
 from . import graph, kernels, metrics, store
 from .cluster import connect
 from .fractals import Fractal
+from .lease import Lease
+from .location import Location, as_location
 from .view import View, zoom_views
 
 __all__ = ["render", "RenderStats", "zoom"]
@@ -37,9 +38,9 @@ class RenderStats:
     resumed: int = 0  # blocks already in the store when a resumed render started
 
 
-def _write(path: str, block: graph.Block, result: tuple, render_id: str, iters: int) -> dict:
+def _write(loc: Location, block: graph.Block, result: tuple, render_id: str, iters: int, store_id: str) -> dict:
     it, norm, work, *distance = result  # (the distance estimate, if the render has it)
-    nbytes = store.write_block(path, block, it, norm, *distance)
+    nbytes = store.write_block(loc, block, it, norm, *distance, store_id=store_id)
     row = {"block": block.index, "rows": block.nrows, "samples": it.size, "iterations": work, "bytes": nbytes}
     try:
         worker = get_worker()
@@ -69,12 +70,38 @@ def _current_client() -> Client | None:
         return None
 
 
-def _check_run(retries: object, resume: bool, store_path: object) -> None:
-    # the arguments render and zoom share, checked before any cluster starts
+def _check_run(retries: object, resume: bool, store_path: object, storage_options: object) -> Location | None:
+    # the arguments render and zoom share, checked before any cluster starts;
+    # the store's location, made absolute here, on the client, before any task is built
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
     if resume and store_path is None:
         raise ValueError("resume needs a store_path")
+    if store_path is None:
+        if storage_options:
+            raise ValueError("storage_options need a store_path")
+        return None
+    return as_location(store_path, storage_options, name="store_path")
+
+
+def _gather(c: Client, futures: list, progress: Callable[[int, int], None] | None):
+    """Yield each future's result as it finishes, calling ``progress``; on
+    the first error, cancel the rest (a store that was replaced, or that a
+    worker cannot see, must not keep its other blocks computing)."""
+    if progress:
+        progress(0, len(futures))
+    try:
+        for finished, fut in enumerate(as_completed(futures, loop=c.loop), 1):
+            yield fut.result()
+            if progress:
+                progress(finished, len(futures))
+    except BaseException:
+        c.cancel(futures)
+        raise
+
+
+def _lease_name(kind: str, render_id: str) -> str:
+    return f"dfractal {kind} {render_id[:12]}"
 
 
 def render(
@@ -90,6 +117,7 @@ def render(
     progress: Callable[[int, int], None] | None = None,
     stats: RenderStats | None = None,
     security: Security | None = None,
+    storage_options: dict | None = None,
     balance: bool = True,
     workers: list[str] | None = None,
     fractal: Fractal | None = None,
@@ -106,8 +134,12 @@ def render(
         Iteration limit per sample.
     store_path
         Zarr store the workers write into; the result is then opened lazily
-        from it.  ``None``: compute in memory and return numpy-backed data
-        (for small renders).
+        from it.  A local path (made absolute here, so workers started in
+        other folders write the same store) or any URL fsspec opens
+        (``s3://bucket/m.zarr``, ``gs://``, ``az://``, ``file://``).
+        ``None``: compute in memory and return numpy-backed data (for small
+        renders).  While the render writes it, the store holds a lease
+        (:mod:`dfractal_dask.lease`): a second writer is refused.
     client
         A Client, a scheduler address, or ``None`` for the current default
         client or else an embedded LocalCluster started for this call.
@@ -130,6 +162,10 @@ def render(
         TLS credentials when ``client`` is a ``tls://`` address (a
         ``distributed.security.Security``, e.g. from
         :func:`dfractal_dask.cluster.tls_security`).
+    storage_options
+        fsspec options for a ``store_path`` URL (credentials,
+        ``endpoint_url``, ...); the standard environment credentials
+        apply without them.
     balance
         Start the costliest blocks first (their cost estimated by a sparse
         probe, :func:`dfractal_dask.graph.block_costs`), so interior-heavy
@@ -176,32 +212,39 @@ def render(
         view, iters, chunk_rows, render_id, priorities, shortcuts, fractal, distance, perturbation
     )
     template = graph.dataset_from_tasks(view, iters, tasks, fractal, distance, perturbation)
-    _check_run(retries, resume, store_path)
+    loc = _check_run(retries, resume, store_path, storage_options)
     done = None
-    if store_path is not None:  # before any cluster starts
-        done = store.check_target(store_path, template, len(tasks), overwrite=overwrite, resume=resume)
+    if loc is not None:  # before any cluster starts
+        done = store.check_target(loc, template, len(tasks), overwrite=overwrite, resume=resume)
     with connect(client if client is not None else _current_client(), security=security) as c:
         t0 = time.perf_counter()
-        if store_path is None:
+        if loc is None:
             ds = c.compute(template, retries=retries, **_only(workers)).result()
         else:
-            path = Path(store_path)
-            ds = _render_to_store(
-                c, render_id, tasks, template, path, overwrite, done, retries, progress, stats, priorities, workers
-            )
+            with Lease(loc, _lease_name("render", render_id)) as lease:
+                _render_to_store(c, render_id, tasks, template, loc, overwrite, done, retries, progress, stats,
+                                 priorities, workers, lease.token)  # fmt: skip
+            ds = store.open_render(loc)
         if stats is not None:
             stats.seconds = time.perf_counter() - t0
     return ds
 
 
+def _store_id(loc: Location, done) -> str | None:
+    # a resumed store keeps the identity it was made with
+    return None if done is None else store.store_attrs(loc).get("store_id")
+
+
 def _render_to_store(
-    c, render_id, tasks, template, path, overwrite, done, retries, progress, stats, priorities, workers
-) -> xr.Dataset:
+    c, render_id, tasks, template, loc, overwrite, done, retries, progress, stats, priorities, workers, token
+) -> None:
     resumed = 0 if done is None else int(done.sum())
     if done is None:
-        store.create_store(path, template, len(tasks), overwrite=overwrite)
-    else:  # resuming: only the blocks not marked done (a half-written one is not)
+        store.create_store(loc, template, len(tasks), overwrite=overwrite, store_id=render_id, lease_token=token)
+        store_id = render_id
+    else:  # resuming: only the blocks not marked done and verified (a half-written one is not)
         tasks = [(b, k) for b, k in tasks if not done[b.index]]
+        store_id = _store_id(loc, done)
     if stats is not None:
         stats.resumed = resumed
     metrics.ensure_plugin(c)
@@ -212,7 +255,7 @@ def _render_to_store(
         "resumed_blocks": resumed,
         "sample_width": template.sizes["re"],
         "sample_height": template.sizes["im"],
-        "store": str(path),
+        "store": str(loc),
     }
     c.log_event(metrics.RENDER_TOPIC, {"action": "start", "render_id": render_id, "meta": meta})
     if stats is not None:
@@ -222,15 +265,9 @@ def _render_to_store(
     for b, k in tasks:
         with dask.annotate(priority=0 if priorities is None else priorities[b.index]):
             key = metrics.task_key("write", render_id, b.index)
-            writes.append(write(str(path), b, k, render_id, iters, dask_key_name=key))
+            writes.append(write(loc, b, k, render_id, iters, store_id, dask_key_name=key))
     futures = c.compute(writes, retries=retries, **_only(workers))
-    total = len(futures)
-    finished = 0
-    if progress:
-        progress(0, total)
-    for fut in as_completed(futures, loop=c.loop):
-        row = fut.result()  # a small dict: the samples stay on the workers
-        finished += 1
+    for row in _gather(c, futures, progress):  # a small dict a block: the samples stay on the workers
         if stats is not None:
             stats.blocks += 1
             stats.rows += row["rows"]
@@ -238,10 +275,7 @@ def _render_to_store(
             stats.iterations += row["iterations"]
             stats.bytes_written += row["bytes"]
             stats.per_block.append(row)
-        if progress:
-            progress(finished, total)
     c.log_event(metrics.RENDER_TOPIC, {"action": "end", "render_id": render_id})
-    return store.open_render(path)
 
 
 def zoom(
@@ -260,6 +294,7 @@ def zoom(
     security: Security | None = None,
     fractal: Fractal | None = None,
     perturbation: bool | None = None,
+    storage_options: dict | None = None,
 ) -> xr.Dataset:
     """Render a zoom from ``view`` to a span of ``to_span``: ``frames`` views
     about the same centre (:func:`dfractal_dask.view.zoom_views`), as one dask
@@ -280,7 +315,7 @@ def zoom(
         Zarr store the workers write into (``(frame, im, re)`` arrays and a
         ``frame_done`` flag per frame), then opened lazily
         (:func:`dfractal_dask.store.open_zoom`).  ``None``: computed in memory.
-    client, chunk_rows, overwrite, retries, security, fractal
+    client, chunk_rows, overwrite, retries, security, fractal, storage_options
         As for :func:`render`.
     resume
         Finish an interrupted zoom in ``store_path``: compute only the frames
@@ -300,31 +335,29 @@ def zoom(
     """
     view = View() if view is None else view
     views = zoom_views(view, frames, to_span)
-    _check_run(retries, resume, store_path)
-    deep, tasks = graph.zoom_tasks(views, iters, chunk_rows, fractal, perturbation, render_id=uuid.uuid4().hex)
+    loc = _check_run(retries, resume, store_path, storage_options)
+    render_id = uuid.uuid4().hex
+    deep, tasks = graph.zoom_tasks(views, iters, chunk_rows, fractal, perturbation, render_id=render_id)
     template = graph.zoom_dataset_from_tasks(views, iters, deep, tasks, fractal)
     done = None
-    if store_path is not None:  # before any cluster starts
-        done = store.check_zoom_target(store_path, template, overwrite=overwrite, resume=resume)
+    if loc is not None:  # before any cluster starts
+        done = store.check_zoom_target(loc, template, overwrite=overwrite, resume=resume)
     with connect(client if client is not None else _current_client(), security=security) as c:
-        if store_path is None:
+        if loc is None:
             return c.compute(template, retries=retries).result()
-        path = Path(store_path)
-        if done is None:
-            store.create_zoom_store(path, template, overwrite=overwrite)
-        metrics.ensure_plugin(c)
-        write = dask.delayed(store.write_zoom_block, pure=False)
-        mark = dask.delayed(store.mark_frame_done, pure=False)
-        frames_todo = [  # each block written by the worker that computed it, then the frame flagged
-            mark(str(path), k, *[write(str(path), k, b, t[0], t[1]) for b, t in tasks[k]])
-            for k in range(len(views))
-            if done is None or not done[k]
-        ]
-        futures = c.compute(frames_todo, retries=retries)
-        if progress:
-            progress(0, len(futures))
-        for finished, fut in enumerate(as_completed(futures, loop=c.loop), 1):
-            fut.result()  # the frame's bytes written: the samples stay on the workers
-            if progress:
-                progress(finished, len(futures))
-    return store.open_zoom(path)
+        with Lease(loc, _lease_name("zoom", render_id)) as lease:
+            if done is None:
+                store.create_zoom_store(loc, template, overwrite=overwrite, store_id=render_id, lease_token=lease.token)
+            sid = _store_id(loc, done) or render_id
+            metrics.ensure_plugin(c)
+            write = dask.delayed(store.write_zoom_block, pure=False)
+            mark = dask.delayed(store.mark_frame_done, pure=False)
+            frames_todo = [  # each block written by the worker that computed it, then the frame flagged
+                mark(loc, k, *[write(loc, k, b, t[0], t[1], store_id=sid) for b, t in tasks[k]], store_id=sid)
+                for k in range(len(views))
+                if done is None or not done[k]
+            ]
+            futures = c.compute(frames_todo, retries=retries)
+            for _ in _gather(c, futures, progress):  # the frame's bytes written: the samples stay on the workers
+                pass
+    return store.open_zoom(loc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import struct
+import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -15,17 +16,27 @@ import numpy as np
 from distributed import Client
 from PIL import Image
 
+from .location import Location
+
 __all__ = ["save_png"]
 
 
-def save_png(rgba: np.ndarray | da.Array, path: str | os.PathLike) -> Path:
+def save_png(rgba: np.ndarray | da.Array, path: str | os.PathLike | Location) -> Path | Location:
     """Write ``(h, w, 4)`` or ``(h, w, 3)`` uint8 as a PNG (parent folders made).
+
+    ``path`` may be a :class:`dfractal_dask.location.Location` of object
+    storage: the PNG is written to a local temporary file, then uploaded.
 
     A dask array (e.g. from :func:`colour_picture`) is computed a few row
     blocks at a time, in order, on the current dask scheduler, and streamed
     into the PNG: the picture is never whole in memory, so the client's memory
     does not grow with the image.
     """
+    if isinstance(path, Location) and not path.is_local:
+        with tempfile.TemporaryDirectory() as tmp:
+            save_png(rgba, Path(tmp, "picture.png"))
+            path.fs.put_file(os.path.join(tmp, "picture.png"), path.fs_path)
+        return path
     path = Path(path)
     if not isinstance(rgba, da.Array):
         rgba = np.asarray(rgba)

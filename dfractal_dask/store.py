@@ -1,16 +1,26 @@
-"""Zarr stores of renders: create (client), write blocks (workers), open.
+"""Zarr stores of renders and zooms: create (client), write blocks (workers), open, verify.
 
-Layout (Zarr v3, written through xarray so any xarray user can open it)::
+Layout (Zarr v3, written through xarray and zarr's own storage and codec
+pipeline, so any Zarr reader opens it, on a local disk or object storage)::
 
-    iterations (im, re)  uint16/uint32   escape iteration per sample
-    norm       (im, re)  float32         |z|² at escape (|z|²/2 if bounded)
-    block_done (block)   uint8           1 once a block's data is fully written
-    attrs: dfractal_format, the fractal (fractal, power, julia_re, julia_im),
-           iters, chunk_rows, n_blocks, the View
+    iterations (im, re)          uint16/uint32  escape iteration per sample
+    norm       (im, re)          float32        |z|² at escape (|z|²/2 if bounded)
+    distance   (im, re)          float32        distance estimate (renders made with it)
+    block_done (block)           uint8          1 once a block's data is fully written
+    block_crc  (block, variable) uint32         CRC-32C of each variable's block as written
+    attrs: dfractal_format, store_id, the fractal, iters, chunk_rows, n_blocks, the View
 
-One Zarr chunk is one row block, so workers never write the same chunk, and a
-block is marked done only after both of its chunks are written: a block killed
-half-way is never taken as complete.
+A zoom store has a leading ``frame`` dimension on the sample variables and on
+``block_crc``, and ``frame_done (frame)`` in place of ``block_done``.
+
+One Zarr chunk is one row block, so workers never write the same chunk; a
+block is marked done only after its chunks and its record are written, so a
+block killed half-way is never taken as complete.  Every chunk ends in a
+CRC-32C checksum (zarr's ``crc32c`` codec, checked by any Zarr reader); the
+record lets a reader tell a missing chunk (which Zarr reads as fill values)
+or a chunk from elsewhere from the data that was written.  ``store_id``,
+made at creation, lets every block write check that the store is still the
+one its render created.
 """
 
 from __future__ import annotations
@@ -19,176 +29,516 @@ import contextlib
 import json
 import os
 import shutil
-import threading
-from collections.abc import Iterator
-from pathlib import Path
+import uuid
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dask.array as da
+import google_crc32c
 import numpy as np
 import xarray as xr
 import zarr
 from dask.base import tokenize
-from numcodecs import Blosc
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .fractals import Fractal
 from .graph import Block
+from .lease import LEASE_KEY, check_free
+from .location import Location, LocationError, as_location
 from .view import View
 
 __all__ = [
+    "FORMAT",
+    "ZOOM",
     "StoreError",
+    "block_label",
     "blocks_to_resume",
     "check_creatable",
     "check_space",
     "check_target",
-    "FORMAT",
     "check_writable",
-    "create_store",
-    "write_block",
-    "open_render",
-    "reading",
-    "store_info",
-    "ZOOM",
     "check_zoom_target",
+    "create_store",
     "create_zoom_store",
-    "write_zoom_block",
-    "mark_frame_done",
-    "is_zoom_store",
-    "open_zoom",
-    "store_view",
-    "write_metrics",
-    "is_render_store",
     "default_store_path",
+    "is_render_store",
+    "is_zoom_store",
+    "mark_frame_done",
+    "open_render",
+    "open_zoom",
+    "reading",
+    "store_attrs",
+    "store_info",
+    "store_view",
+    "verify",
+    "write_block",
+    "write_metrics",
+    "write_zoom_block",
 ]
 
-FORMAT = 1
+#: The store format this version writes; it reads these:
+FORMAT = 2
+_READS = (1, 2)  # format 1: no checksums and no store_id (read, never verified)
+
+#: ``dfractal_kind`` attribute of a zoom store (a render store has none).
+ZOOM = "zoom"
 
 # byte shuffle + lz4: counts are small integers that vary slowly along a row,
 # so their high bytes compress to almost nothing; lz4 writes the seed default's
 # norms at ~850 MB/s where zstd-3 + bitshuffle managed ~120 MB/s (it was a third
-# of the workers' time), for a store ~10% larger.
-_COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+# of the workers' time), for a store ~10% larger.  crc32c last: every chunk
+# carries its checksum, which every Zarr v3 reader checks.
+_COMPRESSORS = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec())
+
+#: The per-sample variables a store may hold (``distance`` only if rendered with it).
+_SAMPLE_VARS = ("iterations", "norm", "distance")
 
 
 class StoreError(ValueError):
-    """A render store is missing, of another kind, incomplete or damaged."""
+    """A render store is missing, of another kind, incomplete, damaged,
+    replaced meanwhile, or out of a worker's reach."""
 
 
-def default_store_path(outfile: str | os.PathLike) -> Path:
+def default_store_path(outfile: str | os.PathLike) -> str:
     """Where ``dfractal render`` keeps the counts of ``outfile``: beside it, ``.zarr``."""
-    return Path(outfile).with_suffix(".zarr")
+    return os.path.splitext(os.fspath(outfile))[0] + ".zarr"
 
 
-def _read_attrs(path: Path) -> dict[str, Any] | None:
+def _attrs(loc: Location) -> dict[str, Any] | None:
+    """The group attributes at ``loc``, read fresh (no cache), or ``None`` if
+    there is no Zarr group there."""
     try:
-        group = zarr.open_group(str(path), mode="r")
-    except Exception:  # not a zarr group at all (zarr raises several kinds)
+        meta = json.loads(loc.read_bytes("zarr.json"))
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError):
         return None
-    return dict(group.attrs)
+    if not isinstance(meta, dict) or meta.get("node_type") != "group":
+        return None
+    attrs = meta.get("attributes", {})
+    return attrs if isinstance(attrs, dict) else None
 
 
-def is_render_store(path: str | os.PathLike) -> bool:
-    """True if ``path`` holds a Zarr group written by :func:`create_store`."""
-    path = Path(path)
-    if not path.is_dir():
-        return False
-    attrs = _read_attrs(path)
+def _reachable(loc: Location) -> None:
+    """Refuse, in one line, a location whose storage cannot be reached: a
+    missing bucket, refused credentials, an endpoint that does not answer."""
+    if loc.is_local:
+        return
+    bucket = loc.fs_path.split("/", 1)[0]
+    try:
+        loc.fs.info(bucket)  # exists() would say False for refused credentials too
+    except PermissionError as exc:
+        raise LocationError(f"{loc}: access refused ({_short(exc)}); check the credentials") from None
+    except FileNotFoundError:
+        raise LocationError(f"{loc}: there is no bucket {bucket!r}") from None
+    except Exception as exc:  # botocore and aiohttp raise many kinds for an unreachable endpoint
+        raise LocationError(f"{loc}: cannot reach the storage ({_short(exc)})") from None
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def is_render_store(path: str | os.PathLike | Location, storage_options: Mapping | None = None) -> bool:
+    """True if ``path`` holds a Zarr group written by :func:`create_store` or
+    :func:`create_zoom_store` (a :class:`LocationError` if its storage cannot be reached)."""
+    loc = as_location(path, storage_options)
+    _reachable(loc)
+    attrs = _attrs(loc)
     return attrs is not None and "dfractal_format" in attrs
 
 
-def _nearest_existing(path: Path) -> Path:
+def is_zoom_store(path: str | os.PathLike | Location, storage_options: Mapping | None = None) -> bool:
+    """True if ``path`` holds a zoom written by :func:`create_zoom_store` (see :func:`is_render_store`)."""
+    loc = as_location(path, storage_options)
+    _reachable(loc)
+    return (_attrs(loc) or {}).get("dfractal_kind") == ZOOM
+
+
+def _nearest_existing(path: str) -> str:
     """The closest existing ancestor of ``path`` (its folders may be made later)."""
-    parent = path.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
     return parent
 
 
-def check_creatable(path: str | os.PathLike, what: str = "file") -> Path:
-    """Refuse (ValueError), before any work, a ``path`` that could not be written:
-    its nearest existing folder is a file, or not writable."""
-    path = Path(path)
+def check_creatable(path: str | os.PathLike, what: str = "file") -> str:
+    """Refuse (ValueError), before any work, a local ``path`` that could not
+    be written: its nearest existing folder is a file, or not writable."""
+    path = os.fspath(path)
     parent = _nearest_existing(path)
-    if not parent.is_dir():
+    if not os.path.isdir(parent):
         raise ValueError(f"cannot write the {what} {path}: {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ValueError(f"cannot write the {what} {path}: {parent} is not writable")
     return path
 
 
-def check_writable(path: str | os.PathLike, *, overwrite: bool) -> Path:
-    """Refuse an existing ``path`` unless ``overwrite``; even then refuse
-    anything but a render store (never delete some other file or folder)."""
-    path = Path(path)
-    if path.exists() or path.is_symlink():
+def _foreign(loc: Location) -> list[str]:
+    """Files under ``loc`` that are not a dfractal store's own (its metadata,
+    its arrays' chunks, its lease)."""
+    keys = loc.list_keys()
+    arrays = {k.split("/")[0] for k in keys if k.count("/") == 1 and k.endswith("/zarr.json")}
+    own = ("zarr.json", LEASE_KEY)
+    return [
+        k for k in keys
+        if k not in own and not (k.split("/")[0] in arrays and (k.count("/") == 1 or k.split("/")[1] == "c"))
+    ]  # fmt: skip
+
+
+def check_writable(
+    path: str | os.PathLike | Location,
+    *,
+    overwrite: bool,
+    storage_options: Mapping | None = None,
+    lease_token: str | None = None,
+) -> Location:
+    """Refuse an existing store unless ``overwrite``; even then refuse anything
+    but a dfractal store holding only its own files (never delete some other
+    file or folder), and a store another render is writing (its lease; the
+    caller's own, ``lease_token``, excepted)."""
+    loc = as_location(path, storage_options)
+    _reachable(loc)
+    if loc.is_local and os.path.islink(loc.url):
+        raise StoreError(f"{loc} is a symbolic link; refusing to write through it")
+    if not loc.exists():
+        return loc
+    if loc.is_local and not os.path.isdir(loc.url):
+        raise StoreError(f"{loc} exists and is a file, not a dfractal render store; refusing to overwrite it")
+    check_free(loc, lease_token)
+    if not [k for k in loc.list_keys() if k != LEASE_KEY]:  # an empty folder (or prefix) takes a store
+        return loc
+    if not overwrite:
+        raise StoreError(f"store {loc} already exists (pass --overwrite to replace it)")
+    if not is_render_store(loc):
+        raise StoreError(f"{loc} exists and is not a dfractal render store; refusing to overwrite it")
+    foreign = _foreign(loc)
+    if foreign:
+        listed = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise StoreError(f"{loc} holds files that are not the store's own ({listed}); refusing to overwrite it")
+    return loc
+
+
+def _clear(loc: Location) -> None:
+    """Delete everything of the store at ``loc`` but its lease (held by the caller)."""
+    if loc.is_local:
+        for entry in os.scandir(loc.url):
+            if entry.name == LEASE_KEY.split("/")[0]:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        return
+    for key in loc.list_keys():
+        if key != LEASE_KEY:
+            loc.delete(key)
+
+
+def _create(loc: Location, ds: xr.Dataset, encoding: dict, *, overwrite: bool) -> Location:
+    # the caller holds the lease (or is alone, e.g. a test): clear, then write the metadata
+    if loc.exists() and is_render_store(loc):
         if not overwrite:
-            raise StoreError(f"store {path} already exists (pass --overwrite to replace it)")
-        if not is_render_store(path):
-            raise StoreError(f"{path} exists and is not a dfractal render store; refusing to overwrite it")
-    return path
+            raise StoreError(f"store {loc} already exists (pass --overwrite to replace it)")
+        _clear(loc)
+    elif loc.exists() and [k for k in loc.list_keys() if k != LEASE_KEY]:
+        raise StoreError(f"{loc} exists and is not a dfractal render store; refusing to overwrite it")
+    if loc.is_local:
+        os.makedirs(loc.url, exist_ok=True)
+    # mode "a": the folder may hold our lease already; it holds nothing else
+    ds.to_zarr(loc.zarr_store(), mode="a", compute=False, consolidated=False, zarr_format=3, encoding=encoding)
+    return loc
 
 
-def create_store(path: str | os.PathLike, template: xr.Dataset, n_blocks: int, *, overwrite: bool = False) -> Path:
+def _sample_encoding(ds: xr.Dataset, chunks: tuple[int, ...]) -> dict:
+    return {name: {"compressors": list(_COMPRESSORS), "chunks": chunks} for name in _SAMPLE_VARS if name in ds}
+
+
+def create_store(
+    path: str | os.PathLike | Location,
+    template: xr.Dataset,
+    n_blocks: int,
+    *,
+    overwrite: bool = False,
+    storage_options: Mapping | None = None,
+    store_id: str | None = None,
+    lease_token: str | None = None,
+) -> Location:
     """Write the metadata and coordinates of ``template`` (the lazy render) to a
     new store; the data chunks are left for the workers (:func:`write_block`).
 
     Refuses an existing path unless ``overwrite``, and even then replaces only a
-    render store, never some other file or folder.
+    render store, never some other file or folder, nor a store whose lease
+    another writer holds (``lease_token``: the caller's own
+    :class:`dfractal_dask.lease.Lease`).  ``store_id`` (default: a new one)
+    is the identity every block write checks.
     """
-    path = check_writable(path, overwrite=overwrite)
-    if path.exists():
-        shutil.rmtree(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds = template.assign(block_done=("block", np.zeros(n_blocks, np.uint8)))
-    ds.attrs.update(dfractal_format=FORMAT, n_blocks=n_blocks)
-    chunk_rows = int(ds.attrs["chunk_rows"])
-    chunks = (chunk_rows, ds.sizes["re"])
-    encoding = {name: {"compressors": [_COMPRESSOR], "chunks": chunks} for name in _SAMPLE_VARS if name in ds}
+    loc = check_writable(path, overwrite=overwrite, storage_options=storage_options, lease_token=lease_token)
+    names = [v for v in _SAMPLE_VARS if v in template]
+    ds = template.assign(
+        block_done=("block", np.zeros(n_blocks, np.uint8)),
+        block_crc=(("block", "variable"), np.zeros((n_blocks, len(names)), np.uint32), {"variables": names}),
+    )
+    ds.attrs.update(dfractal_format=FORMAT, n_blocks=n_blocks, store_id=store_id or uuid.uuid4().hex)
+    encoding = _sample_encoding(ds, (int(ds.attrs["chunk_rows"]), ds.sizes["re"]))
     encoding["block_done"] = {"chunks": (1,)}
-    ds.to_zarr(str(path), mode="w-", compute=False, consolidated=False, zarr_format=3, encoding=encoding)
-    return path
+    encoding["block_crc"] = {"chunks": (1, len(names))}
+    return _create(loc, ds, encoding, overwrite=overwrite)
 
+
+def create_zoom_store(
+    path: str | os.PathLike | Location,
+    template: xr.Dataset,
+    *,
+    overwrite: bool = False,
+    storage_options: Mapping | None = None,
+    store_id: str | None = None,
+    lease_token: str | None = None,
+) -> Location:
+    """Write the metadata and coordinates of a lazy zoom
+    (:func:`dfractal_dask.graph.zoom_dataset`) to a new store, with a
+    ``frame_done`` flag per frame; the chunks are left for the workers
+    (:func:`write_zoom_block`).  An existing path is refused unless
+    ``overwrite``, and even then only a dfractal store is replaced
+    (``store_id``, ``lease_token``: as for :func:`create_store`)."""
+    loc = check_writable(path, overwrite=overwrite, storage_options=storage_options, lease_token=lease_token)
+    rows = int(template.attrs["chunk_rows"])
+    n_frames, n_blocks = template.sizes["frame"], -(-template.sizes["im"] // rows)
+    ds = template.assign(
+        frame_done=("frame", np.zeros(n_frames, np.uint8)),
+        block_crc=(("frame", "block", "variable"), np.zeros((n_frames, n_blocks, 2), np.uint32),
+                   {"variables": ["iterations", "norm"]}),
+    )  # fmt: skip
+    ds.attrs.update(
+        dfractal_format=FORMAT, dfractal_kind=ZOOM, n_blocks=n_blocks, store_id=store_id or uuid.uuid4().hex
+    )
+    encoding = _sample_encoding(ds, (1, rows, ds.sizes["re"]))
+    encoding["frame_done"] = {"chunks": (1,)}
+    encoding["block_crc"] = {"chunks": (1, 1, 2)}
+    return _create(loc, ds, encoding, overwrite=overwrite)
+
+
+# -- the workers' side: write a block through zarr, after checking the store -----
+
+# zarr arrays opened by this process, by (store url, store_id, name): opening
+# one reads its metadata, a round trip on object storage, once per block
+# otherwise.  Keyed by the store's identity, so a replaced store is never
+# written through its predecessor's metadata.
+_ARRAYS: dict[tuple, zarr.Array] = {}
+
+
+def _array(loc: Location, name: str, store_id: str | None, read_only: bool = False) -> zarr.Array:
+    key = (loc.url, tokenize(loc), store_id, name, read_only)
+    arr = _ARRAYS.get(key) if store_id else None
+    if arr is None:
+        arr = zarr.open_array(loc.zarr_store(read_only=read_only), path=name, mode="r" if read_only else "r+")
+        if store_id:
+            if len(_ARRAYS) > 256:
+                _ARRAYS.clear()
+            _ARRAYS[key] = arr
+    return arr
+
+
+def _where() -> str:
+    try:
+        from distributed import get_worker
+
+        return f"worker {get_worker().address}"
+    except (ImportError, ValueError):
+        return "this process"
+
+
+def check_identity(loc: Location, store_id: str) -> None:
+    """Refuse (:class:`StoreError`) to write into ``loc`` unless it is the store
+    whose identity is ``store_id``: it cannot be seen from here (a worker on
+    another filesystem), or was replaced since the render began."""
+    attrs = _attrs(loc)
+    if attrs is None:
+        raise StoreError(
+            f"{_where()} cannot see the store {loc} (no Zarr group there): every worker must reach "
+            "the location the client writes (a shared filesystem or object storage)"
+        )
+    if attrs.get("store_id") != store_id:
+        raise StoreError(
+            f"{loc} was replaced while this render ran (its store_id is {attrs.get('store_id')!r}, "
+            f"this render's {store_id!r}); nothing more was written into it"
+        )
+
+
+def crc(data: np.ndarray) -> int:
+    """CRC-32C of ``data``'s little-endian bytes (the block record)."""
+    data = np.ascontiguousarray(data)
+    return int(google_crc32c.value(data.astype(data.dtype.newbyteorder("<"), copy=False).tobytes()))
+
+
+def _chunk_key(name: str, index: tuple[int, ...]) -> str:
+    return f"{name}/c/{'/'.join(str(i) for i in index)}/0"
+
+
+def _write_vars(
+    loc: Location, block: Block, arrays: list[tuple[str, np.ndarray]], store_id: str | None, frame: int | None
+) -> int:
+    if store_id is not None:
+        check_identity(loc, store_id)
+    lead = () if frame is None else (frame,)
+    crcs, nbytes = [], 0
+    for name, data in arrays:
+        arr = _array(loc, name, store_id)
+        rows = arr.chunks[-2]
+        if data.shape != (block.nrows, arr.shape[-1]) or block.row0 != block.index * rows or arr.ndim != 2 + len(lead):
+            raise ValueError(f"block {block.index} does not match the chunks of {name!r} in {loc}")
+        data = np.asarray(data, arr.dtype)
+        arr[(*lead, slice(block.row0, block.row1), slice(None))] = data
+        crcs.append(crc(data))
+        nbytes += _size(loc, _chunk_key(name, (*lead, block.index)))
+    _array(loc, "block_crc", store_id)[(*lead, block.index)] = np.array(crcs, np.uint32)
+    return nbytes
+
+
+def _size(loc: Location, key: str) -> int:
+    try:
+        if loc.is_local:
+            return os.stat(os.path.join(loc.url, key)).st_size
+        return int(loc.fs.size(loc.key(key)))
+    except (FileNotFoundError, OSError):
+        return 0  # all fill values: zarr writes no chunk
+
+
+def write_block(
+    path: str | os.PathLike | Location,
+    block: Block,
+    iterations: np.ndarray,
+    norm: np.ndarray,
+    distance: np.ndarray | None = None,
+    *,
+    store_id: str | None = None,
+) -> int:
+    """Write one block's chunks (``distance`` too for a render made with it)
+    through zarr, record their checksums, then mark the block done.  Runs on a
+    worker.  With ``store_id``, first checks that the store is still the one
+    the render created (:func:`check_identity`) and writes nothing otherwise.
+
+    Returns the number of bytes the block's chunks take in the store.
+    """
+    loc = as_location(path)
+    arrays = [("iterations", iterations), ("norm", norm)] + ([] if distance is None else [("distance", distance)])
+    nbytes = _write_vars(loc, block, arrays, store_id, None)
+    # Only now, with the chunks and their record written, is the block complete.
+    _array(loc, "block_done", store_id)[block.index] = 1
+    return nbytes
+
+
+def write_zoom_block(
+    path: str | os.PathLike | Location,
+    frame: int,
+    block: Block,
+    iterations: np.ndarray,
+    norm: np.ndarray,
+    *,
+    store_id: str | None = None,
+) -> int:
+    """Write one block of one frame of a zoom (its chunks and record, as
+    :func:`write_block` does for a render).  Runs on a worker; returns the
+    bytes written.  The frame is marked done by :func:`mark_frame_done`
+    once all its blocks are written."""
+    return _write_vars(as_location(path), block, [("iterations", iterations), ("norm", norm)], store_id, frame)
+
+
+def mark_frame_done(path: str | os.PathLike | Location, frame: int, *written: int, store_id: str | None = None) -> int:
+    """Flag ``frame`` of a zoom store complete (after its blocks' writes,
+    ``written``, whose byte counts it sums and returns)."""
+    loc = as_location(path)
+    if store_id is not None:
+        check_identity(loc, store_id)
+    _array(loc, "frame_done", store_id)[frame] = 1
+    return int(sum(written))
+
+
+def write_metrics(path: str | os.PathLike | Location, metrics: dict[str, Any]) -> None:
+    """Keep a render's metrics in the store's attributes (``dfractal info``)."""
+    group = zarr.open_group(as_location(path).zarr_store(), mode="r+")
+    group.attrs["metrics"] = json.loads(
+        json.dumps(metrics, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+    )
+
+
+# -- checking a store before work ---------------------------------------------
 
 # what makes two renders the same render: a store can be resumed only by its own
 _IDENTITY = (
     *("fractal", "power", "julia_re", "julia_im", "distance", "iters", "chunk_rows"),
     *("xpos", "ypos", "centre_re", "centre_im", "span", "width", "height", "supersample", "perturbation"),
 )
+_ZOOM_IDENTITY = (*(k for k in _IDENTITY if k not in ("span", "distance", "perturbation")), "frames", "to_span")
 # attrs that stores made before the families, distance estimation and deep views lack
 _BEFORE_FAMILIES = {**Fractal().to_attrs(), "distance": False, "perturbation": False}
 
 
-def _refuse_another(path: Path, attrs: dict[str, Any], want: dict[str, Any], keys: tuple[str, ...]) -> None:
+def _refuse_another(loc: Location, attrs: dict[str, Any], want: dict[str, Any], keys: tuple[str, ...]) -> None:
     # a StoreError naming each attribute in which the store differs from ``want``
     centre = View.from_attrs(attrs).to_attrs() if "centre_re" not in attrs else {}
     attrs = {**_BEFORE_FAMILIES, **attrs, **{k: centre[k] for k in ("centre_re", "centre_im") if k in centre}}
     differ = [f"{k} {want[k]!r} here, {attrs.get(k)!r} in the store" for k in keys if attrs.get(k) != want[k]]
     if differ:
         raise StoreError(
-            f"cannot resume {path}: it was made for another render ({'; '.join(differ)}); "
+            f"cannot resume {loc}: it was made for another render ({'; '.join(differ)}); "
             "use another --store, or --overwrite to start again"
         )
 
 
-def blocks_to_resume(path: str | os.PathLike, template: xr.Dataset, n_blocks: int) -> np.ndarray:
-    """The ``block_done`` flags of an interrupted render in ``path``.
+def _check_store(loc: Location) -> dict[str, Any]:
+    _reachable(loc)
+    if not loc.exists():
+        raise StoreError(f"no render store at {loc}")
+    if loc.is_local and not os.path.isdir(loc.url):
+        raise StoreError(f"{loc} is a file, not a render store (a .zarr folder)")
+    attrs = _attrs(loc)
+    if attrs is None or "dfractal_format" not in attrs:
+        raise StoreError(f"{loc} is not a dfractal render store")
+    if attrs["dfractal_format"] not in _READS:
+        raise StoreError(f"{loc} has store format {attrs['dfractal_format']}, this version reads {FORMAT}")
+    return attrs
+
+
+def blocks_to_resume(
+    path: str | os.PathLike | Location, template: xr.Dataset, n_blocks: int, storage_options: Mapping | None = None
+) -> np.ndarray:
+    """The blocks of an interrupted render in ``path`` that need no computing:
+    marked done, and their chunks read back equal to their record
+    (:func:`verify`; a missing, truncated or altered one is computed again).
 
     Refuses (:class:`StoreError`) a store made for another render: another view,
-    size, supersampling, iteration limit or block size, naming what differs.
-    A block whose flag is 0 may hold half-written data: it must be computed again.
+    size, supersampling, iteration limit or block size, naming what differs;
+    and one another render is writing (its lease).
     """
-    path = Path(path)
-    attrs = _check_store(path)
+    loc = as_location(path, storage_options)
+    attrs = _check_store(loc)
+    check_free(loc)
     if attrs.get("dfractal_kind") == ZOOM:
-        raise StoreError(f"cannot resume {path}: it holds a zoom (dfractal zoom --resume), not a render")
-    _refuse_another(path, attrs, {**template.attrs, "n_blocks": n_blocks}, (*_IDENTITY, "n_blocks"))
+        raise StoreError(f"cannot resume {loc}: it holds a zoom (dfractal zoom --resume), not a render")
+    _refuse_another(loc, attrs, {**template.attrs, "n_blocks": n_blocks}, (*_IDENTITY, "n_blocks"))
+    _refuse_unverifiable(loc, attrs)
+    done = _flags(loc, "block_done", n_blocks)
+    for index, _ in verify(loc):
+        done[index[0]] = False
+    return done
+
+
+def _refuse_unverifiable(loc: Location, attrs: dict[str, Any]) -> None:
+    if attrs["dfractal_format"] != FORMAT:
+        raise StoreError(
+            f"cannot resume {loc}: it was made by an older dfractal (format {attrs['dfractal_format']}, "
+            "no checksums); --overwrite to render it again"
+        )
+
+
+def _flags(loc: Location, name: str, n: int) -> np.ndarray:
     try:
-        done = np.asarray(zarr.open_group(str(path), mode="r")["block_done"][:])
+        done = np.asarray(zarr.open_array(loc.zarr_store(read_only=True), path=name, mode="r")[:])
     except Exception as exc:  # zarr raises many kinds on damaged stores
-        raise StoreError(f"{path} is damaged: {type(exc).__name__}: {exc}") from None
-    if done.shape != (n_blocks,):
-        raise StoreError(f"{path} is damaged: block_done has shape {done.shape}, expected ({n_blocks},)")
+        raise StoreError(f"{loc} is damaged: its {name} flags cannot be read ({_short(exc)})") from None
+    if done.shape != (n,):
+        raise StoreError(f"{loc} is damaged: {name} has shape {done.shape}, expected ({n},)")
     return done.astype(bool)
 
 
@@ -197,10 +547,14 @@ def blocks_to_resume(path: str | os.PathLike, template: xr.Dataset, n_blocks: in
 _BEST_COMPRESSION = 4
 
 
-def check_space(path: str | os.PathLike, template: xr.Dataset) -> None:
-    """Refuse (:class:`StoreError`) a render whose store cannot fit on the disk of ``path``."""
+def check_space(path: str | os.PathLike | Location, template: xr.Dataset) -> None:
+    """Refuse (:class:`StoreError`) a render whose store cannot fit on the
+    local disk of ``path`` (object storage is not measured)."""
+    loc = as_location(path)
+    if not loc.is_local:
+        return
     raw = sum(template[v].size * template[v].dtype.itemsize for v in ("iterations", "norm"))
-    parent = _nearest_existing(Path(path))
+    parent = _nearest_existing(loc.url)
     free = shutil.disk_usage(parent).free
     if raw / _BEST_COMPRESSION > free:
         raise StoreError(
@@ -210,318 +564,261 @@ def check_space(path: str | os.PathLike, template: xr.Dataset) -> None:
 
 
 def check_target(
-    path: str | os.PathLike, template: xr.Dataset, n_blocks: int, *, overwrite: bool, resume: bool
+    path: str | os.PathLike | Location,
+    template: xr.Dataset,
+    n_blocks: int,
+    *,
+    overwrite: bool,
+    resume: bool,
+    storage_options: Mapping | None = None,
 ) -> np.ndarray | None:
     """Check, before any work, that ``path`` can take this render.
 
-    Returns the ``block_done`` flags when resuming an existing store (see
-    :func:`blocks_to_resume`), else ``None`` (a new store will be made; an
-    existing one only with ``overwrite``, see :func:`check_writable`).
+    Returns the flags of the blocks that need no computing when resuming an
+    existing store (see :func:`blocks_to_resume`), else ``None`` (a new store
+    will be made; an existing one only with ``overwrite``, see :func:`check_writable`).
     """
     if resume and overwrite:
-        raise ValueError("--resume and --overwrite exclude each other")
-    if resume and Path(path).exists():
-        return blocks_to_resume(path, template, n_blocks)
-    check_creatable(path, "store")
-    check_writable(path, overwrite=overwrite)
-    check_space(path, template)
+        raise ValueError("resume and overwrite exclude each other")
+    loc = as_location(path, storage_options)
+    _reachable(loc)
+    if resume and is_render_store(loc):
+        return blocks_to_resume(loc, template, n_blocks)
+    if loc.is_local:
+        check_creatable(loc.url, "store")
+    check_writable(loc, overwrite=overwrite)
+    check_space(loc, template)
     return None
 
 
-#: The per-sample variables a store may hold (``distance`` only if rendered with it).
-_SAMPLE_VARS = ("iterations", "norm", "distance")
+def check_zoom_target(
+    path: str | os.PathLike | Location,
+    template: xr.Dataset,
+    *,
+    overwrite: bool,
+    resume: bool,
+    storage_options: Mapping | None = None,
+) -> np.ndarray | None:
+    """:func:`check_target` for a zoom: the flags of the frames that need no
+    computing in the store to resume (refused if made for another zoom), or ``None``."""
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other")
+    loc = as_location(path, storage_options)
+    _reachable(loc)
+    if resume and is_render_store(loc):
+        attrs = _check_store(loc)
+        check_free(loc)
+        if attrs.get("dfractal_kind") != ZOOM:
+            raise StoreError(f"cannot resume {loc}: it holds a render, not a zoom")
+        _refuse_another(loc, attrs, dict(template.attrs), _ZOOM_IDENTITY)
+        _refuse_unverifiable(loc, attrs)
+        done = _flags(loc, "frame_done", template.sizes["frame"])
+        for index, _ in verify(loc):
+            done[index[0]] = False
+        return done
+    if loc.is_local:
+        check_creatable(loc.url, "store")
+    check_writable(loc, overwrite=overwrite)
+    check_space(loc, template)
+    return None
 
 
-def write_block(
-    path: str | os.PathLike,
-    block: Block,
-    iterations: np.ndarray,
-    norm: np.ndarray,
-    distance: np.ndarray | None = None,
-) -> int:
-    """Write one block's chunks (``distance`` too for a render made with it),
-    then mark it done.  Runs on a worker.
-
-    Returns the number of bytes the block's chunks take in the store.
-    """
-    nbytes = _write_chunk(path, "iterations", block, iterations) + _write_chunk(path, "norm", block, norm)
-    if distance is not None:
-        nbytes += _write_chunk(path, "distance", block, distance)
-    # Only now, with both chunks on disk, is the block complete.
-    zarr.open_array(str(Path(path, "block_done")), mode="r+")[block.index] = 1
-    return nbytes
+# -- reading and verifying ------------------------------------------------------
 
 
-_SHUFFLES = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+def _layout(loc: Location, attrs: dict[str, Any]) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+    """The sample variables, the done flags (per block, or per frame of a
+    zoom), and the checksum record (``None`` for a format-1 store)."""
+    zoom = attrs.get("dfractal_kind") == ZOOM
+    zstore = loc.zarr_store(read_only=True)
+    try:
+        group = zarr.open_group(zstore, mode="r")
+        done = np.asarray(group["frame_done" if zoom else "block_done"][:]).astype(bool)
+        record = np.asarray(group["block_crc"][:]) if attrs["dfractal_format"] >= 2 else None
+        names = ["iterations", "norm"] + (["distance"] if attrs.get("distance") and not zoom else [])
+        for name in names:
+            group[name]
+    except Exception as exc:  # zarr raises many kinds on damaged stores
+        raise StoreError(f"{loc} is damaged: {_short(exc)}") from None
+    return names, done, record
 
 
-def _chunk_codec(meta: dict[str, Any]) -> Blosc | None:
-    """The Blosc codec of an array made by :func:`create_store` (one chunk per
-    row block, bytes then blosc); ``None`` for any other layout."""
-    codecs = meta.get("codecs", [])
-    grid = meta.get("chunk_grid", {})
-    keys = meta.get("chunk_key_encoding", {})
-    if not (
-        len(codecs) == 2
-        and codecs[0] == {"name": "bytes", "configuration": {"endian": "little"}}
-        and codecs[1].get("name") == "blosc"
-        and grid.get("name") == "regular"
-        and grid["configuration"]["chunk_shape"][-1] == meta["shape"][-1]
-        and all(n == 1 for n in grid["configuration"]["chunk_shape"][:-2])  # a zoom's: one frame a chunk
-        and keys == {"name": "default", "configuration": {"separator": "/"}}
-    ):
-        return None
-    config = dict(codecs[1]["configuration"])
-    config["shuffle"] = _SHUFFLES[config["shuffle"]]
-    return Blosc.from_config(config)
+def block_label(index: tuple[int, ...]) -> str:
+    """``block 3``, or ``frame 2 block 3`` in a zoom (an index from :func:`verify`)."""
+    return f"frame {index[0]} block {index[1]}" if len(index) == 2 else f"block {index[0]}"
 
 
-def _write_chunk(path: str | os.PathLike, name: str, block: Block, data: np.ndarray, frame: int | None = None) -> int:
-    """Encode ``data`` (the block's rows of array ``name``; of frame ``frame``
-    in a zoom store) as its one Zarr chunk and put it in place atomically;
-    returns the chunk's size in bytes.
-
-    The same bytes zarr's codec pipeline writes (tested), without its per-call
-    machinery: that took ~25 ms of a ~35 ms block write, a third of a worker's
-    time beside the kernel.  A killed write leaves a ``.part`` file, never a
-    truncated chunk.  Stores of another layout are written through zarr.
-    """
-    meta = json.loads(Path(path, name, "zarr.json").read_text())
-    lead = () if frame is None else (frame,)
-    key = [*(str(k) for k in lead), str(block.index), "0"]
-    codec = _chunk_codec(meta)
-    if codec is None:
-        zarr.open_array(str(Path(path, name)), mode="r+")[(*lead, slice(block.row0, block.row1), slice(None))] = data
-        chunk = Path(path, name, "c", *key)
-        return chunk.stat().st_size if chunk.exists() else 0
-    rows = meta["chunk_grid"]["configuration"]["chunk_shape"][-2]
-    dtype = np.dtype(meta["data_type"]).newbyteorder("<")
-    if (
-        len(meta["shape"]) != 2 + len(lead)
-        or data.shape != (block.nrows, meta["shape"][-1])
-        or block.row0 != block.index * rows
-    ):
-        raise ValueError(f"block {block.index} does not match the chunks of {name!r} in {path}")
-    if block.nrows < rows:  # an edge chunk is stored whole, padded with the fill value
-        full = np.full((rows, data.shape[1]), meta["fill_value"], dtype)
-        full[: block.nrows] = data
-        data = full
-    encoded = codec.encode(np.ascontiguousarray(data, dtype))
-    chunk = Path(path, name, "c", *key)
-    chunk.parent.mkdir(parents=True, exist_ok=True)
-    part = chunk.with_name(f"0.{os.getpid()}-{threading.get_ident()}.part")
-    part.write_bytes(encoded)
-    os.replace(part, chunk)
-    return len(encoded)
+def _read_checked(
+    loc: Location, name: str, store_id: str | None, index: tuple[int, ...], rows: tuple[int, int], expected: int | None
+) -> np.ndarray:
+    """Rows ``rows`` of ``name`` in chunk ``index`` (``(block,)`` or ``(frame, block)``),
+    checked against the record ``expected`` (a CRC-32C), or a :class:`StoreError` naming the block."""
+    what = f"{loc}: {block_label(index)} of {name}"
+    try:
+        data = _array(loc, name, store_id, read_only=True)[(*index[:-1], slice(*rows))]
+    except Exception as exc:  # a truncated or altered chunk: blosc or crc32c complains
+        why = "fails its checksum" if "checksum" in str(exc) else f"cannot be decoded ({_short(exc)})"
+        raise StoreError(f"{what} is damaged: it {why}; dfractal render --resume computes it again") from None
+    if expected is not None and crc(data) != expected:
+        missing = not loc.exists(_chunk_key(name, index))
+        why = "is missing" if missing else "does not hold what was written (checksum)"
+        raise StoreError(f"{what} {why}; dfractal render --resume computes it again")
+    return data
 
 
-def write_metrics(path: str | os.PathLike, metrics: dict[str, Any]) -> None:
-    """Keep a render's metrics in the store's attributes (``dfractal info``)."""
-    group = zarr.open_group(str(path), mode="r+")
-    group.attrs["metrics"] = json.loads(
-        json.dumps(metrics, default=lambda o: o.item() if hasattr(o, "item") else str(o))
-    )
+def verify(path: str | os.PathLike | Location, storage_options: Mapping | None = None) -> list[tuple[tuple, str]]:
+    """Read back every chunk of every block marked done and compare it with its
+    record: ``[(index, reason), ...]`` for each one missing, truncated or
+    altered (``index``: ``(block,)``, or ``(frame, block)`` in a zoom).  Empty
+    for a sound store (or a format-1 store, which has no record)."""
+    loc = as_location(path, storage_options)
+    attrs = _check_store(loc)
+    names, done, record = _layout(loc, attrs)
+    if record is None:
+        return []
+    rows, height = int(attrs["chunk_rows"]), _height(attrs)
+    damaged: list[tuple[tuple, str]] = []
+    for index in np.ndindex(record.shape[:-1]):  # (block,) or (frame, block)
+        if not done[index[0]]:
+            continue
+        b = index[-1]
+        for k, name in enumerate(names):
+            try:
+                _read_checked(loc, name, attrs.get("store_id"), index, (b * rows, min((b + 1) * rows, height)),
+                              int(record[(*index, k)]))  # fmt: skip
+            except StoreError as exc:
+                damaged.append((index, str(exc)))
+                break
+    return damaged
 
 
-def store_info(path: str | os.PathLike) -> dict[str, Any]:
-    """Attributes, block completion and size on disk of a store."""
-    path = Path(path)
-    attrs = _check_store(path)
-    flags = "frame_done" if attrs.get("dfractal_kind") == ZOOM else "block_done"
-    done = int(np.asarray(zarr.open_group(str(path), mode="r")[flags][:]).sum())
-    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return {"attrs": attrs, "blocks_done" if flags == "block_done" else "frames_done": done, "bytes": size}
+def _height(attrs: dict[str, Any]) -> int:
+    return int(attrs["height"]) * int(attrs["supersample"])
 
 
-def store_view(path: str | os.PathLike) -> tuple[View, int]:
+def store_info(path: str | os.PathLike | Location, storage_options: Mapping | None = None) -> dict[str, Any]:
+    """Attributes, completion, damage (:func:`verify`) and size of a store."""
+    loc = as_location(path, storage_options)
+    attrs = _check_store(loc)
+    _check_attrs(loc, attrs)
+    _, done, record = _layout(loc, attrs)
+    key = "frames_done" if attrs.get("dfractal_kind") == ZOOM else "blocks_done"
+    return {"attrs": attrs, key: int(done.sum()), "bytes": loc.size(), "damaged": verify(loc),
+            "verified": record is not None}  # fmt: skip
+
+
+def _check_attrs(loc: Location, attrs: dict[str, Any]) -> None:
+    need = ("iters", "chunk_rows", "n_blocks", "width", "height", "supersample", "span")
+    if attrs.get("dfractal_kind") == ZOOM:
+        need = (*need[:2], *need[3:], "frames", "to_span")
+    missing = [k for k in need if k not in attrs]
+    if missing:
+        raise StoreError(f"{loc} is damaged: its attributes lack {', '.join(missing)}")
+
+
+def store_attrs(path: str | os.PathLike | Location, storage_options: Mapping | None = None) -> dict[str, Any]:
+    """The attributes of the store at ``path`` (a :class:`StoreError` if it is none)."""
+    return _check_store(as_location(path, storage_options))
+
+
+def store_view(path: str | os.PathLike | Location, storage_options: Mapping | None = None) -> tuple[View, int]:
     """The view and iteration limit a store was made for."""
-    attrs = _check_store(Path(path))
+    attrs = _check_store(as_location(path, storage_options))
     return View.from_attrs(attrs), int(attrs["iters"])
 
 
-def _check_store(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise StoreError(f"no render store at {path}")
-    if not path.is_dir():
-        raise StoreError(f"{path} is a file, not a render store (a .zarr folder)")
-    attrs = _read_attrs(path)
-    if attrs is None or "dfractal_format" not in attrs:
-        raise StoreError(f"{path} is not a dfractal render store")
-    if attrs["dfractal_format"] != FORMAT:
-        raise StoreError(f"{path} has store format {attrs['dfractal_format']}, this version reads {FORMAT}")
-    return attrs
-
-
 @contextlib.contextmanager
-def reading(path: str | os.PathLike) -> Iterator[None]:
+def reading(path: str | os.PathLike | Location) -> Iterator[None]:
     """Report a store whose chunks fail to decode while read (truncated or
     garbled files) as a :class:`StoreError` naming it, not a codec's traceback."""
     try:
         yield
+    except StoreError:
+        raise
     except (RuntimeError, OSError, KeyError, EOFError) as exc:
         raise StoreError(f"{path} is damaged ({type(exc).__name__}: {exc}); render it again with --overwrite") from None
 
 
-def open_render(path: str | os.PathLike, *, allow_incomplete: bool = False) -> xr.Dataset:
+def _open(loc: Location, attrs: dict[str, Any], names: list[str], done: np.ndarray, record) -> xr.Dataset:
+    try:
+        ds = xr.open_zarr(loc.zarr_store(read_only=True), consolidated=False)
+    except Exception as exc:  # zarr/xarray raise many kinds on damaged stores
+        raise StoreError(f"{loc} is damaged: {_short(exc)}") from None
+    for k, name in enumerate(names):
+        ds[name] = ds[name].copy(data=_lazy_blocks(loc, name, attrs, ds[name].data.chunks, done, record, k))
+    return ds.drop_vars(["block_crc"], errors="ignore")
+
+
+def _lazy_blocks(loc, name, attrs, chunks, done, record, k) -> da.Array:
+    """Array ``name``, one task per block that reads it through zarr and checks
+    it against the block's record (so a missing, truncated or altered chunk of
+    a done block is an error naming it, never fill values)."""
+    # keyed by what was written (which blocks, their records), so a store
+    # opened again after a resume or an overwrite never shares keys with its old self
+    token = tokenize(loc, name, attrs.get("store_id"), chunks, done, record)
+    return da.map_blocks(
+        _read_block,
+        loc,
+        name,
+        attrs.get("store_id"),
+        done,
+        None if record is None else record[..., k],
+        chunks=chunks,
+        dtype=_array(loc, name, attrs.get("store_id"), read_only=True).dtype,
+        name=f"read-{name}-{token}",
+    )
+
+
+def _read_block(loc, name, store_id, done, record, block_info=None) -> np.ndarray:
+    info = block_info[None]
+    loc_rows = info["array-location"]  # [(start, stop)] per axis: (frame,) rows, cols
+    index = tuple(info["chunk-location"][:-1])  # (frame,) block
+    data = _read_checked(
+        loc, name, store_id, index, loc_rows[-2],
+        int(record[index]) if record is not None and done[index[0]] else None,
+    )  # fmt: skip
+    return data.reshape(tuple(b - a for a, b in loc_rows))
+
+
+def open_render(
+    path: str | os.PathLike | Location, *, allow_incomplete: bool = False, storage_options: Mapping | None = None
+) -> xr.Dataset:
     """Open a stored render lazily (dask arrays, one chunk per block).
 
     Parameters
     ----------
     path
-        The ``.zarr`` folder written by :func:`dfractal_dask.render`.
+        The store written by :func:`dfractal_dask.render`: a local path or a
+        URL fsspec opens (``s3://bucket/m.zarr``).
     allow_incomplete
-        Open a store whose render has not finished (missing blocks read as 0).
+        Open a store whose render has not finished (blocks not marked done
+        read as 0).
+    storage_options
+        For a URL: fsspec options (credentials, ``endpoint_url``, ...).
 
     Raises
     ------
     StoreError
         If the path is missing, not a render store, or (unless
-        ``allow_incomplete``) some blocks were never written.
+        ``allow_incomplete``) some blocks were never written; when read, a
+        chunk of a done block that is missing, truncated or altered, naming
+        the block.
     """
-    path = Path(path)
-    attrs = _check_store(path)
+    loc = as_location(path, storage_options, name="path")
+    attrs = _check_store(loc)
     if attrs.get("dfractal_kind") == ZOOM:
-        raise StoreError(f"{path} holds a zoom, not a render: open it with open_zoom")
-    try:
-        ds = xr.open_zarr(str(path), consolidated=False)
-        done = ds["block_done"].values
-        for name in ("iterations", "norm", *(["distance"] if attrs.get("distance") else [])):
-            if name not in ds:
-                raise KeyError(f"variable {name!r} is missing")
-    except Exception as exc:  # zarr/xarray raise many kinds on damaged stores
-        raise StoreError(f"{path} is damaged: {type(exc).__name__}: {exc}") from None
+        raise StoreError(f"{loc} holds a zoom, not a render: open it with open_zoom")
+    _check_attrs(loc, attrs)
+    names, done, record = _layout(loc, attrs)
     missing = int(attrs["n_blocks"]) - int(done.sum())
     if missing and not allow_incomplete:
-        raise StoreError(f"{path} is incomplete: {missing} of {attrs['n_blocks']} blocks were never written")
-    return _fast_reads(ds, path, [v for v in _SAMPLE_VARS if v in ds], done)
+        raise StoreError(f"{loc} is incomplete: {missing} of {attrs['n_blocks']} blocks were never written")
+    return _open(loc, attrs, names, done, record)
 
 
-def _fast_reads(ds: xr.Dataset, path: Path, names: list[str], done: np.ndarray) -> xr.Dataset:
-    # variables of our own chunk layout are read by _read_chunk, not through zarr
-    for name in names:
-        meta = json.loads(Path(path, name, "zarr.json").read_text())
-        rows = meta["chunk_grid"]["configuration"]["chunk_shape"][-2]
-        if _chunk_codec(meta) is not None and ds[name].data.chunks[-2][0] == rows:
-            ds[name] = ds[name].copy(data=_lazy_chunks(path, name, meta, ds[name].data.chunks, done))
-    return ds
-
-
-def _lazy_chunks(path: Path, name: str, meta: dict[str, Any], chunks: tuple, done: np.ndarray) -> da.Array:
-    """Array ``name`` of a store made by :func:`create_store`, one task per
-    chunk that reads and decodes the chunk file itself: ~3 ms a block where
-    zarr's reader took ~25 ms, most of a recolouring's time."""
-    # keyed by what was written (which blocks, when), so a store opened again
-    # after a resume or an overwrite never shares keys with its old self
-    token = tokenize(str(path), name, meta, chunks, done, os.stat(Path(path, name)).st_mtime_ns)
-    return da.map_blocks(
-        _read_chunk,
-        str(path),
-        name,
-        meta,
-        chunks=chunks,
-        dtype=np.dtype(meta["data_type"]),
-        name=f"read-{name}-{token}",
-    )
-
-
-def _read_chunk(path: str, name: str, meta: dict[str, Any], block_info: dict | None = None) -> np.ndarray:
-    info = block_info[None]
-    loc = info["array-location"]  # [(start, stop)] per axis: (frame,) rows, cols
-    (r0, r1), (c0, c1) = loc[-2:]
-    lead = [str(k) for k in info["chunk-location"][:-2]]  # a zoom's frame
-    index = info["chunk-location"][-2]
-    rows, cols = meta["chunk_grid"]["configuration"]["chunk_shape"][-2:]
-    shape = tuple(b - a for a, b in loc)
-    dtype = np.dtype(meta["data_type"]).newbyteorder("<")
-    chunk = Path(path, name, "c", *lead, str(index), "0")
-    if not chunk.exists():  # never written: the fill value, as zarr reads it
-        return np.full(shape, meta["fill_value"], dtype)
-    raw = _chunk_codec(meta).decode(chunk.read_bytes())
-    if len(raw) != rows * cols * dtype.itemsize:
-        raise RuntimeError(f"chunk {chunk} decodes to {len(raw)} bytes, expected {rows * cols * dtype.itemsize}")
-    return np.frombuffer(raw, dtype).reshape(rows, cols)[: r1 - r0, c0:c1].reshape(shape)
-
-
-# -- zoom stores: (frame, im, re) arrays, one chunk per frame and row block ------
-
-#: ``dfractal_kind`` attribute of a zoom store (a render store has none).
-ZOOM = "zoom"
-_ZOOM_IDENTITY = (*(k for k in _IDENTITY if k not in ("span", "distance", "perturbation")), "frames", "to_span")
-
-
-def create_zoom_store(path: str | os.PathLike, template: xr.Dataset, *, overwrite: bool = False) -> Path:
-    """Write the metadata and coordinates of a lazy zoom
-    (:func:`dfractal_dask.graph.zoom_dataset`) to a new store, with a
-    ``frame_done`` flag per frame; the chunks are left for the workers
-    (:func:`write_zoom_block`).  An existing path is refused unless
-    ``overwrite``, and even then only a dfractal store is replaced."""
-    path = check_writable(path, overwrite=overwrite)
-    if path.exists():
-        shutil.rmtree(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds = template.assign(frame_done=("frame", np.zeros(template.sizes["frame"], np.uint8)))
-    ds.attrs.update(dfractal_format=FORMAT, dfractal_kind=ZOOM)
-    chunks = (1, int(ds.attrs["chunk_rows"]), ds.sizes["re"])
-    encoding = {name: {"compressors": [_COMPRESSOR], "chunks": chunks} for name in ("iterations", "norm")}
-    encoding["frame_done"] = {"chunks": (1,)}
-    ds.to_zarr(str(path), mode="w-", compute=False, consolidated=False, zarr_format=3, encoding=encoding)
-    return path
-
-
-def write_zoom_block(
-    path: str | os.PathLike, frame: int, block: Block, iterations: np.ndarray, norm: np.ndarray
-) -> int:
-    """Write one block of one frame of a zoom (its chunks, as
-    :func:`write_block` does for a render).  Runs on a worker; returns the
-    bytes written.  The frame is marked done by :func:`mark_frame_done`
-    once all its blocks are written."""
-    return _write_chunk(path, "iterations", block, iterations, frame) + _write_chunk(path, "norm", block, norm, frame)
-
-
-def mark_frame_done(path: str | os.PathLike, frame: int, *written: int) -> int:
-    """Flag ``frame`` of a zoom store complete (after its blocks' writes,
-    ``written``, whose byte counts it sums and returns)."""
-    zarr.open_array(str(Path(path, "frame_done")), mode="r+")[frame] = 1
-    return int(sum(written))
-
-
-def check_zoom_target(
-    path: str | os.PathLike, template: xr.Dataset, *, overwrite: bool, resume: bool
-) -> np.ndarray | None:
-    """:func:`check_target` for a zoom: the ``frame_done`` flags of the
-    store to resume (refused if made for another zoom), or ``None``."""
-    if resume and overwrite:
-        raise ValueError("--resume and --overwrite exclude each other")
-    path = Path(path)
-    if resume and path.exists():
-        attrs = _check_store(path)
-        if attrs.get("dfractal_kind") != ZOOM:
-            raise StoreError(f"cannot resume {path}: it holds a render, not a zoom")
-        _refuse_another(path, attrs, dict(template.attrs), _ZOOM_IDENTITY)
-        return _flags(path, "frame_done", template.sizes["frame"])
-    check_creatable(path, "store")
-    check_writable(path, overwrite=overwrite)
-    check_space(path, template)
-    return None
-
-
-def _flags(path: Path, name: str, n: int) -> np.ndarray:
-    try:
-        done = np.asarray(zarr.open_group(str(path), mode="r")[name][:])
-    except Exception as exc:  # zarr raises many kinds on damaged stores
-        raise StoreError(f"{path} is damaged: {type(exc).__name__}: {exc}") from None
-    if done.shape != (n,):
-        raise StoreError(f"{path} is damaged: {name} has shape {done.shape}, expected ({n},)")
-    return done.astype(bool)
-
-
-def is_zoom_store(path: str | os.PathLike) -> bool:
-    """True if ``path`` holds a zoom written by :func:`create_zoom_store`."""
-    path = Path(path)
-    return path.is_dir() and (_read_attrs(path) or {}).get("dfractal_kind") == ZOOM
-
-
-def open_zoom(path: str | os.PathLike, *, allow_incomplete: bool = False) -> xr.Dataset:
+def open_zoom(
+    path: str | os.PathLike | Location, *, allow_incomplete: bool = False, storage_options: Mapping | None = None
+) -> xr.Dataset:
     """Open a stored zoom lazily: ``iterations`` and ``norm`` on
     ``(frame, im, re)``, one chunk per frame and row block.
 
@@ -529,21 +826,16 @@ def open_zoom(path: str | os.PathLike, *, allow_incomplete: bool = False) -> xr.
     ------
     StoreError
         If the path is missing, not a zoom store, or (unless
-        ``allow_incomplete``) some frames were never written.
+        ``allow_incomplete``) some frames were never written; when read, a
+        damaged chunk of a done frame, naming it.
     """
-    path = Path(path)
-    attrs = _check_store(path)
+    loc = as_location(path, storage_options, name="path")
+    attrs = _check_store(loc)
     if attrs.get("dfractal_kind") != ZOOM:
-        raise StoreError(f"{path} holds a render, not a zoom: open it with open_render")
-    try:
-        ds = xr.open_zarr(str(path), consolidated=False)
-        done = ds["frame_done"].values.astype(bool)
-        for name in ("iterations", "norm"):
-            if name not in ds:
-                raise KeyError(f"variable {name!r} is missing")
-    except Exception as exc:  # zarr/xarray raise many kinds on damaged stores
-        raise StoreError(f"{path} is damaged: {type(exc).__name__}: {exc}") from None
+        raise StoreError(f"{loc} holds a render, not a zoom: open it with open_render")
+    _check_attrs(loc, attrs)
+    names, done, record = _layout(loc, attrs)
     if not done.all() and not allow_incomplete:
-        raise StoreError(f"{path} is incomplete: {int((~done).sum())} of {done.size} frames were never written")
-    ds = _fast_reads(ds, path, ["iterations", "norm"], done)
+        raise StoreError(f"{loc} is incomplete: {int((~done).sum())} of {done.size} frames were never written")
+    ds = _open(loc, attrs, names, done, record)
     return ds.assign_coords(span=ds["span"].load(), deep=ds["deep"].load())  # small: read now

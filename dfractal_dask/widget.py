@@ -36,6 +36,7 @@ from distributed import CancelledError, Client, Future
 from . import graph, kernels
 from .colorize import BLOCK_MODES, colorize, colour_samples
 from .fractals import FAMILIES, MAX_POWER, Fractal
+from .location import Location, as_location
 from .palettes import SEED_PALETTES, resolve_palette
 from .png import save_png
 from .view import View
@@ -129,7 +130,9 @@ class Explorer:
         ``doc.add_next_tick_callback`` in a bokeh server; ``None`` (direct,
         under a lock) in Jupyter, where ipywidgets may be updated from threads.
     save_dir
-        Where the Save button writes ``<name>.zarr`` and ``<name>.png``.
+        Where the Save button writes ``<name>.zarr`` and ``<name>.png``: a
+        folder, or a URL fsspec opens (``s3://bucket/saves``; a
+        :class:`dfractal_dask.location.Location` to give storage options).
     fractal
         The family (:class:`dfractal_dask.fractals.Fractal`; default Mandelbrot),
         a control in the page too (with Julia's ``c`` and Multibrot's power).
@@ -145,7 +148,7 @@ class Explorer:
         step: int = 6000,
         *,
         dispatch: Callable[[Callable[[], None]], Any] | None = None,
-        save_dir: str | Path = ".",
+        save_dir: str | Path | Location = ".",
         fractal: Fractal | None = None,
     ) -> None:
         view = _check_args(client, view, iters, palette, mode)
@@ -153,7 +156,7 @@ class Explorer:
         self.client = client
         self.home = self.view = view
         self.iters, self.palette, self.mode, self.step = int(iters), palette, mode, step
-        self.save_dir = Path(save_dir)
+        self.save_dir = as_location(save_dir, name="save_dir")
         self._lock = threading.RLock()
         self._dispatch = dispatch or self._direct
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="dfractal-explorer")  # frames in order
@@ -465,11 +468,11 @@ class Explorer:
         with self._lock:
             view = replace(self.view, supersample=supersample)
             iters, palette, mode, step, fractal = self.iters, self.palette, self.mode, self.step, self.fractal
-        zarr_path, png = self.save_dir / f"{name}.zarr", self.save_dir / f"{name}.png"
+        zarr_path, png = self.save_dir.child(f"{name}.zarr"), self.save_dir.child(f"{name}.png")
         store.check_writable(zarr_path, overwrite=overwrite)
         return self._saver.submit(self._save, view, iters, palette, mode, step, fractal, zarr_path, png, overwrite)
 
-    def _save(self, view, iters, palette, mode, step, fractal, zarr_path, png, overwrite) -> Path:
+    def _save(self, view, iters, palette, mode, step, fractal, zarr_path, png, overwrite) -> Path | Location:
         from .pipeline import render
 
         def progress(done: int, total: int) -> None:
@@ -485,7 +488,7 @@ class Explorer:
             raise
         done = f"saved {png} and {zarr_path} ({view.width}x{view.height}, {view.supersample}² samples/pixel)"
         self._dispatch(partial(self._set_status, done))
-        return png
+        return Path(png.url) if png.is_local else png
 
     def close(self) -> None:
         """Cancel what is still rendering and stop the explorer's threads."""
@@ -508,7 +511,7 @@ def serve(
     iters: int = 500,
     palette: str = "Hippi",
     mode: str = "smooth",
-    save_dir: str | Path = ".",
+    save_dir: str | Path | Location = ".",
     fractal: Fractal | None = None,
 ):
     """A bokeh server of the explorer on ``address:port`` (each browser tab its

@@ -1,73 +1,15 @@
 """A real cluster: `dask scheduler` and two `dask worker` processes on
 127.0.0.1, rendered to through `dfractal render --scheduler`."""
 
-import contextlib
 import json
-import os
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from daskprocs import BIN, dask_processes, wait_for
 from PIL import Image
 
 from dfractal_dask import View, colorize, fractal_dataset, open_render
-
-BIN = Path(sys.executable).parent
-
-
-def _wait_for(predicate, what, timeout=60.0):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
-@contextlib.contextmanager
-def dask_processes(tmp, names=("w1", "w2"), worker_args=(), scheduler_args=(), security=None):
-    """A `dask scheduler` (with the metrics preload) and one `dask worker` per
-    name, all on 127.0.0.1; yields the scheduler address and the worker processes."""
-    sched_file = tmp / "scheduler.json"
-    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
-    logs = contextlib.ExitStack()
-    procs = [
-        subprocess.Popen(
-            [BIN / "dask", "scheduler", "--preload", "dfractal_dask.metrics", "--host", "127.0.0.1", "--port", "0",
-             "--dashboard-address", "127.0.0.1:0", "--scheduler-file", sched_file, *scheduler_args],
-            stdout=subprocess.DEVNULL, stderr=logs.enter_context((tmp / "scheduler.log").open("w")), env=env,
-        )
-    ]  # fmt: skip
-    try:
-        _wait_for(sched_file.exists, "the scheduler file")
-        address = json.loads(sched_file.read_text())["address"]
-        workers = {}
-        for name in names:
-            workers[name] = subprocess.Popen(
-                [BIN / "dask", "worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--nworkers", "1",
-                 "--name", name, "--dashboard-address", "127.0.0.1:0", "--local-directory", tmp / name, *worker_args],
-                stdout=subprocess.DEVNULL, stderr=logs.enter_context((tmp / f"{name}.log").open("w")), env=env,
-            )  # fmt: skip
-            procs.append(workers[name])
-        from distributed import Client
-
-        with Client(address, timeout="30s", security=security) as c:
-            c.wait_for_workers(len(names), timeout=60)
-            # --preload loaded the metrics plugin before any render asked for it
-            assert c.run_on_scheduler(lambda dask_scheduler: "dfractal-metrics" in dask_scheduler.plugins)
-        yield address, workers
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        logs.close()
 
 
 @pytest.fixture(scope="module")
@@ -252,7 +194,7 @@ def test_a_worker_killed_mid_render_loses_nothing(tmp_path, slow_reference):
     with dask_processes(tmp_path, worker_args=("--no-nanny",)) as (address, workers):
         client = subprocess.Popen([BIN / "dfractal", "render", "--scheduler", address, *SLOW, "--outfile", out,
                                    "--quiet"], stderr=subprocess.PIPE, text=True)  # fmt: skip
-        _wait_for(lambda: _done_blocks(store) >= 6, "the render to be under way", timeout=120)
+        wait_for(lambda: _done_blocks(store) >= 6, "the render to be under way", timeout=120)
         workers["w2"].kill()  # SIGKILL: no goodbye to the scheduler, its blocks in flight are lost
         assert workers["w2"].wait(timeout=10) == -9
         assert _done_blocks(store) < 75  # killed mid-render
@@ -272,11 +214,11 @@ def test_a_killed_client_leaves_a_store_that_resume_finishes(real_cluster, tmp_p
     store, out = tmp_path / "r.zarr", tmp_path / "r.png"
     argv = [BIN / "dfractal", "render", "--scheduler", real_cluster, *SLOW, "--outfile", out, "--store", store]
     client = subprocess.Popen([*argv, "--quiet"])
-    _wait_for(lambda: _done_blocks(store) >= 6, "the render to be under way", timeout=120)
+    wait_for(lambda: _done_blocks(store) >= 6, "the render to be under way", timeout=120)
     client.kill()  # SIGKILL: the client is gone, the scheduler drops its work
     client.wait(timeout=10)
     with Client(real_cluster, timeout="30s") as c:  # wait until the blocks in flight have landed
-        _wait_for(lambda: not c.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)), "an idle cluster")
+        wait_for(lambda: not c.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)), "an idle cluster")
     before = _done_blocks(store)
     assert 6 <= before < 75
     with pytest.raises(Exception, match="incomplete"):

@@ -1,5 +1,6 @@
 """The README's two set-up commands stay at the top, and CI runs the test one."""
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -38,3 +39,32 @@ def test_every_dfractal_command_in_the_readme_parses():
     parser = build_parser()
     for argv in commands:
         parser.parse_args(_join_negative_values(argv))  # exits (fails the test) on a bad one
+
+
+def test_the_object_storage_example_runs_as_written(tmp_path):
+    """The README's S3 block, run by bash in an empty folder (its port swapped
+    for a free one): a moto server, a render into it, info, recolor."""
+    import os
+    import signal
+    import socket
+    import subprocess
+
+    text = (ROOT / "README.md").read_text()
+    block = next(b for b in re.findall(r"```bash\n(.+?)\n```", text, re.S) if "moto_server" in b)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    lines = [line for line in block.replace(":9000", f":{port}").replace("-p 9000", f"-p {port}").splitlines()
+             if not line.startswith("pip install")]  # installed already (the test extra)  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    p = subprocess.Popen(["bash", "-e", "-c", "\n".join(lines)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    try:
+        out, _ = p.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)  # the server too, whatever happened
+    assert p.returncode == 0, out
+    assert "verified: every chunk of the 8 done blocks matches its record" in out
+    assert (tmp_path / "m.png").stat().st_size > 0 and (tmp_path / "m-viridis.png").stat().st_size > 0
+    assert not (tmp_path / "s3:").exists()
