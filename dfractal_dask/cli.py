@@ -366,7 +366,7 @@ def _store_beside(args: argparse.Namespace, outfile: Path, what: str):
     if outfile.is_dir():
         raise UsageError(f"--outfile {outfile} is a directory")
     store.check_creatable(outfile, what)
-    loc = _location(args, args.store if args.store else store.default_store_path(outfile))
+    loc = _location(args, args.store if args.store is not None else store.default_store_path(outfile))
     if loc.is_local and Path(loc.url).resolve() == outfile.resolve():
         raise UsageError("--store and --outfile must differ")
     return loc

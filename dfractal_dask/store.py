@@ -130,6 +130,11 @@ def _reachable(loc: Location) -> None:
     except FileNotFoundError:
         raise LocationError(f"{loc}: there is no bucket {bucket!r}") from None
     except Exception as exc:  # botocore and aiohttp raise many kinds for an unreachable endpoint
+        if "credentials" in type(exc).__name__.lower():  # e.g. botocore's NoCredentialsError
+            raise LocationError(
+                f"{loc}: no credentials found; set the storage's usual environment variables "
+                "(e.g. AWS_ACCESS_KEY_ID) or give --storage-option KEY=VALUE"
+            ) from None
         raise LocationError(f"{loc}: cannot reach the storage ({_short(exc)})") from None
 
 

@@ -48,6 +48,8 @@ def test_storage_options_from_the_command_line():
     ("argv", "words"),
     [
         (["render", "--store", "gs://bucket/m.zarr"], 'pip install "dfractal_dask[gcs]"'),
+        (["render", "--store", ""], "store must not be empty"),
+        (["zoom", "--to-span", "0.1", "--store", " "], "store must not be empty"),
         (["recolor", "az://c/m.zarr"], 'pip install "dfractal_dask[azure]"'),
         (["info", "gs://bucket/m.zarr"], 'pip install "dfractal_dask[gcs]"'),
         (["render", "--storage-option", "anon=true"], "storage_options are for URLs"),

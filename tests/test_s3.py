@@ -157,6 +157,7 @@ def test_a_worker_killed_mid_render_into_s3_loses_nothing(s3, tmp_path, slow_ref
         ("missing bucket", "there is no bucket 'no-such-bucket'"),
         ("wrong secret", "access refused"),
         ("unreachable endpoint", "cannot reach the storage"),
+        ("no credentials", "no credentials found"),
     ],
 )
 def test_bad_object_storage_is_one_line_and_exit_2_before_any_work(s3, cluster, tmp_path, case, words):
@@ -167,6 +168,8 @@ def test_bad_object_storage_is_one_line_and_exit_2_before_any_work(s3, cluster, 
         url = "s3://no-such-bucket/m.zarr"
     elif case == "wrong secret":
         env["AWS_SECRET_ACCESS_KEY"] = "not-the-secret"
+    elif case == "no credentials":
+        del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
     else:
         env["AWS_ENDPOINT_URL"] = env["AWS_ENDPOINT_URL_S3"] = "http://127.0.0.1:9"
     with Client(cluster, timeout="30s") as c, get_task_stream(c) as ts:  # records every client's tasks
