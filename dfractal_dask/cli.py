@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import math
 import os
 import signal
@@ -15,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 from typing import NoReturn
+
+from .location import check_output
 
 __all__ = ["main", "build_parser"]
 
@@ -307,6 +310,8 @@ def _security(args: argparse.Namespace):
         raise UsageError("--tls-ca-file, --tls-cert and --tls-key go together")
     if not args.scheduler:
         raise UsageError("--tls-* flags need --scheduler tls://HOST:PORT (the embedded cluster is local)")
+    if not args.scheduler.strip().startswith(("tls://", "wss://")):
+        raise UsageError(f"--tls-* flags need a tls:// scheduler address, got --scheduler {args.scheduler}")
     from .cluster import tls_security
 
     return tls_security(*given)
@@ -363,12 +368,12 @@ def _store_beside(args: argparse.Namespace, outfile: Path, what: str):
         raise UsageError(f"--retries must be >= 0, got {args.retries}")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite exclude each other")
-    if outfile.is_dir():
-        raise UsageError(f"--outfile {outfile} is a directory")
-    store.check_creatable(outfile, what)
     loc = _location(args, args.store if args.store is not None else store.default_store_path(outfile))
     if loc.is_local and Path(loc.url).resolve() == outfile.resolve():
         raise UsageError("--store and --outfile must differ")
+    check_output(outfile, what, store=loc)
+    if getattr(args, "metrics_json", None):
+        check_output(args.metrics_json, "metrics file", store=loc)
     return loc
 
 
@@ -447,17 +452,24 @@ def cmd_render(args: argparse.Namespace) -> int:
         print("\n".join(metrics.format_metrics(elapsed, client_runtime, report, workers_runtime)))
     if args.metrics_json:
         doc = {"client": {"time_seconds": elapsed, **client_runtime}, "render": report, "workers": workers_runtime}
+        Path(args.metrics_json).parent.mkdir(parents=True, exist_ok=True)  # as for the PNG
         Path(args.metrics_json).write_text(metrics.to_json(doc))
     return 0
 
 
 def _check_colour_flags(args: argparse.Namespace) -> None:
     from .colorize import MODES
-    from .palettes import parse_hex
+    from .palettes import MAX_STEP, parse_hex
 
     if args.mode not in MODES:
         raise UsageError(f"unknown --mode {args.mode!r} (modes: {', '.join(MODES)})")
     parse_hex(args.interior)
+    if args.step > MAX_STEP:
+        raise UsageError(f"--step must be at most {MAX_STEP}, got {args.step}")
+    iters = getattr(args, "iters", None)
+    if args.mode == "seed" and iters is not None and iters > MAX_STEP:
+        raise UsageError(f"--iters {iters} in --mode seed makes a colour table of max(--step, --iters) = {iters} "
+                         f"entries, more than {MAX_STEP}; use another --mode, or fewer --iters")  # fmt: skip
 
 
 def cmd_recolor(args: argparse.Namespace) -> int:
@@ -465,7 +477,7 @@ def cmd_recolor(args: argparse.Namespace) -> int:
     from .colorize import colour_picture
     from .palettes import resolve_palette
     from .png import save_png
-    from .store import check_creatable, open_render, reading
+    from .store import open_render, reading
 
     palette = resolve_palette(args.palette)
     _check_colour_flags(args)
@@ -473,9 +485,7 @@ def cmd_recolor(args: argparse.Namespace) -> int:
     if store.is_zoom_store(store_path):
         return _recolor_zoom(args, palette, store_path)
     outfile = Path(args.outfile) if args.outfile else _beside(store_path, ".png")
-    if outfile.is_dir():
-        raise UsageError(f"--outfile {outfile} is a directory")
-    check_creatable(outfile, "picture")
+    check_output(outfile, "picture", store=store_path)
     security = _security(args)
     ds = open_render(store_path)
     t0 = time.perf_counter()
@@ -500,8 +510,6 @@ def _check_animation_flags(args: argparse.Namespace, outfile: Path) -> None:
 
     if outfile.suffix.lower() not in ANIMATION_FORMATS:
         raise UsageError(f"--outfile {outfile} must end in .gif or .png (an animation)")
-    if outfile.is_dir():
-        raise UsageError(f"--outfile {outfile} is a directory")
     if not 0 < args.fps <= 100:
         raise UsageError(f"--fps must be above 0 and at most 100, got {args.fps:g}")
     if args.mode == "distance":
@@ -515,11 +523,11 @@ def _beside(loc, suffix: str) -> Path:
 
 def _recolor_zoom(args: argparse.Namespace, palette, store_path) -> int:
     from .animation import colour_frames, save_animation
-    from .store import check_creatable, open_zoom, reading
+    from .store import open_zoom, reading
 
     outfile = Path(args.outfile) if args.outfile else _beside(store_path, ".gif")
     _check_animation_flags(args, outfile)
-    check_creatable(outfile, "animation")
+    check_output(outfile, "animation", store=store_path)
     ds = open_zoom(store_path)
     t0 = time.perf_counter()
     from .cluster import connect
@@ -549,7 +557,8 @@ def cmd_zoom(args: argparse.Namespace) -> int:
     _check_animation_flags(args, outfile)
     store_path = _store_beside(args, outfile, "animation")
     check_picture_memory(view.width, view.height)
-    template = graph.zoom_dataset(views, args.iters, args.chunk_rows, fractal, args.perturbation)
+    # checked on a template of the zoom: its graph (~1 ms a task) is built later, by zoom()
+    template = graph.zoom_template(views, args.iters, args.chunk_rows, fractal, args.perturbation)
     store.check_zoom_target(store_path, template, overwrite=args.overwrite, resume=args.resume)
     security = _security(args)
 
@@ -748,6 +757,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dfractal`` console script."""
     parser = build_parser()
     argv = _join_negative_values(sys.argv[1:] if argv is None else list(argv))
+    # errors are one line here: distributed's own logging (a lost scheduler's
+    # reconnection tracebacks, a failed task's report) would bury it
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
     try:
         args = parser.parse_args(argv)
         return args.func(args)

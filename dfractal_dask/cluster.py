@@ -5,6 +5,8 @@ The embedded cluster and its dashboard listen on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -15,7 +17,7 @@ from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import WorkerPlugin
 from distributed.security import Security
 
-__all__ = ["connect", "local_cluster", "tls_security", "WarmKernels", "default_workers"]
+__all__ = ["connect", "local_cluster", "probe_scheduler", "tls_security", "WarmKernels", "default_workers"]
 
 _ADDRESS = re.compile(r"^(?:(?P<proto>[a-z]+)://)?(?P<host>\[[0-9a-fA-F:.]+\]|[\w.-]+):(?P<port>\d+)$")
 
@@ -49,7 +51,7 @@ def local_cluster(n_workers: int) -> LocalCluster:
         processes=True,
         host="127.0.0.1",
         dashboard_address="127.0.0.1:0",
-        silence_logs=logging.ERROR,
+        silence_logs=logging.CRITICAL,  # a failed task is reported once, by the client, not by every worker
     )
 
 
@@ -75,6 +77,39 @@ def tls_security(ca_file: str | os.PathLike, cert: str | os.PathLike, key: str |
             raise ValueError(f"TLS {what} {path} is not a readable file")
     return Security(tls_ca_file=str(ca_file), tls_client_cert=str(cert), tls_client_key=str(key),
                     require_encryption=True)  # fmt: skip
+
+
+async def _identity(address: str, timeout: float, security: Security | None) -> dict:
+    from distributed.comm import connect as comm_connect
+
+    args = (security or Security()).get_connection_args("client")
+    # (connect's own timeout first: it says why, e.g. connection refused)
+    comm = await asyncio.wait_for(comm_connect(address, timeout=timeout, **args), timeout + 2)
+    try:
+        await asyncio.wait_for(comm.write({"op": "identity", "reply": True}), timeout)
+        return await asyncio.wait_for(comm.read(), timeout)
+    finally:
+        comm.abort()
+
+
+def probe_scheduler(address: str, timeout: float = 10.0, security: Security | None = None) -> None:
+    """Make sure a dask scheduler answers at ``address`` within ``timeout``
+    seconds, whatever listens there: a silent server, or a web server (the
+    dashboard's port, 8787, is an easy typo for 8786), would otherwise keep a
+    Client waiting forever.  Raises ``ConnectionError`` in one line."""
+    hint = " (is that a dask scheduler's port? by default 8786; 8787 is its dashboard)"
+    # its own thread and event loop: callers may be inside one (Jupyter)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(asyncio.run, _identity(address, timeout, security))
+        try:
+            reply = future.result(2 * timeout + 5)
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            raise ConnectionError(f"no dask scheduler answered at {address} within {timeout:g} s{hint}") from None
+        except Exception as exc:  # refused, reset, TLS mismatch, garbage: distributed raises many kinds
+            text = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise ConnectionError(f"cannot reach dask scheduler at {address}: {text}") from None
+    if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
+        raise ConnectionError(f"{address} answered, but not as a dask scheduler{hint}")
 
 
 @contextlib.contextmanager
@@ -119,6 +154,7 @@ def connect(
             yield client
         return
     address = _check_address(scheduler)
+    probe_scheduler(address, timeout, security)
     try:
         client = Client(address, timeout=f"{timeout}s", security=security)
     except (OSError, TimeoutError) as exc:

@@ -42,7 +42,9 @@ __all__ = [
     "dataset_from_tasks",
     "default_chunk_rows",
     "fractal_dataset",
+    "MAX_ZOOM_TASKS",
     "zoom_dataset",
+    "zoom_template",
     "zoom_dataset_from_tasks",
     "zoom_tasks",
 ]
@@ -125,6 +127,11 @@ def is_deep(view: View, fractal: Fractal | None = None, distance: bool = False, 
     Mandelbrot set, without distance estimation (``ValueError`` otherwise)."""
     if deep is not None and not isinstance(deep, bool):
         raise TypeError(f"perturbation must be True, False or None, got {deep!r}")
+    if deep is False and view.deep:
+        raise ValueError(
+            f"a view of span {view.span:g} at ({float(view.xpos):g}, {float(view.ypos):g}) is too deep for float64 "
+            "(its samples would collapse into a few values): it needs perturbation, which was turned off"
+        )
     deep = view.deep if deep is None else deep
     if deep:
         _perturbation.check_deep_fractal(fractal)
@@ -427,6 +434,48 @@ def zoom_dataset(
     """
     deep, tasks = zoom_tasks(views, iters, chunk_rows, fractal, perturbation, render_id)
     return zoom_dataset_from_tasks(views, iters, deep, tasks, fractal)
+
+
+#: The most kernel calls (frames × blocks) one zoom's graph may hold: past
+#: this, building the graph alone takes minutes and gigabytes (~1 ms and
+#: ~10 kB a task), so such a zoom is refused before any work.
+MAX_ZOOM_TASKS = 100_000
+
+
+def zoom_template(
+    views: list[View],
+    iters: int = 800,
+    chunk_rows: int | None = None,
+    fractal: Fractal | None = None,
+    perturbation: bool | None = None,
+) -> xr.Dataset:
+    """What :func:`zoom_dataset` would return, without its graph: the same
+    shape, chunks, dtypes, coordinates and Dataset attrs, over placeholder arrays, in
+    milliseconds at any frame count (so a zoom can be checked before its
+    graph is built).  Refuses more than :data:`MAX_ZOOM_TASKS` kernel calls."""
+    if not views:
+        raise ValueError("a zoom needs at least one view")
+    iters = check_iters(iters)
+    fractal = check_fractal(fractal)
+    first = views[0]
+    rows = _check_chunk_rows(first, chunk_rows)
+    n_blocks = math.ceil(first.sample_height / rows)
+    if len(views) * n_blocks > MAX_ZOOM_TASKS:
+        raise ValueError(
+            f"a zoom of {len(views)} frames x {n_blocks} blocks is {len(views) * n_blocks:,} tasks, more than "
+            f"{MAX_ZOOM_TASKS:,} in one graph: use fewer frames, or larger chunk_rows"
+        )
+    shape = (len(views), first.sample_height, first.sample_width)
+    chunks = (1, rows, first.sample_width)
+    deep = [is_deep(v, fractal, False, perturbation) for v in views]
+    attrs = {**fractal.to_attrs(), "iters": iters, "chunk_rows": min(rows, first.sample_height), **first.to_attrs()}
+    attrs.update(frames=len(views), to_span=views[-1].span)
+    data = {
+        "iterations": (("frame", "im", "re"), da.zeros(shape, dtype=kernels.count_dtype(iters), chunks=chunks)),
+        "norm": (("frame", "im", "re"), da.zeros(shape, dtype=np.float32, chunks=chunks)),
+    }
+    coords = {"frame": np.arange(len(views)), "span": ("frame", [v.span for v in views]), "deep": ("frame", deep)}
+    return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
 def zoom_dataset_from_tasks(

@@ -20,7 +20,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXTRAS", "Location", "LocationError", "as_location", "parse_storage_options"]
+__all__ = ["EXTRAS", "Location", "LocationError", "as_location", "check_output", "parse_storage_options"]
 
 #: The pip extra that brings each scheme's fsspec backend.
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure"}
@@ -233,6 +233,31 @@ def as_location(
     if storage_options:
         raise ValueError(f"storage_options are for URLs such as s3://bucket/m.zarr, not the local path {text}")
     return Location(os.path.abspath(os.path.expanduser(text)), {})
+
+
+def check_output(path: str | os.PathLike, what: str = "file", *, store: Location | None = None) -> Path:
+    """Refuse (``ValueError``), before any work, a local output ``path`` that
+    must not be written: a folder, anything but a regular file (a device such
+    as ``/dev/null``, a pipe, a socket: replacing it would destroy it), a path
+    inside ``store`` (e.g. its ``zarr.json``), or one whose nearest existing
+    folder is a file or not writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"cannot write the {what} {path}: it is a folder")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"cannot write the {what} {path}: it exists and is not a regular file; refusing to replace it")
+    if store is not None and store.is_local:
+        root = Path(store.url).resolve()
+        if path.resolve() == root or path.resolve().is_relative_to(root):
+            raise ValueError(f"cannot write the {what} {path}: it is inside the store {store}")
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"cannot write the {what} {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write the {what} {path}: {parent} is not writable")
+    return path
 
 
 def parse_storage_options(pairs: list[str]) -> dict[str, Any]:

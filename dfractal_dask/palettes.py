@@ -20,6 +20,7 @@ from importlib import resources
 import numpy as np
 
 __all__ = [
+    "MAX_STEP",
     "SEED_PALETTES",
     "Palette",
     "Stop",
@@ -36,6 +37,9 @@ __all__ = [
 ]
 
 #: The seed's palette names, in the seed's order.
+#: The largest seed colour table (``max(step, iters)`` entries, 4 bytes each).
+MAX_STEP = 10_000_000
+
 SEED_PALETTES = ("Hippi", "Plan9", "Vivid", "AfternoonBlue", "SummerBeach", "Biochemist", "Fiesta")
 
 # gobrot spells one palette "Biochimist"; accept both.
@@ -289,6 +293,6 @@ def seed_lut(name: str | Palette, step: int) -> np.ndarray:
     """
     if isinstance(step, bool) or not isinstance(step, int | np.integer):
         raise TypeError(f"step must be an integer, got {step!r}")
-    if not 1 <= step <= 10_000_000:
-        raise ValueError(f"step must be between 1 and 10000000, got {step}")
+    if not 1 <= step <= MAX_STEP:
+        raise ValueError(f"step must be between 1 and {MAX_STEP}, got {step}")
     return _seed_lut_cached(resolve_palette(name), int(step))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 
 import dask
 import xarray as xr
-from distributed import Client, as_completed, default_client, get_worker
+from distributed import CancelledError, Client, as_completed, default_client, get_worker
 from distributed.security import Security
 
 from . import graph, kernels, metrics, store
@@ -20,7 +21,7 @@ from .lease import Lease
 from .location import Location, as_location
 from .view import View, zoom_views
 
-__all__ = ["render", "RenderStats", "zoom"]
+__all__ = ["ClusterError", "RenderStats", "STALL_SECONDS", "render", "zoom"]
 
 
 @dataclass
@@ -84,19 +85,78 @@ def _check_run(retries: object, resume: bool, store_path: object, storage_option
     return as_location(store_path, storage_options, name="store_path")
 
 
-def _gather(c: Client, futures: list, progress: Callable[[int, int], None] | None):
+#: Seconds a render may go without any block finishing before it is given up
+#: as stalled (dask config ``dfractal.stall-seconds``): far above a block's
+#: expected time (~0.1-1 s at the default block size), below distributed's
+#: own worker-ttl (5 minutes), after which a stopped worker would be dropped.
+STALL_SECONDS = 180.0
+
+
+class ClusterError(ConnectionError):
+    """The cluster stopped making progress, or its scheduler was lost, while a
+    render ran: the store keeps every finished block (resume it)."""
+
+
+def _stall_seconds() -> float:
+    return float(dask.config.get("dfractal.stall-seconds", STALL_SECONDS))
+
+
+def _busy_workers(c: Client, futures: list) -> str:
+    # the workers holding this render's unfinished tasks, by name and address
+    try:
+        keys = {f.key for f in futures if not f.done()}
+        processing = c.processing()
+        info = c.scheduler_info(n_workers=-1)["workers"]
+    except Exception:  # the scheduler is not answering either
+        return "the scheduler does not answer"
+    busy = [f"{info.get(w, {}).get('name', w)} ({w})" for w, ks in processing.items() if keys & set(ks)]
+    return "stalled: " + ", ".join(busy) if busy else "no worker is processing its blocks"
+
+
+def _gather(c: Client, futures: list, progress: Callable[[int, int], None] | None, kind: str = "render"):
     """Yield each future's result as it finishes, calling ``progress``; on
     the first error, cancel the rest (a store that was replaced, or that a
-    worker cannot see, must not keep its other blocks computing)."""
+    worker cannot see, must not keep its other blocks computing).
+
+    Raises :class:`ClusterError` when no block finishes for
+    :data:`STALL_SECONDS` (naming the workers still holding blocks) or when
+    the scheduler is lost."""
+    total, finished, stall = len(futures), 0, _stall_seconds()
     if progress:
-        progress(0, len(futures))
+        progress(0, total)
+    ac = as_completed(futures, loop=c.loop)
+    last = time.monotonic()
     try:
-        for finished, fut in enumerate(as_completed(futures, loop=c.loop), 1):
-            yield fut.result()
-            if progress:
-                progress(finished, len(futures))
+        while not ac.is_empty():
+            batch = ac.next_batch(block=False)
+            if not batch:
+                if time.monotonic() - last > stall:
+                    raise ClusterError(
+                        f"no block of this {kind} finished for {stall:g} s ({_busy_workers(c, futures)}); "
+                        f"{finished} of {total} had finished: resume it (dfractal {kind} --resume, or "
+                        "resume=True) to finish the store"
+                    )
+                time.sleep(0.02)
+                continue
+            last = time.monotonic()
+            for fut in batch:
+                try:
+                    result = fut.result()
+                except CancelledError:
+                    if c.status == "running":
+                        raise
+                    raise ClusterError(
+                        f"lost the dask scheduler {c.scheduler.address if c.scheduler else ''} while this {kind} "
+                        f"ran; {finished} of {total} had finished: resume it (dfractal {kind} --resume, or "
+                        "resume=True) to finish the store"
+                    ) from None
+                finished += 1
+                yield result
+                if progress:
+                    progress(finished, total)
     except BaseException:
-        c.cancel(futures)
+        with contextlib.suppress(Exception):
+            c.cancel(futures)
         raise
 
 
@@ -337,11 +397,12 @@ def zoom(
     views = zoom_views(view, frames, to_span)
     loc = _check_run(retries, resume, store_path, storage_options)
     render_id = uuid.uuid4().hex
+    done = None
+    if loc is not None:  # before any cluster starts, and before the graph is built
+        check = graph.zoom_template(views, iters, chunk_rows, fractal, perturbation)
+        done = store.check_zoom_target(loc, check, overwrite=overwrite, resume=resume)
     deep, tasks = graph.zoom_tasks(views, iters, chunk_rows, fractal, perturbation, render_id=render_id)
     template = graph.zoom_dataset_from_tasks(views, iters, deep, tasks, fractal)
-    done = None
-    if loc is not None:  # before any cluster starts
-        done = store.check_zoom_target(loc, template, overwrite=overwrite, resume=resume)
     with connect(client if client is not None else _current_client(), security=security) as c:
         if loc is None:
             return c.compute(template, retries=retries).result()
@@ -358,6 +419,6 @@ def zoom(
                 if done is None or not done[k]
             ]
             futures = c.compute(frames_todo, retries=retries)
-            for _ in _gather(c, futures, progress):  # the frame's bytes written: the samples stay on the workers
+            for _ in _gather(c, futures, progress, "zoom"):  # a frame's bytes written: the samples stay on the workers
                 pass
     return store.open_zoom(loc)

@@ -44,7 +44,7 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 from .fractals import Fractal
 from .graph import Block
 from .lease import LEASE_KEY, check_free
-from .location import Location, LocationError, as_location
+from .location import Location, LocationError, as_location, check_output
 from .view import View
 
 __all__ = [
@@ -169,14 +169,8 @@ def _nearest_existing(path: str) -> str:
 
 def check_creatable(path: str | os.PathLike, what: str = "file") -> str:
     """Refuse (ValueError), before any work, a local ``path`` that could not
-    be written: its nearest existing folder is a file, or not writable."""
-    path = os.fspath(path)
-    parent = _nearest_existing(path)
-    if not os.path.isdir(parent):
-        raise ValueError(f"cannot write the {what} {path}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write the {what} {path}: {parent} is not writable")
-    return path
+    be written (:func:`dfractal_dask.location.check_output`)."""
+    return str(check_output(path, what))
 
 
 def _foreign(loc: Location) -> list[str]:
@@ -589,7 +583,7 @@ def check_target(
     _reachable(loc)
     if resume and is_render_store(loc):
         return blocks_to_resume(loc, template, n_blocks)
-    if loc.is_local:
+    if loc.is_local and not os.path.isdir(loc.url):  # (an existing store: check_writable decides)
         check_creatable(loc.url, "store")
     check_writable(loc, overwrite=overwrite)
     check_space(loc, template)
@@ -621,7 +615,7 @@ def check_zoom_target(
         for index, _ in verify(loc):
             done[index[0]] = False
         return done
-    if loc.is_local:
+    if loc.is_local and not os.path.isdir(loc.url):  # (an existing store: check_writable decides)
         check_creatable(loc.url, "store")
     check_writable(loc, overwrite=overwrite)
     check_space(loc, template)

@@ -30,11 +30,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["View", "MAX_SAMPLES", "MIN_SPAN", "DEEP_ULPS", "parse_coordinate", "zoom_views"]
+__all__ = ["View", "MAX_COORDINATE", "MAX_SAMPLES", "MIN_SPAN", "DEEP_ULPS", "parse_coordinate", "zoom_views"]
 
 #: Refuse views with more samples than this (2**36 ≈ 69 G samples, ~400 GB
 #: of counts and norms): a typo such as ``--width 10000000`` fails fast.
 MAX_SAMPLES = 2**36
+
+#: The largest |coordinate| + span of a view: a sample's square, and a deep
+#: view's reference orbit, must stay finite in float64 (~1.3e154).
+MAX_COORDINATE = 1e150
 
 #: The smallest span: perturbation keeps each sample's offset from the centre
 #: in float64, whose exponent ends near 1e-308 (its square must not vanish first).
@@ -189,8 +193,11 @@ class View:
                 f"view has {self.n_samples:,} samples "
                 f"({self.sample_width}x{self.sample_height}); the limit is {MAX_SAMPLES:,}"
             )
-        if not math.isfinite(self.step) or not math.isfinite(self._scale):
-            raise ValueError(f"span {self.span} and centre ({self.xpos}, {self.ypos}) are out of float64's range")
+        if not math.isfinite(self.step) or not math.isfinite(self._scale) or self._scale > MAX_COORDINATE:
+            raise ValueError(
+                f"span {self.span:g} and centre ({float(self.xpos):g}, {float(self.ypos):g}) reach past "
+                f"{MAX_COORDINATE:g}: |centre| + span must stay below it (a sample's square overflows float64 there)"
+            )
 
     @property
     def _scale(self) -> float:
