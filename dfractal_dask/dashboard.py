@@ -31,23 +31,38 @@ PAGE = """<!doctype html>
 <table id="workers"><thead><tr><th>worker</th><th>tasks</th><th>rows</th>
 <th>G iterations</th><th>G iterations/s</th><th>throughput</th></tr></thead><tbody></tbody></table>
 <script>
+// Every value from data.json goes into the page as text (textContent, text
+// nodes) or as a checked number, never through innerHTML: worker names,
+// addresses and render metadata are whatever a worker or a client said.
+function num(x) { const n = Number(x); return Number.isFinite(n) ? n : 0; }
+function fixed(x) { const n = Number(x); return Number.isFinite(n) ? (n / 1e9).toFixed(3) : "?"; }
+function cell(text) { const td = document.createElement("td"); td.textContent = String(text); return td; }
+function workerRow(addr, w, best) {
+  const tr = document.createElement("tr");
+  tr.className = "worker";
+  tr.append(cell(`${w.name ?? "?"} (${addr})`), cell(num(w.tasks)), cell(num(w.rows)), cell(fixed(w.iterations)),
+            cell(fixed(w.iterations_per_second)));
+  const bar = document.createElement("span");
+  bar.className = "bar";
+  bar.style.width = Math.max(0, Math.min(200, Math.round(200 * num(w.iterations_per_second) / best))) + "px";
+  const td = document.createElement("td");
+  td.append(bar);
+  tr.append(td);
+  return tr;
+}
 async function tick() {
   try {
     const r = await fetch("fractal/data.json", {cache: "no-store"});
     const d = await r.json();
     if (d.render_id) {
-      const m = d.meta;
+      const m = d.meta || {};
       document.getElementById("status").textContent =
-        `render ${d.render_id.slice(0, 8)}: ${d.blocks_done} / ${m.n_blocks} blocks` +
+        `render ${String(d.render_id).slice(0, 8)}: ${num(d.blocks_done)} / ${m.n_blocks} blocks` +
         (d.ended ? " (done)" : "");
-      document.getElementById("preview").src = "fractal/preview.png?t=" + d.blocks_done;
-      const rows = Object.entries(d.workers);
-      const best = Math.max(1, ...rows.map(([a, w]) => w.iterations_per_second));
-      document.querySelector("#workers tbody").innerHTML = rows.map(([a, w]) =>
-        `<tr class="worker"><td>${w.name} (${a})</td><td>${w.tasks}</td><td>${w.rows}</td>` +
-        `<td>${(w.iterations / 1e9).toFixed(3)}</td><td>${(w.iterations_per_second / 1e9).toFixed(3)}</td>` +
-        `<td><span class="bar" style="width:${Math.round(200 * w.iterations_per_second / best)}px"></span></td></tr>`
-      ).join("");
+      document.getElementById("preview").src = "fractal/preview.png?t=" + num(d.blocks_done);
+      const rows = Object.entries(d.workers || {}).map(([a, w]) => [a, w && typeof w === "object" ? w : {}]);
+      const best = Math.max(1, ...rows.map(([a, w]) => num(w.iterations_per_second)));
+      document.querySelector("#workers tbody").replaceChildren(...rows.map(([a, w]) => workerRow(a, w, best)));
     }
   } catch (e) { document.getElementById("status").textContent = "no data: " + e; }
   setTimeout(tick, 500);

@@ -18,9 +18,11 @@ The same :class:`Explorer` runs in two places:
 from __future__ import annotations
 
 import math
+import os
 import socket
 import threading
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +50,8 @@ EXPLORER_MODES = BLOCK_MODES
 PALETTE_CHOICES = (*SEED_PALETTES, "Viridis256", "Inferno256", "Magma256", "Turbo256", "Greys256")
 COARSE = 4  # the coarse pass: 1/COARSE of the resolution along each axis
 FULL_BLOCKS = 8  # row blocks of a full frame: both workers busy, tasks still ~10-100 ms
+#: the longest name a save writes beside its store: the PNG while it is written (see ``png.save_png``)
+_LONGEST_SUFFIX = ".png.part"
 
 
 def _colour_block(result: tuple, iters: int, palette, mode: str, step: int, power: int = 2) -> np.ndarray:
@@ -103,6 +107,11 @@ def _check_args(client, view, iters, palette, mode) -> View:
     resolve_palette(palette)
     _check_mode(mode)
     return view
+
+
+def _whole(n):
+    """A spinner's number: ``600.0`` is the iteration limit 600; anything else is checked as sent."""
+    return int(n) if isinstance(n, float) and n.is_integer() else n
 
 
 def _to_bokeh(rgba: np.ndarray) -> np.ndarray:
@@ -198,12 +207,15 @@ class Explorer:
         fig.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=self.source)
         fig.on_event(RangesUpdate, self._on_ranges)
         self.figure = fig
-        self.status = Div(text="starting…", name="status", width=v.width)
-        self.palette_select = Select(title="palette", value=str(self.palette), options=list(PALETTE_CHOICES))
+        # the status line echoes names, paths and messages a user typed: shown as text, never as HTML (or TeX)
+        self.status = Div(text="starting…", name="status", width=v.width, render_as_text=True, disable_math=True)
+        self.palette_select = Select(title="palette", value=str(self.palette), options=list(PALETTE_CHOICES),
+                                     name="palette")  # fmt: skip
         if self.palette_select.value not in PALETTE_CHOICES:
             self.palette_select.options = [self.palette_select.value, *PALETTE_CHOICES]
-        self.mode_select = Select(title="colouring", value=self.mode, options=list(EXPLORER_MODES))
-        self.iters_spinner = Spinner(title="max iterations", value=self.iters, low=1, high=1_000_000, step=100)
+        self.mode_select = Select(title="colouring", value=self.mode, options=list(EXPLORER_MODES), name="mode")
+        self.iters_spinner = Spinner(title="max iterations", value=self.iters, low=1, high=1_000_000, step=100,
+                                     name="iters")  # fmt: skip
         f = self.fractal
         self.fractal_select = Select(title="fractal", value=f.family, options=list(FAMILIES))
         self.julia_c_input = TextInput(title="julia c", value=str(f.c if f.c is not None else Fractal("julia").c))
@@ -212,13 +224,16 @@ class Explorer:
         self.fractal_select.on_change("value", lambda a, o, n: n != self.fractal.family and self._on_fractal())
         self.julia_c_input.on_change("value", lambda a, o, n: self.fractal.family == "julia" and self._on_fractal())
         self.power_spinner.on_change("value", lambda a, o, n: self.fractal.family == "multibrot" and self._on_fractal())
-        self.save_name = TextInput(title="save as (name)", value="explore")
-        self.save_button = Button(label="Save full resolution", button_type="primary")
+        self.save_name = TextInput(title="save as (name)", value="explore", name="save_name")
+        self.save_button = Button(label="Save full resolution", button_type="primary", name="save")
         self.reset_button = Button(label="Reset view")
         # a control set from Python (see _sync_controls) echoes back the current value: nothing to do
-        self.palette_select.on_change("value", lambda a, o, n: n != self.palette and self.set_colouring(palette=n))
-        self.mode_select.on_change("value", lambda a, o, n: n != self.mode and self.set_colouring(mode=n))
-        self.iters_spinner.on_change("value", lambda a, o, n: int(n) != self.iters and self.set_iters(int(n)))
+        self.palette_select.on_change("value", lambda a, o, n: n != self.palette and self._control(
+            "palette", self.set_colouring, palette=n))  # fmt: skip
+        self.mode_select.on_change("value", lambda a, o, n: n != self.mode and self._control(
+            "colouring", self.set_colouring, mode=n))  # fmt: skip
+        self.iters_spinner.on_change("value", lambda a, o, n: n != self.iters and self._control(
+            "max iterations", self.set_iters, _whole(n)))  # fmt: skip
         self.save_button.on_click(self._on_save)
         self.reset_button.on_click(lambda *_: self.goto(self.home))
         controls = row(
@@ -227,6 +242,15 @@ class Explorer:
         )  # fmt: skip
         family = row(self.fractal_select, self.julia_c_input, self.power_spinner)
         self.layout = column(fig, controls, family, self.status)
+
+    def _control(self, what: str, change: Callable[..., int], *args, **kwargs) -> None:
+        """A control of the page changed: apply it, or say in the status line why
+        not (a page can send any value) and show the settings in use again."""
+        try:
+            change(*args, **kwargs)
+        except (TypeError, ValueError) as exc:
+            self._set_status(f"{what} not changed: {exc}")
+            self._sync_controls()
 
     def _on_fractal(self) -> None:
         """The page's fractal controls changed: render what they say, or say why not."""
@@ -243,7 +267,7 @@ class Explorer:
     def _on_save(self, *_) -> None:
         try:
             self.save(self.save_name.value)
-        except ValueError as exc:  # a bad name or an existing store: said in the page
+        except (ValueError, OSError) as exc:  # a bad name, an existing file, an unusable folder: said in the page
             self._set_status(f"not saved: {exc}")
 
     def widget(self):
@@ -459,18 +483,59 @@ class Explorer:
         pixel) to ``<save_dir>/<name>.zarr`` and ``<name>.png``, in the background.
 
         Returns a ``concurrent.futures.Future`` of the PNG path.  Never replaces
-        an existing store unless ``overwrite``.
+        an existing store or PNG unless ``overwrite``.  A name that is not a
+        plain file name (a path, control characters, too long for the save
+        folder) or an existing file is refused with a ``ValueError`` before
+        anything is rendered or written.
         """
         from . import store
 
-        if not isinstance(name, str) or not name.strip() or Path(name).name != name or name in (".", ".."):
-            raise ValueError(f"save name must be a plain file name, got {name!r}")
+        self._check_name(name)
         with self._lock:
             view = replace(self.view, supersample=supersample)
             iters, palette, mode, step, fractal = self.iters, self.palette, self.mode, self.step, self.fractal
         zarr_path, png = self.save_dir.child(f"{name}.zarr"), self.save_dir.child(f"{name}.png")
         store.check_writable(zarr_path, overwrite=overwrite)
+        self._check_png(png, overwrite)
         return self._saver.submit(self._save, view, iters, palette, mode, step, fractal, zarr_path, png, overwrite)
+
+    def _check_name(self, name: str) -> None:
+        """Refuse a save name that is not one plain file name the save folder can hold."""
+        if not isinstance(name, str):
+            raise ValueError(f"save name must be a string, got {name!r}")
+        if not name.strip() or name in (".", ".."):
+            raise ValueError(f"save name must be a plain file name, got {name!r}")
+        if any(sep in name for sep in ("/", "\\", os.sep, os.altsep) if sep) or Path(name).name != name:
+            raise ValueError(f"save name must be a plain file name, not a path: got {name!r}")
+        if any(unicodedata.category(ch) == "Cc" for ch in name):
+            raise ValueError(f"save name must not contain control characters (tabs, newlines, ...): got {name!r}")
+        limit = self._name_max() - len(_LONGEST_SUFFIX)
+        try:
+            size = len(os.fsencode(name) if self.save_dir.is_local else name.encode())
+        except UnicodeEncodeError:  # e.g. a lone surrogate a page can send
+            raise ValueError(f"save name has characters no file name can hold: got {name!r}") from None
+        if size > limit:
+            raise ValueError(
+                f"save name is too long: {size} bytes, and {self.save_dir} takes file names of at most "
+                f"{limit + len(_LONGEST_SUFFIX)} bytes, {_LONGEST_SUFFIX!r} included (at most {limit} for the name)"
+            )
+
+    def _name_max(self) -> int:
+        """The longest file name (bytes) the save folder takes: the file system's for a local folder."""
+        if self.save_dir.is_local:
+            try:
+                return int(os.pathconf(self.save_dir.url, "PC_NAME_MAX"))
+            except (OSError, ValueError):  # no such folder yet, or no such limit: the common one
+                pass
+        return 255
+
+    @staticmethod
+    def _check_png(png: Location, overwrite: bool) -> None:
+        """Refuse an existing ``NAME.png`` unless ``overwrite``; a folder there always."""
+        if png.is_local and os.path.isdir(png.url):
+            raise ValueError(f"{png} exists and is a folder, not a PNG; refusing to replace it")
+        if not overwrite and png.exists():
+            raise ValueError(f"{png} already exists (choose another name, or pass overwrite=True to replace it)")
 
     def _save(self, view, iters, palette, mode, step, fractal, zarr_path, png, overwrite) -> Path | Location:
         from .pipeline import render
@@ -481,6 +546,7 @@ class Explorer:
         try:
             ds = render(view, iters, store_path=zarr_path, client=self.client, overwrite=overwrite,
                         progress=progress, fractal=fractal)  # fmt: skip
+            self._check_png(png, overwrite)  # again: a file may have appeared there while the store was rendered
             with dask.config.set(scheduler=self.client.get):  # colour on the cluster, block by block
                 save_png(colorize(ds, palette, step, mode), png)
         except Exception as exc:

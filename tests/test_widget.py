@@ -1,5 +1,6 @@
 """The zoom explorer, driven from Python on a real 2-worker cluster."""
 
+import re
 import time
 from dataclasses import replace
 
@@ -120,6 +121,93 @@ def test_save_writes_a_full_resolution_store_and_png(explorer, tmp_path):
     assert explorer.status.text.startswith("not saved:")
     with pytest.raises(ValueError, match="plain file name"):
         explorer.save("../elsewhere")
+
+
+def test_save_never_replaces_an_existing_png(explorer, tmp_path):
+    """Only the store was checked once: an existing NAME.png is refused too,
+    before anything is rendered, and its bytes stay as they were."""
+    explorer.wait(1)
+    mine = b"a picture that is not the explorer's"
+    (tmp_path / "pic.png").write_bytes(mine)
+    with pytest.raises(ValueError, match=r"pic\.png already exists \(choose another name"):
+        explorer.save("pic")
+    explorer.save_name.value = "pic"
+    explorer._on_save()  # the page's Save button: said in the status line, nothing raised
+    assert explorer.status.text.startswith(f"not saved: {tmp_path / 'pic.png'} already exists")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pic.png"]  # no store begun
+    assert (tmp_path / "pic.png").read_bytes() == mine
+    (tmp_path / "dir.png").mkdir()  # a folder where the PNG would go: refused even with overwrite
+    with pytest.raises(ValueError, match="is a folder, not a PNG"):
+        explorer.save("dir", overwrite=True)
+    assert not (tmp_path / "dir.zarr").exists()
+    # overwrite=True replaces it, as it does a store
+    png = explorer.save("pic", supersample=1, overwrite=True).result(timeout=120)
+    with Image.open(png) as im:
+        saved = np.asarray(im)
+    np.testing.assert_array_equal(saved, colorize(open_render(tmp_path / "pic.zarr"), "Hippi", mode="smooth"))
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("x" * 300, "save name is too long: 300 bytes, and .* takes file names of at most 255 bytes"),
+        ("é" * 124, "save name is too long: 248 bytes"),  # bytes count, not characters
+        ("a/b", "not a path"),
+        ("a\\b", "not a path"),
+        ("..", "plain file name"),
+        ("  ", "plain file name"),
+        ("tab\there", "control characters"),
+        ("new\nline", "control characters"),
+        ("nul\x00", "control characters"),
+        ("\ud800", "characters no file name can hold"),
+    ],
+)
+def test_save_refuses_a_name_the_folder_cannot_hold(explorer, tmp_path, name, message):
+    """Refused in the status line with one message, before anything is
+    rendered or written (a 300-character name once raised OSError out of the
+    Save button's handler)."""
+    explorer.wait(1)
+    with pytest.raises(ValueError, match=message):
+        explorer.save(name)
+    explorer.save_name.value = name
+    explorer._on_save()  # nothing raised out of the bokeh callback
+    assert explorer.status.text.startswith("not saved: save name")
+    assert re.search(message, explorer.status.text)
+    assert "\n" not in explorer.status.text  # one line: control characters are shown escaped
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_takes_the_longest_name_the_folder_holds(explorer, tmp_path):
+    """255 bytes a name on this file system, the PNG's ".png.part" while it is written included."""
+    explorer.wait(1)
+    name = "x" * (255 - len(".png.part"))
+    png = explorer.save(name, supersample=1).result(timeout=120)
+    assert png == tmp_path / f"{name}.png" and png.stat().st_size > 0
+    assert (tmp_path / f"{name}.zarr").is_dir()
+
+
+def test_status_line_is_text_and_page_controls_with_bad_values_are_refused(explorer):
+    """The status line echoes what users typed: bokeh shows it as text, not
+    HTML.  A page can send any value for a control: refused in the status line,
+    the control shows the setting in use again, nothing re-rendered."""
+    assert explorer.status.render_as_text and explorer.status.disable_math
+    explorer.wait(1)
+    explorer.palette_select.value = "<img src=x onerror=alert(1)>"  # as a crafted page would send
+    assert explorer.status.text == "palette not changed: unknown palette '<img src=x onerror=alert(1)>' " + (
+        "(`dfractal palettes` lists them all)"
+    )
+    assert explorer.palette_select.value == "Hippi" and explorer.palette == "Hippi"
+    explorer.mode_select.value = "<b>histogram</b>"
+    assert explorer.status.text.startswith("colouring not changed: unknown explorer mode '<b>histogram</b>'")
+    assert explorer.mode_select.value == "smooth"
+    explorer.iters_spinner.value = 0
+    assert explorer.status.text == "max iterations not changed: iters must be between 1 and 4294967294, got 0"
+    assert explorer.iters_spinner.value == 150
+    explorer.iters_spinner.value = None  # an emptied spinner
+    assert explorer.status.text == "max iterations not changed: iters must be an integer, got None"
+    assert explorer._gen == 1
+    explorer.iters_spinner.value = 160.0  # a spinner's whole number is a limit
+    assert explorer.wait(2)["shown"] and explorer.iters == 160
 
 
 def test_jupyter_widget_wraps_the_layout(explorer):
