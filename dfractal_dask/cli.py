@@ -549,6 +549,7 @@ def cmd_zoom(args: argparse.Namespace) -> int:
     from .view import View, zoom_views
 
     view = View(args.xpos, args.ypos, args.span, args.width, args.height, args.smoothness)
+    graph.check_zoom_size(view, args.frames, args.chunk_rows)  # before making its frames: at any count, at once
     views = zoom_views(view, args.frames, args.to_span)
     fractal = _fractal(args)
     palette = palettes.resolve_palette(args.palette)
@@ -702,9 +703,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"size on disk: {info['bytes'] / 1e6:.1f} MB")
     report = a.get("metrics")
     if isinstance(report, dict) and report:
-        seconds = (report.get("ended") or 0) - (report.get("started") or 0)
-        lines = format_metrics(seconds, {}, report, {})
-        print("\n".join(line for line in lines[1:] if "status: left" not in line))
+        try:
+            seconds = float(report.get("ended") or 0) - float(report.get("started") or 0)
+            lines = format_metrics(seconds, {}, report, {})
+            print("\n".join(line for line in lines[1:] if "status: left" not in line))
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:  # edited by hand: informative only
+            print(f"metrics: unreadable ({type(exc).__name__})")
+    elif report is not None and not isinstance(report, dict):
+        print("metrics: unreadable (not a mapping)")
     if not info["verified"]:
         print("verified: no (a format-1 store: its chunks carry no checksums)")
         return 0
@@ -753,15 +759,24 @@ def _join_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
+def _quiet_distributed() -> None:
+    """Errors are one line here: distributed's own logging (a lost scheduler's
+    reconnection tracebacks, a failed task's report) would bury it.  Its
+    loggers get their levels when distributed is imported, so after that."""
+    import distributed  # noqa: F401 - sets up its loggers
+
+    for name in [n for n in logging.root.manager.loggerDict if n.split(".")[0] in ("distributed", "tornado")]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dfractal`` console script."""
     parser = build_parser()
     argv = _join_negative_values(sys.argv[1:] if argv is None else list(argv))
-    # errors are one line here: distributed's own logging (a lost scheduler's
-    # reconnection tracebacks, a failed task's report) would bury it
-    logging.getLogger("distributed").setLevel(logging.CRITICAL)
     try:
         args = parser.parse_args(argv)
+        if args.command in ("render", "zoom", "recolor", "explore", "bench"):
+            _quiet_distributed()
         return args.func(args)
     except BrokenPipeError:  # e.g. `dfractal palettes | head`: not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit

@@ -45,6 +45,7 @@ __all__ = [
     "MAX_ZOOM_TASKS",
     "zoom_dataset",
     "zoom_template",
+    "check_zoom_size",
     "zoom_dataset_from_tasks",
     "zoom_tasks",
 ]
@@ -335,6 +336,27 @@ def check_fractal(fractal: Fractal | None) -> Fractal:
     return fractal
 
 
+def _var_attrs(name: str, iters: int) -> dict:
+    # what each variable of a picture holds, for readers of the store
+    return {
+        "iterations": {"long_name": "escape iteration", "max": iters},
+        "norm": {"long_name": "|z|^2 at escape (|z|^2/2 if bounded)"},
+        "distance": {"long_name": "distance estimate |z| ln|z| / |dz| (NaN if bounded)"},
+    }[name]
+
+
+def _coords(view: View) -> dict:
+    # the sample coordinates: absolute, or for a deep view offsets from the
+    # exact centre (absolute float64 coordinates would collapse)
+    if not view.deep:
+        return {"im": view.im(), "re": view.re()}
+    h, w = view.sample_height, view.sample_width
+    return {
+        "im": ("im", ((h - 1) / 2 - np.arange(h)) * view.step, {"long_name": "offset from centre_im"}),
+        "re": ("re", (np.arange(w) - (w - 1) / 2) * view.step, {"long_name": "offset from centre_re"}),
+    }
+
+
 def dataset_from_tasks(
     view: View,
     iters: int,
@@ -353,25 +375,14 @@ def dataset_from_tasks(
     # A single column chunk: xarray/zarr chunk = one row block.
     it = it.rechunk({1: -1})
     norm = norm.rechunk({1: -1})
-    data = {
-        "iterations": (("im", "re"), it, {"long_name": "escape iteration", "max": iters}),
-        "norm": (("im", "re"), norm, {"long_name": "|z|^2 at escape (|z|^2/2 if bounded)"}),
-    }
+    data = {"iterations": (("im", "re"), it, _var_attrs("iterations", iters)),
+            "norm": (("im", "re"), norm, _var_attrs("norm", iters))}  # fmt: skip
     if distance:
         de = da.concatenate([da.from_delayed(t[3], shape=(b.nrows, w), dtype=np.float32) for b, t in tasks], axis=0)
-        long_name = "distance estimate |z| ln|z| / |dz| (NaN if bounded)"
-        data["distance"] = (("im", "re"), de.rechunk({1: -1}), {"long_name": long_name})
-    if view.deep:  # absolute float64 coordinates would collapse: offsets from the centre
-        h = view.sample_height
-        coords = {
-            "im": ("im", ((h - 1) / 2 - np.arange(h)) * view.step, {"long_name": "offset from centre_im"}),
-            "re": ("re", (np.arange(w) - (w - 1) / 2) * view.step, {"long_name": "offset from centre_re"}),
-        }
-    else:
-        coords = {"im": view.im(), "re": view.re()}
+        data["distance"] = (("im", "re"), de.rechunk({1: -1}), _var_attrs("distance", iters))
     return xr.Dataset(
         data,
-        coords=coords,
+        coords=_coords(view),
         attrs={
             **check_fractal(fractal).to_attrs(),
             "distance": bool(distance),
@@ -442,6 +453,19 @@ def zoom_dataset(
 MAX_ZOOM_TASKS = 100_000
 
 
+def check_zoom_size(view: View, frames: int, chunk_rows: int | None = None) -> int:
+    """Refuse (``ValueError``) a zoom of ``frames`` frames of ``view`` with more
+    than :data:`MAX_ZOOM_TASKS` kernel calls, before any of its frames is
+    made (so at any frame count in microseconds); returns the blocks a frame."""
+    n_blocks = len(range(0, view.sample_height, _check_chunk_rows(view, chunk_rows)))
+    if isinstance(frames, int) and frames * n_blocks > MAX_ZOOM_TASKS:
+        raise ValueError(
+            f"a zoom of {frames} frames x {n_blocks} blocks is {frames * n_blocks:,} tasks, more than "
+            f"{MAX_ZOOM_TASKS:,} in one graph: use fewer frames, or larger chunk_rows"
+        )
+    return n_blocks
+
+
 def zoom_template(
     views: list[View],
     iters: int = 800,
@@ -459,23 +483,20 @@ def zoom_template(
     fractal = check_fractal(fractal)
     first = views[0]
     rows = _check_chunk_rows(first, chunk_rows)
-    n_blocks = math.ceil(first.sample_height / rows)
-    if len(views) * n_blocks > MAX_ZOOM_TASKS:
-        raise ValueError(
-            f"a zoom of {len(views)} frames x {n_blocks} blocks is {len(views) * n_blocks:,} tasks, more than "
-            f"{MAX_ZOOM_TASKS:,} in one graph: use fewer frames, or larger chunk_rows"
-        )
+    check_zoom_size(first, len(views), chunk_rows)
     shape = (len(views), first.sample_height, first.sample_width)
     chunks = (1, rows, first.sample_width)
     deep = [is_deep(v, fractal, False, perturbation) for v in views]
     attrs = {**fractal.to_attrs(), "iters": iters, "chunk_rows": min(rows, first.sample_height), **first.to_attrs()}
     attrs.update(frames=len(views), to_span=views[-1].span)
+    dims = ("frame", "im", "re")
     data = {
-        "iterations": (("frame", "im", "re"), da.zeros(shape, dtype=kernels.count_dtype(iters), chunks=chunks)),
-        "norm": (("frame", "im", "re"), da.zeros(shape, dtype=np.float32, chunks=chunks)),
-    }
+        "iterations": (dims, da.zeros(shape, dtype=kernels.count_dtype(iters), chunks=chunks),
+                       _var_attrs("iterations", iters)),
+        "norm": (dims, da.zeros(shape, dtype=np.float32, chunks=chunks), _var_attrs("norm", iters)),
+    }  # fmt: skip
     coords = {"frame": np.arange(len(views)), "span": ("frame", [v.span for v in views]), "deep": ("frame", deep)}
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+    return xr.Dataset(data, coords=coords, attrs=attrs)  # (no im/re: they differ frame to frame)
 
 
 def zoom_dataset_from_tasks(

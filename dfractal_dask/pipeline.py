@@ -6,7 +6,7 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import dask
@@ -101,27 +101,53 @@ def _stall_seconds() -> float:
     return float(dask.config.get("dfractal.stall-seconds", STALL_SECONDS))
 
 
-def _busy_workers(c: Client, futures: list) -> str:
-    # the workers holding this render's unfinished tasks, by name and address
+def _busy_workers(c: Client, render_id: str) -> str:
+    # the workers processing this render's tasks (their keys hold its id), by name and address
     try:
-        keys = {f.key for f in futures if not f.done()}
         processing = c.processing()
         info = c.scheduler_info(n_workers=-1)["workers"]
     except Exception:  # the scheduler is not answering either
         return "the scheduler does not answer"
-    busy = [f"{info.get(w, {}).get('name', w)} ({w})" for w, ks in processing.items() if keys & set(ks)]
+    busy = [f"{info.get(w, {}).get('name', w)} ({w})" for w, keys in processing.items()
+            if any(render_id in str(k) for k in keys)]  # fmt: skip
     return "stalled: " + ", ".join(busy) if busy else "no worker is processing its blocks"
 
 
-def _gather(c: Client, futures: list, progress: Callable[[int, int], None] | None, kind: str = "render"):
+def _scheduler_lost(c: Client) -> bool:
+    # whether the scheduler has gone (not merely a task's error): ask it directly, briefly
+    from .cluster import probe_scheduler
+
+    address = getattr(c.scheduler, "address", None)
+    if c.status not in ("running", "newly-created") or not address:
+        return True
+    try:
+        probe_scheduler(address, timeout=5, security=c.security)
+    except ConnectionError:
+        return True
+    return False
+
+
+def _gather(
+    c: Client,
+    futures: list,
+    progress: Callable[[int, int], None] | None,
+    render_id: str,
+    kind: str = "render",
+    more: Iterator | None = None,
+    total: int | None = None,
+):
     """Yield each future's result as it finishes, calling ``progress``; on
     the first error, cancel the rest (a store that was replaced, or that a
-    worker cannot see, must not keep its other blocks computing).
+    worker cannot see, must not keep its other blocks computing).  ``more``:
+    further futures, one taken in as each finishes (a window of work in
+    flight), ``total`` in all.
 
-    Raises :class:`ClusterError` when no block finishes for
-    :data:`STALL_SECONDS` (naming the workers still holding blocks) or when
+    Raises :class:`ClusterError` when nothing finishes for
+    :data:`STALL_SECONDS` (naming the workers still holding its tasks) or when
     the scheduler is lost."""
-    total, finished, stall = len(futures), 0, _stall_seconds()
+    total, finished, stall = len(futures) if total is None else total, 0, _stall_seconds()
+    unit = "frames" if kind == "zoom" else "blocks"
+    resume = f"resume it (dfractal {kind} --resume, or resume=True) to finish the store"
     if progress:
         progress(0, total)
     ac = as_completed(futures, loop=c.loop)
@@ -132,9 +158,8 @@ def _gather(c: Client, futures: list, progress: Callable[[int, int], None] | Non
             if not batch:
                 if time.monotonic() - last > stall:
                     raise ClusterError(
-                        f"no block of this {kind} finished for {stall:g} s ({_busy_workers(c, futures)}); "
-                        f"{finished} of {total} had finished: resume it (dfractal {kind} --resume, or "
-                        "resume=True) to finish the store"
+                        f"nothing of this {kind} finished for {stall:g} s ({_busy_workers(c, render_id)}); "
+                        f"{finished} of {total} {unit} had finished: {resume}"
                     )
                 time.sleep(0.02)
                 continue
@@ -142,18 +167,21 @@ def _gather(c: Client, futures: list, progress: Callable[[int, int], None] | Non
             for fut in batch:
                 try:
                     result = fut.result()
-                except CancelledError:
-                    if c.status == "running":
+                except (CancelledError, OSError) as exc:  # OSError: distributed's CommClosedError and kin
+                    if not _scheduler_lost(c):
                         raise
                     raise ClusterError(
-                        f"lost the dask scheduler {c.scheduler.address if c.scheduler else ''} while this {kind} "
-                        f"ran; {finished} of {total} had finished: resume it (dfractal {kind} --resume, or "
-                        "resume=True) to finish the store"
+                        f"lost the dask scheduler {getattr(c.scheduler, 'address', '')} while this {kind} ran "
+                        f"({type(exc).__name__}); {finished} of {total} {unit} had finished: {resume}"
                     ) from None
                 finished += 1
                 yield result
                 if progress:
                     progress(finished, total)
+                nxt = next(more, None) if more is not None else None
+                if nxt is not None:
+                    futures.append(nxt)
+                    ac.add(nxt)
     except BaseException:
         with contextlib.suppress(Exception):
             c.cancel(futures)
@@ -327,7 +355,7 @@ def _render_to_store(
             key = metrics.task_key("write", render_id, b.index)
             writes.append(write(loc, b, k, render_id, iters, store_id, dask_key_name=key))
     futures = c.compute(writes, retries=retries, **_only(workers))
-    for row in _gather(c, futures, progress):  # a small dict a block: the samples stay on the workers
+    for row in _gather(c, futures, progress, render_id):  # a small dict a block: the samples stay on the workers
         if stats is not None:
             stats.blocks += 1
             stats.rows += row["rows"]
@@ -394,18 +422,21 @@ def zoom(
         ``span`` and ``deep`` on ``frame``.
     """
     view = View() if view is None else view
+    if isinstance(view, View):
+        graph.check_zoom_size(view, frames, chunk_rows)  # before making its frames: at any count, at once
     views = zoom_views(view, frames, to_span)
     loc = _check_run(retries, resume, store_path, storage_options)
     render_id = uuid.uuid4().hex
     done = None
-    if loc is not None:  # before any cluster starts, and before the graph is built
-        check = graph.zoom_template(views, iters, chunk_rows, fractal, perturbation)
-        done = store.check_zoom_target(loc, check, overwrite=overwrite, resume=resume)
-    deep, tasks = graph.zoom_tasks(views, iters, chunk_rows, fractal, perturbation, render_id=render_id)
-    template = graph.zoom_dataset_from_tasks(views, iters, deep, tasks, fractal)
+    template = graph.zoom_template(views, iters, chunk_rows, fractal, perturbation)  # no graph yet
+    if loc is not None:  # before any cluster starts
+        done = store.check_zoom_target(loc, template, overwrite=overwrite, resume=resume)
     with connect(client if client is not None else _current_client(), security=security) as c:
         if loc is None:
-            return c.compute(template, retries=retries).result()
+            deep, tasks = graph.zoom_tasks(views, iters, chunk_rows, fractal, perturbation, render_id=render_id)
+            return c.compute(
+                graph.zoom_dataset_from_tasks(views, iters, deep, tasks, fractal), retries=retries
+            ).result()
         with Lease(loc, _lease_name("zoom", render_id)) as lease:
             if done is None:
                 store.create_zoom_store(loc, template, overwrite=overwrite, store_id=render_id, lease_token=lease.token)
@@ -413,12 +444,19 @@ def zoom(
             metrics.ensure_plugin(c)
             write = dask.delayed(store.write_zoom_block, pure=False)
             mark = dask.delayed(store.mark_frame_done, pure=False)
-            frames_todo = [  # each block written by the worker that computed it, then the frame flagged
-                mark(loc, k, *[write(loc, k, b, t[0], t[1], store_id=sid) for b, t in tasks[k]], store_id=sid)
-                for k in range(len(views))
-                if done is None or not done[k]
-            ]
-            futures = c.compute(frames_todo, retries=retries)
-            for _ in _gather(c, futures, progress, "zoom"):  # a frame's bytes written: the samples stay on the workers
+            rows, deep = int(template.attrs["chunk_rows"]), [bool(d) for d in template["deep"].values]
+
+            def frame(k: int):  # its blocks, each written by the worker that computed it, then the frame flagged
+                bs = graph.block_tasks(views[k], iters, rows, f"{render_id}f{k}", fractal=fractal, perturbation=deep[k])
+                writes = [write(loc, k, b, t[0], t[1], store_id=sid) for b, t in bs]
+                return c.compute(mark(loc, k, *writes, store_id=sid), retries=retries)
+
+            # a window of frames in flight, each frame's graph built as it is sent: the
+            # client holds a few frames' tasks, not the zoom's (~10 kB a task)
+            todo = [k for k in range(len(views)) if done is None or not done[k]]
+            window = max(8, 4 * len(c.scheduler_info()["workers"]))
+            first = [frame(k) for k in todo[:window]]
+            more = (frame(k) for k in todo[window:])
+            for _ in _gather(c, first, progress, render_id, "zoom", more, len(todo)):  # samples stay on the workers
                 pass
     return store.open_zoom(loc)

@@ -387,7 +387,14 @@ def _write_vars(
         if data.shape != (block.nrows, arr.shape[-1]) or block.row0 != block.index * rows or arr.ndim != 2 + len(lead):
             raise ValueError(f"block {block.index} does not match the chunks of {name!r} in {loc}")
         data = np.asarray(data, arr.dtype)
-        arr[(*lead, slice(block.row0, block.row1), slice(None))] = data
+        try:
+            arr[(*lead, slice(block.row0, block.row1), slice(None))] = data
+        except OSError as exc:  # a full disk, a lost mount: say where, once
+            what = f"frame {frame} block {block.index}" if frame is not None else f"block {block.index}"
+            raise StoreError(
+                f"{_where()} cannot write {what} of {name} into {loc}: {exc.strerror or _short(exc)}; "
+                "the blocks written so far are kept: free the space, then resume"
+            ) from None
         crcs.append(crc(data))
         nbytes += _size(loc, _chunk_key(name, (*lead, block.index)))
     _array(loc, "block_crc", store_id)[(*lead, block.index)] = np.array(crcs, np.uint32)
@@ -495,7 +502,8 @@ def _check_store(loc: Location) -> dict[str, Any]:
     if attrs is None or "dfractal_format" not in attrs:
         raise StoreError(f"{loc} is not a dfractal render store")
     if attrs["dfractal_format"] not in _READS:
-        raise StoreError(f"{loc} has store format {attrs['dfractal_format']}, this version reads {FORMAT}")
+        raise StoreError(f"{loc} has store format {attrs['dfractal_format']!r}, this version reads {FORMAT}")
+    _check_attrs(loc, attrs)
     return attrs
 
 
@@ -515,9 +523,9 @@ def blocks_to_resume(
     check_free(loc)
     if attrs.get("dfractal_kind") == ZOOM:
         raise StoreError(f"cannot resume {loc}: it holds a zoom (dfractal zoom --resume), not a render")
+    _, done, _ = _layout(loc, attrs)  # its arrays agree with its attributes
     _refuse_another(loc, attrs, {**template.attrs, "n_blocks": n_blocks}, (*_IDENTITY, "n_blocks"))
     _refuse_unverifiable(loc, attrs)
-    done = _flags(loc, "block_done", n_blocks)
     for index, _ in verify(loc):
         done[index[0]] = False
     return done
@@ -529,16 +537,6 @@ def _refuse_unverifiable(loc: Location, attrs: dict[str, Any]) -> None:
             f"cannot resume {loc}: it was made by an older dfractal (format {attrs['dfractal_format']}, "
             "no checksums); --overwrite to render it again"
         )
-
-
-def _flags(loc: Location, name: str, n: int) -> np.ndarray:
-    try:
-        done = np.asarray(zarr.open_array(loc.zarr_store(read_only=True), path=name, mode="r")[:])
-    except Exception as exc:  # zarr raises many kinds on damaged stores
-        raise StoreError(f"{loc} is damaged: its {name} flags cannot be read ({_short(exc)})") from None
-    if done.shape != (n,):
-        raise StoreError(f"{loc} is damaged: {name} has shape {done.shape}, expected ({n},)")
-    return done.astype(bool)
 
 
 #: Counts and norms compress at least this well (the seed default: 2.4x): a
@@ -609,9 +607,9 @@ def check_zoom_target(
         check_free(loc)
         if attrs.get("dfractal_kind") != ZOOM:
             raise StoreError(f"cannot resume {loc}: it holds a render, not a zoom")
+        _, done, _ = _layout(loc, attrs)  # its arrays agree with its attributes
         _refuse_another(loc, attrs, dict(template.attrs), _ZOOM_IDENTITY)
         _refuse_unverifiable(loc, attrs)
-        done = _flags(loc, "frame_done", template.sizes["frame"])
         for index, _ in verify(loc):
             done[index[0]] = False
         return done
@@ -627,19 +625,31 @@ def check_zoom_target(
 
 def _layout(loc: Location, attrs: dict[str, Any]) -> tuple[list[str], np.ndarray, np.ndarray | None]:
     """The sample variables, the done flags (per block, or per frame of a
-    zoom), and the checksum record (``None`` for a format-1 store)."""
+    zoom), and the checksum record (``None`` for a format-1 store); a
+    :class:`StoreError` naming the array that is missing, unreadable, or not
+    of the shape the attributes say."""
     zoom = attrs.get("dfractal_kind") == ZOOM
+    names = ["iterations", "norm"] + (["distance"] if attrs.get("distance") and not zoom else [])
+    view = View.from_attrs(attrs)  # (checked by _check_attrs)
+    shape = (view.sample_height, view.sample_width)
+    blocks = -(-shape[-2] // attrs["chunk_rows"])
+    flags_name = "frame_done" if zoom else "block_done"
+    want = {name: (attrs["frames"], *shape) if zoom else shape for name in names}
+    want[flags_name] = (attrs["frames"],) if zoom else (attrs["n_blocks"],)
+    if attrs["dfractal_format"] >= 2:
+        want["block_crc"] = (attrs["frames"], blocks, len(names)) if zoom else (blocks, len(names))
+    read: dict[str, np.ndarray] = {}
     zstore = loc.zarr_store(read_only=True)
-    try:
-        group = zarr.open_group(zstore, mode="r")
-        done = np.asarray(group["frame_done" if zoom else "block_done"][:]).astype(bool)
-        record = np.asarray(group["block_crc"][:]) if attrs["dfractal_format"] >= 2 else None
-        names = ["iterations", "norm"] + (["distance"] if attrs.get("distance") and not zoom else [])
-        for name in names:
-            group[name]
-    except Exception as exc:  # zarr raises many kinds on damaged stores
-        raise StoreError(f"{loc} is damaged: {_short(exc)}") from None
-    return names, done, record
+    for name, shape_wanted in want.items():
+        try:
+            arr = zarr.open_array(zstore, path=name, mode="r")
+            if arr.shape != shape_wanted:
+                raise ValueError(f"its shape is {arr.shape}, its store's attributes say {shape_wanted}")
+            if name in (flags_name, "block_crc"):  # small: read now
+                read[name] = np.asarray(arr[:])
+        except Exception as exc:  # zarr raises many kinds on damaged stores
+            raise StoreError(f"{loc} is damaged: {name}: {_short(exc)}") from None
+    return names, read[flags_name].astype(bool), read.get("block_crc")
 
 
 def block_label(index: tuple[int, ...]) -> str:
@@ -699,7 +709,6 @@ def store_info(path: str | os.PathLike | Location, storage_options: Mapping | No
     """Attributes, completion, damage (:func:`verify`) and size of a store."""
     loc = as_location(path, storage_options)
     attrs = _check_store(loc)
-    _check_attrs(loc, attrs)
     _, done, record = _layout(loc, attrs)
     key = "frames_done" if attrs.get("dfractal_kind") == ZOOM else "blocks_done"
     return {"attrs": attrs, key: int(done.sum()), "bytes": loc.size(), "damaged": verify(loc),
@@ -707,12 +716,44 @@ def store_info(path: str | os.PathLike | Location, storage_options: Mapping | No
 
 
 def _check_attrs(loc: Location, attrs: dict[str, Any]) -> None:
-    need = ("iters", "chunk_rows", "n_blocks", "width", "height", "supersample", "span")
-    if attrs.get("dfractal_kind") == ZOOM:
-        need = (*need[:2], *need[3:], "frames", "to_span")
-    missing = [k for k in need if k not in attrs]
-    if missing:
-        raise StoreError(f"{loc} is damaged: its attributes lack {', '.join(missing)}")
+    """The one check of a store's attributes that every reader shares (info,
+    recolor, resume, open_render, open_zoom): each one a store needs is
+    present and of its kind, and they agree with each other, or a
+    :class:`StoreError` names the first that is not."""
+
+    def bad(what: str) -> StoreError:
+        return StoreError(f"{loc} is damaged: its attribute {what}; render it again with --overwrite")
+
+    zoom = attrs.get("dfractal_kind") == ZOOM
+    if "dfractal_kind" in attrs and not zoom:
+        raise bad(f"dfractal_kind is {attrs['dfractal_kind']!r}, not {ZOOM!r}")
+    need = ["iters", "chunk_rows", "width", "height", "supersample", "span", "xpos", "ypos"]
+    need += ["frames", "to_span"] if zoom else ["n_blocks"]
+    for key in need:
+        if key not in attrs:
+            raise bad(f"{key} is missing")
+    for key in ("iters", "chunk_rows", "width", "height", "supersample", "frames", "n_blocks"):
+        value = attrs.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise bad(f"{key} is {value!r}, not a positive whole number")
+    try:
+        from .graph import check_iters
+
+        check_iters(attrs["iters"])
+        view = View.from_attrs(attrs)
+        Fractal.from_attrs(attrs)
+        if zoom:
+            View(view.xpos, view.ypos, attrs["to_span"], view.width, view.height, view.supersample)
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise bad(f"values do not make a view, fractal and iteration limit ({exc})") from None
+    for key in ("distance", "perturbation"):
+        if not isinstance(attrs.get(key, False), bool):
+            raise bad(f"{key} is {attrs[key]!r}, not true or false")
+    if not zoom and attrs["n_blocks"] != -(-view.sample_height // attrs["chunk_rows"]):
+        raise bad(
+            f"n_blocks is {attrs['n_blocks']}, but {view.sample_height} sample rows in blocks of "
+            f"{attrs['chunk_rows']} make {-(-view.sample_height // attrs['chunk_rows'])}"
+        )
 
 
 def store_attrs(path: str | os.PathLike | Location, storage_options: Mapping | None = None) -> dict[str, Any]:
@@ -807,7 +848,6 @@ def open_render(
     attrs = _check_store(loc)
     if attrs.get("dfractal_kind") == ZOOM:
         raise StoreError(f"{loc} holds a zoom, not a render: open it with open_zoom")
-    _check_attrs(loc, attrs)
     names, done, record = _layout(loc, attrs)
     missing = int(attrs["n_blocks"]) - int(done.sum())
     if missing and not allow_incomplete:
@@ -832,7 +872,6 @@ def open_zoom(
     attrs = _check_store(loc)
     if attrs.get("dfractal_kind") != ZOOM:
         raise StoreError(f"{loc} holds a render, not a zoom: open it with open_render")
-    _check_attrs(loc, attrs)
     names, done, record = _layout(loc, attrs)
     if not done.all() and not allow_incomplete:
         raise StoreError(f"{loc} is incomplete: {int((~done).sum())} of {done.size} frames were never written")

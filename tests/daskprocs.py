@@ -57,7 +57,8 @@ def dask_processes(
     wrap: Sequence[str] = (),
 ) -> Iterator[tuple[str, dict[str, subprocess.Popen]]]:
     """A `dask scheduler` (with the metrics preload) and one `dask worker` per
-    name, all on 127.0.0.1; yields the scheduler address and the worker processes.
+    name, all on 127.0.0.1; yields the scheduler address and the processes by
+    name (the workers', and the scheduler's as ``"scheduler"``).
 
     Each worker runs in its own folder ``tmp/<name>`` (its working directory
     and local directory); ``env`` is added to every process's environment;
@@ -75,7 +76,7 @@ def dask_processes(
     try:
         wait_for(sched_file.exists, "the scheduler file")
         address = json.loads(sched_file.read_text())["address"]
-        workers = {}
+        workers = {"scheduler": procs[0]}
         for name in names:
             folder = tmp / name
             folder.mkdir(exist_ok=True)
