@@ -4,7 +4,12 @@
 replaced, reproduced below ("before": every frame held, then pillow's
 ``save_all``).  Numbers, no assertions.
 
-    python benchmarks/animation.py [--frames 25 400] [--width 320 --height 240]
+    python benchmarks/animation.py [--frames 25 400] [--width 320 --height 240] [--zoom]
+
+``--zoom`` also times real ``dfractal zoom`` runs (320x240, 200 iterations,
+embedded 2-worker cluster, whose scheduler lives in the client process) of
+25 and 400 frames, twice each in turn, and prints the client's peak RSS
+(``ru_maxrss`` of the command) and the ratio 400 / 25 (goal: at most 1.20).
 
 Each measurement is its own child process (``ru_maxrss`` is a peak over a
 process's life), which imports :mod:`dfractal_dask.animation` (numpy, dask,
@@ -92,13 +97,40 @@ def measure(fmt: str, n: int, impl: str, width: int, height: int) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def zooms(frames: list[int]) -> None:
+    """Peak RSS of whole `dfractal zoom` commands, ``frames`` each, in turn, twice."""
+    peaks: dict[int, list[float]] = {n: [] for n in frames}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(2):
+            for n in frames:
+                argv = ["dfractal", "zoom", "--frames", str(n), "--to-span", "1e-6", "--width", "320", "--height",
+                        "240", "--iters", "200", "--outfile", "z.gif", "--overwrite", "-q"]  # fmt: skip
+                # a fresh wrapper process each: RUSAGE_CHILDREN's peak is over all of its children
+                wrap = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); " \
+                       "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"  # fmt: skip
+                t0 = time.perf_counter()
+                out = subprocess.run([sys.executable, "-c", wrap, *argv], cwd=tmp, check=True, capture_output=True,
+                                     text=True).stdout  # fmt: skip
+                peak = int(out.split()[-1]) / 1024
+                peaks[n].append(peak)
+                print(f"dfractal zoom, {n:4d} frames: {time.perf_counter() - t0:6.1f} s, peak RSS {peak:6.1f} MiB")
+    few, many = frames
+    print(f"dfractal zoom peak RSS {many}/{few}: {min(peaks[many]) / min(peaks[few]):.2f} (goal at most 1.20)\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, nargs=2, default=[25, 400], metavar=("FEW", "MANY"))
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=240)
     parser.add_argument("--child", nargs=3, metavar=("FMT", "N", "IMPL"), help=argparse.SUPPRESS)
+    parser.add_argument("--zoom", action="store_true", help="also measure real `dfractal zoom` runs")
+    parser.add_argument("--zoom-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.zoom or args.zoom_only:
+        zooms(args.frames)
+    if args.zoom_only:
+        return
     if args.child:
         fmt, n, impl = args.child
         child(fmt, int(n), impl, args.width, args.height)

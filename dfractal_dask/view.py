@@ -30,7 +30,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["View", "MAX_COORDINATE", "MAX_SAMPLES", "MIN_SPAN", "DEEP_ULPS", "parse_coordinate", "zoom_views"]
+__all__ = [
+    "View",
+    "MAX_COORDINATE",
+    "MAX_FRAMES",
+    "MAX_SAMPLES",
+    "MIN_SPAN",
+    "DEEP_ULPS",
+    "parse_coordinate",
+    "zoom_views",
+]
 
 #: Refuse views with more samples than this (2**36 ≈ 69 G samples, ~400 GB
 #: of counts and norms): a typo such as ``--width 10000000`` fails fast.
@@ -39,6 +48,10 @@ MAX_SAMPLES = 2**36
 #: The largest |coordinate| + span of a view: a sample's square, and a deep
 #: view's reference orbit, must stay finite in float64 (~1.3e154).
 MAX_COORDINATE = 1e150
+
+#: The most frames a zoom may have (7 minutes at 24 frames a second): a zoom
+#: of that many is checked in a fraction of a second (~35 µs a frame).
+MAX_FRAMES = 10_000
 
 #: The smallest span: perturbation keeps each sample's offset from the centre
 #: in float64, whose exponent ends near 1e-308 (its square must not vanish first).
@@ -300,14 +313,14 @@ def zoom_views(view: View, frames: int, to_span: float) -> list[View]:
     Raises
     ------
     TypeError, ValueError
-        For a ``frames`` that is not an integer from 2 to 100 000, or a
+        For a ``frames`` that is not an integer from 2 to :data:`MAX_FRAMES`, or a
         ``to_span`` that is not a finite number above :data:`MIN_SPAN`.
     """
     if not isinstance(view, View):
         raise TypeError(f"view must be a View, got {type(view).__name__}")
     frames = _check_int("frames", frames, 2)
-    if frames > 100_000:
-        raise ValueError(f"frames must be at most 100000, got {frames}")
+    if frames > MAX_FRAMES:
+        raise ValueError(f"frames must be at most {MAX_FRAMES}, got {frames}")
     to_span = _check_span("to_span", to_span)  # here: a frame before the last would name another span
     ratio = math.log(to_span / view.span)
     spans = [view.span * math.exp(ratio * k / (frames - 1)) for k in range(frames)]

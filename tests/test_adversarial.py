@@ -73,6 +73,8 @@ BAD = [
      ["--tls-* flags need a tls:// scheduler address"]),
     (["recolor", "{store}", "--outfile", "{store}/zarr.json"], ["inside the store"]),
     (["zoom", "--to-span", "1e-10", "--frames", "100000", "--store", "{store}"], ["800,000 tasks"]),
+    (["zoom", "--to-span", "1e-10", "--frames", "10001", "--width", "8", "--height", "6", "--store", "{store}"],
+     ["frames must be at most 10000"]),
     (["zoom", "--to-span", "1e-200", "--xpos", DEEP_X, "--ypos", DEEP_Y, "--frames", "3", "--no-perturbation",
       "--store", "{store}"], ["too deep for float64"]),
 ]  # fmt: skip

@@ -9,31 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from chromium import launch, needs_chromium
 from labserver import running_lab
 from PIL import Image
 
 from dfractal_dask import RenderStats, View, render
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
-
-if not shutil.which(CHROMIUM) and os.environ.get("CI"):
-    raise RuntimeError("CI must install Debian's chromium (see .ci/run)")
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM), reason="needs Debian's chromium (apt-get install chromium)"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    with launch() as b:
         yield b
-        b.close()
 
 
 def test_fractal_dashboard_page_in_chromium(browser, client, tmp_path):
