@@ -13,13 +13,44 @@ import os
 import re
 from collections.abc import Iterator
 
+import dask
 from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import WorkerPlugin
 from distributed.security import Security
 
-__all__ = ["connect", "local_cluster", "probe_scheduler", "tls_security", "WarmKernels", "default_workers"]
+__all__ = [
+    "ClusterError", "SLOWEST_RATE", "STALL_SECONDS", "WarmKernels", "connect", "default_workers", "local_cluster",
+    "probe_scheduler", "stall_seconds", "tls_security",
+]  # fmt: skip
 
 _ADDRESS = re.compile(r"^(?:(?P<proto>[a-z]+)://)?(?P<host>\[[0-9a-fA-F:.]+\]|[\w.-]+):(?P<port>\d+)$")
+
+
+#: Seconds a render may go without any block finishing before it is given up
+#: as stalled (dask config ``dfractal.stall-seconds`` sets it exactly): far
+#: above a block's expected time (~0.1-1 s at the seed's sizes), below
+#: distributed's own worker-ttl (5 minutes), after which a stopped worker would
+#: be dropped.  Unless set, a render whose blocks could take longer (many
+#: iterations: a deep zoom) waits as long as its largest block could take at
+#: :data:`SLOWEST_RATE`.
+STALL_SECONDS = 180.0
+#: Iterations a second a core does at the least (the perturbation kernel does
+#: ~150 M, the plain one ~2 G): bounds a block's time from its work.
+SLOWEST_RATE = 5e7
+
+
+class ClusterError(ConnectionError):
+    """The cluster stopped making progress, or its scheduler was lost, while a
+    render ran: the store keeps every finished block (resume it)."""
+
+
+def stall_seconds(work: float = 0.0) -> float:
+    """How long nothing may finish: ``dfractal.stall-seconds`` if configured,
+    else :data:`STALL_SECONDS`, or longer for a task of ``work`` iterations."""
+    configured = dask.config.get("dfractal.stall-seconds", None)
+    if configured is not None:
+        return float(configured)
+    return max(STALL_SECONDS, work / SLOWEST_RATE)
 
 
 def default_workers() -> int:

@@ -15,13 +15,13 @@ from distributed import CancelledError, Client, as_completed, default_client, ge
 from distributed.security import Security
 
 from . import graph, kernels, metrics, store
-from .cluster import connect
+from .cluster import SLOWEST_RATE, STALL_SECONDS, ClusterError, connect, stall_seconds
 from .fractals import Fractal
 from .lease import Lease
 from .location import Location, as_location
 from .view import View, zoom_views
 
-__all__ = ["ClusterError", "RenderStats", "STALL_SECONDS", "render", "zoom"]
+__all__ = ["ClusterError", "RenderStats", "SLOWEST_RATE", "STALL_SECONDS", "render", "zoom"]
 
 
 @dataclass
@@ -85,20 +85,14 @@ def _check_run(retries: object, resume: bool, store_path: object, storage_option
     return as_location(store_path, storage_options, name="store_path")
 
 
-#: Seconds a render may go without any block finishing before it is given up
-#: as stalled (dask config ``dfractal.stall-seconds``): far above a block's
-#: expected time (~0.1-1 s at the default block size), below distributed's
-#: own worker-ttl (5 minutes), after which a stopped worker would be dropped.
-STALL_SECONDS = 180.0
-
-
-class ClusterError(ConnectionError):
-    """The cluster stopped making progress, or its scheduler was lost, while a
-    render ran: the store keeps every finished block (resume it)."""
-
-
-def _stall_seconds() -> float:
-    return float(dask.config.get("dfractal.stall-seconds", STALL_SECONDS))
+def _holders(c: Client, fut) -> str:
+    # the workers holding a finished task's result, by name and address
+    try:
+        holders = c.who_has([fut]).get(fut.key, ())
+        info = c.scheduler_info(n_workers=-1)["workers"]
+    except Exception:
+        return "the scheduler does not answer"
+    return "held by " + (", ".join(f"{info.get(w, {}).get('name', w)} ({w})" for w in holders) or "no worker")
 
 
 def _busy_workers(c: Client, render_id: str) -> str:
@@ -135,17 +129,19 @@ def _gather(
     kind: str = "render",
     more: Iterator | None = None,
     total: int | None = None,
+    work: float = 0.0,
 ):
     """Yield each future's result as it finishes, calling ``progress``; on
     the first error, cancel the rest (a store that was replaced, or that a
     worker cannot see, must not keep its other blocks computing).  ``more``:
     further futures, one taken in as each finishes (a window of work in
-    flight), ``total`` in all.
+    flight), ``total`` in all; ``work``: the most iterations one of them may
+    take (see :func:`dfractal_dask.cluster.stall_seconds`).
 
     Raises :class:`ClusterError` when nothing finishes for
     :data:`STALL_SECONDS` (naming the workers still holding its tasks) or when
     the scheduler is lost."""
-    total, finished, stall = len(futures) if total is None else total, 0, _stall_seconds()
+    total, finished, stall = len(futures) if total is None else total, 0, stall_seconds(work)
     unit = "frames" if kind == "zoom" else "blocks"
     resume = f"resume it (dfractal {kind} --resume, or resume=True) to finish the store"
     if progress:
@@ -166,7 +162,13 @@ def _gather(
             last = time.monotonic()
             for fut in batch:
                 try:
-                    result = fut.result()
+                    # bounded: a finished task's result may sit on a worker that stopped since
+                    result = fut.result(timeout=stall)
+                except TimeoutError:
+                    raise ClusterError(
+                        f"the result of a finished task of this {kind} could not be fetched for {stall:g} s "
+                        f"({_holders(c, fut)}); {finished} of {total} {unit} had finished: {resume}"
+                    ) from None
                 except (CancelledError, OSError) as exc:  # OSError: distributed's CommClosedError and kin
                     if not _scheduler_lost(c):
                         raise
@@ -355,7 +357,10 @@ def _render_to_store(
             key = metrics.task_key("write", render_id, b.index)
             writes.append(write(loc, b, k, render_id, iters, store_id, dask_key_name=key))
     futures = c.compute(writes, retries=retries, **_only(workers))
-    for row in _gather(c, futures, progress, render_id):  # a small dict a block: the samples stay on the workers
+    work = iters * template.sizes["re"] * int(template.attrs["chunk_rows"])  # the largest block's, at most
+    for row in _gather(
+        c, futures, progress, render_id, work=work
+    ):  # a small dict a block: the samples stay on the workers
         if stats is not None:
             stats.blocks += 1
             stats.rows += row["rows"]
@@ -457,6 +462,7 @@ def zoom(
             window = max(8, 4 * len(c.scheduler_info()["workers"]))
             first = [frame(k) for k in todo[:window]]
             more = (frame(k) for k in todo[window:])
-            for _ in _gather(c, first, progress, render_id, "zoom", more, len(todo)):  # samples stay on the workers
+            work = iters * views[0].sample_width * views[0].sample_height  # a frame's, at most
+            for _ in _gather(c, first, progress, render_id, "zoom", more, len(todo), work):  # samples stay on workers
                 pass
     return store.open_zoom(loc)

@@ -16,6 +16,7 @@ import numpy as np
 from distributed import Client
 from PIL import Image
 
+from .cluster import ClusterError, stall_seconds
 from .location import Location
 
 __all__ = ["save_png"]
@@ -73,8 +74,16 @@ def _strips(arr: da.Array, window: int = 8) -> Iterator[np.ndarray]:
         return
     # one submission: a graph per block would be built and culled n times
     futures = client.compute(list(arr.to_delayed().ravel()))
+    stall = stall_seconds()
     for k, future in enumerate(futures):
-        yield future.result()
+        try:  # bounded: a stopped worker must not hang the picture
+            yield future.result(timeout=stall)
+        except TimeoutError:
+            client.cancel([f for f in futures if f is not None])
+            raise ClusterError(
+                f"block {k} of the picture did not arrive for {stall:g} s; the store is complete: "
+                "recolour it (dfractal recolor) once the cluster is well"
+            ) from None
         future.release()
         futures[k] = None
 
