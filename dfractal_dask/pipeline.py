@@ -335,6 +335,7 @@ def _render_to_store(
     else:  # resuming: only the blocks not marked done and verified (a half-written one is not)
         tasks = [(b, k) for b, k in tasks if not done[b.index]]
         store_id = _store_id(loc, done)
+        store.clear_leftovers(loc)
     if stats is not None:
         stats.resumed = resumed
     metrics.ensure_plugin(c)
@@ -446,6 +447,8 @@ def zoom(
             if done is None:
                 store.create_zoom_store(loc, template, overwrite=overwrite, store_id=render_id, lease_token=lease.token)
             sid = _store_id(loc, done) or render_id
+            if done is not None:
+                store.clear_leftovers(loc)
             metrics.ensure_plugin(c)
             write = dask.delayed(store.write_zoom_block, pure=False)
             mark = dask.delayed(store.mark_frame_done, pure=False)

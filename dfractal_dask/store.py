@@ -31,6 +31,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import dask.array as da
@@ -58,6 +59,7 @@ __all__ = [
     "check_target",
     "check_writable",
     "check_zoom_target",
+    "clear_leftovers",
     "create_store",
     "create_zoom_store",
     "default_store_path",
@@ -234,6 +236,21 @@ def _clear(loc: Location) -> None:
             loc.delete(key)
 
 
+def clear_leftovers(path: str | os.PathLike | Location) -> int:
+    """Delete what killed or failed writes left in a local store: zarr writes
+    each chunk to ``<chunk>.<uuid>.partial`` and renames it into place, and a
+    worker killed (or a disk filled) in between leaves that file.  Called when
+    a render or zoom resumes a store (its lease held); returns how many."""
+    loc = as_location(path)
+    if not loc.is_local:
+        return 0  # object storage writes each key whole
+    n = 0
+    for leftover in Path(loc.url).glob("*/c/**/*.partial"):
+        leftover.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
 def _create(loc: Location, ds: xr.Dataset, encoding: dict, *, overwrite: bool) -> Location:
     # the caller holds the lease (or is alone, e.g. a test): clear, then write the metadata
     if loc.exists() and is_render_store(loc):
@@ -387,18 +404,26 @@ def _write_vars(
         if data.shape != (block.nrows, arr.shape[-1]) or block.row0 != block.index * rows or arr.ndim != 2 + len(lead):
             raise ValueError(f"block {block.index} does not match the chunks of {name!r} in {loc}")
         data = np.asarray(data, arr.dtype)
-        try:
+        with _writing(loc, f"{block_label((*lead, block.index))} of {name}"):
             arr[(*lead, slice(block.row0, block.row1), slice(None))] = data
-        except OSError as exc:  # a full disk, a lost mount: say where, once
-            what = f"frame {frame} block {block.index}" if frame is not None else f"block {block.index}"
-            raise StoreError(
-                f"{_where()} cannot write {what} of {name} into {loc}: {exc.strerror or _short(exc)}; "
-                "the blocks written so far are kept: free the space, then resume"
-            ) from None
         crcs.append(crc(data))
         nbytes += _size(loc, _chunk_key(name, (*lead, block.index)))
-    _array(loc, "block_crc", store_id)[(*lead, block.index)] = np.array(crcs, np.uint32)
+    with _writing(loc, f"the record of {block_label((*lead, block.index))}"):
+        _array(loc, "block_crc", store_id)[(*lead, block.index)] = np.array(crcs, np.uint32)
     return nbytes
+
+
+@contextlib.contextmanager
+def _writing(loc: Location, what: str) -> Iterator[None]:
+    """A full disk or a lost mount while a worker writes ``what``: one
+    :class:`StoreError` saying where, not an errno."""
+    try:
+        yield
+    except OSError as exc:
+        raise StoreError(
+            f"{_where()} cannot write {what} into {loc}: {exc.strerror or _short(exc)}; "
+            "the blocks written so far are kept: free the space, then resume"
+        ) from None
 
 
 def _size(loc: Location, key: str) -> int:
@@ -430,7 +455,8 @@ def write_block(
     arrays = [("iterations", iterations), ("norm", norm)] + ([] if distance is None else [("distance", distance)])
     nbytes = _write_vars(loc, block, arrays, store_id, None)
     # Only now, with the chunks and their record written, is the block complete.
-    _array(loc, "block_done", store_id)[block.index] = 1
+    with _writing(loc, f"the done flag of block {block.index}"):
+        _array(loc, "block_done", store_id)[block.index] = 1
     return nbytes
 
 
@@ -456,7 +482,8 @@ def mark_frame_done(path: str | os.PathLike | Location, frame: int, *written: in
     loc = as_location(path)
     if store_id is not None:
         check_identity(loc, store_id)
-    _array(loc, "frame_done", store_id)[frame] = 1
+    with _writing(loc, f"the done flag of frame {frame}"):
+        _array(loc, "frame_done", store_id)[frame] = 1
     return int(sum(written))
 
 

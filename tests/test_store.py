@@ -256,3 +256,17 @@ def test_a_damaged_zoom_chunk_is_named_by_frame_and_block(tmp_path, capsys):
     assert [index for index, _ in store.verify(path)] == [(1, 2)]
     assert main(["info", str(tmp_path / "z.zarr")]) == 2
     assert "1 damaged frames (frame 1 block 2)" in capsys.readouterr().err
+
+
+def test_resume_clears_what_killed_writes_left(client, tmp_path):
+    """zarr writes a chunk to <chunk>.<uuid>.partial and renames it: a worker
+    killed in between (or a full disk) leaves that file; a resume removes it."""
+    from dfractal_dask import render
+
+    path = tmp_path / "r.zarr"
+    render(VIEW, 50, store_path=path, client=client, chunk_rows=8)
+    leftover = path / "iterations" / "c" / "1" / "0.3f2a.partial"
+    leftover.write_bytes(b"half a chunk")
+    render(VIEW, 50, store_path=path, client=client, chunk_rows=8, resume=True)
+    assert not leftover.exists() and store.verify(path) == []
+    assert store.clear_leftovers(path) == 0
