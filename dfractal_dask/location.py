@@ -20,7 +20,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXTRAS", "Location", "LocationError", "as_location", "check_output", "parse_storage_options"]
+__all__ = [
+    "EXTRAS",
+    "Location",
+    "LocationError",
+    "as_location",
+    "check_output",
+    "nearest_existing",
+    "parse_storage_options",
+]
 
 #: The pip extra that brings each scheme's fsspec backend.
 EXTRAS = {"s3": "s3", "s3a": "s3", "gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure"}
@@ -235,6 +243,14 @@ def as_location(
     return Location(os.path.abspath(os.path.expanduser(text)), {})
 
 
+def nearest_existing(path: str | os.PathLike) -> Path:
+    """The closest existing ancestor of ``path`` (its folders may be made later)."""
+    parent = Path(path).absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    return parent
+
+
 def check_output(path: str | os.PathLike, what: str = "file", *, store: Location | None = None) -> Path:
     """Refuse (``ValueError``), before any work, a local output ``path`` that
     must not be written: a folder, anything but a regular file (a device such
@@ -250,9 +266,7 @@ def check_output(path: str | os.PathLike, what: str = "file", *, store: Location
         root = Path(store.url).resolve()
         if path.resolve() == root or path.resolve().is_relative_to(root):
             raise ValueError(f"cannot write the {what} {path}: it is inside the store {store}")
-    parent = path.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
+    parent = nearest_existing(path)
     if not parent.is_dir():
         raise ValueError(f"cannot write the {what} {path}: {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):

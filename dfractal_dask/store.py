@@ -45,7 +45,7 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 from .fractals import Fractal
 from .graph import Block
 from .lease import LEASE_KEY, check_free
-from .location import Location, LocationError, as_location, check_output
+from .location import Location, LocationError, as_location, check_output, nearest_existing
 from .view import View
 
 __all__ = [
@@ -54,7 +54,6 @@ __all__ = [
     "StoreError",
     "block_label",
     "blocks_to_resume",
-    "check_creatable",
     "check_space",
     "check_target",
     "check_writable",
@@ -159,20 +158,6 @@ def is_zoom_store(path: str | os.PathLike | Location, storage_options: Mapping |
     loc = as_location(path, storage_options)
     _reachable(loc)
     return (_attrs(loc) or {}).get("dfractal_kind") == ZOOM
-
-
-def _nearest_existing(path: str) -> str:
-    """The closest existing ancestor of ``path`` (its folders may be made later)."""
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    return parent
-
-
-def check_creatable(path: str | os.PathLike, what: str = "file") -> str:
-    """Refuse (ValueError), before any work, a local ``path`` that could not
-    be written (:func:`dfractal_dask.location.check_output`)."""
-    return str(check_output(path, what))
 
 
 def _foreign(loc: Location) -> list[str]:
@@ -546,14 +531,20 @@ def blocks_to_resume(
     and one another render is writing (its lease).
     """
     loc = as_location(path, storage_options)
+    return _done_to_resume(loc, {**template.attrs, "n_blocks": n_blocks}, (*_IDENTITY, "n_blocks"), zoom=False)
+
+
+def _done_to_resume(loc: Location, want: dict[str, Any], keys: tuple[str, ...], *, zoom: bool) -> np.ndarray:
+    # blocks_to_resume, for a render or (zoom=True, flags per frame) a zoom
     attrs = _check_store(loc)
     check_free(loc)
-    if attrs.get("dfractal_kind") == ZOOM:
-        raise StoreError(f"cannot resume {loc}: it holds a zoom (dfractal zoom --resume), not a render")
-    _, done, _ = _layout(loc, attrs)  # its arrays agree with its attributes
-    _refuse_another(loc, attrs, {**template.attrs, "n_blocks": n_blocks}, (*_IDENTITY, "n_blocks"))
+    if (attrs.get("dfractal_kind") == ZOOM) != zoom:
+        held, other = ("a render", "a zoom") if zoom else ("a zoom (dfractal zoom --resume)", "a render")
+        raise StoreError(f"cannot resume {loc}: it holds {held}, not {other}")
+    names, done, record = _layout(loc, attrs)  # its arrays agree with its attributes
+    _refuse_another(loc, attrs, want, keys)
     _refuse_unverifiable(loc, attrs)
-    for index, _ in verify(loc):
+    for index, _ in _damaged(loc, attrs, names, done, record):
         done[index[0]] = False
     return done
 
@@ -578,7 +569,7 @@ def check_space(path: str | os.PathLike | Location, template: xr.Dataset) -> Non
     if not loc.is_local:
         return
     raw = sum(template[v].size * template[v].dtype.itemsize for v in ("iterations", "norm"))
-    parent = _nearest_existing(loc.url)
+    parent = nearest_existing(loc.url)
     free = shutil.disk_usage(parent).free
     if raw / _BEST_COMPRESSION > free:
         raise StoreError(
@@ -608,10 +599,7 @@ def check_target(
     _reachable(loc)
     if resume and is_render_store(loc):
         return blocks_to_resume(loc, template, n_blocks)
-    if loc.is_local and not os.path.isdir(loc.url):  # (an existing store: check_writable decides)
-        check_creatable(loc.url, "store")
-    check_writable(loc, overwrite=overwrite)
-    check_space(loc, template)
+    _check_new(loc, template, overwrite)
     return None
 
 
@@ -630,21 +618,17 @@ def check_zoom_target(
     loc = as_location(path, storage_options)
     _reachable(loc)
     if resume and is_render_store(loc):
-        attrs = _check_store(loc)
-        check_free(loc)
-        if attrs.get("dfractal_kind") != ZOOM:
-            raise StoreError(f"cannot resume {loc}: it holds a render, not a zoom")
-        _, done, _ = _layout(loc, attrs)  # its arrays agree with its attributes
-        _refuse_another(loc, attrs, dict(template.attrs), _ZOOM_IDENTITY)
-        _refuse_unverifiable(loc, attrs)
-        for index, _ in verify(loc):
-            done[index[0]] = False
-        return done
+        return _done_to_resume(loc, dict(template.attrs), _ZOOM_IDENTITY, zoom=True)
+    _check_new(loc, template, overwrite)
+    return None
+
+
+def _check_new(loc: Location, template: xr.Dataset, overwrite: bool) -> None:
+    # check_target and check_zoom_target for a store to be made (or replaced)
     if loc.is_local and not os.path.isdir(loc.url):  # (an existing store: check_writable decides)
-        check_creatable(loc.url, "store")
+        check_output(loc.url, "store")
     check_writable(loc, overwrite=overwrite)
     check_space(loc, template)
-    return None
 
 
 # -- reading and verifying ------------------------------------------------------
@@ -709,7 +693,13 @@ def verify(path: str | os.PathLike | Location, storage_options: Mapping | None =
     for a sound store (or a format-1 store, which has no record)."""
     loc = as_location(path, storage_options)
     attrs = _check_store(loc)
-    names, done, record = _layout(loc, attrs)
+    return _damaged(loc, attrs, *_layout(loc, attrs))
+
+
+def _damaged(
+    loc: Location, attrs: dict[str, Any], names: list[str], done: np.ndarray, record: np.ndarray | None
+) -> list[tuple[tuple, str]]:
+    # verify() on a store already read (its attributes and _layout)
     if record is None:
         return []
     rows, height = int(attrs["chunk_rows"]), _height(attrs)
@@ -736,10 +726,10 @@ def store_info(path: str | os.PathLike | Location, storage_options: Mapping | No
     """Attributes, completion, damage (:func:`verify`) and size of a store."""
     loc = as_location(path, storage_options)
     attrs = _check_store(loc)
-    _, done, record = _layout(loc, attrs)
+    names, done, record = _layout(loc, attrs)
     key = "frames_done" if attrs.get("dfractal_kind") == ZOOM else "blocks_done"
-    return {"attrs": attrs, key: int(done.sum()), "bytes": loc.size(), "damaged": verify(loc),
-            "verified": record is not None}  # fmt: skip
+    return {"attrs": attrs, key: int(done.sum()), "bytes": loc.size(),
+            "damaged": _damaged(loc, attrs, names, done, record), "verified": record is not None}  # fmt: skip
 
 
 def _check_attrs(loc: Location, attrs: dict[str, Any]) -> None:
