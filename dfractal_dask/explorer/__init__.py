@@ -28,7 +28,7 @@ from distributed import Client
 from ..fractals import Fractal
 from ..location import Location
 from ..view import View
-from .session import EXPLORER_MODES, ExplorerSession, check_settings, frame_tasks
+from .session import EXPLORER_MODES, ITERS, MODE, PALETTE, SAVE_DIR, STEP, ExplorerSession, check_settings, frame_tasks
 
 __all__ = ["EXPLORER_MODES", "Explorer", "ExplorerSession", "frame_tasks", "serve"]
 
@@ -46,42 +46,26 @@ class Explorer:
     """An interactive view of a fractal, rendered on a Dask cluster: a session
     (:attr:`session`) drawn by a bokeh panel (:attr:`panel`).
 
-    Parameters
-    ----------
-    client
-        The Dask client to render on.
-    view
-        The first view; its ``width``/``height`` are the frame size in pixels
-        (``supersample`` is ignored: frames are one sample a pixel).
-    iters
-        Iteration limit (a control in the page).
-    palette, mode, step
-        Colouring (see :func:`dfractal_dask.colorize`); ``mode`` is ``smooth``
-        or ``seed``.
-    dispatch
-        How to run a change of the bokeh document from another thread:
-        ``doc.add_next_tick_callback`` in a bokeh server; ``None`` (direct,
-        under a lock) in Jupyter, where ipywidgets may be updated from threads.
-    save_dir
-        Where the Save button writes ``<name>.zarr`` and ``<name>.png``: a
-        folder, or a URL fsspec opens (``s3://bucket/saves``; a
-        :class:`dfractal_dask.location.Location` to give storage options).
-    fractal
-        The family (:class:`dfractal_dask.fractals.Fractal`; default Mandelbrot),
-        a control in the page too (with Julia's ``c`` and Multibrot's power).
+    The parameters are :class:`ExplorerSession`'s; in the page, ``iters``,
+    the colouring and ``fractal`` are controls too (with Julia's ``c`` and
+    Multibrot's power), and its Save button saves into ``save_dir``.
+    ``dispatch`` runs the changes of the bokeh document, from the threads
+    that collect frames: ``doc.add_next_tick_callback`` in a bokeh server;
+    ``None`` (direct, under a lock) in Jupyter, where ipywidgets may be
+    updated from threads.
     """
 
     def __init__(
         self,
         client: Client,
         view: View | None = None,
-        iters: int = 500,
-        palette: str = "Hippi",
-        mode: str = "smooth",
-        step: int = 6000,
+        iters: int = ITERS,
+        palette: str = PALETTE,
+        mode: str = MODE,
+        step: int = STEP,
         *,
         dispatch: Callable[[Callable[[], None]], Any] | None = None,
-        save_dir: str | Path | Location = ".",
+        save_dir: str | Path | Location = SAVE_DIR,
         fractal: Fractal | None = None,
     ) -> None:
         from .panel import ExplorerPanel  # bokeh: only for a page
@@ -175,10 +159,10 @@ def serve(
     port: int = 5006,
     address: str = "127.0.0.1",
     view: View | None = None,
-    iters: int = 500,
-    palette: str = "Hippi",
-    mode: str = "smooth",
-    save_dir: str | Path | Location = ".",
+    iters: int = ITERS,
+    palette: str = PALETTE,
+    mode: str = MODE,
+    save_dir: str | Path | Location = SAVE_DIR,
     fractal: Fractal | None = None,
 ):
     """A bokeh server of the explorer on ``address:port`` (each browser tab its

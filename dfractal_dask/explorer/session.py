@@ -48,6 +48,9 @@ EXPLORER_MODES = BLOCK_MODES
 LEVELS = ("coarse", "full")
 COARSE = 4  # the coarse pass: 1/COARSE of the resolution along each axis
 FULL_BLOCKS = 8  # row blocks of a full frame: both workers busy, tasks still ~10-100 ms
+#: The explorer's defaults (:class:`ExplorerSession`, ``Explorer``, ``serve``): iterations, palette, mode,
+#: seed step, where saves go.
+ITERS, PALETTE, MODE, STEP, SAVE_DIR = 500, "Hippi", "smooth", 6000, "."
 #: the longest name a save writes beside its store: the PNG while it is written (see ``png.save_png``)
 _LONGEST_SUFFIX = ".png.part"
 
@@ -150,13 +153,13 @@ class ExplorerSession:
         self,
         client: Client,
         view: View | None = None,
-        iters: int = 500,
-        palette: str = "Hippi",
-        mode: str = "smooth",
-        step: int = 6000,
+        iters: int = ITERS,
+        palette: str = PALETTE,
+        mode: str = MODE,
+        step: int = STEP,
         *,
         dispatch: Callable[[Callable[[], None]], Any] | None = None,
-        save_dir: str | Path | Location = ".",
+        save_dir: str | Path | Location = SAVE_DIR,
         fractal: Fractal | None = None,
     ) -> None:
         view, self.fractal = check_settings(client, view, iters, palette, mode, fractal)
@@ -356,8 +359,10 @@ class ExplorerSession:
         """
         if level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0:
-            raise ValueError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
+        if not (math.isfinite(timeout) and timeout >= 0):
+            raise ValueError(f"timeout must be a finite number of seconds >= 0, got {timeout!r}")
         if gen is not None and (isinstance(gen, bool) or not isinstance(gen, int)):
             raise TypeError(f"gen must be an integer (a frame generation), got {gen!r}")
         gen = self._gen if gen is None else gen
