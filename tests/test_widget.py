@@ -318,3 +318,23 @@ def test_the_explorer_zooms_past_float64_by_perturbation(explorer, client):
     assert explorer.goto(deep) == gen
     assert "cannot render this view: deep zoom (perturbation) renders the Mandelbrot set only" in explorer.status.text
     assert explorer.view == deep
+
+
+def test_frames_are_drawn_in_the_documents_next_tick(client):
+    """In a bokeh server frames reach the page through ``doc.add_next_tick_callback``
+    (here a list run by hand): nothing is drawn from the thread that collects them."""
+    ticks: list = []
+    ex = Explorer(client, VIEW, iters=150, dispatch=ticks.append)
+    try:
+        deadline = time.monotonic() + 60
+        while len(ticks) < 2 and time.monotonic() < deadline:  # the coarse and the full frame arrived
+            time.sleep(0.05)
+        assert len(ticks) == 2 and ex.source.data["image"] == [] and ex.status.text == "starting…"
+        for tick in ticks:
+            tick()
+        assert ex.wait(1, timeout=0)["shown"]
+        drawn = ex.source.data["image"][0].view(np.uint8).reshape(90, 120, 4)[::-1]
+        np.testing.assert_array_equal(drawn, _reference(client, VIEW, 150))
+        assert ex.status.text.startswith("full frame 120x90 in ")
+    finally:
+        ex.close()

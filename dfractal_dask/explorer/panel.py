@@ -1,0 +1,195 @@
+"""The explorer's bokeh page: a figure and controls that draw an
+:class:`~dfractal_dask.explorer.session.ExplorerSession` and drive it.
+
+In the manner of distributed's dashboard components: :class:`ExplorerPanel`
+holds ``root`` (the bokeh layout) and :meth:`ExplorerPanel.update` (a frame
+handler).  It subscribes to the session, whose ``dispatch`` runs the handlers
+where the document may be changed (``doc.add_next_tick_callback`` in a bokeh
+server); it holds no threads or locks of its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from bokeh.events import RangesUpdate
+from bokeh.layouts import column, row
+from bokeh.models import Button, ColumnDataSource, Div, Select, Spinner, TextInput
+from bokeh.plotting import figure
+
+from ..fractals import FAMILIES, MAX_POWER, Fractal
+from ..palettes import SEED_PALETTES
+from ..view import View
+from .session import EXPLORER_MODES, ExplorerSession
+
+__all__ = ["PALETTE_CHOICES", "ExplorerPanel"]
+
+PALETTE_CHOICES = (*SEED_PALETTES, "Viridis256", "Inferno256", "Magma256", "Turbo256", "Greys256")
+
+
+def _whole(n):
+    """A spinner's number: ``600.0`` is the iteration limit 600; anything else is checked as sent."""
+    return int(n) if isinstance(n, float) and n.is_integer() else n
+
+
+def _to_bokeh(rgba: np.ndarray) -> np.ndarray:
+    """``(h, w, 4)`` uint8, row 0 at the top -> bokeh's packed uint32, row 0 at the bottom."""
+    return np.ascontiguousarray(rgba[::-1]).view(np.uint32).reshape(rgba.shape[:2])
+
+
+def _same(a: View, b: View) -> bool:
+    tol = 1e-9 * b.span
+    return abs(a.xpos - b.xpos) <= tol and abs(a.ypos - b.ypos) <= tol and abs(a.span - b.span) <= tol
+
+
+class ExplorerPanel:
+    """The figure, controls and status line of ``session``: ``root`` is the layout.
+
+    Subscribes to the session's frames, status lines and settings; the page's
+    controls, wheel and box zoom and buttons call the session.
+    """
+
+    def __init__(self, session: ExplorerSession) -> None:
+        self.session = s = session
+        v = s.view
+        half_h = 0.5 * v.span * v.height / v.width
+        self.source = ColumnDataSource({"image": [], "x": [], "y": [], "dw": [], "dh": []})
+        fig = figure(
+            frame_width=v.width,  # the plot area is the frame: one rendered pixel per screen pixel
+            frame_height=v.height,
+            x_range=(v.xpos - v.span / 2, v.xpos + v.span / 2),
+            y_range=(v.ypos - half_h, v.ypos + half_h),
+            match_aspect=True,
+            tools="wheel_zoom,box_zoom,pan,reset",
+            active_scroll="wheel_zoom",
+            min_border=0,
+            name="fractal",
+            title="dfractal explorer",
+            toolbar_location="above",
+        )
+        fig.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=self.source)
+        fig.on_event(RangesUpdate, self._on_ranges)
+        self.figure = fig
+        # the status line echoes names, paths and messages a user typed: shown as text, never as HTML (or TeX)
+        self.status = Div(text="starting…", name="status", width=v.width, render_as_text=True, disable_math=True)
+        self.palette_select = Select(title="palette", value=str(s.palette), options=list(PALETTE_CHOICES),
+                                     name="palette")  # fmt: skip
+        if self.palette_select.value not in PALETTE_CHOICES:
+            self.palette_select.options = [self.palette_select.value, *PALETTE_CHOICES]
+        self.mode_select = Select(title="colouring", value=s.mode, options=list(EXPLORER_MODES), name="mode")
+        self.iters_spinner = Spinner(title="max iterations", value=s.iters, low=1, high=1_000_000, step=100,
+                                     name="iters")  # fmt: skip
+        f = s.fractal
+        self.fractal_select = Select(title="fractal", value=f.family, options=list(FAMILIES))
+        self.julia_c_input = TextInput(title="julia c", value=str(f.c if f.c is not None else Fractal("julia").c))
+        self.power_spinner = Spinner(title="multibrot power", value=f.power if f.family == "multibrot" else 3,
+                                     low=2, high=MAX_POWER, step=1)  # fmt: skip
+        self.fractal_select.on_change("value", lambda a, o, n: n != s.fractal.family and self._on_fractal())
+        self.julia_c_input.on_change("value", lambda a, o, n: s.fractal.family == "julia" and self._on_fractal())
+        self.power_spinner.on_change("value", lambda a, o, n: s.fractal.family == "multibrot" and self._on_fractal())
+        self.save_name = TextInput(title="save as (name)", value="explore", name="save_name")
+        self.save_button = Button(label="Save full resolution", button_type="primary", name="save")
+        self.reset_button = Button(label="Reset view")
+        # a control set from Python (see sync_controls) echoes back the current value: nothing to do
+        self.palette_select.on_change("value", lambda a, o, n: n != s.palette and self._control(
+            "palette", s.set_colouring, palette=n))  # fmt: skip
+        self.mode_select.on_change("value", lambda a, o, n: n != s.mode and self._control(
+            "colouring", s.set_colouring, mode=n))  # fmt: skip
+        self.iters_spinner.on_change("value", lambda a, o, n: n != s.iters and self._control(
+            "max iterations", s.set_iters, _whole(n)))  # fmt: skip
+        self.save_button.on_click(self._on_save)
+        self.reset_button.on_click(lambda *_: s.goto(s.home))
+        controls = row(
+            self.palette_select, self.mode_select, self.iters_spinner, self.save_name, self.save_button,
+            self.reset_button,
+        )  # fmt: skip
+        family = row(self.fractal_select, self.julia_c_input, self.power_spinner)
+        self.root = column(fig, controls, family, self.status)
+        s.on_frame(self.update)
+        s.on_status(self.set_status)
+        s.on_settings(self.sync_controls)
+
+    # -- drawing the session -------------------------------------------------------
+    def update(self, record: dict[str, Any], rgba: np.ndarray) -> None:
+        """Draw a frame of the session (``record`` as its ``frames`` hold them) on its view's extent."""
+        v = record["view"]
+        step = v.step
+        x0, y_top = v.re0 - step / 2, v.im0 + step / 2
+        dw, dh = v.width * step, v.height * step
+        self.source.data = {"image": [_to_bokeh(rgba)], "x": [x0], "y": [y_top - dh], "dw": [dw], "dh": [dh]}
+        self._frame_ranges(v)
+
+    def set_status(self, text: str) -> None:
+        """Show ``text`` in the status line (as text)."""
+        self.status.text = text
+
+    def sync_controls(self) -> None:
+        """Show the session's settings (e.g. made from Python) in the page's controls."""
+        s = self.session
+        if s.palette not in self.palette_select.options:
+            self.palette_select.options = [s.palette, *self.palette_select.options]
+        self.palette_select.value = s.palette
+        self.mode_select.value = s.mode
+        self.iters_spinner.value = s.iters
+        self.fractal_select.value = s.fractal.family
+        if s.fractal.c is not None:
+            self.julia_c_input.value = str(s.fractal.c)
+        if s.fractal.family == "multibrot":
+            self.power_spinner.value = s.fractal.power
+
+    def _frame_ranges(self, v: View) -> None:
+        """Move the axes onto ``v`` (a view set from Python: zoom, goto, reset).
+        After a mouse zoom they are there already; the echo of this change
+        names the current view, so it renders nothing (see ``_on_ranges``)."""
+        half_h = 0.5 * v.span * v.height / v.width
+        for rng, lo, hi in ((self.figure.x_range, v.xpos - v.span / 2, v.xpos + v.span / 2),
+                            (self.figure.y_range, v.ypos - half_h, v.ypos + half_h)):  # fmt: skip
+            if not (math.isclose(rng.start, lo, rel_tol=0, abs_tol=1e-9 * v.span)
+                    and math.isclose(rng.end, hi, rel_tol=0, abs_tol=1e-9 * v.span)):  # fmt: skip
+                rng.update(start=lo, end=hi)
+
+    # -- the page's events ---------------------------------------------------------
+    def _control(self, what: str, change: Callable[..., int], *args, **kwargs) -> None:
+        """A control of the page changed: apply it, or say in the status line why
+        not (a page can send any value) and show the settings in use again."""
+        try:
+            change(*args, **kwargs)
+        except (TypeError, ValueError) as exc:
+            self.set_status(f"{what} not changed: {exc}")
+            self.sync_controls()
+
+    def _on_fractal(self) -> None:
+        """The page's fractal controls changed: render what they say, or say why not."""
+        family = self.fractal_select.value
+        try:
+            c = Fractal.parse_c(self.julia_c_input.value) if family == "julia" else None
+            fractal = Fractal(family, int(self.power_spinner.value) if family == "multibrot" else 2, c)
+        except (TypeError, ValueError) as exc:
+            self.set_status(f"cannot render: {exc}")
+            return
+        if fractal != self.session.fractal:
+            self.session.set_fractal(fractal)
+
+    def _on_save(self, *_) -> None:
+        try:
+            self.session.save(self.save_name.value)
+        except (ValueError, OSError) as exc:  # a bad name, an existing file, an unusable folder: said in the page
+            self.set_status(f"not saved: {exc}")
+
+    def _on_ranges(self, event: RangesUpdate) -> None:
+        if None in (event.x0, event.x1, event.y0, event.y1):
+            return
+        s = self.session
+        w, h = s.view.width, s.view.height
+        span = max(event.x1 - event.x0, (event.y1 - event.y0) * w / h)  # cover the whole frame
+        try:
+            view = replace(s.view, xpos=(event.x0 + event.x1) / 2, ypos=(event.y0 + event.y1) / 2, span=span)
+        except ValueError as exc:  # e.g. zoomed past float64
+            self.set_status(f"cannot render this view: {exc}")
+            return
+        if not _same(view, s.view):
+            s.goto(view)
