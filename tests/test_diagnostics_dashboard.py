@@ -15,6 +15,7 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import dask
 import pytest
+from chromium import launch, needs_chromium
 from daskprocs import dask_processes
 from distributed import Client, LocalCluster
 from labserver import running_lab
@@ -206,3 +207,33 @@ def test_jupyterlab_dask_extension_lists_the_page_and_the_proxy_serves_it(cluste
             assert _plots(f"{lab.base}proxy/{port}", f"token={lab.token}")["Fractal"] == "/fractal"
             # the sidebar opens URLExt.join(dashboard, route); the token is Lab's cookie in a browser, a query here
             _check_links(f"{lab.base}proxy/{port}/fractal", render_id, 3, f"token={lab.token}")
+
+
+@needs_chromium
+def test_the_dask_sidebar_in_jupyterlab_opens_the_page(cluster, tmp_path):
+    """In Chromium, JupyterLab's Dask sidebar, given the dashboard's URL through
+    the proxy (as on Binder), offers "Fractal"; clicked, its panel shows the
+    page with the render's blocks and workers."""
+    from playwright.sync_api import expect
+
+    with Client(cluster) as client:
+        ensure_plugin(client)
+        _render_on(client, tmp_path / "r.zarr")
+        port = cluster.scheduler.http_server.port
+        with running_lab(tmp_path, root_dir=tmp_path) as lab, launch() as browser:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            try:
+                page.goto(f"{lab.base}lab?token={lab.token}")
+                page.locator("li[data-id='dask-dashboard-launcher']").click(timeout=120_000)
+                url = page.locator(".dask-URLInput input")
+                url.fill(f"{lab.base}proxy/{port}")
+                url.press("Enter")
+                item = page.locator(".dask-DashboardListing-item", has_text=re.compile("^Fractal$"))
+                item.click(timeout=60_000)
+                frame = page.frame_locator(".dask-DaskDashboard-widget iframe")
+                frame.locator("tr.worker").first.wait_for(timeout=60_000)
+                assert "3 / 3 blocks (done)" in frame.locator("#status").text_content()
+                expect(frame.locator("#preview")).to_have_js_property("naturalWidth", 40)  # the preview, loaded
+                page.screenshot(path=str(tmp_path / "lab-fractal.png"))
+            finally:
+                page.close()
