@@ -18,7 +18,7 @@ from dask.base import tokenize
 from . import kernels
 from . import perturbation as _perturbation
 from .fractals import Fractal
-from .metrics import task_key
+from .protocol import task_key
 from .view import View
 
 __all__ = [

@@ -19,7 +19,7 @@ from daskprocs import dask_processes
 from distributed import Client
 
 from dfractal_dask import View, render
-from dfractal_dask.metrics import ensure_plugin
+from dfractal_dask.diagnostics import ensure_plugin
 
 pytestmark = needs_chromium
 

@@ -1,4 +1,5 @@
-"""The metrics plugin and the /fractal dashboard page, on real worker processes."""
+"""The metrics plugin and the /fractal dashboard page, on real worker processes
+(the page's place in the dashboard: test_diagnostics_dashboard.py)."""
 
 import io
 import json
@@ -8,16 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dfractal_dask import RenderStats, View, render
+from dfractal_dask import RenderStats, View, metrics, render
 from dfractal_dask.cli import main
-from dfractal_dask.metrics import (
-    PLUGIN_NAME,
-    RENDER_TOPIC,
-    FractalMetrics,
-    format_metrics,
-    scheduler_report,
-    task_key,
-)
+from dfractal_dask.diagnostics import FractalMetrics, scheduler_report
+from dfractal_dask.diagnostics.report import format_metrics
+from dfractal_dask.protocol import PLUGIN_NAME, RENDER_TOPIC, task_key
 
 VIEW = View(xpos=-0.7436, ypos=0.1318, span=0.05, width=64, height=48, supersample=2)
 
@@ -116,3 +112,18 @@ def test_render_prints_the_page_link(tmp_path, capsys, client):
             "--outfile", str(tmp_path / "p.png"), "--scheduler", client.scheduler.address]  # fmt: skip
     assert main(argv) == 0
     assert "/fractal)" in capsys.readouterr().err
+
+
+def test_the_old_module_still_offers_every_name():
+    """`dfractal_dask.metrics` (its `--preload` and its importers) re-exports the
+    parts that protocol and diagnostics took, the same objects."""
+    from dfractal_dask import diagnostics, protocol
+    from dfractal_dask.diagnostics import report
+
+    for name in metrics.__all__:
+        new = next(m for m in (protocol, diagnostics, report) if hasattr(m, name))
+        assert getattr(metrics, name) is getattr(new, name), name
+    assert metrics.dask_setup is diagnostics.dask_setup
+    assert {"task_key", "preview_block", "format_metrics", "collect", "ensure_plugin", "to_json"} <= set(
+        metrics.__all__
+    )

@@ -1,0 +1,131 @@
+"""The package's modules import in a fresh interpreter, and the imports between
+them (at module level or inside functions) form no circle."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import dfractal_dask
+
+PACKAGE = Path(dfractal_dask.__file__).resolve().parent
+
+
+def modules(root: Path, name: str) -> dict[str, Path]:
+    """Every module of the package at ``root``, by dotted name (a package is its ``__init__``)."""
+    out = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = [name, *path.relative_to(root).with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
+    return out
+
+
+def internal_imports(root: Path, name: str) -> dict[str, set[str]]:
+    """Module → the package's modules it imports, from every import statement in it."""
+    mods = modules(root, name)
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for mod, path in mods.items():
+        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                    base = f"{base}.{node.module}" if node.module else base
+                else:
+                    base = node.module or ""
+                # `from . import x`: x is a module of the package or a name in its __init__
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
+            else:
+                continue
+            graph[mod].update(t for t in targets if t in mods and t != mod)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One circle of imports (its modules, the first repeated at the end), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        path.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                return [*path[path.index(n) :], n]
+            if n not in state and (found := visit(n)):
+                return found
+        path.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (found := visit(m)):
+            return found
+    return None
+
+
+def test_no_import_circle_in_the_package():
+    graph = internal_imports(PACKAGE, "dfractal_dask")
+    assert find_cycle(graph) is None
+    # the split of the metrics: graph and the protocol import no diagnostics
+    assert graph["dfractal_dask.graph"] >= {"dfractal_dask.protocol"}
+    assert not any(m.startswith("dfractal_dask.diagnostics") for m in graph["dfractal_dask.graph"])
+    assert graph["dfractal_dask.protocol"] == set()
+
+
+def test_the_circle_check_finds_a_circle(tmp_path):
+    """A package like ours whose modules import each other in a ring,
+    relatively, absolutely and inside a function: the check names the ring."""
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("from .a import x\n")
+    (pkg / "a.py").write_text("from .sub.b import y\nx = 1\n")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "b.py").write_text("def f():\n    from ..c import z\n\ny = 2\n")
+    (pkg / "c.py").write_text("import pkg.d\nz = 3\n")
+    (pkg / "d.py").write_text("from . import a\n")
+    graph = internal_imports(pkg, "pkg")
+    assert graph["pkg.d"] == {"pkg.a"} and graph["pkg.sub.b"] == {"pkg.c"}
+    assert find_cycle(graph) == ["pkg.a", "pkg.sub.b", "pkg.c", "pkg.d", "pkg.a"]
+    (pkg / "d.py").write_text("from .sub import b\n")  # a shorter ring: b → c → d → b
+    assert find_cycle(internal_imports(pkg, "pkg")) == ["pkg.sub.b", "pkg.c", "pkg.d", "pkg.sub.b"]
+    (pkg / "d.py").write_text("")
+    assert find_cycle(internal_imports(pkg, "pkg")) is None
+
+
+def test_every_module_imports_in_a_fresh_interpreter():
+    names = sorted(modules(PACKAGE, "dfractal_dask"))
+    code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\nprint('ok')"
+    done = subprocess.run([sys.executable, "-c", code, *names], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr
+    assert "dfractal_dask.diagnostics.routes" in names and "dfractal_dask.metrics" in names
+
+
+@pytest.mark.parametrize("first", ["dfractal_dask.metrics", "dfractal_dask.diagnostics.report", "dfractal_dask.graph"])
+def test_each_entry_point_imports_first(first):
+    """Imported first, in a fresh interpreter, a module finds the others it needs
+    (an import circle shows as a partly initialised module here)."""
+    done = subprocess.run([sys.executable, "-c", f"import {first}"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_protocol_loads_without_distributed_or_tornado():
+    """Workers' and clients' shared module stands alone: loaded from its file,
+    it brings in no dask, distributed, tornado or bokeh."""
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('protocol', {str(PACKAGE / 'protocol.py')!r})\n"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'dask', 'distributed', 'tornado', 'bokeh'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[]\n"
