@@ -200,6 +200,7 @@ def write_results(rows: list[dict], out_dir: str | Path, title: str = "dfractal 
     time and speedup against workers, BokehJS inline) into ``out_dir``."""
     from bokeh.embed import file_html
     from bokeh.layouts import row as bokeh_row
+    from bokeh.models import FixedTicker
     from bokeh.palettes import Category10
     from bokeh.plotting import figure
     from bokeh.resources import INLINE
@@ -213,8 +214,9 @@ def write_results(rows: list[dict], out_dir: str | Path, title: str = "dfractal 
         w.writerows(rows)
     paths["json"].write_text(json.dumps({"title": title, "results": rows}, indent=1))
     ws = sorted({r["workers"] for r in rows})
-    t = figure(title="time", x_axis_label="workers", y_axis_label="seconds", width=480, height=360)
-    s = figure(title="speedup", x_axis_label="workers", y_axis_label="speedup", width=480, height=360)
+    # wide enough for the plot and its legend beside it (outside: it never covers a line)
+    t = figure(title="time", x_axis_label="workers", y_axis_label="seconds", width=640, height=360)
+    s = figure(title="speedup", x_axis_label="workers", y_axis_label="speedup", width=640, height=360)
     s.line(ws, [w / ws[0] for w in ws], line_dash="dashed", color="gray", legend_label="ideal")
     series = sorted({(r["chunk_rows"], r["output"]) for r in rows})
     colours = Category10[10]
@@ -228,7 +230,10 @@ def write_results(rows: list[dict], out_dir: str | Path, title: str = "dfractal 
         s.line([p[0] for p in pts], [p[2] for p in pts], color=c, legend_label=label)
         s.scatter([p[0] for p in pts], [p[2] for p in pts], color=c, legend_label=label)
     for fig in (t, s):
-        fig.legend.location = "top_left"
-        fig.legend.label_text_font_size = "8pt"
+        legend = fig.legend[0]
+        fig.center = [r for r in fig.center if r is not legend]  # legend_label put it over the lines
+        fig.add_layout(legend, "right")
+        legend.label_text_font_size = "8pt"
+        fig.xaxis.ticker = FixedTicker(ticks=ws)  # whole workers: ticks at the counts measured only
     paths["html"].write_text(file_html(bokeh_row(t, s), resources=INLINE, title=title))
     return paths

@@ -15,6 +15,9 @@ with some transparent samples is partly transparent).
 from __future__ import annotations
 
 import difflib
+import io
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import dask.array as da
 import numba
@@ -24,9 +27,13 @@ import xarray as xr
 from .palettes import Palette, pack, parse_hex, resolve_palette, seed_lut
 from .view import View
 
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+
 __all__ = [
     "BLOCK_MODES",
     "MODES",
+    "Picture",
     "box_mean",
     "check_picture_memory",
     "colorize",
@@ -306,6 +313,91 @@ def check_picture_memory(width: int, height: int) -> None:
         )
 
 
+class Picture(xr.DataArray):
+    """A coloured picture: ``(im, re, rgba)`` uint8 RGBA, labelled.
+
+    An :class:`xarray.DataArray` (as datashader's ``tf.shade`` image is) with
+    the coordinates of its pixel centres (``re``, ``im``: see
+    :meth:`dfractal_dask.view.View.coords`; offsets from ``centre_re`` and
+    ``centre_im`` for a deep view) and in ``attrs`` the colouring (``palette``,
+    ``mode``, ``iters``, ``step``, ``interior``, ``supersample``) and the view
+    of its pixels (:meth:`~dfractal_dask.view.View.to_attrs`, ``pixel_step``).
+
+    Jupyter shows it as a PNG; ``np.asarray(picture)`` is the ``(h, w, 4)``
+    array (no copy once computed) and :meth:`to_pil` a PIL image.  A lazy one
+    (:func:`colour_picture` of a lazy render) is computed when shown or
+    converted.
+    """
+
+    __slots__ = ()  # xarray's rule for subclasses: no instance dict
+
+    def _is_picture(self) -> bool:
+        # indexing or arithmetic keep the class: a channel, or floats, are not a picture
+        return self.dtype == np.uint8 and self.ndim == 3 and self.shape[2] in (3, 4)
+
+    def to_pil(self) -> PILImage.Image:
+        """The picture as a PIL image (RGBA, or RGB for three channels), computed if lazy.
+
+        Raises
+        ------
+        ValueError
+            If this is no longer a picture (e.g. one channel of one, or floats).
+        """
+        from PIL import Image
+
+        if not self._is_picture():
+            raise ValueError(f"to_pil needs (h, w, 3|4) uint8, got {self.dtype} {self.shape}")
+        return Image.fromarray(np.asarray(self))
+
+    def tolist(self) -> list:
+        """The pixels as nested lists, as :meth:`numpy.ndarray.tolist`."""
+        return np.asarray(self).tolist()
+
+    def _repr_png_(self) -> bytes | None:
+        # Jupyter's rich display; None (not a picture any more): xarray's text repr only
+        if not self._is_picture():
+            return None
+        buf = io.BytesIO()
+        self.to_pil().save(buf, format="PNG")
+        return buf.getvalue()
+
+    def _repr_html_(self) -> str | None:
+        # Jupyter ranks HTML above PNG, and xarray's HTML table would hide the picture
+        return None if self._is_picture() else super()._repr_html_()
+
+
+def _picture_view(ds: xr.Dataset, n: int) -> View | None:
+    """The view whose ``n``×``n``-sample pixels the picture of ``ds`` has, or
+    None where ``ds`` holds no whole view (no view attrs, or a slice of one)."""
+    try:
+        view = View.from_attrs(ds.attrs)
+    except (TypeError, ValueError):
+        return None
+    if "span" in ds.coords and ds["span"].ndim == 0:  # a frame of a zoom: its own span
+        view = replace(view, span=float(ds["span"]))
+    if (view.sample_height, view.sample_width) != (ds.sizes["im"], ds.sizes["re"]):
+        return None
+    return replace(view, width=view.sample_width // n, height=view.sample_height // n, supersample=n)
+
+
+def _picture(data: np.ndarray | da.Array, ds: xr.Dataset, n: int, colouring: dict) -> Picture:
+    """``data`` (the pixels, not copied) labelled with the coordinates and attrs of :class:`Picture`."""
+    view = _picture_view(ds, n)
+    attrs = {**colouring, "supersample": n}
+    if view is not None:
+        coords = view.coords(n)
+        attrs.update(view.to_attrs(), pixel_step=n * view.step)
+    else:  # no whole view: the mean of each pixel's sample coordinates, where the Dataset has them
+        coords = {
+            dim: (dim, ds[dim].values.reshape(-1, n).mean(axis=1), dict(ds[dim].attrs))
+            for dim in ("im", "re")
+            if dim in ds.coords and ds[dim].ndim == 1
+        }
+    coords["rgba"] = ("rgba", ["r", "g", "b", "a"])
+    # (named: xarray would take a dask array's task name)
+    return Picture(data, coords=coords, dims=("im", "re", "rgba"), name="picture", attrs=attrs)
+
+
 def colour_picture(
     ds: xr.Dataset,
     palette: str | Palette | list[str] = "Hippi",
@@ -314,7 +406,7 @@ def colour_picture(
     *,
     interior: str | tuple[int, int, int] = "#000000",
     supersample: int | None = None,
-) -> np.ndarray | da.Array:
+) -> Picture:
     """Colour a render and average its supersamples into pixels, lazily.
 
     Works on an in-memory or lazy Dataset (from :func:`dfractal_dask.open_render`
@@ -342,10 +434,12 @@ def colour_picture(
 
     Returns
     -------
-    dask.array.Array or numpy.ndarray
-        ``(rows / supersample, cols / supersample, 4)`` uint8 RGBA: a dask
-        array for a lazy Dataset (nothing computed yet: give it to
-        :func:`save_png`, or see :func:`colorize`), numpy for an in-memory one.
+    Picture
+        ``(rows / supersample, cols / supersample, 4)`` uint8 RGBA on dims
+        ``(im, re, rgba)``, with the pixel centres' coordinates and the
+        colouring and view in attrs: over a dask array for a lazy Dataset
+        (nothing computed yet: give it to :func:`save_png`, or see
+        :func:`colorize`), over numpy for an in-memory one.
     """
     if not isinstance(ds, xr.Dataset) or "iterations" not in ds or "norm" not in ds:
         raise TypeError("colorize needs a render Dataset with 'iterations' and 'norm' (see open_render)")
@@ -364,6 +458,9 @@ def colour_picture(
     it, norm = ds["iterations"], ds["norm"]
     cdf = count_cdf(it, iters) if mode == "histogram" else None
     power = int(ds.attrs.get("power", 2))  # the map z**d + c: smooth colouring's log base
+    pal = resolve_palette(palette)
+    colouring = {"palette": pal.name, "mode": mode, "iters": iters, "step": int(step),
+                 "interior": "#{:02x}{:02x}{:02x}".format(*np.asarray(_rgb(interior), np.uint8))}  # fmt: skip
     inputs = [it, norm]
     if mode == "distance":
         if "distance" not in ds:
@@ -371,7 +468,7 @@ def colour_picture(
                              "(render(..., distance=True), dfractal render --mode distance)")  # fmt: skip
         inputs.append(ds["distance"])
         step = View.from_attrs(ds.attrs).step  # shading is in samples
-    func, kwargs = _colour_rule(resolve_palette(palette), mode, iters, step, interior, cdf, power)
+    func, kwargs = _colour_rule(pal, mode, iters, step, interior, cdf, power)
     if it.chunks is not None and any(r % n for r in it.chunks[0][:-1]):
         # every block must hold whole pixel rows for the n×n average
         size = max(n, max(it.chunks[0]) // n * n)
@@ -385,11 +482,15 @@ def colour_picture(
         output_dtypes=[np.uint8],
         dask_gufunc_kwargs={"output_sizes": {"channel": 4}},
     )
+    return _picture(_box_means(samples.data, n), ds, n, colouring)
+
+
+def _box_means(arr: np.ndarray | da.Array, n: int) -> np.ndarray | da.Array:
+    # the n×n average of a picture's samples, lazily for a dask array
     if n == 1:
-        return samples.data
-    if not isinstance(samples.data, da.Array):
-        return box_mean(samples.values, n)
-    arr = samples.data
+        return arr
+    if not isinstance(arr, da.Array):
+        return box_mean(arr, n)
     if any(c % n for c in arr.chunks[1][:-1]):
         arr = arr.rechunk({1: max(n, max(arr.chunks[1]) // n * n)})
     rows, cols, channels = arr.chunks
@@ -438,12 +539,14 @@ def colorize(
     *,
     interior: str | tuple[int, int, int] = "#000000",
     supersample: int | None = None,
-) -> np.ndarray:
+) -> Picture:
     """:func:`colour_picture`, computed: the ``(h, w, 4)`` uint8 RGBA picture
-    in memory.  For a picture too big to hold at once, give
-    :func:`colour_picture`'s lazy array to :func:`save_png`, which computes and
+    in memory, a :class:`Picture` (a labelled DataArray that Jupyter shows;
+    ``np.asarray(picture)`` is the numpy array, ``picture.to_pil()`` a PIL
+    image).  For a picture too big to hold at once, give
+    :func:`colour_picture`'s lazy one to :func:`save_png`, which computes and
     writes it a strip at a time."""
-    return np.asarray(colour_picture(ds, palette, step, mode, interior=interior, supersample=supersample))
+    return colour_picture(ds, palette, step, mode, interior=interior, supersample=supersample).compute()
 
 
 def warm_up() -> None:

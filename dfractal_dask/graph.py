@@ -347,14 +347,8 @@ def _var_attrs(name: str, iters: int) -> dict:
 
 def _coords(view: View) -> dict:
     # the sample coordinates: absolute, or for a deep view offsets from the
-    # exact centre (absolute float64 coordinates would collapse)
-    if not view.deep:
-        return {"im": view.im(), "re": view.re()}
-    h, w = view.sample_height, view.sample_width
-    return {
-        "im": ("im", ((h - 1) / 2 - np.arange(h)) * view.step, {"long_name": "offset from centre_im"}),
-        "re": ("re", (np.arange(w) - (w - 1) / 2) * view.step, {"long_name": "offset from centre_re"}),
-    }
+    # exact centre (absolute float64 coordinates would collapse); with CF attrs
+    return view.coords()
 
 
 def dataset_from_tasks(

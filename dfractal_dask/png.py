@@ -13,6 +13,7 @@ from pathlib import Path
 import dask
 import dask.array as da
 import numpy as np
+import xarray as xr
 from distributed import Client
 from PIL import Image
 
@@ -22,13 +23,15 @@ from .location import Location
 __all__ = ["save_png"]
 
 
-def save_png(rgba: np.ndarray | da.Array, path: str | os.PathLike | Location) -> Path | Location:
-    """Write ``(h, w, 4)`` or ``(h, w, 3)`` uint8 as a PNG (parent folders made).
+def save_png(rgba: np.ndarray | da.Array | xr.DataArray, path: str | os.PathLike | Location) -> Path | Location:
+    """Write ``(h, w, 4)`` or ``(h, w, 3)`` uint8 as a PNG (parent folders made):
+    a numpy or dask array, or a DataArray over one (e.g. a
+    :class:`dfractal_dask.colorize.Picture`).
 
     ``path`` may be a :class:`dfractal_dask.location.Location` of object
     storage: the PNG is written to a local temporary file, then uploaded.
 
-    A dask array (e.g. from :func:`colour_picture`) is computed a few row
+    A dask array (e.g. in :func:`colour_picture`'s lazy picture) is computed a few row
     blocks at a time, in order, on the current dask scheduler, and streamed
     into the PNG: the picture is never whole in memory, so the client's memory
     does not grow with the image.
@@ -39,6 +42,8 @@ def save_png(rgba: np.ndarray | da.Array, path: str | os.PathLike | Location) ->
             path.fs.put_file(os.path.join(tmp, "picture.png"), path.fs_path)
         return path
     path = Path(path)
+    if isinstance(rgba, xr.DataArray):
+        rgba = rgba.data  # its numpy or dask array, as it is (a lazy one stays lazy)
     if not isinstance(rgba, da.Array):
         rgba = np.asarray(rgba)
     if rgba.dtype != np.uint8 or rgba.ndim != 3 or rgba.shape[2] not in (3, 4):

@@ -269,6 +269,34 @@ class View:
         i = np.arange(self.sample_height) if rows is None else np.asarray(rows)
         return self.im0 - i * self.step
 
+    def coords(self, n: int = 1) -> dict[str, tuple[str, np.ndarray, dict[str, str]]]:
+        """The ``im`` and ``re`` coordinates of the centres of this view's pixels
+        of ``n × n`` samples (``n = 1``: of its samples), as xarray coordinates
+        (dimension, values, CF attributes ``long_name`` and ``units``).
+
+        Pixel column ``p`` is the mean of sample columns ``p*n … p*n + n-1``, so
+        sits at the sample index ``j = p*n + (n-1)/2``: ``re0 + j * step``, from
+        the global index as the samples are.  For a :attr:`deep` view, offsets
+        from the exact centre (``centre_re``/``centre_im`` of :meth:`to_attrs`):
+        ``(j - (W-1)/2) * step``, which float64 can still tell apart.
+        """
+        if self.sample_width % n or self.sample_height % n:
+            raise ValueError(f"supersample {n} does not divide the {self.sample_width}x{self.sample_height} samples")
+        w, h = self.sample_width, self.sample_height
+        j = np.arange(w // n) * n + (n - 1) / 2
+        i = np.arange(h // n) * n + (n - 1) / 2
+        if not self.deep:
+            return {
+                "im": ("im", self.im(i), {"long_name": "imaginary part", "units": "1"}),
+                "re": ("re", self.re(j), {"long_name": "real part", "units": "1"}),
+            }
+        return {
+            "im": ("im", ((h - 1) / 2 - i) * self.step, {"long_name": "offset of the imaginary part from centre_im",
+                                                         "units": "1"}),
+            "re": ("re", (j - (w - 1) / 2) * self.step, {"long_name": "offset of the real part from centre_re",
+                                                         "units": "1"}),
+        }  # fmt: skip
+
     # -- conversions -----------------------------------------------------
     @classmethod
     def from_seed_flags(

@@ -65,6 +65,62 @@ def test_results_are_written_as_csv_json_and_a_bokeh_page(results, tmp_path):
     assert table.count("\n") == len(results) + 1 and "| 2 | 32 | 3 | gather |" in table
 
 
+def _fake_results() -> list[dict]:
+    # a small table as strong_scaling returns it: 1, 2 and 4 workers, two block sizes, two outputs
+    rows = []
+    for cr in (16, 64):
+        for out in ("store", "gather"):
+            for w in (1, 2, 4):
+                seconds = 8.0 / w**0.8 + cr / 100
+                rows.append({"workers": w, "chunk_rows": cr, "output": out, "seconds": seconds})
+    for r in rows:
+        base = next(
+            b for b in rows if b["workers"] == 1 and (b["chunk_rows"], b["output"]) == (r["chunk_rows"], r["output"])
+        )
+        r["speedup"] = base["seconds"] / r["seconds"]
+    return rows
+
+
+def _bokeh_objects(html: str) -> list[dict]:
+    """Every model in the document a bokeh page embeds (its JSON script), by reference resolved."""
+    import re
+
+    docs = json.loads(re.search(r'<script type="application/json" id="[^"]+">\s*(.+?)\s*</script>', html, re.S)[1])
+    found = []
+
+    def walk(x):
+        if isinstance(x, dict):
+            if x.get("type") == "object":
+                found.append(x)
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(docs)
+    return found
+
+
+def test_bench_plot_legends_sit_outside_and_ticks_are_whole_workers(tmp_path):
+    """The legend of each plot is laid out to the right of its plot area (so it
+    covers no line), and the x axes tick at the measured worker counts only."""
+    paths = write_results(_fake_results(), tmp_path)
+    objects = _bokeh_objects(paths["html"].read_text())
+    figures = [o for o in objects if o["name"] == "Figure"]
+    assert [f["attributes"]["title"]["attributes"]["text"] for f in figures] == ["time", "speedup"]
+    for fig in figures:
+        a = fig["attributes"]
+        right = [r for r in a.get("right", []) if r.get("name") == "Legend"]
+        assert len(right) == 1 and not [r for r in a.get("center", []) if r.get("name") == "Legend"]
+        labels = [i["attributes"]["label"]["value"] for i in right[0]["attributes"]["items"]]
+        assert "16 rows/block, store" in labels and "64 rows/block, gather" in labels
+        (xaxis,) = a["below"]
+        ticker = xaxis["attributes"]["ticker"]
+        assert ticker["name"] == "FixedTicker" and ticker["attributes"]["ticks"] == [1, 2, 4]
+        assert ticker["attributes"].get("minor_ticks", []) == []
+
+
 def test_bench_plot_draws_in_chromium(results, tmp_path):
     import os
 
@@ -83,7 +139,7 @@ def test_bench_plot_draws_in_chromium(results, tmp_path):
         page.wait_for_function("Bokeh.documents.length > 0 && Bokeh.documents[0].roots().length == 1", timeout=30_000)
         titles = page.evaluate("Bokeh.documents[0].roots()[0].children.map(f => f.title.text)")
         legend = page.evaluate(
-            "Bokeh.documents[0].roots()[0].children[1].center.filter(r => r.type == 'Legend')"
+            "Bokeh.documents[0].roots()[0].children[1].right.filter(r => r.type == 'Legend')"
             ".map(l => l.items.map(i => i.label.value))[0]"
         )
         b.close()

@@ -140,7 +140,7 @@ def test_smooth_mode_has_no_bands(gradient):
     assert ((nu[escaped] > it[escaped] - 1) & (nu[escaped] < it[escaped] + 2)).all()
     assert len(np.unique(np.round(nu[escaped], 6))) > 5 * len(np.unique(it[escaped]))
     # neighbours across a count band differ little in colour (greys: the ramp is linear)
-    png = colorize(gradient, ["#000000", "#ffffff"], mode="smooth").astype(int)[..., 0]
+    png = np.asarray(colorize(gradient, ["#000000", "#ffffff"], mode="smooth")).astype(int)[..., 0]
     both = escaped[:, 1:] & escaped[:, :-1]
     band_edges = both & (it[:, 1:] != it[:, :-1]) & (np.abs(it[:, 1:] - it[:, :-1]) == 1)
     assert band_edges.sum() > 50
@@ -151,14 +151,14 @@ def test_interior_colour(gradient):
     inside = gradient.iterations.values == 300
     assert inside.any() and (~inside).any()
     for mode in ("smooth", "histogram"):
-        png = colorize(gradient, "Viridis256", mode=mode, interior="#ff8000")
+        png = np.asarray(colorize(gradient, "Viridis256", mode=mode, interior="#ff8000"))
         assert (png[inside] == [255, 128, 0, 255]).all()
         assert not (png[~inside][:, :3] == [255, 128, 0]).all(axis=1).any()
 
 
 def test_histogram_mode_is_equalised(gradient):
     # through a black-to-white ramp, grey level = share of escaped samples that escaped sooner
-    png = colorize(gradient, ["#000000", "#ffffff"], mode="histogram", interior="#ff0000")
+    png = np.asarray(colorize(gradient, ["#000000", "#ffffff"], mode="histogram", interior="#ff0000"))
     escaped = gradient.iterations.values < 300
     grey = png[..., 0][escaped] / 255.0
     for q in (0.25, 0.5, 0.75):
@@ -192,7 +192,7 @@ def test_colour_picture_is_lazy_and_equals_colorize(client, tmp_path):
     render(View(-0.5, 0.0, 3.0, 40, 30, 2), 200, store_path=tmp_path / "c.zarr", chunk_rows=6, client=client)
     ds = open_render(tmp_path / "c.zarr")
     lazy = colour_picture(ds, "Hippi", 6000, "seed")
-    assert isinstance(lazy, da.Array) and lazy.shape == (30, 40, 4)
+    assert isinstance(lazy, xr.DataArray) and isinstance(lazy.data, da.Array) and lazy.shape == (30, 40, 4)
     np.testing.assert_array_equal(np.asarray(lazy), colorize(ds, "Hippi", 6000, "seed"))
 
 

@@ -1,8 +1,12 @@
-"""The README's two set-up commands stay at the top, and CI runs the test one."""
+"""The README's two set-up commands stay at the top, and CI runs the test one;
+every code block of the README is run as written or listed with the tests
+that exercise it."""
 
 import contextlib
 import re
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,3 +72,88 @@ def test_the_object_storage_example_runs_as_written(tmp_path):
     assert "verified: every chunk of the 8 done blocks matches its record" in out
     assert (tmp_path / "m.png").stat().st_size > 0 and (tmp_path / "m-viridis.png").stat().st_size > 0
     assert not (tmp_path / "s3:").exists()
+
+
+# -- every code block of the README is tested as written -------------------------
+def _blocks() -> list[tuple[str, str]]:
+    """(language, text) of every fenced block of the README, in order."""
+    return re.findall(r"```(\w*)\n(.*?)\n```", (ROOT / "README.md").read_text(), re.S)
+
+
+PYTHON_BLOCKS = [text for lang, text in _blocks() if lang == "python"]
+
+#: The README's blocks that are not run here, by the start of their first line,
+#: and the tests that run what they show (or, for output, what prints it).
+EXERCISED = {
+    "pip install -e . && dfractal render --overwrite": ("tests/test_readme.py::test_two_setup_commands_at_the_top",
+                                                        "tests/test_seed_commands.py::test_seed_render"),
+    'pip install -e ".[test]" && python -m pytest': ("tests/test_readme.py::test_ci_runs_the_readme_test_command",),
+    "dfractal render --fractal julia": ("tests/test_cli.py::test_render_each_family_from_the_command_line",),
+    "dfractal render --mode distance": ("tests/test_cli.py::test_render_and_recolour_with_distance_shading",),
+    "dfractal render --xpos -0.1010963638": ("tests/test_cli.py::test_deep_zoom_from_the_command_line",),
+    "dfractal zoom --xpos": ("tests/test_cli.py::test_zoom_from_the_command_line_and_recolour",),
+    "dfractal recolor mandelbrot.zarr": ("tests/test_recolor.py::test_recolor_any_palette_and_mode",
+                                         "tests/test_recolor.py::test_recolor_at_another_supersampling",
+                                         "tests/test_recolor.py::test_palettes_command"),
+    "METRICS CLIENT time": ("tests/test_metrics.py::test_metrics_are_kept_in_the_store_and_shown_by_info",),  # output
+    "dask scheduler --preload dfractal_dask.metrics": (
+        "tests/test_integration.py::test_preloaded_plugin_reports_both_named_workers",),
+    "dfractal explore ": ("tests/test_browser.py::test_explore_page_renders_and_a_wheel_zoom_renders_the_new_view",
+                          "tests/test_cli.py::test_explore_on_a_taken_port"),
+    'pip install -e ".[notebook]" && jupyter lab': (
+        "tests/test_notebooks.py::test_notebook_runs",
+        "tests/test_browser.py::test_jupyterlab_runs_the_explore_notebook_and_the_explorer_answers_a_zoom"),
+    # the benchmarks are not part of the tests (README: shared, noisy machines), but dfractal bench is
+    "python benchmarks/render.py": ("tests/test_bench.py::test_bench_command_writes_its_table_and_files",),
+    "dask scheduler --host 10.0.0.5": (
+        "tests/test_integration.py::test_dfractal_render_on_a_real_scheduler_and_two_workers",),
+    "dask scheduler --protocol tls": ("tests/test_integration.py::test_render_over_a_tls_cluster",),
+    'pip install -e ".[s3]" "moto[server]"': ("tests/test_readme.py::test_the_object_storage_example_runs_as_written",),
+}  # fmt: skip
+
+
+def test_every_readme_block_is_run_or_exercised_by_a_named_test():
+    """A ```python block is run below; any other block must be listed in
+    EXERCISED with tests that exist, so a new block cannot go untested."""
+    import ast
+
+    others = [text for lang, text in _blocks() if lang != "python"]
+    assert PYTHON_BLOCKS and others
+    for lang, _ in _blocks():
+        assert lang in ("python", "bash", ""), f"a ```{lang} block: run it here or list it in EXERCISED"
+    for text in others:
+        keys = [k for k in EXERCISED if text.startswith(k)]
+        assert len(keys) == 1, f"README block not run nor listed in EXERCISED (or listed twice):\n{text}"
+    for key, tests in EXERCISED.items():
+        matched = sum(text.startswith(key) for text in others)
+        assert matched == 1, f"EXERCISED's {key!r} is the start of {matched} README blocks: one each"
+        for test in tests:
+            path, _, name = test.partition("::")
+            tree = ast.parse((ROOT / path).read_text())
+            defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+            assert not name or name in defined, f"{test} (for the README block {key!r}) does not exist"
+
+
+@pytest.mark.parametrize("k", range(len(PYTHON_BLOCKS)))
+def test_python_block_runs_as_a_script(k, tmp_path):
+    """Each ```python block, written to a file and run by ``python script.py``
+    in an empty folder (it must guard what starts processes), ends well and
+    writes the pictures it names."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    (tmp_path / "script.py").write_text(PYTHON_BLOCKS[k] + "\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run([sys.executable, "script.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=300)  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    names = re.findall(r'"(\w+)\.png"|save\("(\w+)"', PYTHON_BLOCKS[k])
+    pngs = [tmp_path / f"{a or b}.png" for a, b in names]
+    assert pngs, "each Python example writes a picture"
+    for png in pngs:
+        with Image.open(png) as im:
+            assert im.format == "PNG" and len(np.unique(np.asarray(im.convert("RGBA")).reshape(-1, 4), axis=0)) > 10

@@ -54,7 +54,7 @@ def test_recolor_any_palette_and_mode(rendered, monkeypatch, flags, palette, mod
     out = rendered / f"{mode}.png"
     assert main(["recolor", str(rendered / "r.zarr"), "--outfile", str(out), *flags]) == 0
     assert f"({40}x{30}," in capsys.readouterr().err
-    expected = colorize(open_render(rendered / "r.zarr"), palette, 6000, mode)
+    expected = np.asarray(colorize(open_render(rendered / "r.zarr"), palette, 6000, mode))
     assert np.array_equal(_png(out), expected)
     assert len(np.unique(expected.reshape(-1, 4), axis=0)) > 10
 
