@@ -132,12 +132,6 @@ def is_deep(view: View, fractal: Fractal | None = None, distance: bool = False, 
     return deep
 
 
-def _check_view(view: object, name: str = "view") -> View:
-    if not isinstance(view, View):
-        raise TypeError(f"{name} must be a View, got {type(view).__name__}")
-    return view
-
-
 @dataclass(frozen=True)
 class RenderSpec:
     """One render (``kind`` :data:`RENDER`, one view) or zoom (:data:`ZOOM`,
@@ -186,7 +180,8 @@ class RenderSpec:
     ) -> RenderSpec:
         """The spec of a render of ``view`` (arguments as for
         :func:`dfractal_dask.graph.fractal_dataset`), every one checked here."""
-        view = _check_view(view)
+        if not isinstance(view, View):
+            raise TypeError(f"view must be a View, got {type(view).__name__}")
         iters = check_iters(iters)
         rows = check_chunk_rows(view, chunk_rows)
         fractal = check_fractal(fractal)
@@ -211,7 +206,8 @@ class RenderSpec:
             raise ValueError("a zoom needs at least one view")
         first = views[0]
         for v in views:
-            _check_view(v, "views")
+            if not isinstance(v, View):
+                raise TypeError(f"views must be Views, got {type(v).__name__}")
             if (v.width, v.height, v.supersample, v.centre) != (
                 first.width,
                 first.height,
