@@ -465,7 +465,7 @@ def colour_picture(
     if mode == "distance":
         if "distance" not in ds:
             raise ValueError("colour mode 'distance' needs a render made with distance estimation "
-                             "(render(..., distance=True), dfractal render --mode distance)")  # fmt: skip
+                             "(render(..., distance=True))")  # fmt: skip
         inputs.append(ds["distance"])
         step = View.from_attrs(ds.attrs).step  # shading is in samples
     func, kwargs = _colour_rule(pal, mode, iters, step, interior, cdf, power)

@@ -7,7 +7,6 @@ where results are stored (see :mod:`dfractal_dask.store`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import dask
 import dask.array as da
@@ -19,6 +18,18 @@ from . import kernels
 from . import perturbation as _perturbation
 from .fractals import Fractal
 from .protocol import task_key
+from .spec import (
+    TARGET_BLOCK_SAMPLES,
+    ZOOM,
+    Block,
+    RenderSpec,
+    blocks,
+    check_chunk_rows,
+    check_fractal,
+    check_iters,
+    default_chunk_rows,
+    is_deep,
+)
 from .view import View
 
 __all__ = [
@@ -39,66 +50,18 @@ __all__ = [
     "compute_distance",
     "compute_deep_block",
     "is_deep",
-    "dataset_from_tasks",
+    "dataset_of",
     "default_chunk_rows",
     "fractal_dataset",
     "MAX_ZOOM_TASKS",
     "zoom_dataset",
     "zoom_template",
     "check_zoom_size",
-    "zoom_dataset_from_tasks",
-    "zoom_tasks",
+    "frame_id",
+    "frame_tasks",
+    "tasks_of",
+    "template_of",
 ]
-
-#: Aim for about a million samples per task: ~0.1-1 s of kernel time at the
-#: seed's iteration counts, large enough that dask's per-task cost (~1 ms) is
-#: noise, small enough that two workers share the image evenly.
-TARGET_BLOCK_SAMPLES = 2**20
-
-
-@dataclass(frozen=True)
-class Block:
-    """Sample rows ``row0 .. row1-1`` of a view: one task, one Zarr chunk."""
-
-    index: int
-    row0: int
-    row1: int
-
-    @property
-    def nrows(self) -> int:
-        return self.row1 - self.row0
-
-
-def default_chunk_rows(view: View) -> int:
-    """Rows per block: ~:data:`TARGET_BLOCK_SAMPLES` samples, a multiple of the
-    supersampling factor (so a block colours into whole output rows), and at
-    least 8 blocks when the picture is tall enough, so every worker gets work."""
-    n = view.supersample
-    rows = max(1, TARGET_BLOCK_SAMPLES // view.sample_width)
-    rows = min(rows, max(1, view.sample_height // 8))
-    return max(n, math.ceil(rows / n) * n)
-
-
-def _check_chunk_rows(view: View, chunk_rows: int | None) -> int:
-    if chunk_rows is None:
-        return default_chunk_rows(view)
-    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int | np.integer):
-        raise TypeError(f"chunk_rows must be an integer, got {chunk_rows!r}")
-    if chunk_rows <= 0:
-        raise ValueError(f"chunk_rows must be > 0, got {chunk_rows}")
-    if chunk_rows % view.supersample:
-        raise ValueError(
-            f"chunk_rows ({chunk_rows}) must be a multiple of the supersampling factor "
-            f"({view.supersample}) so each block colours into whole pixel rows"
-        )
-    return int(chunk_rows)
-
-
-def blocks(view: View, chunk_rows: int | None = None) -> list[Block]:
-    """Cut the sample rows of ``view`` into blocks of ``chunk_rows`` rows."""
-    rows = _check_chunk_rows(view, chunk_rows)
-    h = view.sample_height
-    return [Block(i, r0, min(r0 + rows, h)) for i, r0 in enumerate(range(0, h, rows))]
 
 
 def compute_block(
@@ -120,25 +83,6 @@ def compute_deep_block(
     (:func:`dfractal_dask.perturbation.perturbation_block`): ``(iterations, norm, work)``."""
     it, norm, work, _ = _perturbation.perturbation_block(view, iters, block.row0, block.nrows, orbit)
     return it, norm, work
-
-
-def is_deep(view: View, fractal: Fractal | None = None, distance: bool = False, deep: bool | None = None) -> bool:
-    """Whether ``view`` is rendered by perturbation: ``deep`` if given, else
-    :attr:`dfractal_dask.view.View.deep`.  A deep render must be of the
-    Mandelbrot set, without distance estimation (``ValueError`` otherwise)."""
-    if deep is not None and not isinstance(deep, bool):
-        raise TypeError(f"perturbation must be True, False or None, got {deep!r}")
-    if deep is False and view.deep:
-        raise ValueError(
-            f"a view of span {view.span:g} at ({float(view.xpos):g}, {float(view.ypos):g}) is too deep for float64 "
-            "(its samples would collapse into a few values): it needs perturbation, which was turned off"
-        )
-    deep = view.deep if deep is None else deep
-    if deep:
-        _perturbation.check_deep_fractal(fractal)
-        if distance:
-            raise ValueError("distance estimation is not available for deep (perturbation) renders")
-    return deep
 
 
 def compute_distance(view: View, iters: int, block: Block, result: tuple, fractal: Fractal | None = None) -> np.ndarray:
@@ -223,15 +167,6 @@ def block_priorities(costs: np.ndarray) -> list[int]:
     return [int(p) for p in prio]
 
 
-def check_iters(iters: int) -> int:
-    """Check an iteration limit (an integer from 1 to 2**32 - 2); return it as int."""
-    if isinstance(iters, bool) or not isinstance(iters, int | np.integer):
-        raise TypeError(f"iters must be an integer, got {iters!r}")
-    if not 1 <= iters <= np.iinfo(np.uint32).max - 1:
-        raise ValueError(f"iters must be between 1 and {np.iinfo(np.uint32).max - 1}, got {iters}")
-    return int(iters)
-
-
 def block_tasks(
     view: View,
     iters: int,
@@ -259,18 +194,57 @@ def block_tasks(
     (:func:`dfractal_dask.perturbation.choose_reference`), computed once on one
     worker and fetched by the others once each; every block's task
     (:func:`compute_deep_block`) depends on it, and ``shortcuts`` do not apply."""
-    iters = check_iters(iters)
-    bs = blocks(view, chunk_rows)
+    spec = RenderSpec.make(view, iters, chunk_rows, fractal, distance, perturbation)
+    return tasks_of(spec, render_id, priorities, shortcuts)[0]
+
+
+def tasks_of(
+    spec: RenderSpec,
+    render_id: str | None = None,
+    priorities: list[int] | None = None,
+    shortcuts: int | list[int] = kernels.CYCLES,
+) -> list[list[tuple[Block, object]]]:
+    """The kernel calls of ``spec``: each frame's :func:`frame_tasks` (a
+    render has one frame).  ``render_id``: default a hash of the spec, so
+    equal renders share keys; ``priorities``, ``shortcuts``: see :func:`block_tasks`."""
+    if render_id is None:
+        rows, deep = spec.chunk_rows, list(spec.deep)
+        if spec.kind == ZOOM:
+            render_id = tokenize("zoom", list(spec.views), spec.iters, rows, spec.fractal, deep)
+        else:
+            levels = _levels(spec, shortcuts)
+            render_id = tokenize(spec.view, spec.iters, spec.block_rows, levels, spec.fractal, spec.distance, deep[0])
+    return [frame_tasks(spec, k, render_id, priorities, shortcuts) for k in range(len(spec.views))]
+
+
+def _levels(spec: RenderSpec, shortcuts: int | list[int]) -> list[int]:
+    # the kernel's shortcut level of each block
+    levels = [shortcuts] * spec.n_blocks if isinstance(shortcuts, int) else list(shortcuts)
+    if len(levels) != spec.n_blocks:
+        raise ValueError(f"{len(levels)} shortcut levels for {spec.n_blocks} blocks")
+    return levels
+
+
+def frame_id(spec: RenderSpec, render_id: str, frame: int) -> str:
+    """The render id in the task keys of one frame: a zoom's frames are ``<render_id>f<frame>``."""
+    return f"{render_id}f{frame}" if spec.kind == ZOOM else render_id
+
+
+def frame_tasks(
+    spec: RenderSpec,
+    frame: int,
+    render_id: str,
+    priorities: list[int] | None = None,
+    shortcuts: int | list[int] = kernels.CYCLES,
+) -> list[tuple[Block, object]]:
+    """The block tasks of frame ``frame`` of ``spec`` (see :func:`block_tasks`),
+    keyed by :func:`frame_id`; a zoom's frames are built one at a time as they are sent."""
+    view, iters, fractal, deep = spec.views[frame], spec.iters, spec.fractal, spec.deep[frame]
+    bs = spec.blocks()
     if priorities is not None and len(priorities) != len(bs):
         raise ValueError(f"{len(priorities)} priorities for {len(bs)} blocks")
-    levels = [shortcuts] * len(bs) if isinstance(shortcuts, int) else list(shortcuts)
-    if len(levels) != len(bs):
-        raise ValueError(f"{len(levels)} shortcut levels for {len(bs)} blocks")
-    fractal = check_fractal(fractal)
-    if distance:
-        kernels.check_distance_fractal(fractal)
-    deep = is_deep(view, fractal, distance, perturbation)
-    rid = render_id or tokenize(view, iters, bs[0].nrows, levels, fractal, distance, deep)
+    levels = _levels(spec, shortcuts)
+    rid = frame_id(spec, render_id, frame)
     if deep:
         with dask.annotate(priority=1 + max(priorities or [0])):  # everything waits for it
             orbit = dask.delayed(_perturbation.choose_reference, pure=True)(
@@ -286,7 +260,7 @@ def block_tasks(
                 task = deep_fn(view, iters, b, orbit, dask_key_name=key)
             else:
                 task = fn(view, iters, b, levels[b.index], fractal, dask_key_name=key)
-            if distance:
+            if spec.distance:
                 de = dask.delayed(compute_distance, pure=True)(
                     view, iters, b, task, fractal, dask_key_name=task_key("distance", rid, b.index)
                 )
@@ -321,19 +295,8 @@ def fractal_dataset(
     ``centre_im``), which float64 can still tell apart.
     Nothing is computed until asked.
     """
-    fractal = check_fractal(fractal)
-    deep = is_deep(view, fractal, distance, perturbation)
-    tasks = block_tasks(view, iters, chunk_rows, fractal=fractal, distance=distance, perturbation=deep)
-    return dataset_from_tasks(view, iters, tasks, fractal, distance, deep)
-
-
-def check_fractal(fractal: Fractal | None) -> Fractal:
-    """``fractal``, or the Mandelbrot set for ``None``; a ``TypeError`` for anything else."""
-    if fractal is None:
-        return Fractal()
-    if not isinstance(fractal, Fractal):
-        raise TypeError(f"fractal must be a Fractal (e.g. Fractal('julia', c=-0.8+0.156j)), got {fractal!r}")
-    return fractal
+    spec = RenderSpec.make(view, iters, chunk_rows, fractal, distance, perturbation)
+    return dataset_of(spec, tasks_of(spec))
 
 
 def _var_attrs(name: str, iters: int) -> dict:
@@ -351,71 +314,59 @@ def _coords(view: View) -> dict:
     return view.coords()
 
 
-def dataset_from_tasks(
-    view: View,
-    iters: int,
-    tasks: list[tuple[Block, object]],
-    fractal: Fractal | None = None,
-    distance: bool = False,
-    perturbation: bool = False,
-) -> xr.Dataset:
-    """The Dataset of :func:`fractal_dataset` over kernel calls made by
-    :func:`block_tasks` (so other tasks, e.g. store writes, can share them);
-    ``perturbation``: whether they compute by perturbation (an attr)."""
-    w = view.sample_width
-    cdt = kernels.count_dtype(iters)
-    it = da.concatenate([da.from_delayed(t[0], shape=(b.nrows, w), dtype=cdt) for b, t in tasks], axis=0)
-    norm = da.concatenate([da.from_delayed(t[1], shape=(b.nrows, w), dtype=np.float32) for b, t in tasks], axis=0)
-    # A single column chunk: xarray/zarr chunk = one row block.
-    it = it.rechunk({1: -1})
-    norm = norm.rechunk({1: -1})
-    data = {"iterations": (("im", "re"), it, _var_attrs("iterations", iters)),
-            "norm": (("im", "re"), norm, _var_attrs("norm", iters))}  # fmt: skip
-    if distance:
-        de = da.concatenate([da.from_delayed(t[3], shape=(b.nrows, w), dtype=np.float32) for b, t in tasks], axis=0)
-        data["distance"] = (("im", "re"), de.rechunk({1: -1}), _var_attrs("distance", iters))
-    return xr.Dataset(
-        data,
-        coords=_coords(view),
-        attrs={
-            **check_fractal(fractal).to_attrs(),
-            "distance": bool(distance),
-            "perturbation": bool(perturbation),
-            "iters": iters,
-            "chunk_rows": tasks[0][0].nrows,
-            **view.to_attrs(),
-        },
-    )
+def _names(spec: RenderSpec) -> tuple[str, ...]:
+    # the per-sample variables of a picture of ``spec``
+    return ("iterations", "norm", "distance") if spec.distance else ("iterations", "norm")
 
 
-def zoom_tasks(
-    views: list[View],
-    iters: int = 800,
-    chunk_rows: int | None = None,
-    fractal: Fractal | None = None,
-    perturbation: bool | None = None,
-    render_id: str | None = None,
-) -> tuple[list[bool], list[list[tuple[Block, object]]]]:
-    """The kernel calls of a zoom (see :func:`zoom_dataset`): whether each
-    frame is computed by perturbation, and each frame's :func:`block_tasks`
-    (render id ``<render_id>f<frame>``)."""
-    if not views:
-        raise ValueError("a zoom needs at least one view")
-    first = views[0]
-    for v in views:
-        if not isinstance(v, View):
-            raise TypeError(f"views must be Views, got {type(v).__name__}")
-        if (v.width, v.height, v.supersample, v.centre) != (first.width, first.height, first.supersample, first.centre):
-            raise ValueError("the views of a zoom must share their size, supersampling and centre")
-    fractal = check_fractal(fractal)
-    rows = _check_chunk_rows(first, chunk_rows)
-    deep = [is_deep(v, fractal, False, perturbation) for v in views]
-    rid = render_id or tokenize("zoom", views, iters, rows, fractal, deep)
-    tasks = [
-        block_tasks(v, iters, rows, f"{rid}f{k}", fractal=fractal, perturbation=d)
-        for k, (v, d) in enumerate(zip(views, deep, strict=True))
-    ]
-    return deep, tasks
+def _dtype(spec: RenderSpec, name: str) -> np.dtype:
+    return np.dtype(kernels.count_dtype(spec.iters) if name == "iterations" else np.float32)
+
+
+def _dataset(spec: RenderSpec, arrays: dict[str, da.Array]) -> xr.Dataset:
+    # the Dataset of ``spec`` over its variables' arrays ((im, re), or (frame, im, re) for a zoom)
+    if spec.kind == ZOOM:
+        dims: tuple[str, ...] = ("frame", "im", "re")
+        coords = {
+            "frame": np.arange(len(spec.views)),
+            "span": ("frame", [v.span for v in spec.views]),
+            "deep": ("frame", list(spec.deep)),
+        }  # fmt: skip  (no im/re: they differ frame to frame)
+    else:
+        dims, coords = ("im", "re"), _coords(spec.view)
+    data = {name: (dims, arrays[name], _var_attrs(name, spec.iters)) for name in _names(spec)}
+    return xr.Dataset(data, coords=coords, attrs=spec.attrs())
+
+
+def dataset_of(spec: RenderSpec, tasks: list[list[tuple[Block, object]]]) -> xr.Dataset:
+    """The lazy Dataset of ``spec`` over its kernel calls (:func:`tasks_of`,
+    so other tasks, e.g. store writes, can share them): :func:`fractal_dataset`
+    for a render, :func:`zoom_dataset` for a zoom."""
+    w = spec.view.sample_width
+    # index 3 of a task: its distance estimate (see block_tasks)
+    slots = {"iterations": 0, "norm": 1, "distance": 3}
+
+    def frame(name: str, frame_tasks: list[tuple[Block, object]]) -> da.Array:
+        # one frame's variable; a single column chunk: xarray/zarr chunk = one row block
+        parts = [da.from_delayed(t[slots[name]], shape=(b.nrows, w), dtype=_dtype(spec, name)) for b, t in frame_tasks]
+        return da.concatenate(parts, axis=0).rechunk({1: -1})
+
+    if spec.kind == ZOOM:
+        arrays = {name: da.stack([frame(name, t) for t in tasks]) for name in _names(spec)}
+    else:
+        arrays = {name: frame(name, tasks[0]) for name in _names(spec)}
+    return _dataset(spec, arrays)
+
+
+def template_of(spec: RenderSpec) -> xr.Dataset:
+    """What :func:`dataset_of` would return, without its graph: the same
+    shape, chunks, dtypes, coordinates and attrs over placeholder arrays, in
+    milliseconds at any frame count (so a store can be checked and made
+    before the graph is built)."""
+    v = spec.view
+    lead = (len(spec.views),) if spec.kind == ZOOM else ()
+    shape, chunks = (*lead, v.sample_height, v.sample_width), (*(1 for _ in lead), spec.chunk_rows, v.sample_width)
+    return _dataset(spec, {name: da.zeros(shape, dtype=_dtype(spec, name), chunks=chunks) for name in _names(spec)})
 
 
 def zoom_dataset(
@@ -429,7 +380,7 @@ def zoom_dataset(
     """A zoom: one lazy picture per view (e.g. :func:`dfractal_dask.view.zoom_views`),
     stacked on a ``frame`` dimension: ``iterations`` and ``norm`` on
     ``(frame, im, re)``, one chunk (one task) per frame and row block, so the
-    graph has frames × blocks kernel calls.
+    graph has frames × blocks kernel calls (render id ``<render_id>f<frame>``).
 
     Coordinates ``frame``, ``span`` and ``deep`` (computed by perturbation,
     :func:`is_deep`, each frame deciding for itself unless ``perturbation``
@@ -437,8 +388,8 @@ def zoom_dataset(
     view, ``iters``, the fractal and ``frames``/``to_span`` are in attrs.
     Every view must share the first one's size and centre.
     """
-    deep, tasks = zoom_tasks(views, iters, chunk_rows, fractal, perturbation, render_id)
-    return zoom_dataset_from_tasks(views, iters, deep, tasks, fractal)
+    spec = RenderSpec.make_zoom(views, iters, chunk_rows, fractal, perturbation)
+    return dataset_of(spec, tasks_of(spec, render_id))
 
 
 #: The most kernel calls (frames × blocks) one zoom's graph may hold: past
@@ -451,7 +402,7 @@ def check_zoom_size(view: View, frames: int, chunk_rows: int | None = None) -> i
     """Refuse (``ValueError``) a zoom of ``frames`` frames of ``view`` with more
     than :data:`MAX_ZOOM_TASKS` kernel calls, before any of its frames is
     made (so at any frame count in microseconds); returns the blocks a frame."""
-    n_blocks = len(range(0, view.sample_height, _check_chunk_rows(view, chunk_rows)))
+    n_blocks = len(range(0, view.sample_height, check_chunk_rows(view, chunk_rows)))
     if isinstance(frames, int) and frames * n_blocks > MAX_ZOOM_TASKS:
         raise ValueError(
             f"a zoom of {frames} frames x {n_blocks} blocks is {frames * n_blocks:,} tasks, more than "
@@ -473,44 +424,6 @@ def zoom_template(
     graph is built).  Refuses more than :data:`MAX_ZOOM_TASKS` kernel calls."""
     if not views:
         raise ValueError("a zoom needs at least one view")
-    iters = check_iters(iters)
-    fractal = check_fractal(fractal)
-    first = views[0]
-    rows = _check_chunk_rows(first, chunk_rows)
-    check_zoom_size(first, len(views), chunk_rows)
-    shape = (len(views), first.sample_height, first.sample_width)
-    chunks = (1, rows, first.sample_width)
-    deep = [is_deep(v, fractal, False, perturbation) for v in views]
-    attrs = {**fractal.to_attrs(), "iters": iters, "chunk_rows": min(rows, first.sample_height), **first.to_attrs()}
-    attrs.update(frames=len(views), to_span=views[-1].span)
-    dims = ("frame", "im", "re")
-    data = {
-        "iterations": (dims, da.zeros(shape, dtype=kernels.count_dtype(iters), chunks=chunks),
-                       _var_attrs("iterations", iters)),
-        "norm": (dims, da.zeros(shape, dtype=np.float32, chunks=chunks), _var_attrs("norm", iters)),
-    }  # fmt: skip
-    coords = {"frame": np.arange(len(views)), "span": ("frame", [v.span for v in views]), "deep": ("frame", deep)}
-    return xr.Dataset(data, coords=coords, attrs=attrs)  # (no im/re: they differ frame to frame)
-
-
-def zoom_dataset_from_tasks(
-    views: list[View],
-    iters: int,
-    deep: list[bool],
-    tasks: list[list[tuple[Block, object]]],
-    fractal: Fractal | None = None,
-) -> xr.Dataset:
-    """The Dataset of :func:`zoom_dataset` over the kernel calls of
-    :func:`zoom_tasks` (so other tasks, e.g. store writes, can share them)."""
-    frames = [dataset_from_tasks(v, iters, t, fractal, False, d) for v, d, t in zip(views, deep, tasks, strict=True)]
-    data = {
-        name: (("frame", "im", "re"), da.stack([f[name].data for f in frames]), frames[0][name].attrs)
-        for name in ("iterations", "norm")
-    }
-    attrs = {k: val for k, val in frames[0].attrs.items() if k not in ("perturbation", "distance")}
-    attrs.update(frames=len(views), to_span=views[-1].span)
-    return xr.Dataset(
-        data,
-        coords={"frame": np.arange(len(views)), "span": ("frame", [v.span for v in views]), "deep": ("frame", deep)},
-        attrs=attrs,
-    )
+    if isinstance(views[0], View):  # before a check of each frame
+        check_zoom_size(views[0], len(views), chunk_rows)
+    return template_of(RenderSpec.make_zoom(views, iters, chunk_rows, fractal, perturbation))

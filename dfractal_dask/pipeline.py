@@ -19,6 +19,7 @@ from .cluster import SLOWEST_RATE, STALL_SECONDS, ClusterError, connect, stall_s
 from .fractals import Fractal
 from .lease import Lease
 from .location import Location, as_location
+from .spec import RENDER, ZOOM, RenderSpec
 from .view import View, zoom_views
 
 __all__ = ["ClusterError", "RenderStats", "SLOWEST_RATE", "STALL_SECONDS", "render", "zoom"]
@@ -143,7 +144,7 @@ def _gather(
     the scheduler is lost."""
     total, finished, stall = len(futures) if total is None else total, 0, stall_seconds(work)
     unit = "frames" if kind == "zoom" else "blocks"
-    resume = f"resume it (dfractal {kind} --resume, or resume=True) to finish the store"
+    resume = "resume it (resume=True) to finish the store"
     if progress:
         progress(0, total)
     ac = as_completed(futures, loop=c.loop)
@@ -289,87 +290,153 @@ def render(
     if not isinstance(view, View):
         raise TypeError(f"view must be a View, got {type(view).__name__}")
     _only(workers)  # checked before any store is made
-    fractal = graph.check_fractal(fractal)
-    render_id = uuid.uuid4().hex
-    bs = graph.blocks(view, chunk_rows)  # validates chunk_rows
-    if graph.is_deep(view, fractal, distance, perturbation):  # no float64 probe of a deep view
-        priorities, shortcuts, perturbation = None, kernels.BRUTE, True
-    else:  # one sparse probe: block costs (for the order) and where cycle detection pays
-        costs, interior = graph.probe_blocks(view, iters, bs, fractal=fractal)
-        priorities = graph.block_priorities(costs) if balance else None
-        shortcuts, perturbation = graph.shortcuts_for(interior), False
-    tasks = graph.block_tasks(
-        view, iters, chunk_rows, render_id, priorities, shortcuts, fractal, distance, perturbation
-    )
-    template = graph.dataset_from_tasks(view, iters, tasks, fractal, distance, perturbation)
+    spec = RenderSpec.make(view, iters, chunk_rows, fractal, distance, perturbation)
+    return _run(spec, store_path=store_path, client=client, overwrite=overwrite, resume=resume, retries=retries,
+                progress=progress, stats=stats, security=security, storage_options=storage_options, balance=balance,
+                workers=workers)  # fmt: skip
+
+
+def _plan(spec: RenderSpec, balance: bool) -> tuple[list[int] | None, int | list[int]]:
+    # the blocks' priorities and the kernel's shortcut levels: a render's from one
+    # sparse probe (costs for the order, where cycle detection pays); no float64
+    # probe of a deep view; a zoom's frames take dask's order and cycle detection
+    if spec.kind == ZOOM:
+        return None, kernels.CYCLES
+    if spec.deep[0]:
+        return None, kernels.BRUTE
+    costs, interior = graph.probe_blocks(spec.view, spec.iters, spec.blocks(), fractal=spec.fractal)
+    return (graph.block_priorities(costs) if balance else None), graph.shortcuts_for(interior)
+
+
+def _run(
+    spec: RenderSpec,
+    *,
+    store_path: str | os.PathLike | None,
+    client: Client | str | None,
+    overwrite: bool,
+    resume: bool,
+    retries: int,
+    progress: Callable[[int, int], None] | None,
+    security: Security | None,
+    storage_options: dict | None,
+    stats: RenderStats | None = None,
+    balance: bool = True,
+    workers: list[str] | None = None,
+) -> xr.Dataset:
+    """:func:`render` or :func:`zoom` of a checked ``spec``: in memory, or
+    into a new (or resumed) store, then opened from it."""
     loc = _check_run(retries, resume, store_path, storage_options)
+    render_id = uuid.uuid4().hex
+    priorities, shortcuts = _plan(spec, balance)
+    template = graph.template_of(spec)  # no graph yet
     done = None
     if loc is not None:  # before any cluster starts
-        done = store.check_target(loc, template, len(tasks), overwrite=overwrite, resume=resume)
+        done = store.check_kind_target(loc, spec.kind, template, overwrite=overwrite, resume=resume)
     with connect(client if client is not None else _current_client(), security=security) as c:
         t0 = time.perf_counter()
         if loc is None:
-            ds = c.compute(template, retries=retries, **_only(workers)).result()
+            lazy = graph.dataset_of(spec, graph.tasks_of(spec, render_id, priorities, shortcuts))
+            ds = c.compute(lazy, retries=retries, **_only(workers)).result()
         else:
-            with Lease(loc, _lease_name("render", render_id)) as lease:
-                _render_to_store(c, render_id, tasks, template, loc, overwrite, done, retries, progress, stats,
-                                 priorities, workers, lease.token)  # fmt: skip
-            ds = store.open_render(loc)
+            with Lease(loc, _lease_name(spec.kind, render_id)) as lease:
+                run = _StoreRun(c, spec, render_id, loc, template, retries, workers, stats)
+                run.start(overwrite, done, lease.token)
+                run.write(done, priorities, shortcuts, progress)
+            ds = store.open_store(loc, spec.kind)
         if stats is not None:
             stats.seconds = time.perf_counter() - t0
     return ds
 
 
-def _store_id(loc: Location, done) -> str | None:
-    # a resumed store keeps the identity it was made with
-    return None if done is None else store.store_attrs(loc).get("store_id")
+@dataclass
+class _StoreRun:
+    """A render or zoom being written into its store by the workers (its lease held)."""
 
+    c: Client
+    spec: RenderSpec
+    render_id: str
+    loc: Location
+    template: xr.Dataset
+    retries: int
+    workers: list[str] | None
+    stats: RenderStats | None
+    store_id: str = ""
 
-def _render_to_store(
-    c, render_id, tasks, template, loc, overwrite, done, retries, progress, stats, priorities, workers, token
-) -> None:
-    resumed = 0 if done is None else int(done.sum())
-    if done is None:
-        store.create_store(loc, template, len(tasks), overwrite=overwrite, store_id=render_id, lease_token=token)
-        store_id = render_id
-    else:  # resuming: only the blocks not marked done and verified (a half-written one is not)
-        tasks = [(b, k) for b, k in tasks if not done[b.index]]
-        store_id = _store_id(loc, done)
-        store.clear_leftovers(loc)
-    if stats is not None:
-        stats.resumed = resumed
-    metrics.ensure_plugin(c)
-    iters = int(template.attrs["iters"])
-    meta = {
-        **{k: template.attrs[k] for k in ("xpos", "ypos", "span", "width", "height", "supersample", "iters")},
-        "n_blocks": len(tasks),  # to compute now
-        "resumed_blocks": resumed,
-        "sample_width": template.sizes["re"],
-        "sample_height": template.sizes["im"],
-        "store": str(loc),
-    }
-    c.log_event(metrics.RENDER_TOPIC, {"action": "start", "render_id": render_id, "meta": meta})
-    if stats is not None:
-        stats.render_id = render_id
-    write = dask.delayed(_write, pure=False)
-    writes = []
-    for b, k in tasks:
-        with dask.annotate(priority=0 if priorities is None else priorities[b.index]):
-            key = metrics.task_key("write", render_id, b.index)
-            writes.append(write(loc, b, k, render_id, iters, store_id, dask_key_name=key))
-    futures = c.compute(writes, retries=retries, **_only(workers))
-    work = iters * template.sizes["re"] * int(template.attrs["chunk_rows"])  # the largest block's, at most
-    for row in _gather(
-        c, futures, progress, render_id, work=work
-    ):  # a small dict a block: the samples stay on the workers
+    def start(self, overwrite: bool, done, token: str) -> None:
+        """Make the store (``done`` ``None``), or take up the one to resume."""
+        if done is None:
+            store.create(self.loc, self.spec.kind, self.template, overwrite=overwrite, store_id=self.render_id,
+                         lease_token=token)  # fmt: skip
+            self.store_id = self.render_id
+        else:  # resuming: only the blocks (frames) not marked done and verified (a half-written one is not)
+            self.store_id = store.store_attrs(self.loc).get("store_id")  # a resumed store keeps its identity
+            store.clear_leftovers(self.loc)
+        if self.stats is not None:
+            self.stats.resumed = 0 if done is None else int(done.sum())
+        metrics.ensure_plugin(self.c)
+
+    def write(self, done, priorities: list[int] | None, shortcuts, progress) -> None:
+        """Send the work not ``done`` and wait for it, ``progress`` told as it finishes."""
+        if self.spec.kind == RENDER:
+            self._blocks(done, priorities, shortcuts, progress)
+        else:
+            self._frames(done, progress)
+
+    def _blocks(self, done, priorities, shortcuts, progress) -> None:
+        # a render: one graph of its blocks, each written by the worker that computed it
+        spec, stats, render_id = self.spec, self.stats, self.render_id
+        tasks = graph.tasks_of(spec, render_id, priorities, shortcuts)[0]
+        tasks = [(b, k) for b, k in tasks if done is None or not done[b.index]]
+        meta = {
+            **{k: self.template.attrs[k] for k in ("xpos", "ypos", "span", "width", "height", "supersample", "iters")},
+            "n_blocks": len(tasks),  # to compute now
+            "resumed_blocks": 0 if done is None else int(done.sum()),
+            "sample_width": spec.view.sample_width,
+            "sample_height": spec.view.sample_height,
+            "store": str(self.loc),
+        }
+        self.c.log_event(metrics.RENDER_TOPIC, {"action": "start", "render_id": render_id, "meta": meta})
         if stats is not None:
-            stats.blocks += 1
-            stats.rows += row["rows"]
-            stats.samples += row["samples"]
-            stats.iterations += row["iterations"]
-            stats.bytes_written += row["bytes"]
-            stats.per_block.append(row)
-    c.log_event(metrics.RENDER_TOPIC, {"action": "end", "render_id": render_id})
+            stats.render_id = render_id
+        write = dask.delayed(_write, pure=False)
+        writes = []
+        for b, k in tasks:
+            with dask.annotate(priority=0 if priorities is None else priorities[b.index]):
+                key = metrics.task_key("write", render_id, b.index)
+                writes.append(write(self.loc, b, k, render_id, spec.iters, self.store_id, dask_key_name=key))
+        futures = self.c.compute(writes, retries=self.retries, **_only(self.workers))
+        work = spec.iters * spec.view.sample_width * spec.block_rows  # the largest block's, at most
+        for row in _gather(self.c, futures, progress, render_id, work=work):  # a small dict a block: samples stay
+            if stats is not None:
+                stats.blocks += 1
+                stats.rows += row["rows"]
+                stats.samples += row["samples"]
+                stats.iterations += row["iterations"]
+                stats.bytes_written += row["bytes"]
+                stats.per_block.append(row)
+        self.c.log_event(metrics.RENDER_TOPIC, {"action": "end", "render_id": render_id})
+
+    def _frames(self, done, progress) -> None:
+        # a zoom: a window of frames in flight, each frame's graph built as it is sent (the
+        # client holds a few frames' tasks, not the zoom's, ~10 kB a task), each block written
+        # by the worker that computed it, then the frame flagged
+        c, loc, sid = self.c, self.loc, self.store_id
+        write = dask.delayed(store.write_zoom_block, pure=False)
+        mark = dask.delayed(store.mark_frame_done, pure=False)
+
+        def frame(k: int):
+            writes = [
+                write(loc, k, b, t[0], t[1], store_id=sid) for b, t in graph.frame_tasks(self.spec, k, self.render_id)
+            ]
+            return c.compute(mark(loc, k, *writes, store_id=sid), retries=self.retries)
+
+        todo = [k for k in range(len(self.spec.views)) if done is None or not done[k]]
+        window = max(8, 4 * len(c.scheduler_info()["workers"]))
+        first = [frame(k) for k in todo[:window]]
+        more = (frame(k) for k in todo[window:])
+        work = self.spec.iters * self.spec.view.sample_width * self.spec.view.sample_height  # a frame's, at most
+        for _ in _gather(c, first, progress, self.render_id, ZOOM, more, len(todo), work):  # samples stay on workers
+            pass
 
 
 def zoom(
@@ -431,41 +498,6 @@ def zoom(
     if isinstance(view, View):
         graph.check_zoom_size(view, frames, chunk_rows)  # before making its frames: at any count, at once
     views = zoom_views(view, frames, to_span)
-    loc = _check_run(retries, resume, store_path, storage_options)
-    render_id = uuid.uuid4().hex
-    done = None
-    template = graph.zoom_template(views, iters, chunk_rows, fractal, perturbation)  # no graph yet
-    if loc is not None:  # before any cluster starts
-        done = store.check_zoom_target(loc, template, overwrite=overwrite, resume=resume)
-    with connect(client if client is not None else _current_client(), security=security) as c:
-        if loc is None:
-            deep, tasks = graph.zoom_tasks(views, iters, chunk_rows, fractal, perturbation, render_id=render_id)
-            return c.compute(
-                graph.zoom_dataset_from_tasks(views, iters, deep, tasks, fractal), retries=retries
-            ).result()
-        with Lease(loc, _lease_name("zoom", render_id)) as lease:
-            if done is None:
-                store.create_zoom_store(loc, template, overwrite=overwrite, store_id=render_id, lease_token=lease.token)
-            sid = _store_id(loc, done) or render_id
-            if done is not None:
-                store.clear_leftovers(loc)
-            metrics.ensure_plugin(c)
-            write = dask.delayed(store.write_zoom_block, pure=False)
-            mark = dask.delayed(store.mark_frame_done, pure=False)
-            rows, deep = int(template.attrs["chunk_rows"]), [bool(d) for d in template["deep"].values]
-
-            def frame(k: int):  # its blocks, each written by the worker that computed it, then the frame flagged
-                bs = graph.block_tasks(views[k], iters, rows, f"{render_id}f{k}", fractal=fractal, perturbation=deep[k])
-                writes = [write(loc, k, b, t[0], t[1], store_id=sid) for b, t in bs]
-                return c.compute(mark(loc, k, *writes, store_id=sid), retries=retries)
-
-            # a window of frames in flight, each frame's graph built as it is sent: the
-            # client holds a few frames' tasks, not the zoom's (~10 kB a task)
-            todo = [k for k in range(len(views)) if done is None or not done[k]]
-            window = max(8, 4 * len(c.scheduler_info()["workers"]))
-            first = [frame(k) for k in todo[:window]]
-            more = (frame(k) for k in todo[window:])
-            work = iters * views[0].sample_width * views[0].sample_height  # a frame's, at most
-            for _ in _gather(c, first, progress, render_id, "zoom", more, len(todo), work):  # samples stay on workers
-                pass
-    return store.open_zoom(loc)
+    spec = RenderSpec.make_zoom(views, iters, chunk_rows, fractal, perturbation)
+    return _run(spec, store_path=store_path, client=client, overwrite=overwrite, resume=resume, retries=retries,
+                progress=progress, security=security, storage_options=storage_options)  # fmt: skip

@@ -43,9 +43,9 @@ from dask.base import tokenize
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from .fractals import Fractal
-from .graph import Block
 from .lease import LEASE_KEY, check_free
 from .location import Location, LocationError, as_location, check_output, nearest_existing
+from .spec import RENDER, ZOOM, Block, check_iters
 from .view import View
 
 __all__ = [
@@ -55,10 +55,12 @@ __all__ = [
     "block_label",
     "blocks_to_resume",
     "check_space",
+    "check_kind_target",
     "check_target",
     "check_writable",
     "check_zoom_target",
     "clear_leftovers",
+    "create",
     "create_store",
     "create_zoom_store",
     "default_store_path",
@@ -66,6 +68,7 @@ __all__ = [
     "is_zoom_store",
     "mark_frame_done",
     "open_render",
+    "open_store",
     "open_zoom",
     "reading",
     "store_attrs",
@@ -81,8 +84,7 @@ __all__ = [
 FORMAT = 2
 _READS = (1, 2)  # format 1: no checksums and no store_id (read, never verified)
 
-#: ``dfractal_kind`` attribute of a zoom store (a render store has none).
-ZOOM = "zoom"
+# ZOOM (from .spec): the ``dfractal_kind`` attribute of a zoom store (a render store has none)
 
 # byte shuffle + lz4: counts are small integers that vary slowly along a row,
 # so their high bytes compress to almost nothing; lz4 writes the seed default's
@@ -134,7 +136,7 @@ def _reachable(loc: Location) -> None:
         if "credentials" in type(exc).__name__.lower():  # e.g. botocore's NoCredentialsError
             raise LocationError(
                 f"{loc}: no credentials found; set the storage's usual environment variables "
-                "(e.g. AWS_ACCESS_KEY_ID) or give --storage-option KEY=VALUE"
+                "(e.g. AWS_ACCESS_KEY_ID) or give storage_options"
             ) from None
         raise LocationError(f"{loc}: cannot reach the storage ({_short(exc)})") from None
 
@@ -195,7 +197,7 @@ def check_writable(
     if not [k for k in loc.list_keys() if k != LEASE_KEY]:  # an empty folder (or prefix) takes a store
         return loc
     if not overwrite:
-        raise StoreError(f"store {loc} already exists (pass --overwrite to replace it)")
+        raise StoreError(f"store {loc} already exists (pass overwrite=True to replace it)")
     if not is_render_store(loc):
         raise StoreError(f"{loc} exists and is not a dfractal render store; refusing to overwrite it")
     foreign = _foreign(loc)
@@ -240,7 +242,7 @@ def _create(loc: Location, ds: xr.Dataset, encoding: dict, *, overwrite: bool) -
     # the caller holds the lease (or is alone, e.g. a test): clear, then write the metadata
     if loc.exists() and is_render_store(loc):
         if not overwrite:
-            raise StoreError(f"store {loc} already exists (pass --overwrite to replace it)")
+            raise StoreError(f"store {loc} already exists (pass overwrite=True to replace it)")
         _clear(loc)
     elif loc.exists() and [k for k in loc.list_keys() if k != LEASE_KEY]:
         raise StoreError(f"{loc} exists and is not a dfractal render store; refusing to overwrite it")
@@ -274,17 +276,8 @@ def create_store(
     :class:`dfractal_dask.lease.Lease`).  ``store_id`` (default: a new one)
     is the identity every block write checks.
     """
-    loc = check_writable(path, overwrite=overwrite, storage_options=storage_options, lease_token=lease_token)
-    names = [v for v in _SAMPLE_VARS if v in template]
-    ds = template.assign(
-        block_done=("block", np.zeros(n_blocks, np.uint8)),
-        block_crc=(("block", "variable"), np.zeros((n_blocks, len(names)), np.uint32), {"variables": names}),
-    )
-    ds.attrs.update(dfractal_format=FORMAT, n_blocks=n_blocks, store_id=store_id or uuid.uuid4().hex)
-    encoding = _sample_encoding(ds, (int(ds.attrs["chunk_rows"]), ds.sizes["re"]))
-    encoding["block_done"] = {"chunks": (1,)}
-    encoding["block_crc"] = {"chunks": (1, len(names))}
-    return _create(loc, ds, encoding, overwrite=overwrite)
+    return create(path, RENDER, template, n_blocks, overwrite=overwrite, storage_options=storage_options,
+                  store_id=store_id, lease_token=lease_token)  # fmt: skip
 
 
 def create_zoom_store(
@@ -302,20 +295,48 @@ def create_zoom_store(
     (:func:`write_zoom_block`).  An existing path is refused unless
     ``overwrite``, and even then only a dfractal store is replaced
     (``store_id``, ``lease_token``: as for :func:`create_store`)."""
+    return create(path, ZOOM, template, overwrite=overwrite, storage_options=storage_options,
+                  store_id=store_id, lease_token=lease_token)  # fmt: skip
+
+
+def _n_blocks(template: xr.Dataset) -> int:
+    # the row blocks a frame of ``template`` is cut into
+    return -(-template.sizes["im"] // int(template.attrs["chunk_rows"]))
+
+
+def create(
+    path: str | os.PathLike | Location,
+    kind: str,
+    template: xr.Dataset,
+    n_blocks: int | None = None,
+    *,
+    overwrite: bool = False,
+    storage_options: Mapping | None = None,
+    store_id: str | None = None,
+    lease_token: str | None = None,
+) -> Location:
+    """:func:`create_store` (``kind`` :data:`~dfractal_dask.spec.RENDER`) or
+    :func:`create_zoom_store` (:data:`~dfractal_dask.spec.ZOOM`): a render's
+    done flags are per block (``n_blocks``, default: as the template's
+    blocks), a zoom's per frame, and a zoom's arrays lead with ``frame``."""
     loc = check_writable(path, overwrite=overwrite, storage_options=storage_options, lease_token=lease_token)
+    zoom = kind == ZOOM
+    names = [v for v in _SAMPLE_VARS if v in template]
     rows = int(template.attrs["chunk_rows"])
-    n_frames, n_blocks = template.sizes["frame"], -(-template.sizes["im"] // rows)
+    n_blocks = _n_blocks(template) if n_blocks is None else n_blocks
+    lead, sizes = (("frame",), (template.sizes["frame"],)) if zoom else ((), ())
+    dim = "frame" if zoom else "block"  # what the done flags are of
     ds = template.assign(
-        frame_done=("frame", np.zeros(n_frames, np.uint8)),
-        block_crc=(("frame", "block", "variable"), np.zeros((n_frames, n_blocks, 2), np.uint32),
-                   {"variables": ["iterations", "norm"]}),
+        {f"{dim}_done": (dim, np.zeros(sizes[0] if zoom else n_blocks, np.uint8)),
+         "block_crc": ((*lead, "block", "variable"), np.zeros((*sizes, n_blocks, len(names)), np.uint32),
+                       {"variables": names})},
     )  # fmt: skip
-    ds.attrs.update(
-        dfractal_format=FORMAT, dfractal_kind=ZOOM, n_blocks=n_blocks, store_id=store_id or uuid.uuid4().hex
-    )
-    encoding = _sample_encoding(ds, (1, rows, ds.sizes["re"]))
-    encoding["frame_done"] = {"chunks": (1,)}
-    encoding["block_crc"] = {"chunks": (1, 1, 2)}
+    kind_attr = {"dfractal_kind": ZOOM} if zoom else {}
+    ds.attrs.update(dfractal_format=FORMAT, **kind_attr, n_blocks=n_blocks, store_id=store_id or uuid.uuid4().hex)
+    ones = (1,) * len(lead)
+    encoding = _sample_encoding(ds, (*ones, rows, ds.sizes["re"]))
+    encoding[f"{dim}_done"] = {"chunks": (1,)}
+    encoding["block_crc"] = {"chunks": (*ones, 1, len(names))}
     return _create(loc, ds, encoding, overwrite=overwrite)
 
 
@@ -436,13 +457,7 @@ def write_block(
 
     Returns the number of bytes the block's chunks take in the store.
     """
-    loc = as_location(path)
-    arrays = [("iterations", iterations), ("norm", norm)] + ([] if distance is None else [("distance", distance)])
-    nbytes = _write_vars(loc, block, arrays, store_id, None)
-    # Only now, with the chunks and their record written, is the block complete.
-    with _writing(loc, f"the done flag of block {block.index}"):
-        _array(loc, "block_done", store_id)[block.index] = 1
-    return nbytes
+    return _write_block(as_location(path), None, block, iterations, norm, distance, store_id)
 
 
 def write_zoom_block(
@@ -458,7 +473,26 @@ def write_zoom_block(
     :func:`write_block` does for a render).  Runs on a worker; returns the
     bytes written.  The frame is marked done by :func:`mark_frame_done`
     once all its blocks are written."""
-    return _write_vars(as_location(path), block, [("iterations", iterations), ("norm", norm)], store_id, frame)
+    return _write_block(as_location(path), frame, block, iterations, norm, None, store_id)
+
+
+def _write_block(
+    loc: Location,
+    frame: int | None,
+    block: Block,
+    iterations: np.ndarray,
+    norm: np.ndarray,
+    distance: np.ndarray | None,
+    store_id: str | None,
+) -> int:
+    # write_block (frame None) and write_zoom_block: a render's block is done once
+    # written, a zoom's frame once all its blocks are (mark_frame_done)
+    arrays = [("iterations", iterations), ("norm", norm)] + ([] if distance is None else [("distance", distance)])
+    nbytes = _write_vars(loc, block, arrays, store_id, frame)
+    if frame is None:  # only now, with the chunks and their record written, is the block complete
+        with _writing(loc, f"the done flag of block {block.index}"):
+            _array(loc, "block_done", store_id)[block.index] = 1
+    return nbytes
 
 
 def mark_frame_done(path: str | os.PathLike | Location, frame: int, *written: int, store_id: str | None = None) -> int:
@@ -500,7 +534,7 @@ def _refuse_another(loc: Location, attrs: dict[str, Any], want: dict[str, Any], 
     if differ:
         raise StoreError(
             f"cannot resume {loc}: it was made for another render ({'; '.join(differ)}); "
-            "use another --store, or --overwrite to start again"
+            "use another store_path, or overwrite=True to start again"
         )
 
 
@@ -539,7 +573,7 @@ def _done_to_resume(loc: Location, want: dict[str, Any], keys: tuple[str, ...], 
     attrs = _check_store(loc)
     check_free(loc)
     if (attrs.get("dfractal_kind") == ZOOM) != zoom:
-        held, other = ("a render", "a zoom") if zoom else ("a zoom (dfractal zoom --resume)", "a render")
+        held, other = ("a render", "a zoom") if zoom else ("a zoom (resume it as a zoom)", "a render")
         raise StoreError(f"cannot resume {loc}: it holds {held}, not {other}")
     names, done, record = _layout(loc, attrs)  # its arrays agree with its attributes
     _refuse_another(loc, attrs, want, keys)
@@ -553,7 +587,7 @@ def _refuse_unverifiable(loc: Location, attrs: dict[str, Any]) -> None:
     if attrs["dfractal_format"] != FORMAT:
         raise StoreError(
             f"cannot resume {loc}: it was made by an older dfractal (format {attrs['dfractal_format']}, "
-            "no checksums); --overwrite to render it again"
+            "no checksums); overwrite=True renders it again"
         )
 
 
@@ -593,14 +627,8 @@ def check_target(
     existing store (see :func:`blocks_to_resume`), else ``None`` (a new store
     will be made; an existing one only with ``overwrite``, see :func:`check_writable`).
     """
-    if resume and overwrite:
-        raise ValueError("resume and overwrite exclude each other")
-    loc = as_location(path, storage_options)
-    _reachable(loc)
-    if resume and is_render_store(loc):
-        return blocks_to_resume(loc, template, n_blocks)
-    _check_new(loc, template, overwrite)
-    return None
+    return check_kind_target(path, RENDER, template, n_blocks, overwrite=overwrite, resume=resume,
+                             storage_options=storage_options)  # fmt: skip
 
 
 def check_zoom_target(
@@ -613,18 +641,36 @@ def check_zoom_target(
 ) -> np.ndarray | None:
     """:func:`check_target` for a zoom: the flags of the frames that need no
     computing in the store to resume (refused if made for another zoom), or ``None``."""
+    return check_kind_target(path, ZOOM, template, overwrite=overwrite, resume=resume, storage_options=storage_options)
+
+
+def check_kind_target(
+    path: str | os.PathLike | Location,
+    kind: str,
+    template: xr.Dataset,
+    n_blocks: int | None = None,
+    *,
+    overwrite: bool,
+    resume: bool,
+    storage_options: Mapping | None = None,
+) -> np.ndarray | None:
+    """:func:`check_target` (``kind`` :data:`~dfractal_dask.spec.RENDER`;
+    ``n_blocks``, default: as the template's blocks) or :func:`check_zoom_target`
+    (:data:`~dfractal_dask.spec.ZOOM`)."""
     if resume and overwrite:
-        raise ValueError("resume and overwrite exclude each other")
+        raise ValueError("resume=True and overwrite=True exclude each other")
     loc = as_location(path, storage_options)
     _reachable(loc)
     if resume and is_render_store(loc):
-        return _done_to_resume(loc, dict(template.attrs), _ZOOM_IDENTITY, zoom=True)
+        if kind == ZOOM:
+            return _done_to_resume(loc, dict(template.attrs), _ZOOM_IDENTITY, zoom=True)
+        return blocks_to_resume(loc, template, _n_blocks(template) if n_blocks is None else n_blocks)
     _check_new(loc, template, overwrite)
     return None
 
 
 def _check_new(loc: Location, template: xr.Dataset, overwrite: bool) -> None:
-    # check_target and check_zoom_target for a store to be made (or replaced)
+    # check_kind_target for a store to be made (or replaced)
     if loc.is_local and not os.path.isdir(loc.url):  # (an existing store: check_writable decides)
         check_output(loc.url, "store")
     check_writable(loc, overwrite=overwrite)
@@ -678,11 +724,11 @@ def _read_checked(
         data = _array(loc, name, store_id, read_only=True)[(*index[:-1], slice(*rows))]
     except Exception as exc:  # a truncated or altered chunk: blosc or crc32c complains
         why = "fails its checksum" if "checksum" in str(exc) else f"cannot be decoded ({_short(exc)})"
-        raise StoreError(f"{what} is damaged: it {why}; dfractal render --resume computes it again") from None
+        raise StoreError(f"{what} is damaged: it {why}; resume=True computes it again") from None
     if expected is not None and crc(data) != expected:
         missing = not loc.exists(_chunk_key(name, index))
         why = "is missing" if missing else "does not hold what was written (checksum)"
-        raise StoreError(f"{what} {why}; dfractal render --resume computes it again")
+        raise StoreError(f"{what} {why}; resume=True computes it again")
     return data
 
 
@@ -739,7 +785,7 @@ def _check_attrs(loc: Location, attrs: dict[str, Any]) -> None:
     :class:`StoreError` names the first that is not."""
 
     def bad(what: str) -> StoreError:
-        return StoreError(f"{loc} is damaged: its attribute {what}; render it again with --overwrite")
+        return StoreError(f"{loc} is damaged: its attribute {what}; render it again with overwrite=True")
 
     zoom = attrs.get("dfractal_kind") == ZOOM
     if "dfractal_kind" in attrs and not zoom:
@@ -754,8 +800,6 @@ def _check_attrs(loc: Location, attrs: dict[str, Any]) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise bad(f"{key} is {value!r}, not a positive whole number")
     try:
-        from .graph import check_iters
-
         check_iters(attrs["iters"])
         view = View.from_attrs(attrs)
         Fractal.from_attrs(attrs)
@@ -793,7 +837,9 @@ def reading(path: str | os.PathLike | Location) -> Iterator[None]:
     except StoreError:
         raise
     except (RuntimeError, OSError, KeyError, EOFError) as exc:
-        raise StoreError(f"{path} is damaged ({type(exc).__name__}: {exc}); render it again with --overwrite") from None
+        raise StoreError(
+            f"{path} is damaged ({type(exc).__name__}: {exc}); render it again with overwrite=True"
+        ) from None
 
 
 def _open(loc: Location, attrs: dict[str, Any], names: list[str], done: np.ndarray, record) -> xr.Dataset:
@@ -861,15 +907,7 @@ def open_render(
         chunk of a done block that is missing, truncated or altered, naming
         the block.
     """
-    loc = as_location(path, storage_options, name="path")
-    attrs = _check_store(loc)
-    if attrs.get("dfractal_kind") == ZOOM:
-        raise StoreError(f"{loc} holds a zoom, not a render: open it with open_zoom")
-    names, done, record = _layout(loc, attrs)
-    missing = int(attrs["n_blocks"]) - int(done.sum())
-    if missing and not allow_incomplete:
-        raise StoreError(f"{loc} is incomplete: {missing} of {attrs['n_blocks']} blocks were never written")
-    return _open(loc, attrs, names, done, record)
+    return open_store(path, RENDER, allow_incomplete=allow_incomplete, storage_options=storage_options)
 
 
 def open_zoom(
@@ -885,12 +923,30 @@ def open_zoom(
         ``allow_incomplete``) some frames were never written; when read, a
         damaged chunk of a done frame, naming it.
     """
+    return open_store(path, ZOOM, allow_incomplete=allow_incomplete, storage_options=storage_options)
+
+
+def open_store(
+    path: str | os.PathLike | Location,
+    kind: str,
+    *,
+    allow_incomplete: bool = False,
+    storage_options: Mapping | None = None,
+) -> xr.Dataset:
+    """:func:`open_render` (``kind`` :data:`~dfractal_dask.spec.RENDER`) or
+    :func:`open_zoom` (:data:`~dfractal_dask.spec.ZOOM`): a store of the other
+    kind is refused, naming the function that opens it."""
     loc = as_location(path, storage_options, name="path")
     attrs = _check_store(loc)
-    if attrs.get("dfractal_kind") != ZOOM:
-        raise StoreError(f"{loc} holds a render, not a zoom: open it with open_render")
+    zoom = kind == ZOOM
+    if (attrs.get("dfractal_kind") == ZOOM) != zoom:
+        held, other, opener = ("a render", "a zoom", "open_render") if zoom else ("a zoom", "a render", "open_zoom")
+        raise StoreError(f"{loc} holds {held}, not {other}: open it with {opener}")
     names, done, record = _layout(loc, attrs)
-    if not done.all() and not allow_incomplete:
-        raise StoreError(f"{loc} is incomplete: {int((~done).sum())} of {done.size} frames were never written")
+    missing, unit = int((~done).sum()), "frames" if zoom else "blocks"
+    if missing and not allow_incomplete:
+        raise StoreError(f"{loc} is incomplete: {missing} of {done.size} {unit} were never written")
     ds = _open(loc, attrs, names, done, record)
-    return ds.assign_coords(span=ds["span"].load(), deep=ds["deep"].load())  # small: read now
+    if zoom:
+        ds = ds.assign_coords(span=ds["span"].load(), deep=ds["deep"].load())  # small: read now
+    return ds

@@ -134,7 +134,7 @@ def test_resume_computes_only_the_missing_blocks(client, tmp_path):
         ({"chunk_rows": 20}, "chunk_rows 20 here, 10 in the store"),
         ({"fractal": Fractal("burning_ship")}, "fractal 'burning_ship' here, 'mandelbrot' in the store"),
         ({"fractal": Fractal("multibrot", 3)}, "power 3 here, 2 in the store"),
-        ({"overwrite": True}, "exclude each other"),
+        ({"overwrite": True}, "resume=True and overwrite=True exclude each other"),
         ({"perturbation": True}, "perturbation True here, False in the store"),
     ],
 )

@@ -150,7 +150,7 @@ def test_a_damaged_chunk_of_a_done_block_is_named_never_read_as_fill(tmp_path, d
     else:  # a valid chunk, of another block: zarr's own checksum passes
         chunk.write_bytes((path / "iterations" / "c" / "0" / "0").read_bytes())
     ds = open_render(path)  # complete by its flags: the damage shows when read
-    with pytest.raises(StoreError, match=r"r\.zarr: block 1 of iterations .*--resume computes it again"):
+    with pytest.raises(StoreError, match=r"r\.zarr: block 1 of iterations .*; resume=True computes it again"):
         ds.iterations.values  # noqa: B018
     assert [index for index, _ in store.verify(path)] == [(1,)]
     assert main(["recolor", str(path), "--outfile", str(tmp_path / "x.png")]) == 2
@@ -161,7 +161,7 @@ def test_a_damaged_chunk_of_a_done_block_is_named_never_read_as_fill(tmp_path, d
     out, err = capsys.readouterr()
     assert "damaged: " in out and "block 1 of iterations" in out
     assert err.count("\n") == 1 and "1 damaged blocks (block 1)" in err and "--resume" in err
-    # --resume computes that block again, and only that one
+    # resume=True computes that block again, and only that one
     template = graph.fractal_dataset(VIEW, 50, 8)
     assert store.blocks_to_resume(path, template, 3).tolist() == [True, False, True]
 
