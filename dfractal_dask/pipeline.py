@@ -14,8 +14,9 @@ import xarray as xr
 from distributed import CancelledError, Client, as_completed, default_client, get_worker
 from distributed.security import Security
 
-from . import graph, kernels, metrics, store
+from . import graph, kernels, protocol, store
 from .cluster import SLOWEST_RATE, STALL_SECONDS, ClusterError, connect, stall_seconds
+from .diagnostics import ensure_plugin
 from .fractals import Fractal
 from .lease import Lease
 from .location import Location, as_location
@@ -48,9 +49,9 @@ def _write(loc: Location, block: graph.Block, result: tuple, render_id: str, ite
         worker = get_worker()
     except ValueError:  # not on a dask worker (e.g. a local scheduler)
         return row
-    y0, thumb = metrics.preview_block(it, block.row0, iters)
+    y0, thumb = protocol.preview_block(it, block.row0, iters)
     worker.log_event(
-        metrics.BLOCK_TOPIC,
+        protocol.BLOCK_TOPIC,
         {"render_id": render_id, "worker": worker.address, "rows": block.nrows, "samples": it.size,
          "iterations": work, "bytes_written": nbytes, "preview_row": y0, "preview": thumb},
     )  # fmt: skip
@@ -373,7 +374,7 @@ class _StoreRun:
             store.clear_leftovers(self.loc)
         if self.stats is not None:
             self.stats.resumed = 0 if done is None else int(done.sum())
-        metrics.ensure_plugin(self.c)
+        ensure_plugin(self.c)
 
     def write(self, done, priorities: list[int] | None, shortcuts, progress) -> None:
         """Send the work not ``done`` and wait for it, ``progress`` told as it finishes."""
@@ -395,14 +396,14 @@ class _StoreRun:
             "sample_height": spec.view.sample_height,
             "store": str(self.loc),
         }
-        self.c.log_event(metrics.RENDER_TOPIC, {"action": "start", "render_id": render_id, "meta": meta})
+        self.c.log_event(protocol.RENDER_TOPIC, {"action": "start", "render_id": render_id, "meta": meta})
         if stats is not None:
             stats.render_id = render_id
         write = dask.delayed(_write, pure=False)
         writes = []
         for b, k in tasks:
             with dask.annotate(priority=0 if priorities is None else priorities[b.index]):
-                key = metrics.task_key("write", render_id, b.index)
+                key = protocol.task_key("write", render_id, b.index)
                 writes.append(write(self.loc, b, k, render_id, spec.iters, self.store_id, dask_key_name=key))
         futures = self.c.compute(writes, retries=self.retries, **_only(self.workers))
         work = spec.iters * spec.view.sample_width * spec.block_rows  # the largest block's, at most
@@ -414,7 +415,7 @@ class _StoreRun:
                 stats.iterations += row["iterations"]
                 stats.bytes_written += row["bytes"]
                 stats.per_block.append(row)
-        self.c.log_event(metrics.RENDER_TOPIC, {"action": "end", "render_id": render_id})
+        self.c.log_event(protocol.RENDER_TOPIC, {"action": "end", "render_id": render_id})
 
     def _frames(self, done, progress) -> None:
         # a zoom: a window of frames in flight, each frame's graph built as it is sent (the
