@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 import io
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import dask.array as da
 import numba
@@ -380,19 +380,27 @@ def _picture_view(ds: xr.Dataset, n: int) -> View | None:
     return replace(view, width=view.sample_width // n, height=view.sample_height // n, supersample=n)
 
 
+def picture_of(data: np.ndarray | da.Array, view: View, n: int = 1, **colouring: Any) -> Picture:
+    """``data``, the pixels of ``view`` (``n``×``n`` samples each; not copied),
+    labelled as a :class:`Picture`: its coordinates, the view and ``colouring``
+    (e.g. ``palette``, ``mode``, ``iters``, ``step``) in its attrs."""
+    attrs = {**colouring, "supersample": n, **view.to_attrs(), "pixel_step": n * view.step}
+    coords = {**view.coords(n), "rgba": ("rgba", ["r", "g", "b", "a"])}
+    return Picture(data, coords=coords, dims=("im", "re", "rgba"), name="picture", attrs=attrs)
+
+
 def _picture(data: np.ndarray | da.Array, ds: xr.Dataset, n: int, colouring: dict) -> Picture:
     """``data`` (the pixels, not copied) labelled with the coordinates and attrs of :class:`Picture`."""
     view = _picture_view(ds, n)
-    attrs = {**colouring, "supersample": n}
     if view is not None:
-        coords = view.coords(n)
-        attrs.update(view.to_attrs(), pixel_step=n * view.step)
-    else:  # no whole view: the mean of each pixel's sample coordinates, where the Dataset has them
-        coords = {
-            dim: (dim, ds[dim].values.reshape(-1, n).mean(axis=1), dict(ds[dim].attrs))
-            for dim in ("im", "re")
-            if dim in ds.coords and ds[dim].ndim == 1
-        }
+        return picture_of(data, view, n, **colouring)
+    # no whole view: the mean of each pixel's sample coordinates, where the Dataset has them
+    attrs = {**colouring, "supersample": n}
+    coords = {
+        dim: (dim, ds[dim].values.reshape(-1, n).mean(axis=1), dict(ds[dim].attrs))
+        for dim in ("im", "re")
+        if dim in ds.coords and ds[dim].ndim == 1
+    }
     coords["rgba"] = ("rgba", ["r", "g", "b", "a"])
     # (named: xarray would take a dask array's task name)
     return Picture(data, coords=coords, dims=("im", "re", "rgba"), name="picture", attrs=attrs)

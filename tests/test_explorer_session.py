@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import textwrap
@@ -12,9 +13,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+import xarray as xr
 from PIL import Image
 
 from dfractal_dask import Fractal, View, colorize, open_render, render
+from dfractal_dask.colorize import Picture
 from dfractal_dask.explorer.session import ExplorerSession
 
 VIEW = View(-0.5, 0.0, 3.0, 120, 90, 1)
@@ -68,7 +71,7 @@ def test_the_session_imports_and_renders_with_bokeh_unimportable(client):
             s.close()
         loaded = sorted(m for m in sys.modules if m.split(".")[0] == "bokeh" and sys.modules[m] is not None)
         assert not loaded, loaded
-        sys.stdout.buffer.write(s.last_frame.tobytes())
+        sys.stdout.buffer.write(s.last_frame.values.tobytes())
         """
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300)
@@ -86,7 +89,7 @@ def test_goto_and_zoom_deliver_frames_equal_to_renders(session, client):
     assert (coarse["view"].width, coarse["view"].height) == (30, 22)  # a quarter of the resolution
     np.testing.assert_array_equal(seen.frame(gen), picture(client, VIEW, 150))
     np.testing.assert_array_equal(seen.frame(gen, "coarse"), picture(client, coarse["view"], 150))
-    assert session.last_frame is seen.frame(gen)
+    assert np.asarray(session.last_frame) is seen.frame(gen)  # labelled, not copied
     assert any(t.startswith("full frame 120x90 in ") and t.endswith("· frame 1") for t in seen.status)
 
     gen = session.zoom(4.0, x=-0.75, y="0.1")  # a coordinate may be a decimal string
@@ -94,6 +97,14 @@ def test_goto_and_zoom_deliver_frames_equal_to_renders(session, client):
     assert (v.xpos, v.ypos, v.span) == pytest.approx((-0.75, 0.1, 0.75))
     assert session.view == v
     np.testing.assert_array_equal(seen.frame(gen), picture(client, v, 150))
+    # the latest frame is a labelled picture, as colorize's: the same coordinates and view
+    frame, want = session.last_frame, colorize(render(v, 150, client=client), "Hippi", mode="smooth")
+    assert isinstance(frame, Picture) and frame.dims == ("im", "re", "rgba")
+    xr.testing.assert_allclose(frame.coords.to_dataset(), want.coords.to_dataset())
+    assert {k: frame.attrs[k] for k in ("palette", "mode", "iters", "span", "xpos")} == {
+        k: want.attrs[k] for k in ("palette", "mode", "iters", "span", "xpos")
+    }
+    assert Image.open(io.BytesIO(frame._repr_png_())).size == (120, 90)
     # the frames were delivered in generation order, each generation's coarse before its full
     assert [(r["gen"], r["level"]) for r, _ in seen.frames] == [(1, "coarse"), (1, "full"), (2, "coarse"), (2, "full")]
 

@@ -311,7 +311,7 @@ def test_the_explorer_zooms_past_float64_by_perturbation(explorer, client):
     assert frame["shown"] and frame["view"] == deep
     expected = colorize(render(deep, 1000, client=client), "Hippi", mode="smooth")
     np.testing.assert_array_equal(explorer.last_frame, expected)
-    assert len(np.unique(explorer.last_frame.reshape(-1, 4), axis=0)) > 10
+    assert len(np.unique(np.asarray(explorer.last_frame).reshape(-1, 4), axis=0)) > 10
     # a Julia set there cannot be: said in the status line, the view stays
     gen = explorer._gen
     explorer.fractal = Fractal("julia", c=-0.8 + 0.156j)

@@ -33,7 +33,7 @@ import numpy as np
 from distributed import CancelledError, Client, Future
 
 from .. import graph, kernels
-from ..colorize import BLOCK_MODES, colorize, colour_samples
+from ..colorize import BLOCK_MODES, Picture, colorize, colour_samples, picture_of
 from ..fractals import Fractal
 from ..location import Location, as_location
 from ..palettes import resolve_palette
@@ -181,8 +181,9 @@ class ExplorerSession:
         self.frames: list[dict[str, Any]] = []
         #: futures of stale views cancelled on the cluster before they finished
         self.cancelled = 0
-        #: the pixels of the latest full frame delivered to subscribers
-        self.last_frame: np.ndarray | None = None
+        #: the latest full frame delivered to subscribers, a labelled
+        #: :class:`~dfractal_dask.colorize.Picture` (its view, iterations and colouring in attrs)
+        self.last_frame: Picture | None = None
 
     # -- subscribers -----------------------------------------------------------
     def on_frame(self, callback: FrameCallback) -> FrameCallback:
@@ -331,7 +332,11 @@ class ExplorerSession:
             record["shown"] = record["gen"] == self._gen
             if record["shown"]:
                 if record["level"] == "full":
-                    self.last_frame = rgba
+                    self.last_frame = picture_of(
+                        rgba, replace(record["view"], supersample=1), iters=record["iters"],
+                        palette=resolve_palette(record["palette"]).name, mode=record["mode"], step=self.step,
+                        **record["fractal"].to_attrs(),
+                    )  # fmt: skip
                 for callback in self._on_frame:
                     callback(record, rgba)
                 self._status(self._describe(record, rgba))
