@@ -195,7 +195,7 @@ def check_writable(
     if not [k for k in loc.list_keys() if k != LEASE_KEY]:  # an empty folder (or prefix) takes a store
         return loc
     if not overwrite:
-        raise StoreError(f"store {loc} already exists (pass --overwrite to replace it)")
+        raise StoreError(f"store {loc} already exists (pass overwrite=True to replace it)")
     if not is_render_store(loc):
         raise StoreError(f"{loc} exists and is not a dfractal render store; refusing to overwrite it")
     foreign = _foreign(loc)
@@ -240,7 +240,7 @@ def _create(loc: Location, ds: xr.Dataset, encoding: dict, *, overwrite: bool) -
     # the caller holds the lease (or is alone, e.g. a test): clear, then write the metadata
     if loc.exists() and is_render_store(loc):
         if not overwrite:
-            raise StoreError(f"store {loc} already exists (pass --overwrite to replace it)")
+            raise StoreError(f"store {loc} already exists (pass overwrite=True to replace it)")
         _clear(loc)
     elif loc.exists() and [k for k in loc.list_keys() if k != LEASE_KEY]:
         raise StoreError(f"{loc} exists and is not a dfractal render store; refusing to overwrite it")

@@ -220,7 +220,7 @@ def test_explorer_saves_under_a_hostile_name_into_a_hostile_folder(browser, host
         assert before.startswith(b"\x89PNG")
         _save_as(w, name)  # the same again
         text = _status(w, "^not saved: store .* already exists")
-        assert text == f"not saved: store {store} already exists (pass --overwrite to replace it)"
+        assert text == f"not saved: store {store} already exists (pass overwrite=True to replace it)"
         time.sleep(1)
         assert png.read_bytes() == before
         w.page.screenshot(
