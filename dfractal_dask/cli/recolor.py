@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if is_zoom_store(store_path):
         return _recolor_zoom(args, palette, store_path)
     outfile = Path(args.outfile) if args.outfile else beside(store_path, ".png")
-    check_picture_format(outfile)
     check_output(outfile, "picture", store=store_path)
+    check_picture_format(outfile)
     sec = security(args)
     ds = open_render(store_path)
     t0 = time.perf_counter()

@@ -88,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
     check_colour_flags(args, MODES)
     n_blocks = len(blocks(view, args.chunk_rows))  # validates --chunk-rows
     outfile = Path(args.outfile)
-    check_picture_format(outfile)
     store_path = store_beside(args, outfile, "picture")
+    check_picture_format(outfile)  # after the path's own checks (e.g. /dev/null: not a regular file)
     check_picture_memory(view.width, view.height)
     template = fractal_dataset(view, args.iters, args.chunk_rows, fr, distance, args.perturbation)
     check_target(store_path, template, n_blocks, overwrite=args.overwrite, resume=args.resume)
