@@ -5,6 +5,7 @@
 >>> save_png(colorize(ds, "Hippi"), "m.png")  # doctest: +SKIP
 """
 
+from . import config  # noqa: F401 - first: dask config defaults under "dfractal" (dfractal.yaml)
 from ._version import __version__
 from .animation import save_animation
 from .colorize import colorize, colour_picture, seed_colours

@@ -50,7 +50,7 @@ def stall_seconds(work: float = 0.0) -> float:
     configured = dask.config.get("dfractal.stall-seconds", None)
     if configured is not None:
         return float(configured)
-    return max(STALL_SECONDS, work / SLOWEST_RATE)
+    return max(float(dask.config.get("dfractal.min-stall-seconds", STALL_SECONDS)), work / SLOWEST_RATE)
 
 
 def default_workers() -> int:

@@ -20,6 +20,7 @@ from importlib import resources
 import numpy as np
 
 __all__ = [
+    "DEFAULT_PALETTE",
     "MAX_STEP",
     "SEED_PALETTES",
     "Palette",
@@ -36,11 +37,13 @@ __all__ = [
     "unpack",
 ]
 
-#: The seed's palette names, in the seed's order.
 #: The largest seed colour table (``max(step, iters)`` entries, 4 bytes each).
 MAX_STEP = 10_000_000
 
+#: The seed's palette names, in the seed's order.
 SEED_PALETTES = ("Hippi", "Plan9", "Vivid", "AfternoonBlue", "SummerBeach", "Biochemist", "Fiesta")
+#: The palette used when none is named (the seed's default).
+DEFAULT_PALETTE = SEED_PALETTES[0]
 
 # gobrot spells one palette "Biochimist"; accept both.
 _ALIASES = {"biochimist": "Biochemist"}

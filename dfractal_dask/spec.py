@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import dask
 import numpy as np
 
 from . import kernels
@@ -66,7 +67,7 @@ def default_chunk_rows(view: View) -> int:
     supersampling factor (so a block colours into whole output rows), and at
     least 8 blocks when the picture is tall enough, so every worker gets work."""
     n = view.supersample
-    rows = max(1, TARGET_BLOCK_SAMPLES // view.sample_width)
+    rows = max(1, int(dask.config.get("dfractal.block-samples", TARGET_BLOCK_SAMPLES)) // view.sample_width)
     rows = min(rows, max(1, view.sample_height // 8))
     return max(n, math.ceil(rows / n) * n)
 

@@ -125,12 +125,13 @@ VALUES = st.one_of(
     extra=st.lists(st.text(max_size=8), max_size=2),
 )
 def test_fuzzed_command_lines_fail_in_one_line_or_reach_the_cluster(command, pairs, extra, monkeypatch):
-    from dfractal_dask import cluster
+    from dfractal_dask.cli import explore, recolor, render, zoom
 
     def refuse(*args, **kwargs):
         raise _Reached
 
-    monkeypatch.setattr(cluster, "connect", refuse)
+    for command_module in (render, zoom, recolor, explore):  # each connects by its own name for connect
+        monkeypatch.setattr(command_module, "connect", refuse)
     argv = [command, *extra, *(x for pair in pairs for x in pair)]
     err = io.StringIO()
     with tempfile.TemporaryDirectory() as cwd, contextlib.chdir(cwd), contextlib.redirect_stderr(err):

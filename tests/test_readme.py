@@ -32,7 +32,7 @@ def test_every_dfractal_command_in_the_readme_parses():
     """A command a reader copies from the README is one the CLI accepts."""
     import shlex
 
-    from dfractal_dask.cli import _join_negative_values, build_parser
+    from dfractal_dask.cli.app import build_parser, join_negative_values
 
     text = (ROOT / "README.md").read_text()
     lines = [line.split("  #")[0].strip() for block in re.findall(r"```bash\n(.+?)\n```", text, re.S)
@@ -42,7 +42,7 @@ def test_every_dfractal_command_in_the_readme_parses():
     assert len(commands) > 10 and any("--fractal" in c for c in commands)
     parser = build_parser()
     for argv in commands:
-        parser.parse_args(_join_negative_values(argv))  # exits (fails the test) on a bad one
+        parser.parse_args(join_negative_values(argv))  # exits (fails the test) on a bad one
 
 
 def test_the_object_storage_example_runs_as_written(tmp_path):

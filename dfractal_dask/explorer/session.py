@@ -46,7 +46,7 @@ __all__ = ["EXPLORER_MODES", "LEVELS", "ExplorerSession", "check_settings", "fra
 EXPLORER_MODES = BLOCK_MODES
 #: The frames of a view, in the order they arrive: a quick coarse one, then the full one.
 LEVELS = ("coarse", "full")
-COARSE = 4  # the coarse pass: 1/COARSE of the resolution along each axis
+COARSE = 4  # the coarse pass: 1/COARSE of the resolution along each axis (dask config dfractal.explorer.coarse)
 FULL_BLOCKS = 8  # row blocks of a full frame: both workers busy, tasks still ~10-100 ms
 #: The explorer's defaults (:class:`ExplorerSession`, ``Explorer``, ``serve``): iterations, palette, mode,
 #: seed step, where saves go.
@@ -227,7 +227,8 @@ class ExplorerSession:
         view = replace(_check_view(view), supersample=1, width=self.view.width, height=self.view.height)
         with self._lock:
             settings = {"iters": self.iters, "palette": self.palette, "mode": self.mode, "fractal": self.fractal}
-        coarse = replace(view, width=max(1, view.width // COARSE), height=max(1, view.height // COARSE))
+        k = int(dask.config.get("dfractal.explorer.coarse", COARSE))
+        coarse = replace(view, width=max(1, view.width // k), height=max(1, view.height // k))
         try:  # every task is made before anything is cancelled
             levels = [
                 (level, v, self._frame_tasks(v, blocks, settings), prio)

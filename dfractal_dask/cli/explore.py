@@ -1,0 +1,93 @@
+"""``dfractal explore``: the interactive zoom explorer, a bokeh server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+from ..cluster import connect
+from ..palettes import resolve_palette
+from ..view import View
+from ..widget import EXPLORER_MODES, serve
+from .errors import UsageError
+from .options import (
+    add_cluster_flags,
+    add_colour_flags,
+    add_fractal_flags,
+    add_storage_flag,
+    add_view_flags,
+    default_of,
+    fractal,
+    location,
+    port,
+    positive_int,
+    security,
+)
+from .output import say
+
+__all__ = ["EXPLORE_FRAME", "add_parser", "run"]
+
+#: The explorer's frame in pixels, unless told (a browser window's worth).
+EXPLORE_FRAME = {"width": 800, "height": 600}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``explore`` and its flags to ``subparsers``."""
+    ex = subparsers.add_parser("explore", help="interactive zoom explorer in the browser (a bokeh server on 127.0.0.1)")
+    ex.add_argument("--port", type=port, default=default_of(serve, "port"),
+                    help="port of the page (%(default)s; 0: any free port)")  # fmt: skip
+    ex.add_argument("--address", default=default_of(serve, "address"),
+                    help="interface to listen on (%(default)s: this machine only)")  # fmt: skip
+    add_view_flags(ex, **EXPLORE_FRAME, span=None, centre=None, smoothness=None)
+    ex.add_argument("--iters", type=positive_int, default=default_of(serve, "iters"),
+                    help="iteration limit (%(default)s)")  # fmt: skip
+    palette = default_of(serve, "palette")
+    add_colour_flags(ex, serve, EXPLORER_MODES, step=False, interior=False, palette_default=palette)
+    ex.add_argument("--save-dir", default=default_of(serve, "save_dir"), metavar="PATH|URL",
+                    help="where Save writes NAME.zarr and NAME.png, a folder or URL (%(default)s)")  # fmt: skip
+    add_storage_flag(ex)
+    add_cluster_flags(ex)
+    ex.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    add_fractal_flags(ex)
+    ex.set_defaults(run=run)
+    return ex
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve the explorer until Ctrl-C or SIGTERM; 0, or an exception for :func:`main` to report."""
+    fr = fractal(args)
+    home = dict(zip(("xpos", "ypos", "span"), fr.home, strict=True))  # by default, the whole set
+    x, y, span = (home[k] if getattr(args, k) is None else getattr(args, k) for k in ("xpos", "ypos", "span"))
+    view = View(x, y, span, args.width, args.height, 1)
+    resolve_palette(args.palette)
+    if args.mode not in EXPLORER_MODES:
+        raise UsageError(f"unknown --mode {args.mode!r} for explore (modes: {', '.join(EXPLORER_MODES)})")
+    save_dir = location(args, args.save_dir)
+    if save_dir.is_local and not Path(save_dir.url).is_dir():
+        raise UsageError(f"--save-dir {args.save_dir} is not a directory")
+    sec = security(args)
+
+    with connect(args.scheduler, n_workers=args.workers, security=sec) as client:
+        try:
+            server = serve(client, port=args.port, address=args.address, view=view, iters=args.iters,
+                           palette=args.palette, mode=args.mode, save_dir=save_dir, fractal=fr)  # fmt: skip
+        except OSError as exc:  # e.g. the port is taken
+            raise UsageError(f"cannot listen on {args.address}:{args.port}: {exc.strerror or exc}") from None
+        # the URL goes to stdout even with --quiet: it is what the command is for
+        print(f"explorer: http://{args.address}:{server.port}/", flush=True)
+        say(args, f"dashboard: {client.dashboard_link}  (Ctrl-C stops)")
+        signal.signal(signal.SIGTERM, _interrupt)  # `kill`: stop like Ctrl-C, closing the cluster
+        try:
+            server.io_loop.start()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
+    return 0

@@ -1,0 +1,90 @@
+"""``dfractal info``: describe a stored render or zoom, verify its chunks, show its render's metrics."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from typing import Any
+
+from ..fractals import Fractal
+from ..metrics import format_metrics
+from ..store import block_label, store_info
+from .errors import EXIT_BAD_INPUT, error_line
+from .options import add_storage_flag, fractal_name, location
+
+__all__ = ["add_parser", "iso_date", "run"]
+
+#: Keys of a worker's metrics that are times (seconds since the epoch).
+_TIMES = ("start", "stop")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``info`` and its flags to ``subparsers``."""
+    inf = subparsers.add_parser("info", help="describe a stored render, verify its chunks, show its render's metrics")
+    inf.add_argument("store", metavar="STORE", help="a store (a path or URL)")
+    add_storage_flag(inf)
+    inf.set_defaults(run=run)
+    return inf
+
+
+def iso_date(epoch: float) -> str:
+    """``epoch`` (seconds) as an ISO 8601 date in local time with its offset, to the millisecond."""
+    return datetime.fromtimestamp(float(epoch)).astimezone().isoformat(timespec="milliseconds")
+
+
+def _metrics_lines(report: dict[str, Any]) -> list[str]:
+    # the render's METRICS lines, its times as dates (format_metrics prints the epochs)
+    started, ended = float(report.get("started") or 0), float(report.get("ended") or 0)
+    workers = {addr: {k: iso_date(v) if k in _TIMES and isinstance(v, int | float) else v for k, v in row.items()}
+               for addr, row in report.get("workers", {}).items()}  # fmt: skip
+    events = [(what, ev) for what in ("joined", "left") for ev in report.get(what, [])]
+    dated = {**report, "workers": workers, "joined": [], "left": []}
+    lines = format_metrics(ended - started, {}, dated, {})[1:]
+    lines = [line for line in lines if "status: left" not in line]
+    lines[-1:-1] = [f"METRICS CLUSTER worker_{what}: {ev['worker']} at {iso_date(ev['time'])}" for what, ev in events]
+    if started and ended:
+        lines.insert(0, f"rendered: {iso_date(started)} to {iso_date(ended)} ({ended - started:.1f} s)")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the store's description; 0, or 2 for a damaged store."""
+    loc = location(args, args.store)
+    info = store_info(loc)
+    a = info["attrs"]
+    print(f"store: {loc}")
+    print(f"fractal: {fractal_name(Fractal.from_attrs(a))}  iters: {a['iters']}")
+    centre = (a.get("centre_re", repr(a["xpos"])), a.get("centre_im", repr(a["ypos"])))
+    how = "  (by perturbation)" if a.get("perturbation") else ""
+    print(f"view: centre ({centre[0]}, {centre[1]}) span {a['span']!r}{how}")
+    print(f"picture: {a['width']}x{a['height']} pixels, {a['supersample']}x{a['supersample']} samples/pixel")
+    done, unit = (info["frames_done"], "frames") if "frames_done" in info else (info["blocks_done"], "blocks")
+    if "frames_done" in info:
+        print(f"zoom: {a['frames']} frames, span {a['span']!r} to {a['to_span']!r}; "
+              f"{info['frames_done']} of {a['frames']} frames written ({a['chunk_rows']} rows a block)")  # fmt: skip
+    else:
+        print(f"blocks: {info['blocks_done']} of {a['n_blocks']} written ({a['chunk_rows']} sample rows each)")
+    print(f"size on disk: {info['bytes'] / 1e6:.1f} MB")
+    report = a.get("metrics")
+    if isinstance(report, dict) and report:
+        try:
+            print("\n".join(_metrics_lines(report)))
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError, OSError) as exc:
+            # attributes edited by hand: informative only (a date out of range is an OverflowError or OSError)
+            print(f"metrics: unreadable ({type(exc).__name__})")
+    elif report is not None and not isinstance(report, dict):
+        print("metrics: unreadable (not a mapping)")
+    if not info["verified"]:
+        print("verified: no (a format-1 store: its chunks carry no checksums)")
+        return 0
+    if not info["damaged"]:
+        print(f"verified: every chunk of the {done} done {unit} matches its record")
+        return 0
+    for _, why in info["damaged"]:
+        print(f"damaged: {why}")
+    names = ", ".join(block_label(index) for index, _ in info["damaged"])
+    command = "zoom" if "frames_done" in info else "render"
+    why = f"`dfractal {command} --resume` with the same flags computes them again"
+    print(error_line(f"{loc} has {len(info['damaged'])} damaged {unit} ({names}); {why}"), file=sys.stderr)
+    return EXIT_BAD_INPUT

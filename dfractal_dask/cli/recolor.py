@@ -1,0 +1,93 @@
+"""``dfractal recolor``: colour a stored render (or zoom) again, no fractal computation."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from pathlib import Path
+
+from ..animation import colour_frames, save_animation
+from ..cluster import connect
+from ..colorize import MODES, colour_picture
+from ..location import Location, check_output
+from ..palettes import Palette, resolve_palette
+from ..store import is_zoom_store, open_render, open_zoom, reading
+from .options import (
+    add_cluster_flags,
+    add_colour_flags,
+    add_storage_flag,
+    check_colour_flags,
+    default_of,
+    finite_float,
+    location,
+    positive_int,
+    security,
+)
+from .output import PICTURE_FORMATS, beside, check_animation_flags, check_picture_format, save_picture, say
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``recolor`` and its flags to ``subparsers``."""
+    rc = subparsers.add_parser("recolor", help="colour a stored render again (no fractal computation)")
+    rc.add_argument(
+        "store", metavar="STORE", help="a store written by `dfractal render` or `dfractal zoom` (a path or URL)"
+    )
+    add_storage_flag(rc)
+    rc.add_argument("--outfile", default=None,
+                    help=f"picture to write, its format by its ending: {', '.join(PICTURE_FORMATS)}; for a zoom "
+                         ".gif or .png (APNG) (default: STORE with .png, here for a URL; for a zoom, "
+                         ".gif)")  # fmt: skip
+    rc.add_argument("--smoothness", type=positive_int, default=None, help="NxN samples per pixel (the render's)")
+    add_cluster_flags(rc, embedded="dask's local threads, here", workers=False)
+    rc.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    rc.add_argument("--fps", type=finite_float, default=default_of(save_animation, "fps"),
+                    help="a zoom store's animation: frames per second (%(default)s)")  # fmt: skip
+    add_colour_flags(rc, colour_picture, MODES)
+    rc.set_defaults(run=run)
+    return rc
+
+
+def run(args: argparse.Namespace) -> int:
+    """Colour the store again; 0, or an exception for :func:`main` to report."""
+    palette = resolve_palette(args.palette)
+    check_colour_flags(args, MODES)
+    store_path = location(args, args.store)
+    if is_zoom_store(store_path):
+        return _recolor_zoom(args, palette, store_path)
+    outfile = Path(args.outfile) if args.outfile else beside(store_path, ".png")
+    check_output(outfile, "picture", store=store_path)
+    check_picture_format(outfile)
+    sec = security(args)
+    ds = open_render(store_path)
+    t0 = time.perf_counter()
+    # on a cluster if asked, else block by block on dask's local threads
+    cluster = connect(args.scheduler, security=sec) if args.scheduler else contextlib.nullcontext()
+    with cluster, reading(store_path):
+        # lazy: a PNG is computed and written a strip at a time
+        rgba = colour_picture(ds, palette, args.step, args.mode, interior=args.interior, supersample=args.smoothness)
+        save_picture(rgba, outfile)
+    say(
+        args,
+        f"wrote {outfile} ({rgba.shape[1]}x{rgba.shape[0]}, {palette.name}, {args.mode}) "
+        f"in {time.perf_counter() - t0:.1f} s",
+    )
+    return 0
+
+
+def _recolor_zoom(args: argparse.Namespace, palette: Palette, store_path: Location) -> int:
+    outfile = Path(args.outfile) if args.outfile else beside(store_path, ".gif")
+    check_animation_flags(args, outfile)
+    check_output(outfile, "animation", store=store_path)
+    ds = open_zoom(store_path)
+    t0 = time.perf_counter()
+    cluster = connect(args.scheduler, security=security(args)) if args.scheduler else contextlib.nullcontext()
+    with cluster, reading(store_path):
+        frames = colour_frames(ds, palette, args.step, args.mode, interior=args.interior, supersample=args.smoothness,
+                               scheduler=None if args.scheduler else "threads")  # fmt: skip
+        save_animation(frames, outfile, args.fps)
+    say(args, f"wrote {outfile} ({ds.sizes['frame']} frames, {palette.name}, {args.mode}) "
+              f"in {time.perf_counter() - t0:.1f} s")  # fmt: skip
+    return 0

@@ -1,0 +1,148 @@
+"""``dfractal render``: a view to a Zarr store and a picture (the seed's ``fractal leader``).
+
+It takes every flag of the seed's leader with the same defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from .. import metrics
+from ..cluster import connect
+from ..colorize import MODES, check_picture_memory, colour_picture
+from ..graph import blocks, fractal_dataset
+from ..lease import Lease
+from ..palettes import resolve_palette
+from ..pipeline import RenderStats
+from ..pipeline import render as render_view
+from ..store import check_target, write_metrics
+from ..view import View
+from .options import (
+    add_cluster_flags,
+    add_colour_flags,
+    add_fractal_flags,
+    add_store_flags,
+    add_view_flags,
+    check_colour_flags,
+    default_of,
+    fractal,
+    fractal_name,
+    positive_int,
+    security,
+    store_beside,
+)
+from .output import PICTURE_FORMATS, Progress, check_picture_format, save_picture, say
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``render`` and its flags to ``subparsers``."""
+    what = "render a view to a Zarr store and a picture (the seed's `fractal leader`)"
+    r = subparsers.add_parser("render", help=what)
+    seed = r.add_argument_group("seed flags (same names and defaults as `fractal leader`)")
+    add_view_flags(seed)
+    seed.add_argument("--iters", type=positive_int, default=default_of(render_view, "iters"),
+                      help="iteration limit per sample (%(default)s)")  # fmt: skip
+    add_colour_flags(seed, colour_picture, MODES)
+    seed.add_argument("--outfile", default="mandelbrot.png",
+                      help=f"picture to write, its format by its ending: {', '.join(PICTURE_FORMATS)} "
+                           "(%(default)s)")  # fmt: skip
+    seed.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    seed.add_argument("-m", "--metrics", action="store_true", help="print METRICS lines after the render")
+    seed.add_argument("--force-exit", action="store_true", help="accepted for the seed; exiting is the default")
+    seed.add_argument("--host", default=None, help="the seed's gRPC address; ignored here (see --scheduler)")
+    g = r.add_argument_group("cluster and store")
+    add_cluster_flags(g)
+    g.add_argument("--metrics-json", default=None, metavar="FILE", help="also write the metrics as JSON")
+    add_store_flags(g, render_view, resume_help="finish an interrupted render in --store: only its missing blocks")
+    g.add_argument(
+        "--distance", action="store_true",
+        help="also store each sample's distance estimate, for --mode distance now or in a recolour "
+             "(implied by --mode distance)",
+    )  # fmt: skip
+    g.add_argument(
+        "--perturbation", action=argparse.BooleanOptionalAction, default=None,
+        help="compute by perturbation around one arbitrary-precision reference orbit (default: when "
+             "float64 cannot resolve the view, e.g. --span 1e-30 with a many-digit --xpos)",
+    )  # fmt: skip
+    add_fractal_flags(r)
+    r.set_defaults(run=run)
+    return r
+
+
+def _fractal_page(client) -> str:
+    link = client.dashboard_link or ""
+    return link.rsplit("/status", 1)[0] + "/fractal" if link.endswith("/status") else link + "/fractal"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Render, write the picture; 0, or an exception for :func:`main` to report."""
+    # Everything is checked before a cluster starts or a store is touched.
+    view = View.from_seed_flags(args.xpos, args.ypos, args.span, args.width, args.height, args.smoothness)
+    fr = fractal(args)
+    distance = args.distance or args.mode == "distance"
+    palette = resolve_palette(args.palette)
+    check_colour_flags(args, MODES)
+    n_blocks = len(blocks(view, args.chunk_rows))  # validates --chunk-rows
+    outfile = Path(args.outfile)
+    store_path = store_beside(args, outfile, "picture")
+    check_picture_format(outfile)  # after the path's own checks (e.g. /dev/null: not a regular file)
+    check_picture_memory(view.width, view.height)
+    template = fractal_dataset(view, args.iters, args.chunk_rows, fr, distance, args.perturbation)
+    check_target(store_path, template, n_blocks, overwrite=args.overwrite, resume=args.resume)
+    sec = security(args)
+    if args.host:
+        say(args, f"note: --host {args.host} is the seed's gRPC address and is ignored; use --scheduler ADDRESS")
+
+    stats = RenderStats()
+    t0 = time.perf_counter()
+    # the store's lease, held until the picture is written from it (render_view() shares it)
+    with Lease(store_path, "dfractal render"), connect(args.scheduler, n_workers=args.workers,
+                                                       security=sec) as client:  # fmt: skip
+        say(args, f"dashboard: {client.dashboard_link}  (render page: {_fractal_page(client)})")
+        say(
+            args,
+            f"rendering {fractal_name(fr)} {view.width}x{view.height} "
+            f"({view.supersample}x{view.supersample} samples/pixel, "
+            f"{args.iters} iterations{', by perturbation' if template.attrs['perturbation'] else ''}) "
+            f"on {len(client.scheduler_info()['workers'])} workers",
+        )
+        ds = render_view(
+            view,
+            args.iters,
+            store_path=store_path,
+            client=client,
+            chunk_rows=args.chunk_rows,
+            overwrite=args.overwrite,
+            resume=args.resume,
+            retries=args.retries,
+            progress=None if args.quiet else Progress("render"),
+            stats=stats,
+            fractal=fr,
+            distance=distance,
+            perturbation=args.perturbation,
+        )
+        report, workers_runtime = metrics.collect(client, stats.render_id)
+        if report:
+            write_metrics(store_path, report)
+        # lazy, then computed (a PNG: written a strip at a time, the client
+        # never holds the whole picture)
+        save_picture(colour_picture(ds, palette, args.step, args.mode, interior=args.interior), outfile)
+    elapsed = time.perf_counter() - t0
+    say(
+        args,
+        f"wrote {outfile} ({view.width}x{view.height}) and {store_path} "
+        f"({stats.bytes_written / 1e6:.1f} MB) in {elapsed:.1f} s"
+        + (f"; {stats.resumed} blocks were already done, {stats.blocks} computed now" if args.resume else ""),
+    )
+    client_runtime = metrics.runtime_metrics()
+    if args.metrics:
+        print("\n".join(metrics.format_metrics(elapsed, client_runtime, report, workers_runtime)))
+    if args.metrics_json:
+        doc = {"client": {"time_seconds": elapsed, **client_runtime}, "render": report, "workers": workers_runtime}
+        Path(args.metrics_json).parent.mkdir(parents=True, exist_ok=True)  # as for the picture
+        Path(args.metrics_json).write_text(metrics.to_json(doc))
+    return 0
