@@ -7,8 +7,8 @@ import sys
 from datetime import datetime
 from typing import Any
 
+from ..diagnostics.report import format_metrics
 from ..fractals import Fractal
-from ..metrics import format_metrics
 from ..store import block_label, store_info
 from .errors import EXIT_BAD_INPUT, error_line
 from .options import add_storage_flag, fractal_name, location

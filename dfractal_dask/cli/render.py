@@ -9,14 +9,15 @@ import argparse
 import time
 from pathlib import Path
 
-from .. import metrics
 from ..cluster import connect
 from ..colorize import MODES, check_picture_memory, colour_picture
+from ..diagnostics import report as reports
 from ..graph import blocks, fractal_dataset
 from ..lease import Lease
 from ..palettes import resolve_palette
 from ..pipeline import RenderStats
 from ..pipeline import render as render_view
+from ..protocol import PAGE_PATH
 from ..store import check_target, write_metrics
 from ..view import View
 from .options import (
@@ -75,7 +76,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def _fractal_page(client) -> str:
     link = client.dashboard_link or ""
-    return link.rsplit("/status", 1)[0] + "/fractal" if link.endswith("/status") else link + "/fractal"
+    base = link.rsplit("/status", 1)[0] if link.endswith("/status") else link.rstrip("/")
+    return f"{base}/{PAGE_PATH}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
             distance=distance,
             perturbation=args.perturbation,
         )
-        report, workers_runtime = metrics.collect(client, stats.render_id)
+        report, workers_runtime = reports.collect(client, stats.render_id)
         if report:
             write_metrics(store_path, report)
         # lazy, then computed (a PNG: written a strip at a time, the client
@@ -138,11 +140,11 @@ def run(args: argparse.Namespace) -> int:
         f"({stats.bytes_written / 1e6:.1f} MB) in {elapsed:.1f} s"
         + (f"; {stats.resumed} blocks were already done, {stats.blocks} computed now" if args.resume else ""),
     )
-    client_runtime = metrics.runtime_metrics()
+    client_runtime = reports.runtime_metrics()
     if args.metrics:
-        print("\n".join(metrics.format_metrics(elapsed, client_runtime, report, workers_runtime)))
+        print("\n".join(reports.format_metrics(elapsed, client_runtime, report, workers_runtime)))
     if args.metrics_json:
         doc = {"client": {"time_seconds": elapsed, **client_runtime}, "render": report, "workers": workers_runtime}
         Path(args.metrics_json).parent.mkdir(parents=True, exist_ok=True)  # as for the picture
-        Path(args.metrics_json).write_text(metrics.to_json(doc))
+        Path(args.metrics_json).write_text(reports.to_json(doc))
     return 0
