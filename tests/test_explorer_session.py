@@ -11,6 +11,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import dask
 import numpy as np
 import pytest
 import xarray as xr
@@ -272,3 +273,14 @@ def test_a_view_the_session_cannot_render_is_said_in_the_status_and_kept_out(ses
     assert session.goto(deep) == 1
     assert seen.status[-1].startswith("cannot render this view: deep zoom (perturbation) renders the Mandelbrot set")
     assert session.view == VIEW
+
+
+def test_the_coarse_pass_follows_dask_config(client):
+    """``dfractal.explorer.coarse`` (dask config, dfractal.yaml) sets the coarse frame's resolution."""
+    with dask.config.set({"dfractal.explorer.coarse": 2}):
+        s = ExplorerSession(client, VIEW, iters=150)
+        try:
+            coarse = s.wait(s.goto(VIEW), "coarse")
+        finally:
+            s.close()
+    assert (coarse["view"].width, coarse["view"].height) == (60, 45)
