@@ -15,7 +15,7 @@ Each measurement is its own child process (``ru_maxrss`` is a peak over a
 process's life), which imports :mod:`dfractal_dask.animation` (numpy, dask,
 xarray, pillow: what the ``dfractal zoom`` client has loaded anyway), notes its
 RSS, then encodes frames made one at a time by a generator, as
-:func:`~dfractal_dask.animation.colour_frames` yields them: an RGBA gradient
+:func:`~dfractal_dask.animation.color_frames` yields them: an RGBA gradient
 and a bar that move every frame, so no two frames are equal and none is
 merged.  Reported: the peak, the peak above the RSS after imports ("held"),
 the ratios ``400 / 25`` of the peaks (the goal: at most 1.20 after) and

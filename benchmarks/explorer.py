@@ -23,7 +23,7 @@ import time
 
 from dfractal_dask import View
 from dfractal_dask.cluster import connect
-from dfractal_dask.colorize import colour_samples
+from dfractal_dask.colorize import color_samples
 from dfractal_dask.kernels import escape_block
 from dfractal_dask.widget import Explorer
 
@@ -32,7 +32,7 @@ def bare_frame(view: View, iters: int, palette: str, mode: str) -> float:
     """Seconds for one frame with no dask: kernel + colouring, in this process."""
     t0 = time.perf_counter()
     it, norm, _ = escape_block(view.re0, view.im0, view.step, 0, view.height, view.width, iters)
-    colour_samples(it, norm, iters, palette, mode)
+    color_samples(it, norm, iters, palette, mode)
     return time.perf_counter() - t0
 
 

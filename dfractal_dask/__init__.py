@@ -8,7 +8,7 @@
 from . import config  # noqa: F401 - first: dask config defaults under "dfractal" (dfractal.yaml)
 from ._version import __version__
 from .animation import save_animation
-from .colorize import colorize, colour_picture, seed_colours
+from .colorize import color_picture, colorize, seed_colors
 from .fractals import Fractal
 from .graph import fractal_dataset
 from .palettes import SEED_PALETTES, seed_lut
@@ -31,9 +31,18 @@ __all__ = [
     "open_render",
     "StoreError",
     "colorize",
-    "colour_picture",
-    "seed_colours",
+    "color_picture",
+    "seed_colors",
     "save_png",
     "seed_lut",
     "SEED_PALETTES",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # the British spellings of colorize's names (deprecated): colorize.RENAMED
+    if name in ("colour_picture", "seed_colours"):
+        import importlib
+
+        return getattr(importlib.import_module(".colorize", __name__), name)  # the module, not the function
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,19 +22,19 @@ import numpy as np
 import xarray as xr
 from PIL import GifImagePlugin, Image, ImageChops, PngImagePlugin
 
-from .colorize import colour_picture
+from .colorize import color_picture
 from .palettes import Palette
 
-__all__ = ["ANIMATION_FORMATS", "FRAME_BATCH", "colour_frames", "save_animation"]
+__all__ = ["ANIMATION_FORMATS", "FRAME_BATCH", "color_frames", "save_animation"]
 
 #: File name endings :func:`save_animation` writes: animated GIF, animated PNG.
 ANIMATION_FORMATS = (".gif", ".png")
 
-#: Frames :func:`colour_frames` colours in one dask computation.
+#: Frames :func:`color_frames` colours in one dask computation.
 FRAME_BATCH = 8
 
 
-def colour_frames(
+def color_frames(
     ds: xr.Dataset,
     palette: str | Palette | list[str] = "Hippi",
     step: int = 6000,
@@ -45,7 +45,7 @@ def colour_frames(
     scheduler: str | None = "threads",
 ) -> Iterator[np.ndarray]:
     """The frames of a zoom, coloured one at a time as ``(h, w, 4)`` uint8 RGBA
-    (:func:`dfractal_dask.colorize.colour_picture` on each; ``histogram`` mode
+    (:func:`dfractal_dask.colorize.color_picture` on each; ``histogram`` mode
     equalises each frame by its own counts).  A lazy zoom is coloured
     :data:`FRAME_BATCH` frames at a time, each batch one dask computation, so
     memory holds a few frames, never the zoom.
@@ -56,14 +56,14 @@ def colour_frames(
     ``None`` for the current scheduler, e.g. a cluster that can read the store.
     """
     if not isinstance(ds, xr.Dataset) or "frame" not in ds.dims:
-        raise TypeError("colour_frames needs a zoom Dataset with a 'frame' dimension (see open_zoom)")
+        raise TypeError("color_frames needs a zoom Dataset with a 'frame' dimension (see open_zoom)")
     n = ds.sizes["frame"]
     # (histogram mode counts each frame as its picture is set up: that too on `scheduler`)
     for k0 in range(0, n, FRAME_BATCH):
         # a few frames per compute: one graph instead of one round trip a frame
         with dask.config.set(scheduler=scheduler) if scheduler is not None else contextlib.nullcontext():
             lazy = [
-                colour_picture(ds.isel(frame=k), palette, step, mode, interior=interior, supersample=supersample)
+                color_picture(ds.isel(frame=k), palette, step, mode, interior=interior, supersample=supersample)
                 for k in range(k0, min(k0 + FRAME_BATCH, n))
             ]
             done = dask.compute(*lazy)
@@ -77,7 +77,7 @@ def save_animation(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: f
     Written beside ``path`` first and then renamed, so a failure never leaves
     half a file.
 
-    ``frames`` is read once, lazily (a generator such as :func:`colour_frames`
+    ``frames`` is read once, lazily (a generator such as :func:`color_frames`
     is encoded as its frames arrive): memory holds a few frames, never the
     animation (issue 16).  The file is what pillow's ``save_all`` writes for
     the same frames (see :class:`_GifFrames`, :class:`_ApngFrames`).

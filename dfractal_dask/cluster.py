@@ -66,11 +66,11 @@ class WarmKernels(WorkerPlugin):
     idempotent = True
 
     def setup(self, worker) -> None:
-        from .colorize import warm_up as warm_colouring  # (the package exports the function colorize)
+        from .colorize import warm_up as warm_coloring  # (the package exports the function colorize)
         from .kernels import warm_up as warm_escape
 
         warm_escape()
-        warm_colouring()  # recolouring and the explorer colour blocks on the workers
+        warm_coloring()  # recolouring and the explorer colour blocks on the workers
 
 
 def local_cluster(n_workers: int) -> LocalCluster:

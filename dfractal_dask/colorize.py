@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import io
+import warnings
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -37,13 +38,13 @@ __all__ = [
     "box_mean",
     "check_picture_memory",
     "colorize",
-    "colour_picture",
-    "colour_samples",
+    "color_picture",
+    "color_samples",
     "count_cdf",
-    "distance_colours",
-    "histogram_colours",
-    "seed_colours",
-    "smooth_colours",
+    "distance_colors",
+    "histogram_colors",
+    "seed_colors",
+    "smooth_colors",
     "smooth_value",
     "warm_up",
 ]
@@ -138,7 +139,7 @@ def _flat(iterations, norm):
     return it.reshape(-1), nm.reshape(-1), it.shape
 
 
-def seed_colours(iterations: np.ndarray, norm: np.ndarray, iters: int, lut: np.ndarray) -> np.ndarray:
+def seed_colors(iterations: np.ndarray, norm: np.ndarray, iters: int, lut: np.ndarray) -> np.ndarray:
     """Apply the seed's pixel rule to samples: ``(..., 4)`` uint8 RGBA.
 
     Parameters
@@ -178,7 +179,7 @@ def smooth_value(iterations: np.ndarray, norm: np.ndarray, iters: int, power: in
     return out.reshape(shape)
 
 
-def _ramp_colours(iterations, norm, iters, ramp, interior, cdf, power, distance=None, step=1.0) -> np.ndarray:
+def _ramp_colors(iterations, norm, iters, ramp, interior, cdf, power, distance=None, step=1.0) -> np.ndarray:
     it, nm, shape = _flat(iterations, norm)
     de = np.empty(0, np.float32) if distance is None else np.ascontiguousarray(distance, np.float32).reshape(-1)
     if distance is not None and de.size != it.size:
@@ -189,15 +190,15 @@ def _ramp_colours(iterations, norm, iters, ramp, interior, cdf, power, distance=
     return out.reshape((*shape, 4))
 
 
-def smooth_colours(
+def smooth_colors(
     iterations: np.ndarray, norm: np.ndarray, iters: int, ramp: np.ndarray, interior: np.ndarray, power: int = 2
 ) -> np.ndarray:
     """Smooth (continuous) colouring: the palette over ``log(1+nu)/log(2+iters)``
     (``nu``: :func:`smooth_value`)."""
-    return _ramp_colours(iterations, norm, iters, ramp, interior, np.empty(0), power)
+    return _ramp_colors(iterations, norm, iters, ramp, interior, np.empty(0), power)
 
 
-def histogram_colours(
+def histogram_colors(
     iterations: np.ndarray,
     norm: np.ndarray,
     iters: int,
@@ -209,10 +210,10 @@ def histogram_colours(
     """Histogram-equalised colouring: the palette over the share of escaped
     samples that escaped sooner (``cdf[k]``: share with count < k, linear
     in between)."""
-    return _ramp_colours(iterations, norm, iters, ramp, interior, np.asarray(cdf, np.float64), power)
+    return _ramp_colors(iterations, norm, iters, ramp, interior, np.asarray(cdf, np.float64), power)
 
 
-def distance_colours(
+def distance_colors(
     iterations: np.ndarray,
     norm: np.ndarray,
     distance: np.ndarray,
@@ -222,12 +223,12 @@ def distance_colours(
     step: float,
     power: int = 2,
 ) -> np.ndarray:
-    """Distance-estimation shading: smooth colouring (:func:`smooth_colours`)
+    """Distance-estimation shading: smooth colouring (:func:`smooth_colors`)
     darkened by ``tanh(distance / step)``, so the set's finest filaments,
     thinner than a sample, show as dark lines.  ``distance``: the render's
     distance estimate (:func:`dfractal_dask.kernels.distance_block`);
     ``step``: the sample spacing."""
-    return _ramp_colours(iterations, norm, iters, ramp, interior, np.empty(0), power, distance, step)
+    return _ramp_colors(iterations, norm, iters, ramp, interior, np.empty(0), power, distance, step)
 
 
 def count_cdf(iterations, iters: int) -> np.ndarray:
@@ -257,20 +258,20 @@ def _rgb(colour) -> np.ndarray:
     return arr
 
 
-def _colour_rule(pal: Palette, mode: str, iters: int, step: int, interior, cdf, power: int = 2) -> tuple:
+def _color_rule(pal: Palette, mode: str, iters: int, step: int, interior, cdf, power: int = 2) -> tuple:
     """The per-sample colouring function of ``mode`` and its keyword arguments."""
     rgb = _rgb(interior)  # checked in every mode: a bad colour is bad input even where unused
     if mode == "seed":
-        return seed_colours, {"iters": iters, "lut": seed_lut(pal, max(int(step), iters))}
+        return seed_colors, {"iters": iters, "lut": seed_lut(pal, max(int(step), iters))}
     kwargs = {"iters": iters, "ramp": pal.ramp(), "interior": rgb, "power": power}
     if mode == "distance":
-        return distance_colours, {**kwargs, "step": step}
+        return distance_colors, {**kwargs, "step": step}
     if mode == "histogram":
-        return histogram_colours, {**kwargs, "cdf": cdf}
-    return smooth_colours, kwargs
+        return histogram_colors, {**kwargs, "cdf": cdf}
+    return smooth_colors, kwargs
 
 
-def colour_samples(
+def color_samples(
     iterations: np.ndarray,
     norm: np.ndarray,
     iters: int,
@@ -292,8 +293,8 @@ def colour_samples(
         ``(*iterations.shape, 4)`` uint8 RGBA.
     """
     if mode not in BLOCK_MODES:
-        raise ValueError(f"colour_samples takes mode 'seed' or 'smooth', got {mode!r} (histogram: use colorize)")
-    func, kwargs = _colour_rule(resolve_palette(palette), mode, int(iters), step, interior, None, power)
+        raise ValueError(f"color_samples takes mode 'seed' or 'smooth', got {mode!r} (histogram: use colorize)")
+    func, kwargs = _color_rule(resolve_palette(palette), mode, int(iters), step, interior, None, power)
     return func(iterations, norm, **kwargs)
 
 
@@ -325,7 +326,7 @@ class Picture(xr.DataArray):
 
     Jupyter shows it as a PNG; ``np.asarray(picture)`` is the ``(h, w, 4)``
     array (no copy once computed) and :meth:`to_pil` a PIL image.  A lazy one
-    (:func:`colour_picture` of a lazy render) is computed when shown or
+    (:func:`color_picture` of a lazy render) is computed when shown or
     converted.
     """
 
@@ -406,7 +407,7 @@ def _picture(data: np.ndarray | da.Array, ds: xr.Dataset, n: int, colouring: dic
     return Picture(data, coords=coords, dims=("im", "re", "rgba"), name="picture", attrs=attrs)
 
 
-def colour_picture(
+def color_picture(
     ds: xr.Dataset,
     palette: str | Palette | list[str] = "Hippi",
     step: int = 6000,
@@ -476,7 +477,7 @@ def colour_picture(
                              "(render(..., distance=True))")  # fmt: skip
         inputs.append(ds["distance"])
         step = View.from_attrs(ds.attrs).step  # shading is in samples
-    func, kwargs = _colour_rule(pal, mode, iters, step, interior, cdf, power)
+    func, kwargs = _color_rule(pal, mode, iters, step, interior, cdf, power)
     if it.chunks is not None and any(r % n for r in it.chunks[0][:-1]):
         # every block must hold whole pixel rows for the n×n average
         size = max(n, max(it.chunks[0]) // n * n)
@@ -548,13 +549,13 @@ def colorize(
     interior: str | tuple[int, int, int] = "#000000",
     supersample: int | None = None,
 ) -> Picture:
-    """:func:`colour_picture`, computed: the ``(h, w, 4)`` uint8 RGBA picture
+    """:func:`color_picture`, computed: the ``(h, w, 4)`` uint8 RGBA picture
     in memory, a :class:`Picture` (a labelled DataArray that Jupyter shows;
     ``np.asarray(picture)`` is the numpy array, ``picture.to_pil()`` a PIL
     image).  For a picture too big to hold at once, give
-    :func:`colour_picture`'s lazy one to :func:`save_png`, which computes and
+    :func:`color_picture`'s lazy one to :func:`save_png`, which computes and
     writes it a strip at a time."""
-    return colour_picture(ds, palette, step, mode, interior=interior, supersample=supersample).compute()
+    return color_picture(ds, palette, step, mode, interior=interior, supersample=supersample).compute()
 
 
 def warm_up() -> None:
@@ -562,6 +563,26 @@ def warm_up() -> None:
     dtypes, so a worker's first colouring does not pay for it."""
     for dtype in (np.uint16, np.uint32):
         it, nm = np.zeros((1, 1), dtype), np.ones((1, 1), np.float32)
-        seed_colours(it, nm, 1, seed_lut("Hippi", 2))
-        smooth_colours(it, nm, 1, np.zeros((2, 3)), np.zeros(3), 2)
+        seed_colors(it, nm, 1, seed_lut("Hippi", 2))
+        smooth_colors(it, nm, 1, np.zeros((2, 3)), np.zeros(3), 2)
     box_mean(np.zeros((2, 2, 4), np.uint8), 2)
+
+
+#: Names of the British spelling, renamed: public names spell "color" (as
+#: ``colorize`` and ``recolor`` always have).  The old ones still work, with
+#: a ``DeprecationWarning``.
+RENAMED = {
+    "colour_picture": "color_picture",
+    "colour_samples": "color_samples",
+    "seed_colours": "seed_colors",
+    "smooth_colours": "smooth_colors",
+    "histogram_colours": "histogram_colors",
+    "distance_colours": "distance_colors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in RENAMED:
+        warnings.warn(f"{name} is renamed {RENAMED[name]}", DeprecationWarning, stacklevel=2)
+        return globals()[RENAMED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -31,7 +31,7 @@ def save_png(rgba: np.ndarray | da.Array | xr.DataArray, path: str | os.PathLike
     ``path`` may be a :class:`dfractal_dask.location.Location` of object
     storage: the PNG is written to a local temporary file, then uploaded.
 
-    A dask array (e.g. in :func:`colour_picture`'s lazy picture) is computed a few row
+    A dask array (e.g. in :func:`color_picture`'s lazy picture) is computed a few row
     blocks at a time, in order, on the current dask scheduler, and streamed
     into the PNG: the picture is never whole in memory, so the client's memory
     does not grow with the image.

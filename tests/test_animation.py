@@ -7,8 +7,8 @@ import pytest
 import xarray as xr
 from PIL import Image
 
-from dfractal_dask.animation import colour_frames, save_animation
-from dfractal_dask.colorize import colour_picture
+from dfractal_dask.animation import color_frames, save_animation
+from dfractal_dask.colorize import color_picture
 from dfractal_dask.graph import zoom_dataset
 from dfractal_dask.view import View, zoom_views
 
@@ -109,13 +109,13 @@ def test_bad_animations_are_refused_and_nothing_written(kwargs, words, tmp_path)
 def test_colour_frames_colours_each_frame_as_a_picture():
     views = zoom_views(View(-0.7436, 0.1318, 0.1, 16, 12, 2), 3, 0.001)
     ds = zoom_dataset(views, 200, chunk_rows=8).compute(scheduler="sync")
-    frames = list(colour_frames(ds, "Hippi", mode="histogram"))
+    frames = list(color_frames(ds, "Hippi", mode="histogram"))
     assert len(frames) == 3 and all(f.shape == (12, 16, 4) for f in frames)
     for k, f in enumerate(frames):
-        assert np.array_equal(f, colour_picture(ds.isel(frame=k), "Hippi", mode="histogram"))
+        assert np.array_equal(f, color_picture(ds.isel(frame=k), "Hippi", mode="histogram"))
     assert not np.array_equal(frames[0], frames[2])
     with pytest.raises(TypeError, match="frame"):
-        next(colour_frames(xr.Dataset({"iterations": ("x", [1])})))
+        next(color_frames(xr.Dataset({"iterations": ("x", [1])})))
 
 
 @pytest.mark.parametrize("ext", [".gif", ".png"])

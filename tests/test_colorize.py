@@ -1,12 +1,17 @@
+import importlib
+
 import numpy as np
 import pytest
 import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dfractal_dask import colorize, fractal_dataset, seed_colours, seed_lut
-from dfractal_dask.colorize import box_mean
+import dfractal_dask
+from dfractal_dask import colorize, fractal_dataset, seed_colors, seed_lut
+from dfractal_dask.colorize import RENAMED, box_mean
 from dfractal_dask.view import View
+
+colorize_module = importlib.import_module("dfractal_dask.colorize")  # (dfractal_dask.colorize is the function)
 
 
 def test_seed_pixel_rule_matches_seed_vectors(seed_vectors):
@@ -14,7 +19,7 @@ def test_seed_pixel_rule_matches_seed_vectors(seed_vectors):
     rows = seed_vectors["pixels"]
     it = np.array([r[0] for r in rows], np.uint16)
     norm = np.array([r[1] for r in rows], np.float64)
-    rgba = seed_colours(it, norm, 800, lut)
+    rgba = seed_colors(it, norm, 800, lut)
     for (_, _, expected), got in zip(rows, rgba, strict=True):
         if expected is None:
             assert got.tolist() == [0, 0, 0, 0]
@@ -24,14 +29,14 @@ def test_seed_pixel_rule_matches_seed_vectors(seed_vectors):
 
 def test_beyond_the_table_is_transparent():
     lut = seed_lut("Hippi", 800)  # 801 entries
-    rgba = seed_colours(np.array([0, 800], np.uint16), np.array([1.0, 0.0]), 2000, lut)
+    rgba = seed_colors(np.array([0, 800], np.uint16), np.array([1.0, 0.0]), 2000, lut)
     assert rgba[0].tolist() == [0, 0, 0, 0]  # v = 2000 beyond the table
     assert rgba[1].tolist() == [0, 0, 0, 0]  # norm 0: log = -inf
 
 
 def _manual(ds, palette, step):
     n = ds.attrs["supersample"]
-    s = seed_colours(ds.iterations.values, ds.norm.values, ds.attrs["iters"], seed_lut(palette, step))
+    s = seed_colors(ds.iterations.values, ds.norm.values, ds.attrs["iters"], seed_lut(palette, step))
     h, w = s.shape[0] // n, s.shape[1] // n
     sums = s.reshape(h, n, w, n, 4).astype(np.uint32).sum(axis=(1, 3))
     return ((sums + n * n // 2) // (n * n)).astype(np.uint8)
@@ -76,7 +81,7 @@ def test_pixel_with_some_transparent_samples_is_partly_transparent():
         {"iterations": (("im", "re"), it), "norm": (("im", "re"), norm)}, attrs={"iters": 10, "supersample": 2}
     )
     px = colorize(ds, "Hippi", 800)
-    opaque = seed_colours(it[1:, 1:], norm[1:, 1:], 10, seed_lut("Hippi", 800))[0, 0]
+    opaque = seed_colors(it[1:, 1:], norm[1:, 1:], 10, seed_lut("Hippi", 800))[0, 0]
     assert px.shape == (1, 1, 4)
     assert px[0, 0, 3] == (3 * 255 + 2) // 4  # rounded mean of 255, 255, 255, 0
     assert px[0, 0, :3].tolist() == [(3 * int(c) + 2) // 4 for c in opaque[:3]]
@@ -187,11 +192,11 @@ def test_supersample_override_and_bad_modes(gradient):
 def test_colour_picture_is_lazy_and_equals_colorize(client, tmp_path):
     import dask.array as da
 
-    from dfractal_dask import View, colorize, colour_picture, open_render, render
+    from dfractal_dask import View, color_picture, colorize, open_render, render
 
     render(View(-0.5, 0.0, 3.0, 40, 30, 2), 200, store_path=tmp_path / "c.zarr", chunk_rows=6, client=client)
     ds = open_render(tmp_path / "c.zarr")
-    lazy = colour_picture(ds, "Hippi", 6000, "seed")
+    lazy = color_picture(ds, "Hippi", 6000, "seed")
     assert isinstance(lazy, xr.DataArray) and isinstance(lazy.data, da.Array) and lazy.shape == (30, 40, 4)
     np.testing.assert_array_equal(np.asarray(lazy), colorize(ds, "Hippi", 6000, "seed"))
 
@@ -222,3 +227,28 @@ def test_colour_picture_reads_the_power_from_the_render():
     as_three = colorize(ds, "Hippi", mode="smooth")
     ds.attrs["power"] = 2
     assert (colorize(ds, "Hippi", mode="smooth") != as_three).any()
+
+
+@pytest.mark.parametrize("old", sorted(RENAMED))
+def test_the_british_spellings_still_work_with_a_deprecation_warning(old):
+    """Public names spell "color"; the old names are the same functions, and say so."""
+    with pytest.warns(DeprecationWarning, match=f"{old} is renamed {RENAMED[old]}"):
+        fn = getattr(colorize_module, old)
+    assert fn is getattr(colorize_module, RENAMED[old])
+    if old in ("colour_picture", "seed_colours"):
+        with pytest.warns(DeprecationWarning):
+            assert getattr(dfractal_dask, old) is fn
+    with pytest.raises(AttributeError):
+        colorize_module.colour_nothing  # noqa: B018
+
+
+def test_set_colouring_is_set_coloring_with_a_deprecation_warning(client):
+    from dfractal_dask.explorer.session import ExplorerSession
+
+    s = ExplorerSession(client, View(-0.5, 0.0, 3.0, 40, 30, 1), iters=50)
+    try:
+        with pytest.warns(DeprecationWarning, match="set_coloring"):
+            gen = s.set_colouring(palette="Plan9")
+        assert s.wait(gen)["palette"] == "Plan9" and s.palette == "Plan9"
+    finally:
+        s.close()

@@ -113,7 +113,7 @@ def test_goto_and_zoom_deliver_frames_equal_to_renders(session, client):
 def test_settings_re_render_and_are_announced(session, client):
     seen = Seen(session)
     session.wait(session.goto(VIEW))
-    gen = session.set_colouring(palette="Viridis256", mode="seed")
+    gen = session.set_coloring(palette="Viridis256", mode="seed")
     session.wait(gen)
     np.testing.assert_array_equal(seen.frame(gen), picture(client, VIEW, 150, "Viridis256", "seed"))
     gen = session.set_iters(40)
@@ -245,8 +245,8 @@ def test_bad_client():
         (lambda s: s.zoom(True), ValueError, "zoom factor"),
         (lambda s: s.zoom(2, x="left"), ValueError, "x must be a decimal number"),
         (lambda s: s.zoom(2, y=[1]), TypeError, "y must be a real number"),
-        (lambda s: s.set_colouring(palette="Nope"), ValueError, "unknown palette 'Nope'"),
-        (lambda s: s.set_colouring(mode="histogram"), ValueError, "unknown explorer mode 'histogram'"),
+        (lambda s: s.set_coloring(palette="Nope"), ValueError, "unknown palette 'Nope'"),
+        (lambda s: s.set_coloring(mode="histogram"), ValueError, "unknown explorer mode 'histogram'"),
         (lambda s: s.set_iters(0), ValueError, "iters must be between"),
         (lambda s: s.set_iters("9"), TypeError, "iters must be an integer"),
         (lambda s: s.set_fractal("julia"), TypeError, "fractal must be a Fractal"),

@@ -119,7 +119,7 @@ def test_deep_zoom_and_its_recolouring_on_the_real_cluster(real_cluster, tmp_pat
     and the animation is the store coloured; then recoloured on the cluster."""
     from distributed import Client, get_task_stream
 
-    from dfractal_dask.animation import colour_frames
+    from dfractal_dask.animation import color_frames
     from dfractal_dask.graph import zoom_dataset
     from dfractal_dask.store import open_zoom
     from dfractal_dask.view import zoom_views
@@ -145,7 +145,7 @@ def test_deep_zoom_and_its_recolouring_on_the_real_cluster(real_cluster, tmp_pat
     np.testing.assert_array_equal(ds.iterations.values, local.iterations.values)
     np.testing.assert_array_equal(ds.norm.values, local.norm.values)
     assert all(len(np.unique(f)) > 20 for f in ds.iterations.values)  # every frame has structure
-    want = list(colour_frames(local, "Hippi", mode="histogram"))
+    want = list(color_frames(local, "Hippi", mode="histogram"))
     with Image.open(out) as im:
         assert im.n_frames == 5 and im.size == (24, 18)
         for k in range(5):
@@ -158,7 +158,7 @@ def test_deep_zoom_and_its_recolouring_on_the_real_cluster(real_cluster, tmp_pat
            "--mode", "histogram", "--outfile", gif]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    want = list(colour_frames(local, "Magma256", mode="histogram"))
+    want = list(color_frames(local, "Magma256", mode="histogram"))
     with Image.open(gif) as im:
         assert im.n_frames == 5
         for k in range(5):

@@ -24,7 +24,7 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = [
     "01-quickstart",
     "02-cluster-and-dashboard",
-    "03-recolour-gallery",
+    "03-recolor-gallery",
     "04-explore",
     "05-strong-scaling",
     "06-families",
@@ -109,7 +109,7 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
         assert strip.width == 5 * SMALL_WIDTH and all(
             _colours(strip.crop((k * SMALL_WIDTH, 0, (k + 1) * SMALL_WIDTH, strip.height))) > 30 for k in range(5)
         )
-    if name == "03-recolour-gallery":
+    if name == "03-recolor-gallery":
         gallery = max(images, key=lambda img: img.width)
         assert gallery.width >= 7 * SMALL_WIDTH, f"gallery {gallery.size} cannot hold 7 tiles of {SMALL_WIDTH}"
         assert gallery.width > 3 * gallery.height

@@ -142,11 +142,11 @@ def test_palette_names_list_seed_and_bokeh():
         resolve_palette(name)
 
 
-hex_colour = st.integers(0, 0xFFFFFF).map(lambda v: f"#{v:06x}")
+hex_color = st.integers(0, 0xFFFFFF).map(lambda v: f"#{v:06x}")
 
 
 @settings(max_examples=60, deadline=None)
-@given(colours=st.lists(hex_colour, min_size=2, max_size=40), step=st.integers(2, 5000), rev=st.booleans())
+@given(colours=st.lists(hex_color, min_size=2, max_size=40), step=st.integers(2, 5000), rev=st.booleans())
 def test_lut_properties_any_palette(colours, step, rev):
     p = resolve_palette(colours)
     p = p.reversed() if rev else p

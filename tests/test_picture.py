@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 from PIL import Image
 
-from dfractal_dask import colorize, colour_picture, fractal_dataset, save_animation, save_png
+from dfractal_dask import color_picture, colorize, fractal_dataset, save_animation, save_png
 from dfractal_dask.colorize import Picture
 from dfractal_dask.view import View, zoom_views
 
@@ -84,7 +84,7 @@ def test_a_zoom_frame_has_its_own_span():
     views = zoom_views(replace(VIEW, width=8, height=6), 3, 0.01)
     zoom = zoom_dataset(views, 60)
     for k in (0, 2):
-        img = colour_picture(zoom.isel(frame=k), "Hippi", mode="smooth")
+        img = color_picture(zoom.isel(frame=k), "Hippi", mode="smooth")
         assert img.attrs["span"] == views[k].span
         np.testing.assert_array_equal(img["re"].values, views[k].coords(2)["re"][1])
 
@@ -121,7 +121,7 @@ def test_repr_png_and_to_pil_are_the_pixels(shallow):
 
 
 def test_a_lazy_picture_stays_lazy_until_shown(shallow):
-    lazy = colour_picture(shallow.chunk({"im": 10}), "Hippi", mode="smooth")
+    lazy = color_picture(shallow.chunk({"im": 10}), "Hippi", mode="smooth")
     assert isinstance(lazy, Picture) and isinstance(lazy.data, da.Array)
     eager = colorize(shallow, "Hippi", mode="smooth")
     xr.testing.assert_identical(lazy.compute(), eager)
@@ -135,7 +135,7 @@ def test_save_png_and_save_animation_take_a_picture_as_its_array(shallow, tmp_pa
     save_png(np.asarray(img), tmp_path / "array.png")
     assert (tmp_path / "picture.png").read_bytes() == (tmp_path / "array.png").read_bytes()
     # a lazy picture is streamed (the strip writer): the same pixels
-    save_png(colour_picture(shallow.chunk({"im": 6}), "Hippi"), tmp_path / "lazy.png")
+    save_png(color_picture(shallow.chunk({"im": 6}), "Hippi"), tmp_path / "lazy.png")
     with Image.open(tmp_path / "lazy.png") as im:
         np.testing.assert_array_equal(np.asarray(im), np.asarray(img))
     other = colorize(shallow, "Viridis256", mode="smooth")

@@ -97,7 +97,7 @@ def test_palette_mode_and_iterations_controls(explorer, client):
     explorer.wait(4)
     np.testing.assert_array_equal(explorer.last_frame, _reference(client, VIEW, 40, "Viridis256", "seed"))
     # set from Python: the controls follow, and their echo renders nothing more
-    explorer.set_colouring(palette="#000000,#ffffff", mode="smooth")
+    explorer.set_coloring(palette="#000000,#ffffff", mode="smooth")
     gen = explorer.set_iters(60)
     explorer.wait(gen)
     assert explorer._gen == gen == 6
@@ -253,14 +253,14 @@ def test_explorer_frames_equal_brute_force_pixels(client, mode):
     needs interior norms, keeps them exact)."""
     import dask
 
-    from dfractal_dask.colorize import colour_samples
+    from dfractal_dask.colorize import color_samples
     from dfractal_dask.kernels import BRUTE, escape_block
 
     view = View(-0.6, 0.0, 2.8, 160, 120, 1)  # a quarter of it cardioid and bulb
     frame = np.concatenate(client.compute(frame_tasks(view, 400, "Hippi", mode, blocks=3), sync=True), axis=0)
     it, norm, _ = escape_block(view.re0, view.im0, view.step, 0, 120, 160, 400, BRUTE)
     assert (it == 400).mean() > 0.2
-    np.testing.assert_array_equal(frame, colour_samples(it, norm, 400, "Hippi", mode))
+    np.testing.assert_array_equal(frame, color_samples(it, norm, 400, "Hippi", mode))
     assert dask.is_dask_collection(frame_tasks(view, 400, "Hippi", mode)[0])
 
 

@@ -15,7 +15,7 @@ from ..widget import EXPLORER_MODES, serve
 from .errors import UsageError
 from .options import (
     add_cluster_flags,
-    add_colour_flags,
+    add_color_flags,
     add_fractal_flags,
     add_storage_flag,
     add_view_flags,
@@ -45,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     ex.add_argument("--iters", type=positive_int, default=default_of(serve, "iters"),
                     help="iteration limit (%(default)s)")  # fmt: skip
     palette = default_of(serve, "palette")
-    add_colour_flags(ex, serve, EXPLORER_MODES, step=False, interior=False, palette_default=palette)
+    add_color_flags(ex, serve, EXPLORER_MODES, step=False, interior=False, palette_default=palette)
     ex.add_argument("--save-dir", default=default_of(serve, "save_dir"), metavar="PATH|URL",
                     help="where Save writes NAME.zarr and NAME.png, a folder or URL (%(default)s)")  # fmt: skip
     add_storage_flag(ex)

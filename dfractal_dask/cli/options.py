@@ -28,8 +28,8 @@ from ..view import View, parse_coordinate
 from .errors import UsageError
 
 __all__ = [
-    "FRACTAL_CHOICES", "Parser", "VIEW_DEFAULTS", "add_cluster_flags", "add_colour_flags", "add_fractal_flags",
-    "add_storage_flag", "add_store_flags", "add_tls_flags", "add_view_flags", "check_colour_flags", "coordinate",
+    "FRACTAL_CHOICES", "Parser", "VIEW_DEFAULTS", "add_cluster_flags", "add_color_flags", "add_fractal_flags",
+    "add_storage_flag", "add_store_flags", "add_tls_flags", "add_view_flags", "check_color_flags", "coordinate",
     "default_of", "finite_float", "fractal", "fractal_name", "int_list", "location", "port", "positive_int",
     "resolve_scheduler", "security", "store_beside",
 ]  # fmt: skip
@@ -198,7 +198,7 @@ def add_store_flags(group: argparse._ActionsContainer, run: Callable[..., Any], 
                        help="times a failed block is retried (%(default)s)")  # fmt: skip
 
 
-def add_colour_flags(
+def add_color_flags(
     group: argparse._ActionsContainer,
     colour: Callable[..., Any],
     modes: tuple[str, ...],
@@ -209,7 +209,7 @@ def add_colour_flags(
 ) -> None:
     """``--palette [--step] --mode [--interior]``, defaults those of ``colour``
     (the colouring function the command calls); ``--mode`` takes ``modes``
-    (checked by :func:`check_colour_flags`, whose message is the clearer)."""
+    (checked by :func:`check_color_flags`, whose message is the clearer)."""
     seeds = ", ".join(SEED_PALETTES)
     group.add_argument("--palette", default=palette_default,
                        help=f"palette: {seeds}, any bokeh palette (`dfractal palettes` lists them), NAME_r "
@@ -268,7 +268,7 @@ def security(args: argparse.Namespace) -> Security | None:
     return tls_security(*given)
 
 
-def check_colour_flags(args: argparse.Namespace, modes: tuple[str, ...]) -> None:
+def check_color_flags(args: argparse.Namespace, modes: tuple[str, ...]) -> None:
     """--mode among ``modes``, --interior a colour, --step (and with it --iters) a table that fits."""
     if args.mode not in modes:
         raise UsageError(f"unknown --mode {args.mode!r} (modes: {', '.join(modes)})")

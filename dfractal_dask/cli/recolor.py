@@ -7,17 +7,17 @@ import contextlib
 import time
 from pathlib import Path
 
-from ..animation import colour_frames, save_animation
+from ..animation import color_frames, save_animation
 from ..cluster import connect
-from ..colorize import MODES, colour_picture
+from ..colorize import MODES, color_picture
 from ..location import Location, check_output
 from ..palettes import Palette, resolve_palette
 from ..store import is_zoom_store, open_render, open_zoom, reading
 from .options import (
     add_cluster_flags,
-    add_colour_flags,
+    add_color_flags,
     add_storage_flag,
-    check_colour_flags,
+    check_color_flags,
     default_of,
     finite_float,
     location,
@@ -45,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     rc.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     rc.add_argument("--fps", type=finite_float, default=default_of(save_animation, "fps"),
                     help="a zoom store's animation: frames per second (%(default)s)")  # fmt: skip
-    add_colour_flags(rc, colour_picture, MODES)
+    add_color_flags(rc, color_picture, MODES)
     rc.set_defaults(run=run)
     return rc
 
@@ -53,7 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     """Colour the store again; 0, or an exception for :func:`main` to report."""
     palette = resolve_palette(args.palette)
-    check_colour_flags(args, MODES)
+    check_color_flags(args, MODES)
     store_path = location(args, args.store)
     if is_zoom_store(store_path):
         return _recolor_zoom(args, palette, store_path)
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     cluster = connect(args.scheduler, security=sec) if args.scheduler else contextlib.nullcontext()
     with cluster, reading(store_path):
         # lazy: a PNG is computed and written a strip at a time
-        rgba = colour_picture(ds, palette, args.step, args.mode, interior=args.interior, supersample=args.smoothness)
+        rgba = color_picture(ds, palette, args.step, args.mode, interior=args.interior, supersample=args.smoothness)
         save_picture(rgba, outfile)
     say(
         args,
@@ -85,7 +85,7 @@ def _recolor_zoom(args: argparse.Namespace, palette: Palette, store_path: Locati
     t0 = time.perf_counter()
     cluster = connect(args.scheduler, security=security(args)) if args.scheduler else contextlib.nullcontext()
     with cluster, reading(store_path):
-        frames = colour_frames(ds, palette, args.step, args.mode, interior=args.interior, supersample=args.smoothness,
+        frames = color_frames(ds, palette, args.step, args.mode, interior=args.interior, supersample=args.smoothness,
                                scheduler=None if args.scheduler else "threads")  # fmt: skip
         save_animation(frames, outfile, args.fps)
     say(args, f"wrote {outfile} ({ds.sizes['frame']} frames, {palette.name}, {args.mode}) "

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from ..cluster import connect
-from ..colorize import MODES, check_picture_memory, colour_picture
+from ..colorize import MODES, check_picture_memory, color_picture
 from ..diagnostics import report as reports
 from ..graph import blocks, fractal_dataset
 from ..lease import Lease
@@ -22,11 +22,11 @@ from ..store import check_target, write_metrics
 from ..view import View
 from .options import (
     add_cluster_flags,
-    add_colour_flags,
+    add_color_flags,
     add_fractal_flags,
     add_store_flags,
     add_view_flags,
-    check_colour_flags,
+    check_color_flags,
     default_of,
     fractal,
     fractal_name,
@@ -47,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_view_flags(seed)
     seed.add_argument("--iters", type=positive_int, default=default_of(render_view, "iters"),
                       help="iteration limit per sample (%(default)s)")  # fmt: skip
-    add_colour_flags(seed, colour_picture, MODES)
+    add_color_flags(seed, color_picture, MODES)
     seed.add_argument("--outfile", default="mandelbrot.png",
                       help=f"picture to write, its format by its ending: {', '.join(PICTURE_FORMATS)} "
                            "(%(default)s)")  # fmt: skip
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     fr = fractal(args)
     distance = args.distance or args.mode == "distance"
     palette = resolve_palette(args.palette)
-    check_colour_flags(args, MODES)
+    check_color_flags(args, MODES)
     n_blocks = len(blocks(view, args.chunk_rows))  # validates --chunk-rows
     outfile = Path(args.outfile)
     store_path = store_beside(args, outfile, "picture")
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             write_metrics(store_path, report)
         # lazy, then computed (a PNG: written a strip at a time, the client
         # never holds the whole picture)
-        save_picture(colour_picture(ds, palette, args.step, args.mode, interior=args.interior), outfile)
+        save_picture(color_picture(ds, palette, args.step, args.mode, interior=args.interior), outfile)
     elapsed = time.perf_counter() - t0
     say(
         args,

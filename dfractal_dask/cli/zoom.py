@@ -7,7 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from ..animation import ANIMATION_FORMATS, colour_frames, save_animation
+from ..animation import ANIMATION_FORMATS, color_frames, save_animation
 from ..cluster import connect
 from ..colorize import MODES, check_picture_memory
 from ..fractals import HOME
@@ -19,11 +19,11 @@ from ..store import check_zoom_target, reading
 from ..view import View, zoom_views
 from .options import (
     add_cluster_flags,
-    add_colour_flags,
+    add_color_flags,
     add_fractal_flags,
     add_store_flags,
     add_view_flags,
-    check_colour_flags,
+    check_color_flags,
     default_of,
     finite_float,
     fractal,
@@ -57,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="frames per second of the animation (%(default)s)")  # fmt: skip
     g.add_argument("--outfile", default="zoom.gif",
                    help=f"animation to write: {' or '.join(ANIMATION_FORMATS)} (APNG) (%(default)s)")  # fmt: skip
-    add_colour_flags(g, colour_frames, tuple(m for m in MODES if m != "distance"))
+    add_color_flags(g, color_frames, tuple(m for m in MODES if m != "distance"))
     g.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     d = z.add_argument_group("cluster and store")
     add_cluster_flags(d)
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     views = zoom_views(view, args.frames, args.to_span)
     fr = fractal(args)
     palette = resolve_palette(args.palette)
-    check_colour_flags(args, MODES)  # distance: refused below, with the reason
+    check_color_flags(args, MODES)  # distance: refused below, with the reason
     outfile = Path(args.outfile)
     check_animation_flags(args, outfile)
     store_path = store_beside(args, outfile, "animation")
@@ -117,6 +117,6 @@ def run(args: argparse.Namespace) -> int:
             perturbation=args.perturbation,
         )
         with reading(store_path):
-            save_animation(colour_frames(ds, palette, args.step, args.mode, interior=args.interior), outfile, args.fps)
+            save_animation(color_frames(ds, palette, args.step, args.mode, interior=args.interior), outfile, args.fps)
     say(args, f"wrote {outfile} ({args.frames} frames) and {store_path} in {time.perf_counter() - t0:.1f} s")
     return 0

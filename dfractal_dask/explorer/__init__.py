@@ -112,8 +112,12 @@ class Explorer:
         """Zoom by ``factor`` about ``(x, y)``: :meth:`ExplorerSession.zoom`."""
         return self.session.zoom(factor, x, y)
 
+    def set_coloring(self, palette: str | None = None, mode: str | None = None) -> int:
+        """Change palette and/or mode: :meth:`ExplorerSession.set_coloring`."""
+        return self.session.set_coloring(palette, mode)
+
     def set_colouring(self, palette: str | None = None, mode: str | None = None) -> int:
-        """Change palette and/or mode: :meth:`ExplorerSession.set_colouring`."""
+        """Deprecated spelling of :meth:`set_coloring`."""
         return self.session.set_colouring(palette, mode)
 
     def set_fractal(self, fractal: Fractal) -> int:

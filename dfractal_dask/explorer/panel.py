@@ -96,9 +96,9 @@ class ExplorerPanel:
         self.reset_button = Button(label="Reset view")
         # a control set from Python (see sync_controls) echoes back the current value: nothing to do
         self.palette_select.on_change("value", lambda a, o, n: n != s.palette and self._control(
-            "palette", s.set_colouring, palette=n))  # fmt: skip
+            "palette", s.set_coloring, palette=n))  # fmt: skip
         self.mode_select.on_change("value", lambda a, o, n: n != s.mode and self._control(
-            "colouring", s.set_colouring, mode=n))  # fmt: skip
+            "colouring", s.set_coloring, mode=n))  # fmt: skip
         self.iters_spinner.on_change("value", lambda a, o, n: n != s.iters and self._control(
             "max iterations", s.set_iters, _whole(n)))  # fmt: skip
         self.save_button.on_click(self._on_save)

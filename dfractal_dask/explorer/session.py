@@ -20,6 +20,7 @@ import threading
 import time
 import unicodedata
 import uuid
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future as SaveFuture
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +34,7 @@ import numpy as np
 from distributed import CancelledError, Client, Future
 
 from .. import graph, kernels
-from ..colorize import BLOCK_MODES, Picture, colorize, colour_samples, picture_of
+from ..colorize import BLOCK_MODES, Picture, color_samples, colorize, picture_of
 from ..fractals import Fractal
 from ..location import Location, as_location
 from ..palettes import resolve_palette
@@ -58,9 +59,9 @@ _LONGEST_SUFFIX = ".png.part"
 FrameCallback = Callable[[dict[str, Any], np.ndarray], Any]
 
 
-def _colour_block(result: tuple, iters: int, palette, mode: str, step: int, power: int = 2) -> np.ndarray:
+def _color_block(result: tuple, iters: int, palette, mode: str, step: int, power: int = 2) -> np.ndarray:
     it, norm, _ = result
-    return colour_samples(it, norm, iters, palette, mode, step, power=power)
+    return color_samples(it, norm, iters, palette, mode, step, power=power)
 
 
 def frame_tasks(
@@ -87,7 +88,7 @@ def frame_tasks(
     view = replace(view, supersample=1)
     rows = max(1, math.ceil(view.height / blocks))
     rid = uuid.uuid4().hex
-    colour = dask.delayed(_colour_block, pure=True)
+    colour = dask.delayed(_color_block, pure=True)
     return [
         colour(task, iters, pal, mode, step, fractal.power, dask_key_name=f"explore-colour-{rid}-{b.index}")
         for b, task in graph.block_tasks(view, iters, rows, rid, shortcuts=shortcuts, fractal=fractal)
@@ -269,7 +270,7 @@ class ExplorerSession:
         y = v.ypos if y is None else parse_coordinate("y", y)
         return self.goto(replace(v, xpos=x, ypos=y, span=v.span / factor))
 
-    def set_colouring(self, palette: str | None = None, mode: str | None = None) -> int:
+    def set_coloring(self, palette: str | None = None, mode: str | None = None) -> int:
         """Change palette and/or mode and re-render the current view."""
         if palette is not None:
             resolve_palette(palette)
@@ -280,6 +281,11 @@ class ExplorerSession:
             self.mode = self.mode if mode is None else mode
         self._dispatch(self._settings_changed)
         return self.goto(self.view)
+
+    def set_colouring(self, palette: str | None = None, mode: str | None = None) -> int:
+        """Deprecated spelling of :meth:`set_coloring`."""
+        warnings.warn("set_colouring is renamed set_coloring", DeprecationWarning, stacklevel=2)
+        return self.set_coloring(palette, mode)
 
     def set_fractal(self, fractal: Fractal) -> int:
         """Change the fractal and re-render: a new family starts from a view of

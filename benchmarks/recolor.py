@@ -1,6 +1,6 @@
 """Recolour throughput versus rendering, measured in the same run.
 
-    python benchmarks/recolour.py [--width 1024 --height 768 --smoothness 8] [--store PATH]
+    python benchmarks/recolor.py [--width 1024 --height 768 --smoothness 8] [--store PATH]
 
 Renders the seed's default view (1024x768 at 8x8 samples = 50 M samples,
 800 iterations) on an embedded 2-worker LocalCluster into a Zarr store, then
