@@ -96,8 +96,10 @@ EXERCISED = {
                                          "tests/test_recolor.py::test_recolor_at_another_supersampling",
                                          "tests/test_recolor.py::test_palettes_command"),
     "METRICS CLIENT time": ("tests/test_metrics.py::test_metrics_are_kept_in_the_store_and_shown_by_info",),  # output
-    "dask scheduler --preload dfractal_dask.metrics": (
-        "tests/test_integration.py::test_preloaded_plugin_reports_both_named_workers",),
+    "dask scheduler --preload dfractal_dask.diagnostics": (
+        "tests/test_diagnostics_dashboard.py::test_dask_scheduler_preload_with_a_dashboard_prefix",
+        "tests/test_integration.py::test_preloaded_plugin_reports_both_named_workers"),
+    "DASK_DFRACTAL__BLOCK_SAMPLES=1024": ("tests/test_readme.py::test_the_configuration_example_runs_as_written",),
     "dfractal explore ": ("tests/test_browser.py::test_explore_page_renders_and_a_wheel_zoom_renders_the_new_view",
                           "tests/test_cli.py::test_explore_on_a_taken_port"),
     'pip install -e ".[notebook]" && jupyter lab': (
@@ -157,3 +159,23 @@ def test_python_block_runs_as_a_script(k, tmp_path):
     for png in pngs:
         with Image.open(png) as im:
             assert im.format == "PNG" and len(np.unique(np.asarray(im.convert("RGBA")).reshape(-1, 4), axis=0)) > 10
+
+
+def test_the_configuration_example_runs_as_written(tmp_path):
+    """The Configuration section's block, run by bash in an empty folder: dask's
+    environment variable reaches dfractal's block size (30 blocks, not 8)."""
+    import os
+    import subprocess
+
+    (block,) = [t for lang, t in _blocks() if t.startswith("DASK_DFRACTAL__BLOCK_SAMPLES=1024")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=300)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "\nblocks: 30 of 30 written (16 sample rows each)\n" in p.stdout
+    assert (tmp_path / "cfg.png").stat().st_size > 0
+    p = subprocess.run(["dfractal", "render", "--overwrite", "--quiet", "--width", "64", "--height", "480",
+                        "--smoothness", "1", "--outfile", "plain.png"], cwd=tmp_path, env=env, timeout=300)  # fmt: skip
+    info = subprocess.run(["dfractal", "info", "plain.zarr"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert p.returncode == 0 and "blocks: 8 of 8 written" in info.stdout
