@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import difflib
 import io
-import warnings
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,7 @@ import numba
 import numpy as np
 import xarray as xr
 
+from .deprecation import warn_renamed
 from .palettes import Palette, pack, parse_hex, resolve_palette, seed_lut
 from .view import View
 
@@ -258,8 +258,9 @@ def _rgb(colour) -> np.ndarray:
     return arr
 
 
-def _color_rule(pal: Palette, mode: str, iters: int, step: int, interior, cdf, power: int = 2) -> tuple:
-    """The per-sample colouring function of ``mode`` and its keyword arguments."""
+def _color_rule(pal: Palette, mode: str, iters: int, step: float, interior, cdf, power: int = 2) -> tuple:
+    """The per-sample colouring function of ``mode`` and its keyword arguments
+    (``step``: the colour table size, or in mode distance the sample step)."""
     rgb = _rgb(interior)  # checked in every mode: a bad colour is bad input even where unused
     if mode == "seed":
         return seed_colors, {"iters": iters, "lut": seed_lut(pal, max(int(step), iters))}
@@ -397,7 +398,7 @@ def _picture(data: np.ndarray | da.Array, ds: xr.Dataset, n: int, colouring: dic
         return picture_of(data, view, n, **colouring)
     # no whole view: the mean of each pixel's sample coordinates, where the Dataset has them
     attrs = {**colouring, "supersample": n}
-    coords = {
+    coords: dict[str, tuple] = {
         dim: (dim, ds[dim].values.reshape(-1, n).mean(axis=1), dict(ds[dim].attrs))
         for dim in ("im", "re")
         if dim in ds.coords and ds[dim].ndim == 1
@@ -471,13 +472,14 @@ def color_picture(
     colouring = {"palette": pal.name, "mode": mode, "iters": iters, "step": int(step),
                  "interior": "#{:02x}{:02x}{:02x}".format(*np.asarray(_rgb(interior), np.uint8))}  # fmt: skip
     inputs = [it, norm]
+    rule_step: float = step
     if mode == "distance":
         if "distance" not in ds:
             raise ValueError("colour mode 'distance' needs a render made with distance estimation "
                              "(render(..., distance=True))")  # fmt: skip
         inputs.append(ds["distance"])
-        step = View.from_attrs(ds.attrs).step  # shading is in samples
-    func, kwargs = _color_rule(pal, mode, iters, step, interior, cdf, power)
+        rule_step = View.from_attrs(ds.attrs).step  # shading is in samples
+    func, kwargs = _color_rule(pal, mode, iters, rule_step, interior, cdf, power)
     if it.chunks is not None and any(r % n for r in it.chunks[0][:-1]):
         # every block must hold whole pixel rows for the n×n average
         size = max(n, max(it.chunks[0]) // n * n)
@@ -500,11 +502,12 @@ def _box_means(arr: np.ndarray | da.Array, n: int) -> np.ndarray | da.Array:
         return arr
     if not isinstance(arr, da.Array):
         return box_mean(arr, n)
-    if any(c % n for c in arr.chunks[1][:-1]):
-        arr = arr.rechunk({1: max(n, max(arr.chunks[1]) // n * n)})
-    rows, cols, channels = arr.chunks
+    lazy = arr
+    if any(c % n for c in lazy.chunks[1][:-1]):
+        lazy = lazy.rechunk({1: max(n, max(lazy.chunks[1]) // n * n)})
+    rows, cols, channels = lazy.chunks
     pixels = (tuple(r // n for r in rows), tuple(c // n for c in cols), channels)
-    return arr.map_blocks(box_mean, n, chunks=pixels, dtype=np.uint8)
+    return da.map_blocks(box_mean, lazy, n, chunks=pixels, dtype=np.uint8)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -570,7 +573,7 @@ def warm_up() -> None:
 
 #: Names of the British spelling, renamed: public names spell "color" (as
 #: ``colorize`` and ``recolor`` always have).  The old ones still work, with
-#: a ``DeprecationWarning``.
+#: a ``DeprecationWarning`` (:class:`~dfractal_dask.deprecation.RenamedWarning`).
 RENAMED = {
     "colour_picture": "color_picture",
     "colour_samples": "color_samples",
@@ -583,6 +586,6 @@ RENAMED = {
 
 def __getattr__(name: str) -> Any:
     if name in RENAMED:
-        warnings.warn(f"{name} is renamed {RENAMED[name]}", DeprecationWarning, stacklevel=2)
+        warn_renamed(name, RENAMED[name])
         return globals()[RENAMED[name]]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

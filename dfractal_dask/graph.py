@@ -13,6 +13,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 from dask.base import tokenize
+from dask.delayed import Delayed
 
 from . import kernels
 from . import perturbation as _perturbation
@@ -177,7 +178,7 @@ def block_tasks(
     fractal: Fractal | None = None,
     distance: bool = False,
     perturbation: bool | None = None,
-) -> list[tuple[Block, object]]:
+) -> list[tuple[Block, Delayed]]:
     """One delayed kernel call per block, keyed ``dfractal-kernel-<render id>-<block>``
     so the metrics plugin can tell renders apart (default id: a hash of the
     inputs, so equal views share keys).  ``priorities`` (one per block, e.g.
@@ -203,7 +204,7 @@ def tasks_of(
     render_id: str | None = None,
     priorities: list[int] | None = None,
     shortcuts: int | list[int] = kernels.CYCLES,
-) -> list[list[tuple[Block, object]]]:
+) -> list[list[tuple[Block, Delayed]]]:
     """The kernel calls of ``spec``: each frame's :func:`frame_tasks` (a
     render has one frame).  ``render_id``: default a hash of the spec, so
     equal renders share keys; ``priorities``, ``shortcuts``: see :func:`block_tasks`."""
@@ -236,7 +237,7 @@ def frame_tasks(
     render_id: str,
     priorities: list[int] | None = None,
     shortcuts: int | list[int] = kernels.CYCLES,
-) -> list[tuple[Block, object]]:
+) -> list[tuple[Block, Delayed]]:
     """The block tasks of frame ``frame`` of ``spec`` (see :func:`block_tasks`),
     keyed by :func:`frame_id`; a zoom's frames are built one at a time as they are sent."""
     view, iters, fractal, deep = spec.views[frame], spec.iters, spec.fractal, spec.deep[frame]
@@ -301,11 +302,12 @@ def fractal_dataset(
 
 def _var_attrs(name: str, iters: int) -> dict:
     # what each variable of a picture holds, for readers of the store
-    return {
+    attrs: dict[str, dict] = {
         "iterations": {"long_name": "escape iteration", "max": iters},
         "norm": {"long_name": "|z|^2 at escape (|z|^2/2 if bounded)"},
         "distance": {"long_name": "distance estimate |z| ln|z| / |dz| (NaN if bounded)"},
-    }[name]
+    }
+    return attrs[name]
 
 
 def _coords(view: View) -> dict:
@@ -338,7 +340,7 @@ def _dataset(spec: RenderSpec, arrays: dict[str, da.Array]) -> xr.Dataset:
     return xr.Dataset(data, coords=coords, attrs=spec.attrs())
 
 
-def dataset_of(spec: RenderSpec, tasks: list[list[tuple[Block, object]]]) -> xr.Dataset:
+def dataset_of(spec: RenderSpec, tasks: list[list[tuple[Block, Delayed]]]) -> xr.Dataset:
     """The lazy Dataset of ``spec`` over its kernel calls (:func:`tasks_of`,
     so other tasks, e.g. store writes, can share them): :func:`fractal_dataset`
     for a render, :func:`zoom_dataset` for a zoom."""
@@ -346,9 +348,11 @@ def dataset_of(spec: RenderSpec, tasks: list[list[tuple[Block, object]]]) -> xr.
     # index 3 of a task: its distance estimate (see block_tasks)
     slots = {"iterations": 0, "norm": 1, "distance": 3}
 
-    def frame(name: str, frame_tasks: list[tuple[Block, object]]) -> da.Array:
+    def frame(name: str, frame_tasks: list[tuple[Block, Delayed]]) -> da.Array:
         # one frame's variable; a single column chunk: xarray/zarr chunk = one row block
-        parts = [da.from_delayed(t[slots[name]], shape=(b.nrows, w), dtype=_dtype(spec, name)) for b, t in frame_tasks]
+        # (t[i]: Delayed binds its operators at run time, unseen by mypy)
+        parts = [da.from_delayed(t[slots[name]], shape=(b.nrows, w), dtype=_dtype(spec, name))  # type: ignore[index]
+                 for b, t in frame_tasks]  # fmt: skip
         return da.concatenate(parts, axis=0).rechunk({1: -1})
 
     if spec.kind == ZOOM:

@@ -380,7 +380,7 @@ def escape_reference(cr: float, ci: float, iters: int, fractal: Fractal | None =
     """
     f = _MANDELBROT if fractal is None else fractal
     if f.family == "julia":
-        zr, zi, a, b = cr, ci, f.c.real, f.c.imag
+        zr, zi, (a, b) = cr, ci, f.c_parts
     else:
         zr, zi, a, b = 0.0, 0.0, cr, ci
     for i in range(iters):
@@ -489,7 +489,7 @@ def distance_reference(cr: float, ci: float, n: int, fractal: Fractal | None = N
     f = _MANDELBROT if fractal is None else fractal
     julia = f.family == "julia"
     zr, zi = (cr, ci) if julia else (0.0, 0.0)
-    a, b = (f.c.real, f.c.imag) if julia else (cr, ci)
+    a, b = f.c_parts if julia else (cr, ci)
     dr, di = (1.0, 0.0) if julia else (0.0, 0.0)
     k = 0
     while k < n + _DE_EXTRA and not (k >= n and zr * zr + zi * zi > _DE_BAILOUT2):

@@ -88,7 +88,7 @@ def _stops_table() -> dict[str, tuple[Stop, ...]]:
     raw = json.loads(resources.files("dfractal_dask").joinpath("data/seed_palettes.json").read_text())
     out = {}
     for name, stops in raw["palettes"].items():
-        out[name] = tuple(Stop(s["step"], tuple(int(s["rgba"][i : i + 2], 16) for i in (1, 3, 5, 7))) for s in stops)
+        out[name] = tuple(Stop(s["step"], parse_hex(s["rgba"])) for s in stops)
     return out
 
 
@@ -138,7 +138,8 @@ def parse_hex(text: str) -> tuple[int, int, int, int]:
         raise ValueError(f"malformed hex colour {text!r}; expected #rrggbb or #rrggbbaa")
     if len(h) == 6:
         h += "ff"
-    return tuple(int(h[i : i + 2], 16) for i in (0, 2, 4, 6))
+    r, g, b, a = (int(h[i : i + 2], 16) for i in (0, 2, 4, 6))
+    return r, g, b, a
 
 
 @cache
@@ -219,7 +220,7 @@ def resolve_palette(spec: str | Palette | list[str] | tuple[str, ...]) -> Palett
     raise ValueError(f"unknown palette {text!r}{hint} (`dfractal palettes` lists them all)")
 
 
-def _channel(c: np.ndarray | int) -> np.ndarray | int:
+def _channel(c: np.ndarray | int) -> np.ndarray:
     # Go's colour API hands over c*257 (16 bit); the seed divides by 255.
     return (np.asarray(c, dtype=np.uint64) * 257) // 255
 

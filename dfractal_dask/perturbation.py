@@ -129,8 +129,8 @@ def sample_point(view: View, i: float, j: float) -> tuple[Fraction, Fraction]:
     step = Fraction(view.step)
     cx = Fraction(view.sample_width - 1, 2)
     cy = Fraction(view.sample_height - 1, 2)
-    i, j = Fraction(float(i)), Fraction(float(j))  # exact: grid positions are (half-)integers
-    return Fraction(xr) + (j - cx) * step, Fraction(xi) - (i - cy) * step
+    fi, fj = Fraction(float(i)), Fraction(float(j))  # exact: grid positions are (half-)integers
+    return Fraction(xr) + (fj - cx) * step, Fraction(xi) - (fi - cy) * step
 
 
 def precision_bits(view: View) -> int:

@@ -41,7 +41,7 @@ class RenderStats:
     resumed: int = 0  # blocks already in the store when a resumed render started
 
 
-def _write(loc: Location, block: graph.Block, result: tuple, render_id: str, iters: int, store_id: str) -> dict:
+def _write(loc: Location, block: graph.Block, result: tuple, render_id: str, iters: int, store_id: str | None) -> dict:
     it, norm, work, *distance = result  # (the distance estimate, if the render has it)
     nbytes = store.write_block(loc, block, it, norm, *distance, store_id=store_id)
     row = {"block": block.index, "rows": block.nrows, "samples": it.size, "iterations": work, "bytes": nbytes}
@@ -73,7 +73,9 @@ def _current_client() -> Client | None:
         return None
 
 
-def _check_run(retries: object, resume: bool, store_path: object, storage_options: object) -> Location | None:
+def _check_run(
+    retries: object, resume: bool, store_path: str | os.PathLike | Location | None, storage_options: dict | None
+) -> Location | None:
     # the arguments render and zoom share, checked before any cluster starts;
     # the store's location, made absolute here, on the client, before any task is built
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -361,7 +363,7 @@ class _StoreRun:
     retries: int
     workers: list[str] | None
     stats: RenderStats | None
-    store_id: str = ""
+    store_id: str | None = ""  # None: a resumed store of format 1, which has none
 
     def start(self, overwrite: bool, done, token: str) -> None:
         """Make the store (``done`` ``None``), or take up the one to resume."""
@@ -426,9 +428,9 @@ class _StoreRun:
         mark = dask.delayed(store.mark_frame_done, pure=False)
 
         def frame(k: int):
-            writes = [
-                write(loc, k, b, t[0], t[1], store_id=sid) for b, t in graph.frame_tasks(self.spec, k, self.render_id)
-            ]
+            tasks = graph.frame_tasks(self.spec, k, self.render_id)
+            # (t[i]: Delayed binds its operators at run time, unseen by mypy)
+            writes = [write(loc, k, b, t[0], t[1], store_id=sid) for b, t in tasks]  # type: ignore[index]
             return c.compute(mark(loc, k, *writes, store_id=sid), retries=self.retries)
 
         todo = [k for k in range(len(self.spec.views)) if done is None or not done[k]]

@@ -52,14 +52,14 @@ def save_png(rgba: np.ndarray | da.Array | xr.DataArray, path: str | os.PathLike
     if not isinstance(rgba, da.Array):
         Image.fromarray(rgba, "RGBA" if rgba.shape[2] == 4 else "RGB").save(path, format="PNG")
         return path
-    rgba = rgba.rechunk({1: -1, 2: -1})
-    tmp = path.with_name(path.name + ".part")
+    lazy = rgba.rechunk({1: -1, 2: -1})
+    part = path.with_name(path.name + ".part")
     try:
-        with tmp.open("wb") as f:
-            _write_png(f, rgba.shape[1], rgba.shape[0], rgba.shape[2], _strips(rgba))
-        tmp.replace(path)
+        with part.open("wb") as f:
+            _write_png(f, lazy.shape[1], lazy.shape[0], lazy.shape[2], _strips(lazy))
+        part.replace(path)
     finally:
-        tmp.unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
     return path
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import dask
 import numpy as np
@@ -40,8 +40,8 @@ __all__ = [
 ]
 
 #: The two kinds of :class:`RenderSpec` (a zoom store's ``dfractal_kind`` attribute is :data:`ZOOM`).
-RENDER = "render"
-ZOOM = "zoom"
+RENDER: Final = "render"
+ZOOM: Final = "zoom"
 
 #: Aim for about a million samples per task: ~0.1-1 s of kernel time at the
 #: seed's iteration counts, large enough that dask's per-task cost (~1 ms) is

@@ -324,7 +324,8 @@ def create(
     names = [v for v in _SAMPLE_VARS if v in template]
     rows = int(template.attrs["chunk_rows"])
     n_blocks = _n_blocks(template) if n_blocks is None else n_blocks
-    lead, sizes = (("frame",), (template.sizes["frame"],)) if zoom else ((), ())
+    lead: tuple[str, ...] = ("frame",) if zoom else ()
+    sizes: tuple[int, ...] = (template.sizes["frame"],) if zoom else ()
     dim = "frame" if zoom else "block"  # what the done flags are of
     ds = template.assign(
         {f"{dim}_done": (dim, np.zeros(sizes[0] if zoom else n_blocks, np.uint8)),
@@ -691,7 +692,7 @@ def _layout(loc: Location, attrs: dict[str, Any]) -> tuple[list[str], np.ndarray
     shape = (view.sample_height, view.sample_width)
     blocks = -(-shape[-2] // attrs["chunk_rows"])
     flags_name = "frame_done" if zoom else "block_done"
-    want = {name: (attrs["frames"], *shape) if zoom else shape for name in names}
+    want: dict[str, tuple[int, ...]] = {name: (attrs["frames"], *shape) if zoom else shape for name in names}
     want[flags_name] = (attrs["frames"],) if zoom else (attrs["n_blocks"],)
     if attrs["dfractal_format"] >= 2:
         want["block_crc"] = (attrs["frames"], blocks, len(names)) if zoom else (blocks, len(names))
@@ -721,7 +722,8 @@ def _read_checked(
     checked against the record ``expected`` (a CRC-32C), or a :class:`StoreError` naming the block."""
     what = f"{loc}: {block_label(index)} of {name}"
     try:
-        data = _array(loc, name, store_id, read_only=True)[(*index[:-1], slice(*rows))]
+        selection: tuple[int | slice, ...] = (*index[:-1], slice(*rows))
+        data = np.asarray(_array(loc, name, store_id, read_only=True)[selection])  # (an ndarray already)
     except Exception as exc:  # a truncated or altered chunk: blosc or crc32c complains
         why = "fails its checksum" if "checksum" in str(exc) else f"cannot be decoded ({_short(exc)})"
         raise StoreError(f"{what} is damaged: it {why}; resume=True computes it again") from None

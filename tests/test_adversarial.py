@@ -100,6 +100,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_is_touched(argv, words, tmp_pa
     assert seconds < 60  # (a bound, not a benchmark: before, a zoom of 100 000 frames never finished checking)
 
 
+@pytest.mark.cluster
 def test_metrics_json_into_a_new_folder_works(tmp_path):
     out = tmp_path / "deep" / "er" / "m.json"
     assert main(["render", *TINY, "--outfile", str(tmp_path / "m.png"), "--metrics-json", str(out), "-q"]) == 0
@@ -148,6 +149,7 @@ def _web_server():
         httpd.server_close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("server", [_silent_server, _web_server], ids=["silent", "web"])
 def test_something_that_is_not_a_scheduler_fails_within_the_connect_timeout(server, tmp_path):
     with server() as address:
@@ -162,6 +164,8 @@ def test_something_that_is_not_a_scheduler_fails_within_the_connect_timeout(serv
 STALLABLE = [*SLOW[:-5], "--iters", "1000000", "--chunk-rows", "8", "-q"]
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_a_stopped_worker_is_named_and_the_store_resumes(tmp_path):
     store = tmp_path / "stall.zarr"
     env = {**os.environ, "DASK_DFRACTAL__STALL_SECONDS": "6"}
@@ -187,6 +191,8 @@ def test_a_stopped_worker_is_named_and_the_store_resumes(tmp_path):
     assert done_blocks(store) == 45 and verify(store) == []
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_a_lost_scheduler_is_one_line_and_resume_finishes(tmp_path):
     store = tmp_path / "lost.zarr"
     argv = [BIN / "dfractal", "render", *STALLABLE, "--store", store, "--outfile", tmp_path / "l.png"]
@@ -340,6 +346,8 @@ def _can_mount() -> bool:
         return False
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 @pytest.mark.skipif(not _can_mount(), reason="needs unshare -m and mount (root)")
 def test_a_full_disk_is_named_in_one_line_and_resume_finishes(tmp_path):
     """A 600 kB tmpfs (the store needs ~1 MB): the render stops at the first

@@ -21,7 +21,7 @@ from distributed import Client
 from dfractal_dask import View, render
 from dfractal_dask.diagnostics import ensure_plugin
 
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, pytest.mark.browser, pytest.mark.slow]
 
 IMG = "<img src=x onerror=\"document.title='pwned';alert(1)\">"
 # closes a <script>, opens one, and breaks out of attributes quoted either way
@@ -66,6 +66,7 @@ def _dashboard(address: str) -> str:
         return c.dashboard_link.rsplit("/status", 1)[0]
 
 
+@pytest.mark.cluster
 def test_fractal_page_shows_hostile_worker_names_as_text(browser, tmp_path):
     """`dask worker --name '<img ... onerror=...>'` (and one closing the
     page's <script>): the names are in the worker table letter for letter, and

@@ -121,6 +121,8 @@ def test_bench_plot_legends_sit_outside_and_ticks_are_whole_workers(tmp_path):
         assert ticker["attributes"].get("minor_ticks", []) == []
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 def test_bench_plot_draws_in_chromium(results, tmp_path):
     import os
 

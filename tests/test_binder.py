@@ -137,6 +137,7 @@ def test_start_sets_the_dashboard_link_and_execs():
 # -- the dashboard through jupyter-server-proxy --------------------------------------------------
 
 
+@pytest.mark.cluster
 def test_dashboard_link_reaches_the_dashboard_through_the_proxy(tmp_path):
     user = "tester"
     # a scheduler and its dashboard, no workers needed

@@ -16,7 +16,7 @@ from PIL import Image
 from dfractal_dask import RenderStats, View, render
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -132,6 +132,7 @@ def test_no_command_prints_the_usage_and_the_commands_exit_2(capsys):
     assert [n for n in listed if n in names] == names
 
 
+@pytest.mark.cluster
 def test_small_render_on_the_embedded_cluster(tmp_path, capsys):
     out = tmp_path / "img" / "m.png"
     argv = ["render", "--width", "48", "--height", "36", "--smoothness", "2", "--iters", "200", "--outfile", str(out)]
@@ -161,6 +162,7 @@ FAMILY_RENDERS = [
 ]
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize(("flags", "family", "power", "c"), FAMILY_RENDERS, ids=[f[1] for f in FAMILY_RENDERS])
 def test_render_each_family_from_the_command_line(flags, family, power, c, tmp_path, capsys):
     """The flags reach the workers: stored counts equal the plain-Python
@@ -219,6 +221,7 @@ def test_explore_on_a_taken_port(client, capsys):
     assert f"dfractal: error: cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
 
 
+@pytest.mark.cluster
 def test_render_and_recolour_with_distance_shading(tmp_path, capsys):
     out = tmp_path / "de.png"
     view = "--xpos -0.7436 --ypos 0.1318 --escape-radius 0.02 --width 40 --height 30 --smoothness 2 --iters 400"
@@ -245,6 +248,7 @@ def test_render_and_recolour_with_distance_shading(tmp_path, capsys):
     assert "complex derivative" in capsys.readouterr().err
 
 
+@pytest.mark.cluster
 def test_deep_zoom_from_the_command_line(tmp_path, capsys):
     """A 45-digit centre at span 1e-30: the workers render it by perturbation,
     the store keeps every digit, and its counts equal mpmath's."""
@@ -277,6 +281,7 @@ def test_deep_zoom_from_the_command_line(tmp_path, capsys):
     assert "span must be at least" in capsys.readouterr().err
 
 
+@pytest.mark.cluster
 def test_zoom_from_the_command_line_and_recolour(tmp_path, capsys):
     from dfractal_dask.store import open_zoom
 

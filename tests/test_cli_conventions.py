@@ -63,6 +63,7 @@ def test_span_and_its_seed_alias_on_every_view_command(command, flag):
     assert args.span == 0.5
 
 
+@pytest.mark.cluster
 def test_span_reaches_the_render(tmp_path):
     assert main(["render", "-q", *SMALL, "--span", "0.25", "--outfile", str(tmp_path / "s.png")]) == 0
     assert open_render(tmp_path / "s.zarr").attrs["span"] == 0.25
@@ -125,6 +126,7 @@ def test_flag_terms(library, printed):
     assert flag_terms(library) == (library if printed is None else printed)
 
 
+@pytest.mark.cluster
 def test_an_existing_store_is_named_in_flag_terms_on_the_command_line(tmp_path, capsys):
     """The library says ``overwrite=True``; the command line says ``--overwrite``."""
     store = tmp_path / "x.zarr"
@@ -158,6 +160,7 @@ def test_the_config_tunes_the_library():
         assert _seconds() == 3.0
 
 
+@pytest.mark.slow
 def test_dask_config_scheduler_address_selects_the_cluster(client, tmp_path, capsys):
     address = client.scheduler.address
     out = str(tmp_path / "c.png")
@@ -207,6 +210,7 @@ def test_recolor_writes_the_format_its_outfile_names(suffix, fmt, mode, rendered
     assert not list(d.glob("*.part"))
 
 
+@pytest.mark.cluster
 def test_render_writes_a_jpeg(tmp_path):
     out = tmp_path / "m.jpg"
     assert main(["render", "-q", *SMALL, "--outfile", str(out)]) == 0

@@ -28,6 +28,7 @@ def _listening(pid: int) -> list[str]:
     return out
 
 
+@pytest.mark.cluster
 def test_the_embedded_cluster_listens_on_loopback_only():
     code = (
         "from dfractal_dask.cluster import connect\n"

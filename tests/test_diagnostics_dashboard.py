@@ -139,6 +139,7 @@ def _render_on(client: Client, path) -> str:
     return stats.render_id
 
 
+@pytest.mark.cluster
 def test_the_route_module_in_the_config_serves_the_page_without_the_plugin():
     """``distributed.scheduler.http.routes``, distributed's static route list,
     names the module: the page is there before any plugin (waiting for a
@@ -163,6 +164,7 @@ def test_the_route_module_in_the_config_serves_the_page_without_the_plugin():
         assert _get(base + "/fractal/data.json")[2] == b"{}"  # the plugin's: no render yet
 
 
+@pytest.mark.cluster
 def test_dask_scheduler_preload_with_a_dashboard_prefix(tmp_path):
     """``dask scheduler --preload dfractal_dask.diagnostics --dashboard-prefix``
     (the real programs): the page, its data and its listing are under the prefix."""
@@ -177,6 +179,7 @@ def test_dask_scheduler_preload_with_a_dashboard_prefix(tmp_path):
         _check_links(base + "/fractal", render_id, 3)
 
 
+@pytest.mark.cluster
 def test_only_the_diagnostics_preload(tmp_path):
     """The new preload alone (distributed's preload machinery, in process) adds
     the plugin and its page."""
@@ -209,7 +212,9 @@ def test_jupyterlab_dask_extension_lists_the_page_and_the_proxy_serves_it(cluste
             _check_links(f"{lab.base}proxy/{port}/fractal", render_id, 3, f"token={lab.token}")
 
 
+@pytest.mark.slow
 @needs_chromium
+@pytest.mark.browser
 def test_the_dask_sidebar_in_jupyterlab_opens_the_page(cluster, tmp_path):
     """In Chromium, JupyterLab's Dask sidebar, given the dashboard's URL through
     the proxy (as on Binder), offers "Fractal"; clicked, its panel shows the

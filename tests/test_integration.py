@@ -11,6 +11,8 @@ from PIL import Image
 
 from dfractal_dask import View, colorize, fractal_dataset, open_render
 
+pytestmark = [pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def real_cluster(tmp_path_factory):
@@ -189,6 +191,7 @@ def slow_reference():
     return fractal_dataset(SLOW_VIEW, SLOW_ITERS, 8).compute()
 
 
+@pytest.mark.cluster
 def test_a_worker_killed_mid_render_loses_nothing(tmp_path, slow_reference):
     store, out = tmp_path / "k.zarr", tmp_path / "k.png"
     with dask_processes(tmp_path, worker_args=("--no-nanny",)) as (address, workers):
@@ -277,6 +280,7 @@ def _certificates(tmp):
     return files
 
 
+@pytest.mark.cluster
 def test_render_over_a_tls_cluster(tmp_path):
     from dfractal_dask.cluster import tls_security
 

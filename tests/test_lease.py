@@ -74,6 +74,7 @@ def cluster(tmp_path_factory):
         yield address
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_while_a_render_runs(cluster, tmp_path):
     store = tmp_path / "busy.zarr"
     first = subprocess.Popen([BIN / "dfractal", "render", "--scheduler", cluster, *SLOW, "--store", store,
@@ -100,6 +101,7 @@ def test_a_second_writer_is_refused_while_a_render_runs(cluster, tmp_path):
     assert not (store / "dfractal_lease").exists() and not (tmp_path / "b.png").exists()
 
 
+@pytest.mark.slow
 def test_two_renders_started_at_once_into_one_new_store_exactly_one_proceeds(cluster, tmp_path):
     store = tmp_path / "race.zarr"
     argv = [BIN / "dfractal", "render", "--scheduler", cluster, *SLOW[:-5], "--iters", "3000", "--chunk-rows", "12",

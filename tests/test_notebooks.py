@@ -19,6 +19,8 @@ import pytest
 from nbclient import NotebookClient
 from PIL import Image
 
+pytestmark = [pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = [
@@ -65,6 +67,7 @@ def _colours(img: Image.Image) -> int:
     return len(np.unique(arr, axis=0))
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs(name, tmp_path, monkeypatch):
     path = NOTEBOOK_DIR / f"{name}.ipynb"

@@ -45,6 +45,8 @@ def test_every_dfractal_command_in_the_readme_parses():
         parser.parse_args(join_negative_values(argv))  # exits (fails the test) on a bad one
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 def test_the_object_storage_example_runs_as_written(tmp_path):
     """The README's S3 block, run by bash in an empty folder (its port swapped
     for a free one): a moto server, a render into it, info, recolor."""
@@ -136,6 +138,7 @@ def test_every_readme_block_is_run_or_exercised_by_a_named_test():
             assert not name or name in defined, f"{test} (for the README block {key!r}) does not exist"
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("k", range(len(PYTHON_BLOCKS)))
 def test_python_block_runs_as_a_script(k, tmp_path):
     """Each ```python block, written to a file and run by ``python script.py``

@@ -21,6 +21,8 @@ from s3server import s3_server
 from dfractal_dask import View, colorize, fractal_dataset, open_render, open_zoom
 from dfractal_dask.location import as_location
 
+pytestmark = [pytest.mark.slow]
+
 SMALL = ["--width", "48", "--height", "36", "--smoothness", "2", "--iters", "300", "--chunk-rows", "12"]
 SMALL_VIEW = View(-0.00275, 0.78912, 0.125689, 48, 36, 2)
 # long enough to be cut in the middle: half inside the set, a high iteration limit
@@ -135,6 +137,7 @@ def test_a_killed_client_then_resume_on_s3(s3, cluster, tmp_path, slow_reference
     np.testing.assert_array_equal(ds.norm.values, slow_reference.norm.values)
 
 
+@pytest.mark.cluster
 def test_a_worker_killed_mid_render_into_s3_loses_nothing(s3, tmp_path, slow_reference):
     url = "s3://renders/workerkill.zarr"
     with dask_processes(tmp_path, worker_args=("--no-nanny",), env=s3.env) as (address, workers):
@@ -182,6 +185,7 @@ def test_bad_object_storage_is_one_line_and_exit_2_before_any_work(s3, cluster, 
     assert not list(tmp_path.glob("*.png"))
 
 
+@pytest.mark.cluster
 def test_storage_options_reach_the_workers_from_the_api(s3, tmp_path):
     """render(..., storage_options=) on workers that have no credentials of their own."""
     from distributed import Client

@@ -40,6 +40,8 @@ def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("seed")
 
 
+@pytest.mark.slow
+@pytest.mark.cluster
 @pytest.mark.parametrize("command", SEED_RENDERS, ids=[c.split("--outfile ")[1].split()[0] for c in SEED_RENDERS])
 def test_seed_render(command, workdir):
     argv = shlex.split(command)

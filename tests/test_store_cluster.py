@@ -13,6 +13,8 @@ from daskprocs import BIN, SLOW, dask_processes, done_blocks, wait_for
 from dfractal_dask import View, fractal_dataset, open_render
 from dfractal_dask import store as st
 
+pytestmark = [pytest.mark.slow]
+
 SMALL = ["--width", "40", "--height", "30", "--smoothness", "2", "--iters", "200", "--chunk-rows", "10", "-q"]
 
 
@@ -85,6 +87,7 @@ def _can_unshare() -> bool:
         return False
 
 
+@pytest.mark.cluster
 @pytest.mark.skipif(not _can_unshare(), reason="needs unshare -m (mount namespaces)")
 def test_a_worker_that_cannot_see_the_store_is_named(tmp_path):
     """A worker whose filesystem is not the client's (here: an empty tmpfs

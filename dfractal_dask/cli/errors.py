@@ -55,6 +55,6 @@ def one_line(text: str) -> str:
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
-def error_line(exc: BaseException) -> str:
-    """The line printed for bad input ``exc``: in flag terms, on one line."""
+def error_line(exc: BaseException | str) -> str:
+    """The line printed for bad input ``exc`` (an exception or its message): in flag terms, on one line."""
     return f"dfractal: error: {one_line(flag_terms(str(exc)))}"

@@ -14,6 +14,7 @@ from ..view import View
 from ..widget import EXPLORER_MODES, serve
 from .errors import UsageError
 from .options import (
+    FrameSize,
     add_cluster_flags,
     add_color_flags,
     add_fractal_flags,
@@ -31,7 +32,7 @@ from .output import say
 __all__ = ["EXPLORE_FRAME", "add_parser", "run"]
 
 #: The explorer's frame in pixels, unless told (a browser window's worth).
-EXPLORE_FRAME = {"width": 800, "height": 600}
+EXPLORE_FRAME: FrameSize = {"width": 800, "height": 600}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

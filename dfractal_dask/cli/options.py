@@ -14,7 +14,7 @@ import inspect
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypedDict
 
 import dask.config
 from distributed import Security
@@ -28,10 +28,10 @@ from ..view import View, parse_coordinate
 from .errors import UsageError
 
 __all__ = [
-    "FRACTAL_CHOICES", "Parser", "VIEW_DEFAULTS", "add_cluster_flags", "add_color_flags", "add_fractal_flags",
-    "add_storage_flag", "add_store_flags", "add_tls_flags", "add_view_flags", "check_color_flags", "coordinate",
-    "default_of", "finite_float", "fractal", "fractal_name", "int_list", "location", "port", "positive_int",
-    "resolve_scheduler", "security", "store_beside",
+    "FRACTAL_CHOICES", "FrameSize", "Parser", "VIEW_DEFAULTS", "ViewFlagDefaults", "add_cluster_flags",
+    "add_color_flags", "add_fractal_flags", "add_storage_flag", "add_store_flags", "add_tls_flags", "add_view_flags",
+    "check_color_flags", "coordinate", "default_of", "finite_float", "fractal", "fractal_name", "int_list", "location",
+    "port", "positive_int", "resolve_scheduler", "security", "store_beside",
 ]  # fmt: skip
 
 #: :class:`View`'s defaults by field (the seed's view: its flags' defaults).
@@ -114,6 +114,21 @@ def _family(text: str) -> str:
 
 
 # -- flag groups -----------------------------------------------------------------
+class FrameSize(TypedDict):
+    """A command's own picture size for :func:`add_view_flags`."""
+
+    width: int
+    height: int
+
+
+class ViewFlagDefaults(FrameSize, total=False):
+    """A command's own defaults for :func:`add_view_flags` (its keyword arguments)."""
+
+    span: float | None
+    smoothness: int | None
+    centre: tuple[float, float] | None
+
+
 def add_view_flags(
     group: argparse._ActionsContainer,
     *,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dask.array as da
 import numpy as np
+import xarray as xr
 from PIL import Image
 
 from ..animation import ANIMATION_FORMATS
@@ -62,13 +63,14 @@ def check_picture_format(outfile: Path) -> str:
         raise UsageError(f"--outfile {outfile}: unknown picture format {outfile.suffix!r} (endings: {known})") from None
 
 
-def save_picture(rgba: np.ndarray | da.Array, outfile: Path) -> Path:
+def save_picture(rgba: np.ndarray | da.Array | xr.DataArray, outfile: Path) -> Path:
     """Write ``(h, w, 4)`` uint8 ``rgba`` as the format ``outfile`` names: a PNG
     streamed a strip at a time, the others through Pillow (JPEG without the
     alpha it cannot hold), by way of a ``.part`` file so no half picture stays."""
     fmt = check_picture_format(outfile)
     if fmt == "PNG":
-        return save_png(rgba, outfile)
+        save_png(rgba, outfile)  # a local path: written where it is
+        return outfile
     pixels = np.asarray(rgba.compute() if isinstance(rgba, da.Array) else rgba)
     image = Image.fromarray(pixels, "RGBA" if pixels.shape[2] == 4 else "RGB")
     if fmt == "JPEG":

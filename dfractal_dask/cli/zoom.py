@@ -18,6 +18,7 @@ from ..pipeline import zoom as zoom_view
 from ..store import check_zoom_target, reading
 from ..view import View, zoom_views
 from .options import (
+    ViewFlagDefaults,
     add_cluster_flags,
     add_color_flags,
     add_fractal_flags,
@@ -38,7 +39,7 @@ __all__ = ["ZOOM_VIEW", "add_parser", "run"]
 
 #: A zoom's first frame, unless told: the whole Mandelbrot set's span about
 #: the seed's centre, at an animation's size (the seed has no zoom).
-ZOOM_VIEW = {"span": HOME["mandelbrot"][2], "width": 320, "height": 240, "smoothness": 2}
+ZOOM_VIEW: ViewFlagDefaults = {"span": HOME["mandelbrot"][2], "width": 320, "height": 240, "smoothness": 2}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

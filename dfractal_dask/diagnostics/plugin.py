@@ -57,7 +57,7 @@ class _Render:
     def report(self, names: dict[str, str]) -> dict[str, Any]:
         workers = {}
         for addr, c in self.workers.items():
-            row = dict(c)
+            row: dict[str, Any] = dict(c)
             row["name"] = names.get(addr, addr)
             row["start"] = self.first.get(addr)
             row["stop"] = self.last.get(addr)
@@ -111,6 +111,8 @@ class FractalMetrics(SchedulerPlugin):
     def log_event(self, topic: str, msg: Any) -> None:
         if topic == RENDER_TOPIC and isinstance(msg, dict):
             rid = msg.get("render_id")
+            if not isinstance(rid, str):  # not one of ours: pipeline's events always name their render
+                return
             if msg.get("action") == "start":
                 self.renders[rid] = _Render(rid, dict(msg.get("meta", {})))
                 self.latest = rid

@@ -55,7 +55,7 @@ def worker_runtime(dask_worker: Any = None) -> dict:
     dict
         :func:`runtime_metrics`, the process id and the worker's name.
     """
-    out = runtime_metrics()
+    out: dict[str, Any] = runtime_metrics()
     out["pid"] = os.getpid()
     if dask_worker is not None:
         out["name"] = str(dask_worker.name)

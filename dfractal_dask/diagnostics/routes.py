@@ -28,7 +28,7 @@ from typing import Any
 from distributed.http import get_handlers
 from distributed.http.scheduler.info import IndividualPlots as _DaskIndividualPlots
 from distributed.http.utils import RequestHandler
-from tornado import httputil, web
+from tornado import httputil, routing, web
 
 from ..protocol import PAGE_PATH, PLUGIN_NAME, to_json
 
@@ -105,7 +105,7 @@ def _prefix(app: web.Application) -> str:
     distributed routed its own ``individual-plots.json`` (the scheduler keeps
     no record of it)."""
     for rule in app.wildcard_router.rules:
-        if rule.target is _DaskIndividualPlots:
+        if rule.target is _DaskIndividualPlots and isinstance(rule.matcher, routing.PathMatches):
             return rule.matcher.regex.pattern.removesuffix("$").removesuffix("individual-plots.json")
     return "/"
 

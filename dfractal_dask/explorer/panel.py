@@ -11,14 +11,15 @@ server); it holds no threads or locks of its own.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from bokeh.events import RangesUpdate
+from bokeh.events import Event, RangesUpdate
 from bokeh.layouts import column, row
-from bokeh.models import Button, ColumnDataSource, Div, Select, Spinner, TextInput
+from bokeh.models import ColumnDataSource, Range1d
+from bokeh.models.widgets import Button, Div, Select, Spinner, TextInput  # (bokeh.models exports them unseen by mypy)
 from bokeh.plotting import figure
 
 from ..fractals import FAMILIES, MAX_POWER, Fractal
@@ -41,6 +42,21 @@ def _to_bokeh(rgba: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgba[::-1]).view(np.uint32).reshape(rgba.shape[:2])
 
 
+def _when(changed: Callable[[Any], bool], act: Callable[[Any], object]) -> Callable[[str, Any, Any], None]:
+    """A control's ``on_change`` callback: ``act(new)`` if ``changed(new)``."""
+
+    def callback(attr: str, old: Any, new: Any) -> None:
+        if changed(new):
+            act(new)
+
+    return callback
+
+
+def _options(names: Iterable[str]) -> list[str | tuple[Any, str]]:
+    """A Select's options: its values, shown as they are."""
+    return list(names)
+
+
 def _same(a: View, b: View) -> bool:
     tol = 1e-9 * b.span
     return abs(a.xpos - b.xpos) <= tol and abs(a.ypos - b.ypos) <= tol and abs(a.span - b.span) <= tol
@@ -58,11 +74,13 @@ class ExplorerPanel:
         v = s.view
         half_h = 0.5 * v.span * v.height / v.width
         self.source = ColumnDataSource({"image": [], "x": [], "y": [], "dw": [], "dh": []})
+        self.x_range = Range1d(start=v.xpos - v.span / 2, end=v.xpos + v.span / 2)
+        self.y_range = Range1d(start=v.ypos - half_h, end=v.ypos + half_h)
         fig = figure(
             frame_width=v.width,  # the plot area is the frame: one rendered pixel per screen pixel
             frame_height=v.height,
-            x_range=(v.xpos - v.span / 2, v.xpos + v.span / 2),
-            y_range=(v.ypos - half_h, v.ypos + half_h),
+            x_range=self.x_range,
+            y_range=self.y_range,
             match_aspect=True,
             tools="wheel_zoom,box_zoom,pan,reset",
             active_scroll="wheel_zoom",
@@ -76,33 +94,36 @@ class ExplorerPanel:
         self.figure = fig
         # the status line echoes names, paths and messages a user typed: shown as text, never as HTML (or TeX)
         self.status = Div(text="starting…", name="status", width=v.width, render_as_text=True, disable_math=True)
-        self.palette_select = Select(title="palette", value=str(s.palette), options=list(PALETTE_CHOICES),
+        self.palette_select = Select(title="palette", value=str(s.palette), options=_options(PALETTE_CHOICES),
                                      name="palette")  # fmt: skip
         if self.palette_select.value not in PALETTE_CHOICES:
             self.palette_select.options = [self.palette_select.value, *PALETTE_CHOICES]
-        self.mode_select = Select(title="colouring", value=s.mode, options=list(EXPLORER_MODES), name="mode")
+        self.mode_select = Select(title="colouring", value=s.mode, options=_options(EXPLORER_MODES), name="mode")
         self.iters_spinner = Spinner(title="max iterations", value=s.iters, low=1, high=1_000_000, step=100,
                                      name="iters")  # fmt: skip
         f = s.fractal
-        self.fractal_select = Select(title="fractal", value=f.family, options=list(FAMILIES))
+        self.fractal_select = Select(title="fractal", value=f.family, options=_options(FAMILIES))
         self.julia_c_input = TextInput(title="julia c", value=str(f.c if f.c is not None else Fractal("julia").c))
         self.power_spinner = Spinner(title="multibrot power", value=f.power if f.family == "multibrot" else 3,
                                      low=2, high=MAX_POWER, step=1)  # fmt: skip
-        self.fractal_select.on_change("value", lambda a, o, n: n != s.fractal.family and self._on_fractal())
-        self.julia_c_input.on_change("value", lambda a, o, n: s.fractal.family == "julia" and self._on_fractal())
-        self.power_spinner.on_change("value", lambda a, o, n: s.fractal.family == "multibrot" and self._on_fractal())
+        self.fractal_select.on_change("value", _when(lambda n: n != s.fractal.family, lambda n: self._on_fractal()))
+        self.julia_c_input.on_change(
+            "value", _when(lambda n: s.fractal.family == "julia", lambda n: self._on_fractal())
+        )
+        self.power_spinner.on_change("value", _when(lambda n: s.fractal.family == "multibrot",
+                                                    lambda n: self._on_fractal()))  # fmt: skip
         self.save_name = TextInput(title="save as (name)", value="explore", name="save_name")
         self.save_button = Button(label="Save full resolution", button_type="primary", name="save")
         self.reset_button = Button(label="Reset view")
         # a control set from Python (see sync_controls) echoes back the current value: nothing to do
-        self.palette_select.on_change("value", lambda a, o, n: n != s.palette and self._control(
-            "palette", s.set_coloring, palette=n))  # fmt: skip
-        self.mode_select.on_change("value", lambda a, o, n: n != s.mode and self._control(
-            "colouring", s.set_coloring, mode=n))  # fmt: skip
-        self.iters_spinner.on_change("value", lambda a, o, n: n != s.iters and self._control(
-            "max iterations", s.set_iters, _whole(n)))  # fmt: skip
+        self.palette_select.on_change("value", _when(lambda n: n != s.palette, lambda n: self._control(
+            "palette", s.set_coloring, palette=n)))  # fmt: skip
+        self.mode_select.on_change("value", _when(lambda n: n != s.mode, lambda n: self._control(
+            "colouring", s.set_coloring, mode=n)))  # fmt: skip
+        self.iters_spinner.on_change("value", _when(lambda n: n != s.iters, lambda n: self._control(
+            "max iterations", s.set_iters, _whole(n))))  # fmt: skip
         self.save_button.on_click(self._on_save)
-        self.reset_button.on_click(lambda *_: s.goto(s.home))
+        self.reset_button.on_click(self._on_reset)
         controls = row(
             self.palette_select, self.mode_select, self.iters_spinner, self.save_name, self.save_button,
             self.reset_button,
@@ -146,10 +167,12 @@ class ExplorerPanel:
         After a mouse zoom they are there already; the echo of this change
         names the current view, so it renders nothing (see ``_on_ranges``)."""
         half_h = 0.5 * v.span * v.height / v.width
-        for rng, lo, hi in ((self.figure.x_range, v.xpos - v.span / 2, v.xpos + v.span / 2),
-                            (self.figure.y_range, v.ypos - half_h, v.ypos + half_h)):  # fmt: skip
-            if not (math.isclose(rng.start, lo, rel_tol=0, abs_tol=1e-9 * v.span)
-                    and math.isclose(rng.end, hi, rel_tol=0, abs_tol=1e-9 * v.span)):  # fmt: skip
+        for rng, lo, hi in ((self.x_range, v.xpos - v.span / 2, v.xpos + v.span / 2),
+                            (self.y_range, v.ypos - half_h, v.ypos + half_h)):  # fmt: skip
+            start, end = rng.start, rng.end  # numbers (set here, or by the page: a JSON number)
+            if not (isinstance(start, int | float) and isinstance(end, int | float)
+                    and math.isclose(start, lo, rel_tol=0, abs_tol=1e-9 * v.span)
+                    and math.isclose(end, hi, rel_tol=0, abs_tol=1e-9 * v.span)):  # fmt: skip
                 rng.update(start=lo, end=hi)
 
     # -- the page's events ---------------------------------------------------------
@@ -167,12 +190,18 @@ class ExplorerPanel:
         family = self.fractal_select.value
         try:
             c = Fractal.parse_c(self.julia_c_input.value) if family == "julia" else None
-            fractal = Fractal(family, int(self.power_spinner.value) if family == "multibrot" else 2, c)
+            power = self.power_spinner.value if family == "multibrot" else 2
+            if power is None:  # an emptied spinner
+                raise TypeError("multibrot power must be a number, got None")
+            fractal = Fractal(family, int(power), c)
         except (TypeError, ValueError) as exc:
             self.set_status(f"cannot render: {exc}")
             return
         if fractal != self.session.fractal:
             self.session.set_fractal(fractal)
+
+    def _on_reset(self, *_) -> None:
+        self.session.goto(self.session.home)
 
     def _on_save(self, *_) -> None:
         try:
@@ -180,14 +209,16 @@ class ExplorerPanel:
         except (ValueError, OSError) as exc:  # a bad name, an existing file, an unusable folder: said in the page
             self.set_status(f"not saved: {exc}")
 
-    def _on_ranges(self, event: RangesUpdate) -> None:
-        if None in (event.x0, event.x1, event.y0, event.y1):
+    def _on_ranges(self, event: Event) -> None:
+        assert isinstance(event, RangesUpdate)  # (subscribed to that one class)
+        x0, x1, y0, y1 = event.x0, event.x1, event.y0, event.y1
+        if x0 is None or x1 is None or y0 is None or y1 is None:
             return
         s = self.session
         w, h = s.view.width, s.view.height
-        span = max(event.x1 - event.x0, (event.y1 - event.y0) * w / h)  # cover the whole frame
+        span = max(x1 - x0, (y1 - y0) * w / h)  # cover the whole frame
         try:
-            view = replace(s.view, xpos=(event.x0 + event.x1) / 2, ypos=(event.y0 + event.y1) / 2, span=span)
+            view = replace(s.view, xpos=(x0 + x1) / 2, ypos=(y0 + y1) / 2, span=span)
         except ValueError as exc:  # e.g. zoomed past float64
             self.set_status(f"cannot render this view: {exc}")
             return

@@ -20,7 +20,6 @@ import threading
 import time
 import unicodedata
 import uuid
-import warnings
 from collections.abc import Callable
 from concurrent.futures import Future as SaveFuture
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +34,7 @@ from distributed import CancelledError, Client, Future
 
 from .. import graph, kernels
 from ..colorize import BLOCK_MODES, Picture, color_samples, colorize, picture_of
+from ..deprecation import warn_renamed
 from ..fractals import Fractal
 from ..location import Location, as_location
 from ..palettes import resolve_palette
@@ -284,7 +284,7 @@ class ExplorerSession:
 
     def set_colouring(self, palette: str | None = None, mode: str | None = None) -> int:
         """Deprecated spelling of :meth:`set_coloring`."""
-        warnings.warn("set_colouring is renamed set_coloring", DeprecationWarning, stacklevel=2)
+        warn_renamed("set_colouring", "set_coloring")
         return self.set_coloring(palette, mode)
 
     def set_fractal(self, fractal: Fractal) -> int:
