@@ -23,7 +23,7 @@ import xarray as xr
 from PIL import GifImagePlugin, Image, ImageChops, PngImagePlugin
 
 from .colorize import color_picture
-from .palettes import Palette
+from .palettes import DEFAULT_PALETTE, DEFAULT_STEP, Palette
 
 __all__ = ["ANIMATION_FORMATS", "FRAME_BATCH", "color_frames", "save_animation"]
 
@@ -36,8 +36,8 @@ FRAME_BATCH = 8
 
 def color_frames(
     ds: xr.Dataset,
-    palette: str | Palette | list[str] = "Hippi",
-    step: int = 6000,
+    palette: str | Palette | list[str] = DEFAULT_PALETTE,
+    step: int = DEFAULT_STEP,
     mode: str = "smooth",
     *,
     interior: str | tuple[int, int, int] = "#000000",

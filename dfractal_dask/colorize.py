@@ -25,7 +25,7 @@ import numpy as np
 import xarray as xr
 
 from .deprecation import warn_renamed
-from .palettes import Palette, pack, parse_hex, resolve_palette, seed_lut
+from .palettes import DEFAULT_PALETTE, DEFAULT_STEP, Palette, pack, parse_hex, resolve_palette, seed_lut
 from .view import View
 
 if TYPE_CHECKING:
@@ -276,9 +276,9 @@ def color_samples(
     iterations: np.ndarray,
     norm: np.ndarray,
     iters: int,
-    palette: str | Palette | list[str] = "Hippi",
+    palette: str | Palette | list[str] = DEFAULT_PALETTE,
     mode: str = "smooth",
-    step: int = 6000,
+    step: int = DEFAULT_STEP,
     interior: str | tuple[int, int, int] = "#000000",
     power: int = 2,
 ) -> np.ndarray:
@@ -410,8 +410,8 @@ def _picture(data: np.ndarray | da.Array, ds: xr.Dataset, n: int, colouring: dic
 
 def color_picture(
     ds: xr.Dataset,
-    palette: str | Palette | list[str] = "Hippi",
-    step: int = 6000,
+    palette: str | Palette | list[str] = DEFAULT_PALETTE,
+    step: int = DEFAULT_STEP,
     mode: str = "seed",
     *,
     interior: str | tuple[int, int, int] = "#000000",
@@ -545,8 +545,8 @@ def box_mean(samples: np.ndarray, n: int) -> np.ndarray:
 
 def colorize(
     ds: xr.Dataset,
-    palette: str | Palette | list[str] = "Hippi",
-    step: int = 6000,
+    palette: str | Palette | list[str] = DEFAULT_PALETTE,
+    step: int = DEFAULT_STEP,
     mode: str = "seed",
     *,
     interior: str | tuple[int, int, int] = "#000000",
@@ -566,7 +566,7 @@ def warm_up() -> None:
     dtypes, so a worker's first colouring does not pay for it."""
     for dtype in (np.uint16, np.uint32):
         it, nm = np.zeros((1, 1), dtype), np.ones((1, 1), np.float32)
-        seed_colors(it, nm, 1, seed_lut("Hippi", 2))
+        seed_colors(it, nm, 1, seed_lut(DEFAULT_PALETTE, 2))
         smooth_colors(it, nm, 1, np.zeros((2, 3)), np.zeros(3), 2)
     box_mean(np.zeros((2, 2, 4), np.uint8), 2)
 

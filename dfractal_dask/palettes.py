@@ -21,6 +21,7 @@ import numpy as np
 
 __all__ = [
     "DEFAULT_PALETTE",
+    "DEFAULT_STEP",
     "MAX_STEP",
     "SEED_PALETTES",
     "Palette",
@@ -44,6 +45,8 @@ MAX_STEP = 10_000_000
 SEED_PALETTES = ("Hippi", "Plan9", "Vivid", "AfternoonBlue", "SummerBeach", "Biochemist", "Fiesta")
 #: The palette used when none is named (the seed's default).
 DEFAULT_PALETTE = SEED_PALETTES[0]
+#: The seed's colour table size (its ``--step``): ``max(step, iters)`` entries.
+DEFAULT_STEP = 6000
 
 # gobrot spells one palette "Biochimist"; accept both.
 _ALIASES = {"biochimist": "Biochemist"}

@@ -82,16 +82,21 @@ def _dfractal_keys(ds: xr.Dataset) -> list[str]:
     return sorted(str(k) for k in ds.__dask_graph__() if str(k).startswith("dfractal-"))
 
 
+def _check_written(fn, kw: dict, want: dict, path: Path, done: str, client) -> None:
+    """``fn`` (render or zoom) writes into ``path`` and returns in memory what the golden data say."""
+    ds = fn(**kw, store_path=path, client=client)
+    assert store_digest(path) == want["store"]
+    assert {k: v for k, v in ds.attrs.items() if k != "store_id"} == want["attrs"]
+    assert list(ds.attrs) == [*want["attrs"], "store_id"]  # in the same order
+    assert arrays_digest(ds.drop_vars(done)) == want["arrays"]
+    mem = fn(**kw, client=client)
+    assert dict(mem.attrs) == want["mem_attrs"] and arrays_digest(mem) == want["arrays"]
+
+
 @pytest.mark.parametrize("name", sorted(RENDERS))
 def test_a_render_writes_what_it_wrote_before_the_spec(name, client1, tmp_path):
     kw, want = RENDERS[name], GOLDEN["render"][name]
-    ds = render(**kw, store_path=tmp_path / "r.zarr", client=client1)
-    assert store_digest(tmp_path / "r.zarr") == want["store"]
-    assert {k: v for k, v in ds.attrs.items() if k != "store_id"} == want["attrs"]
-    assert list(ds.attrs) == [*want["attrs"], "store_id"]  # in the same order
-    assert arrays_digest(ds.drop_vars("block_done")) == want["arrays"]
-    mem = render(**kw, client=client1)
-    assert dict(mem.attrs) == want["mem_attrs"] and arrays_digest(mem) == want["arrays"]
+    _check_written(render, kw, want, tmp_path / "r.zarr", "block_done", client1)
     lazy = fractal_dataset(kw["view"], kw["iters"], kw.get("chunk_rows"), kw.get("fractal"), kw.get("distance", False))
     assert _dfractal_keys(lazy) == GOLDEN["keys"][f"render-{name}"]
     assert arrays_digest(lazy.compute(scheduler="sync")) == want["arrays"]
@@ -100,12 +105,7 @@ def test_a_render_writes_what_it_wrote_before_the_spec(name, client1, tmp_path):
 @pytest.mark.parametrize("name", sorted(ZOOMS))
 def test_a_zoom_writes_what_it_wrote_before_the_spec(name, client1, tmp_path):
     kw, want = ZOOMS[name], GOLDEN["zoom"][name]
-    ds = zoom(**kw, store_path=tmp_path / "z.zarr", client=client1)
-    assert store_digest(tmp_path / "z.zarr") == want["store"]
-    assert {k: v for k, v in ds.attrs.items() if k != "store_id"} == want["attrs"]
-    assert arrays_digest(ds.drop_vars("frame_done")) == want["arrays"]
-    mem = zoom(**kw, client=client1)
-    assert dict(mem.attrs) == want["mem_attrs"] and arrays_digest(mem) == want["arrays"]
+    _check_written(zoom, kw, want, tmp_path / "z.zarr", "frame_done", client1)
     views = zoom_views(kw["view"], kw["frames"], kw["to_span"])
     lazy = zoom_dataset(views, kw["iters"], kw["chunk_rows"])
     assert _dfractal_keys(lazy) == GOLDEN["keys"][f"zoom-{name}"]

@@ -189,18 +189,8 @@ class FractalMetrics(SchedulerPlugin):
         return None if rid not in self.renders else self.renders[rid].report(self._names())
 
     def preview_png(self, render_id: str | None = None) -> bytes | None:
-        """The live preview of a render as PNG bytes.
-
-        Parameters
-        ----------
-        render_id : str, optional
-            The render (default: the latest).
-
-        Returns
-        -------
-        bytes or None
-            A greyscale PNG, None when the plugin has not seen that render.
-        """
+        """The live preview of render ``render_id`` (default: the latest) as
+        greyscale PNG bytes; None when the plugin has not seen that render."""
         from PIL import Image
 
         rid = render_id or self.latest

@@ -37,7 +37,7 @@ from ..colorize import BLOCK_MODES, Picture, color_samples, colorize, picture_of
 from ..deprecation import warn_renamed
 from ..fractals import Fractal
 from ..location import Location, as_location
-from ..palettes import resolve_palette
+from ..palettes import DEFAULT_PALETTE, DEFAULT_STEP, resolve_palette
 from ..png import save_png
 from ..view import View, parse_coordinate
 
@@ -51,7 +51,7 @@ COARSE = 4  # the coarse pass: 1/COARSE of the resolution along each axis (dask 
 FULL_BLOCKS = 8  # row blocks of a full frame: both workers busy, tasks still ~10-100 ms
 #: The explorer's defaults (:class:`ExplorerSession`, ``Explorer``, ``serve``): iterations, palette, mode,
 #: seed step, where saves go.
-ITERS, PALETTE, MODE, STEP, SAVE_DIR = 500, "Hippi", "smooth", 6000, "."
+ITERS, PALETTE, MODE, STEP, SAVE_DIR = 500, DEFAULT_PALETTE, "smooth", DEFAULT_STEP, "."
 #: the longest name a save writes beside its store: the PNG while it is written (see ``png.save_png``)
 _LONGEST_SUFFIX = ".png.part"
 
@@ -69,7 +69,7 @@ def frame_tasks(
     iters: int,
     palette,
     mode: str = "smooth",
-    step: int = 6000,
+    step: int = DEFAULT_STEP,
     blocks: int = 1,
     fractal: Fractal | None = None,
 ) -> list:
