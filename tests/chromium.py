@@ -35,3 +35,25 @@ def launch() -> Iterator:
             yield b
         finally:
             b.close()
+
+
+@contextlib.contextmanager
+def explore_process(scheduler: str, save_dir: str | os.PathLike, *flags: str) -> Iterator[str]:
+    """`dfractal explore` as a user starts it (``flags`` added), on ``scheduler``,
+    saving into ``save_dir``; yields its URL.  It must stop cleanly on SIGTERM."""
+    import re
+    import subprocess
+
+    argv = ["dfractal", "explore", "--port", "0", *flags, "--scheduler", scheduler, "--save-dir", str(save_dir)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        line = proc.stdout.readline()
+        m = re.match(r"explorer: (http://127\.0\.0\.1:\d+/)$", line.strip())
+        assert m, f"no explorer URL, got {line!r}; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"
+        yield m.group(1)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err  # SIGTERM stops it cleanly
+    assert "Traceback" not in err and "error handling message" not in err, err  # nothing raised out of a callback

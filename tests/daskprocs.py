@@ -103,3 +103,13 @@ def dask_processes(
             except subprocess.TimeoutExpired:
                 p.kill()
         logs.close()
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds: a test's server process, stopped."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

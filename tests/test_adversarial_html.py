@@ -10,11 +10,10 @@ element of it exists in the page, and that the value is there letter for letter.
 import json
 import os
 import re
-import subprocess
 import time
 
 import pytest
-from chromium import launch, needs_chromium
+from chromium import explore_process, launch, needs_chromium
 from daskprocs import dask_processes
 from distributed import Client
 
@@ -146,19 +145,9 @@ def hostile_explorer(client, tmp_path_factory):
     bokeh callback: its log is checked when it stops."""
     save_dir = tmp_path_factory.mktemp("saves") / IMG_FILE
     save_dir.mkdir()
-    argv = ["dfractal", "explore", "--port", "0", "--width", "160", "--height", "120", "--iters", "100",
-            "--scheduler", client.scheduler.address, "--save-dir", str(save_dir)]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()
-        m = re.match(r"explorer: (http://127\.0\.0\.1:\d+/)$", line.strip())
-        assert m, f"no explorer URL, got {line!r}; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"
-        yield m.group(1), save_dir
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
-    assert "Traceback" not in err and "error handling message" not in err, err
+    size = ("--width", "160", "--height", "120", "--iters", "100")
+    with explore_process(client.scheduler.address, save_dir, *size) as url:
+        yield url, save_dir
 
 
 def _explorer_page(browser, url: str) -> Watched:

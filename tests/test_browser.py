@@ -4,12 +4,11 @@ import io
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from chromium import launch, needs_chromium
+from chromium import explore_process, launch, needs_chromium
 from labserver import running_lab
 from PIL import Image
 
@@ -56,18 +55,9 @@ def _canvas_picture(page, box) -> np.ndarray:
 @pytest.fixture
 def explore_server(client, tmp_path):
     """`dfractal explore` as a user starts it, on the test cluster."""
-    argv = ["dfractal", "explore", "--port", "0", "--width", "320", "--height", "240", "--iters", "200",
-            "--scheduler", client.scheduler.address, "--save-dir", str(tmp_path)]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline()
-        m = re.match(r"explorer: (http://127\.0\.0\.1:\d+/)$", line.strip())
-        assert m, f"no explorer URL, got {line!r}; stderr: {proc.stderr.read() if proc.poll() is not None else ''}"
-        yield m.group(1)
-    finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err  # SIGTERM stops it cleanly
+    size = ("--width", "320", "--height", "240", "--iters", "200")
+    with explore_process(client.scheduler.address, tmp_path, *size) as url:
+        yield url
 
 
 def test_explore_page_renders_and_a_wheel_zoom_renders_the_new_view(browser, explore_server):
