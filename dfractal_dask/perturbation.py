@@ -3,8 +3,8 @@
 Below a span of about 1e-13 float64 cannot tell neighbouring samples apart
 (:attr:`dfractal_dask.view.View.deep`).  Perturbation theory computes them
 anyway: the orbit ``Z_n`` of one reference point ``C`` is computed once in
-arbitrary precision (:func:`reference_orbit`, fixed-point ``gmpy2`` integers)
-and rounded to float64; each sample ``c = C + δc`` then only iterates its small
+arbitrary precision (:func:`reference_orbit`, ``gmpy2.mpc``: MPC's own
+operations, three calls a step) and rounded to float64; each sample ``c = C + δc`` then only iterates its small
 difference ``δz_n = z_n - Z_n`` in float64::
 
     δz_{n+1} = 2 Z_n δz_n + δz_n² + δc
@@ -27,6 +27,12 @@ the blocks.  Two things make it correct everywhere:
   every case measured the flagged samples had already been right (by then
   ``z`` has left the reference, so ``δz`` is large): the check is a safety
   net that costs one more reference orbit when it fires.
+* **A reference that never runs out**: where a minibrot lies in or near the
+  view, its nucleus (:mod:`dfractal_dask.nucleus`: the period by the ball
+  method, the nucleus by Newton) is the reference, one period ``p`` long
+  (:func:`nucleus_reference`): ``Z_p ≈ 0``, so a sample at the end of it
+  wraps to ``Z_0`` (a rebase, ``δz ← z``) with nothing lost and no glitch,
+  and one period serves every sample whatever its count.
 
 Float64 deltas have limits too.  Once a sample has left its reference
 (``|δz|`` near 1) and then lingers near the set, float64 no longer holds its
