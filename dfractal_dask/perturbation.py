@@ -92,9 +92,10 @@ PROBE = 33
 @dataclass(frozen=True)
 class Orbit:
     """A reference orbit: ``Z_0 .. Z_M`` rounded to float64 (``zr``, ``zi``),
-    for the sample at grid position ``(i, j)`` (half-integers for the centre of
-    an even-sized grid).  ``M = len(zr) - 1`` is where it escaped (``|Z_M|² > 4``),
-    or ``iters`` if it never did; ``norm`` is the escape rule's ``|z|²``."""
+    for the point at grid position ``(i, j)`` (half-integers for the centre of
+    an even-sized grid, any float64 for a nucleus).  ``M = len(zr) - 1`` is
+    where it escaped (``|Z_M|² > 4``), or ``iters`` if it never did, or its
+    period if ``periodic``; ``norm`` is the escape rule's ``|z|²``."""
 
     zr: np.ndarray
     zi: np.ndarray
