@@ -15,14 +15,27 @@ this same run (not a test: these machines are shared and noisy).
    for spans 1e-30 and 1e-100, 10 000 iterations, against (2)'s rate for a
    1024-sample row at the same iteration count: the one serial step of a
    deep render, before any block can start.
+5. The reference orbit at 1 000 bits, 1 000 000 iterations, of a point of the
+   main cardioid given to 300 digits (it never escapes): the former fixed-point
+   loop (``fixed_point_orbit``: gmpy2 integers, a Python int and ``_to_float``
+   per step) against the MPC one (``orbit``), interleaved in this run; and
+   whether the two orbits are equal bit for bit.
+6. Fractalshades' flake view (span 1.7e-157, limit 1 000 000): the time of the
+   period search (ball method) and of Newton for its nucleus, the period and
+   where the nucleus lies.
+
+    python benchmarks/deep.py --reference-only   # (5) and (6) alone
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from decimal import Decimal
+from fractions import Fraction
 
 from dfractal_dask import View
+from dfractal_dask import nucleus as N
 from dfractal_dask import perturbation as P
 from dfractal_dask.kernels import BRUTE, escape_block
 
@@ -31,6 +44,17 @@ MIS_X = "-0.10109636384562216102578544573862256546380544282625348387693117766078
 MIS_Y = "0.956286510809141500771096057729977435809833336510529170034314321500524659065716732526978411"
 # inside the main cardioid: the reference orbit never escapes, so it runs all its iterations
 INSIDE_X = "-0.1000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001"
+# the same, to 300 digits
+INSIDE_300 = (Fraction(Decimal("-0.1" + "0" * 298 + "1")), Fraction(Decimal("0.1" + "3" * 299)))
+# Fractalshades' flake (its example 09-run_flake_DEM.py)
+FLAKE_X = (
+    "-1.99996619445037030418434688506350579675531241540724851511761922944801584242342684381376129778868913812287046406"
+    "560949864353810575744772166485672496092803920095332"
+)
+FLAKE_Y = (
+    "-0.00000000000000000000000000000000030013824367909383240724973039775924987346831190773335270174257280120474975614"
+    "823581185647299288414075519224186504978181625478529"
+)
 
 
 def best(fn, repeats: int) -> tuple[float, object]:
@@ -45,7 +69,39 @@ def best(fn, repeats: int) -> tuple[float, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--reference-only", action="store_true", help="only (5) and (6)")
     args = parser.parse_args()
+    if not args.reference_only:
+        kernels(args.repeats)
+    references(args.repeats)
+
+
+def references(repeats: int) -> None:
+    bits, n = 1000, 1_000_000
+    cr, ci = INSIDE_300
+    fixed_t, mpc_t = [], []
+    for _ in range(repeats):  # interleaved: the two loops see the same machine load
+        t, (fixed, _) = best(lambda: P.fixed_point_orbit(cr, ci, bits, n), 1)
+        fixed_t.append(t)
+        t, (new, _) = best(lambda: P.orbit(N.mpc_of(cr, ci, bits + 8), n), 1)
+        mpc_t.append(t)
+    diff = int((fixed != new).sum())
+    print(f"(5) reference orbit, {bits} bits, {n:,} iterations (never escapes): fixed point {min(fixed_t):.2f} s "
+          f"({min(fixed_t) / n * 1e6:.2f} us/step), mpc {min(mpc_t):.2f} s ({min(mpc_t) / n * 1e6:.2f} us/step), "
+          f"ratio {min(mpc_t) / min(fixed_t):.2f}; steps that differ: {diff} of {n + 1}")  # fmt: skip
+    flake = View(FLAKE_X, FLAKE_Y, span=1.7e-157, width=1000, height=1000, supersample=1)
+    fbits = P.precision_bits(flake) + 8
+    centre = N.mpc_of(*flake.centre, fbits)
+    t_period, period = best(lambda: N.find_period(centre, flake.step * 999 / 2**0.5, 1_000_000, fbits), repeats)
+    t_newton, nucleus = best(lambda: N.find_nucleus(centre, period, fbits), repeats)
+    t_ref, orbit = best(lambda: P.nucleus_reference(flake, 1_000_000), repeats)
+    size = N.atom_size(nucleus, period)
+    print(f"(6) flake, {fbits} bits: period {period} in {t_period:.3f} s, Newton {t_newton:.3f} s; nucleus "
+          f"{float(abs(nucleus - centre)) / flake.span:.2g} spans from the centre, size {size:.3g}; "
+          f"nucleus_reference (all of it, the orbit too) {t_ref:.3f} s, {orbit.length} steps")  # fmt: skip
+
+
+def kernels(repeats: int) -> None:
 
     v = View(-0.7436, 0.1318, span=0.02, width=512, height=256, supersample=1)
     iters = 2000
@@ -55,7 +111,7 @@ def main() -> None:
     escape_block(v.re0, v.im0, v.step, 0, 2, w, iters, BRUTE, None)
     # interleaved: the two kernels see the same machine load
     plain_t, pert_t = [], []
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         t, plain = best(lambda: escape_block(v.re0, v.im0, v.step, 0, h, w, iters, BRUTE, None), 1)
         plain_t.append(t)
         t, pert = best(lambda: P.perturbation_block(v, iters, 0, h, orbit), 1)
@@ -73,14 +129,14 @@ def main() -> None:
     mis = View(MIS_X, MIS_Y, span=1e-60, width=256, height=192, supersample=1)
     plain_ref = P.choose_reference(mis, 2000, series=False)
     series_ref = P.choose_reference(mis, 2000)
-    t_plain, a = best(lambda: P.perturbation_block(mis, 2000, 0, 192, plain_ref), args.repeats)
-    t_series, b = best(lambda: P.perturbation_block(mis, 2000, 0, 192, series_ref), args.repeats)
+    t_plain, a = best(lambda: P.perturbation_block(mis, 2000, 0, 192, plain_ref), repeats)
+    t_series, b = best(lambda: P.perturbation_block(mis, 2000, 0, 192, series_ref), repeats)
     print(f"(3) span 1e-60, 256x192, counts {a[0].min()}..{a[0].max()}: series skips {series_ref.skip} steps; "
           f"{t_plain:.3f} s -> {t_series:.3f} s, ratio {t_series / t_plain:.2f}; "
           f"counts equal: {bool((a[0] == b[0]).all())}")  # fmt: skip
     for span in (1e-30, 1e-100):
         deep = View(INSIDE_X, "0.1", span=span, width=1024, height=1, supersample=1)
-        t_orbit, _ = best(lambda deep=deep: P.reference_orbit(deep, 10_000, 0, 511), args.repeats)
+        t_orbit, _ = best(lambda deep=deep: P.reference_orbit(deep, 10_000, 0, 511), repeats)
         print(f"(4) reference orbit, span {span:g}, 10 000 iterations, {P.precision_bits(deep)} bits: "
               f"{t_orbit:.3f} s = {t_orbit / (1024 * 10_000 / (work / min(pert_t))):.1f} rows of 1024 samples"
               " at 10 000 iterations")  # fmt: skip

@@ -3,8 +3,8 @@
 Below a span of about 1e-13 float64 cannot tell neighbouring samples apart
 (:attr:`dfractal_dask.view.View.deep`).  Perturbation theory computes them
 anyway: the orbit ``Z_n`` of one reference point ``C`` is computed once in
-arbitrary precision (:func:`reference_orbit`, fixed-point ``gmpy2`` integers)
-and rounded to float64; each sample ``c = C + δc`` then only iterates its small
+arbitrary precision (:func:`reference_orbit`, ``gmpy2.mpc``: MPC's own
+operations, three calls a step) and rounded to float64; each sample ``c = C + δc`` then only iterates its small
 difference ``δz_n = z_n - Z_n`` in float64::
 
     δz_{n+1} = 2 Z_n δz_n + δz_n² + δc
@@ -27,6 +27,12 @@ the blocks.  Two things make it correct everywhere:
   every case measured the flagged samples had already been right (by then
   ``z`` has left the reference, so ``δz`` is large): the check is a safety
   net that costs one more reference orbit when it fires.
+* **A reference that never runs out**: where a minibrot lies in or near the
+  view, its nucleus (:mod:`dfractal_dask.nucleus`: the period by the ball
+  method, the nucleus by Newton) is the reference, one period ``p`` long
+  (:func:`nucleus_reference`): ``Z_p ≈ 0``, so a sample at the end of it
+  wraps to ``Z_0`` (a rebase, ``δz ← z``) with nothing lost and no glitch,
+  and one period serves every sample whatever its count.
 
 Float64 deltas have limits too.  Once a sample has left its reference
 (``|δz|`` near 1) and then lingers near the set, float64 no longer holds its
@@ -54,6 +60,7 @@ import numpy as np
 
 from .fractals import Fractal
 from .kernels import count_dtype
+from .nucleus import exact_period, find_nucleus, find_period, mpc_of
 from .view import View
 
 __all__ = [
@@ -61,7 +68,11 @@ __all__ = [
     "REFERENCES",
     "check_deep_fractal",
     "choose_reference",
+    "NUCLEUS_SPANS",
+    "nucleus_reference",
     "escape_exact",
+    "fixed_point_orbit",
+    "orbit",
     "perturbation_block",
     "precision_bits",
     "reference_orbit",
@@ -81,9 +92,10 @@ PROBE = 33
 @dataclass(frozen=True)
 class Orbit:
     """A reference orbit: ``Z_0 .. Z_M`` rounded to float64 (``zr``, ``zi``),
-    for the sample at grid position ``(i, j)`` (half-integers for the centre of
-    an even-sized grid).  ``M = len(zr) - 1`` is where it escaped (``|Z_M|² > 4``),
-    or ``iters`` if it never did; ``norm`` is the escape rule's ``|z|²``."""
+    for the point at grid position ``(i, j)`` (half-integers for the centre of
+    an even-sized grid, any float64 for a nucleus).  ``M = len(zr) - 1`` is
+    where it escaped (``|Z_M|² > 4``), or ``iters`` if it never did, or its
+    period if ``periodic``; ``norm`` is the escape rule's ``|z|²``."""
 
     zr: np.ndarray
     zi: np.ndarray
@@ -96,16 +108,20 @@ class Orbit:
     #: offset from the reference in samples; ``series = (a, b, c)``).  0: none.
     skip: int = 0
     series: tuple[complex, complex, complex] = (0j, 0j, 0j)
+    #: A minibrot's nucleus (:func:`nucleus_reference`): ``Z_M ≈ 0`` closes one
+    #: period ``M``, so samples wrap from ``Z_M`` to ``Z_0`` (a rebase that
+    #: loses nothing) and the orbit never runs out.
+    periodic: bool = False
 
     @property
     def length(self) -> int:
-        """``M``: the steps the orbit lasts."""
+        """``M``: the steps the orbit lasts (its period, if periodic)."""
         return len(self.zr) - 1
 
     @property
     def escaped(self) -> bool:
-        """Whether the reference escaped before ``iters``."""
-        return self.length < self.iters
+        """Whether the reference escaped before ``iters`` (never, if periodic)."""
+        return not self.periodic and self.length < self.iters
 
 
 def check_deep_fractal(fractal: Fractal | None) -> Fractal:
@@ -145,21 +161,20 @@ def _to_float(x: int, bits: int) -> float:
     return math.ldexp(float(x >> shift), shift - bits)
 
 
-def reference_orbit(view: View, iters: int, i: float, j: float) -> Orbit:
-    """The orbit of grid position ``(i, j)`` in fixed point with
-    :func:`precision_bits` bits (``gmpy2`` integers), until it escapes or for
-    ``iters`` steps; each ``Z_n`` rounded to float64."""
-    bits = precision_bits(view)
+def fixed_point_orbit(cr: Fraction, ci: Fraction, bits: int, iters: int) -> tuple[np.ndarray, float]:
+    """The escape rule's orbit of ``c = cr + i ci`` in fixed point with ``bits``
+    bits after the binary point (``gmpy2`` integers, converted to Python ints
+    at every step): ``(Z_0 .. Z_M as complex128, norm)``.  The former
+    :func:`reference_orbit`, kept as the statement :func:`orbit` is checked
+    against (tests, ``benchmarks/deep.py``)."""
     one = gmpy2.mpz(1) << bits
-    cr, ci = (gmpy2.mpz(round(v * one)) for v in sample_point(view, i, j))
+    cr, ci = gmpy2.mpz(round(cr * one)), gmpy2.mpz(round(ci * one))
     four = 4 * one
     zr = zi = gmpy2.mpz(0)
-    out_r = np.empty(iters + 1)
-    out_i = np.empty(iters + 1)
+    out = np.empty(iters + 1, np.complex128)
     n = 0
     while True:
-        out_r[n] = _to_float(int(zr), bits)
-        out_i[n] = _to_float(int(zi), bits)
+        out[n] = complex(_to_float(int(zr), bits), _to_float(int(zi), bits))
         r2 = (zr * zr) >> bits
         i2 = (zi * zi) >> bits
         if r2 + i2 > four:  # escaped at step n
@@ -170,16 +185,62 @@ def reference_orbit(view: View, iters: int, i: float, j: float) -> Orbit:
             break
         zr, zi = r2 - i2 + cr, ((zr * zi) >> (bits - 1)) + ci
         n += 1
-    return Orbit(out_r[: n + 1].copy(), out_i[: n + 1].copy(), float(i), float(j), int(iters), norm)
+    return out[: n + 1].copy(), norm
+
+
+#: Steps :func:`orbit` keeps as Python complexes before it moves them into an array.
+_CHUNK = 1 << 16
+
+
+def orbit(c: gmpy2.mpc, iters: int) -> tuple[np.ndarray, float]:
+    """The escape rule's orbit of ``c`` in ``gmpy2.mpc`` arithmetic at ``c``'s
+    precision, until it escapes (``|Z_M|² > 4``) or for ``iters`` steps:
+    ``(Z_0 .. Z_M`` each rounded to complex128, ``norm)``, ``norm`` the rule's
+    ``|z|²`` (``|z|²/2`` if it never escaped).
+
+    Three calls into MPC/MPFR per step (square, add, round to a complex), on
+    the context's methods (no context look-up); the exact test ``|z|² > 4``
+    only where the rounded ``|Z_n|`` is within a hair of 2."""
+    ctx = gmpy2.context(precision=max(c.precision))
+    sq, add, nrm = ctx.square, ctx.add, ctx.norm
+    z = gmpy2.mpc(0, precision=ctx.precision)
+    near = 2.0 - 2.0**-30  # rounding to float64 moves |z| by far less
+    chunks: list[np.ndarray] = []
+    n = 0
+    while n < iters:
+        out: list[complex] = []
+        put = out.append
+        for _ in range(min(_CHUNK, iters - n)):
+            w = complex(z)
+            put(w)
+            if abs(w) > near and nrm(z) > 4:
+                chunks.append(np.array(out, np.complex128))
+                return np.concatenate(chunks), float(nrm(z))
+            z = add(sq(z), c)
+        chunks.append(np.array(out, np.complex128))
+        n += len(out)
+    a2 = nrm(z)
+    chunks.append(np.array([complex(z)], np.complex128))
+    return np.concatenate(chunks), float(a2) if a2 > 4 else 0.5 * float(a2)
+
+
+def reference_orbit(view: View, iters: int, i: float, j: float) -> Orbit:
+    """The orbit of grid position ``(i, j)`` with :func:`precision_bits` bits
+    (:func:`orbit`), until it escapes or for ``iters`` steps; each ``Z_n``
+    rounded to float64."""
+    bits = precision_bits(view)
+    z, norm = orbit(mpc_of(*sample_point(view, i, j), bits + 8), iters)  # (+8: the integer part's bits)
+    return Orbit(np.ascontiguousarray(z.real), np.ascontiguousarray(z.imag), float(i), float(j), int(iters), norm)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=False)
 def _perturb(
-    it_out, norm_out, flag, zr_ref, zi_ref, iref, jref, step, row0, rstride, col0, cstride, iters, skip, sa
+    it_out, norm_out, flag, zr_ref, zi_ref, iref, jref, step, row0, rstride, col0, cstride, iters, skip, sa, periodic
 ):  # pragma: no cover
     # Sample (r, c) of the output is grid position (row0 + r*rstride, col0 + c*cstride).
     # flag: 1 = compute; set to 2 where the reference ran out (a glitch), else 0.
     # skip > 0: start at step `skip` from the series δz = a u + b u² + c u³ (sa = a, b, c)
+    # periodic: Z_last ≈ 0 closes a period, so the wrap to Z_0 at m == last is no glitch
     nrows, ncols = it_out.shape
     last = len(zr_ref) - 1
     total = 0
@@ -208,7 +269,7 @@ def _perturb(
                 n2 = zr * zr + zi * zi
                 if n2 > 4.0 or n == iters:
                     break
-                if m == last:  # the reference escaped: δc is lost against z
+                if m == last and not periodic:  # the reference escaped: δc is lost against z
                     glitch = True
                 if n2 < dzr * dzr + dzi * dzi or m == last:  # rebase onto Z_0 = 0
                     dzr = zr
@@ -232,15 +293,64 @@ def _run(it, norm, flag, orbit: Orbit, view: View, row0: int, rstride: int = 1, 
     sa = np.array(orbit.series, np.complex128)
     return _perturb(
         it, norm, flag, orbit.zr, orbit.zi, orbit.i, orbit.j, view.step, row0, rstride, col0, cstride, orbit.iters,
-        orbit.skip, sa,
+        orbit.skip, sa, orbit.periodic,
     )  # fmt: skip
 
 
-def choose_reference(view: View, iters: int, tries: int = 3, series: bool = True) -> Orbit:
-    """The main reference orbit of ``view``: its centre, or if that escapes
-    before ``iters``, the longest-lived sample of a :data:`PROBE`² probe run
-    against it (up to ``tries`` times), so few samples outlive it; with
-    ``series``, the steps all samples skip (:func:`series_skip`)."""
+#: :func:`nucleus_reference` takes a minibrot's nucleus within this many spans
+#: of the view's centre (farther, its one period serves the view's samples less).
+NUCLEUS_SPANS = 2.0
+
+
+def nucleus_reference(view: View, iters: int) -> Orbit | None:
+    """The orbit of the nucleus of the minibrot in or near ``view``, one period
+    long and ``periodic``: the period by the ball method over the disc around
+    the view's centre through its corners (:func:`~dfractal_dask.nucleus.find_period`,
+    at most ``iters``), the nucleus by Newton from the centre
+    (:func:`~dfractal_dask.nucleus.find_nucleus`); ``None`` if either fails
+    or the nucleus is more than :data:`NUCLEUS_SPANS` spans from the centre.
+
+    The orbit is that of the grid position nearest the nucleus that float64
+    ``(i, j)`` hold (within about 1e-13 of a step), so every sample's ``δc``
+    is exact as before; its ``Z_p`` is then of the order of ``dz_p/dc`` times
+    that distance, far below any sample's ``δz`` there, and the wrap to ``Z_0``
+    (a rebase) exact.
+    """
+    h, w = view.sample_height, view.sample_width
+    bits = precision_bits(view) + 8
+    x, y = view.centre
+    centre = mpc_of(x, y, bits)
+    period = find_period(centre, view.step * math.hypot(w - 1, h - 1) / 2, iters, bits)
+    nucleus = None if period is None else find_nucleus(centre, period, bits)
+    if nucleus is None:
+        return None
+    period = exact_period(nucleus, period)
+    # its grid position: sample_point's inverse
+    j = Fraction(w - 1, 2) + (Fraction(gmpy2.mpq(nucleus.real)) - Fraction(x)) / Fraction(view.step)
+    i = Fraction(h - 1, 2) - (Fraction(gmpy2.mpq(nucleus.imag)) - Fraction(y)) / Fraction(view.step)
+    if math.hypot(j - Fraction(w - 1, 2), i - Fraction(h - 1, 2)) > NUCLEUS_SPANS * max(w - 1, h - 1, 1):
+        return None
+    orbit = reference_orbit(view, period, float(i), float(j))
+    if orbit.length < period:  # (cannot happen at a nucleus: a safety net)
+        return None
+    z = complex(orbit.zr[iters % period], orbit.zi[iters % period])  # where the rule stops
+    return replace(orbit, iters=int(iters), norm=0.5 * abs(z) ** 2, periodic=True)
+
+
+def choose_reference(view: View, iters: int, tries: int = 3, series: bool = True, nucleus: bool = True) -> Orbit:
+    """The main reference orbit of ``view``: with ``nucleus``, a minibrot's
+    nucleus in or near the view, one period long (:func:`nucleus_reference`);
+    failing that its centre, or if that escapes before ``iters``, the
+    longest-lived sample of a :data:`PROBE`² probe run against it (up to
+    ``tries`` times), so few samples outlive it; with ``series``, the steps
+    all samples skip (:func:`series_skip`)."""
+    orbit = nucleus_reference(view, iters) if nucleus else None
+    if orbit is None:
+        orbit = _probe_reference(view, iters, tries)
+    return series_skip(view, orbit) if series else orbit
+
+
+def _probe_reference(view: View, iters: int, tries: int) -> Orbit:
     h, w = view.sample_height, view.sample_width
     orbit = reference_orbit(view, iters, (h - 1) / 2, (w - 1) / 2)
     rs, cs = max(1, h // PROBE), max(1, w // PROBE)
@@ -261,7 +371,7 @@ def choose_reference(view: View, iters: int, tries: int = 3, series: bool = True
         if better.length <= orbit.length:
             break
         orbit = better
-    return series_skip(view, orbit) if series else orbit
+    return orbit
 
 
 #: :func:`series_skip` ends where the series' cubic term reaches this fraction

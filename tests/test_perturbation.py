@@ -7,6 +7,7 @@ import pytest
 
 from dfractal_dask import Fractal, View, kernels
 from dfractal_dask import perturbation as P
+from dfractal_dask.nucleus import mpc_of
 
 # A Misiurewicz point (preperiod 3, period 1: the branch point of the 1/3 limb),
 # to 45 digits: at any depth its neighbourhood has structure, and few iterations.
@@ -104,9 +105,10 @@ def test_a_reference_that_escapes_first_is_detected_and_replaced():
 
 def test_choose_reference_prefers_the_longest_lived_sample():
     # seahorse valley moved right by one span: the centre escapes early
+    # (without a nucleus: with one, see tests/test_nucleus.py)
     off = deep_view(1e-22, 48, 32, str(Decimal(SEA_X) + Decimal("1e-22")), SEA_Y)
     centre = P.reference_orbit(off, 30000, 15.5, 23.5)
-    chosen = P.choose_reference(off, 30000)
+    chosen = P.choose_reference(off, 30000, nucleus=False)
     assert centre.escaped and chosen.length > centre.length + 1000
     it, _, _, used = whole(off, 30000, chosen)
     assert used == 0 and it.max() <= chosen.length
@@ -194,3 +196,34 @@ def test_the_series_stops_before_any_sample_could_escape_or_rebase(orbit, most):
     ref = P.Orbit(zr, np.zeros_like(zr), 2.5, 3.5, 100, 0.0)
     skip = P.series_skip(v, ref).skip
     assert skip <= most and (most == 1 or skip == len(zr) - 2)
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "span", "iters"),
+    [
+        (MIS_X, MIS_Y, 1e-30, 1000),
+        (SEA_X, SEA_Y, 1e-22, 30000),
+        (DEEP_X, DEEP_Y, 1e-60, 2000),
+        ("-0.1", "0.1", 1e-3, 5000),
+    ],
+)
+def test_the_mpc_reference_orbit_is_the_fixed_point_one_or_closer_to_the_truth(x, y, span, iters):
+    # The former fixed-point orbit (truncating to `bits`, then rounding to float64 from 60 bits: a
+    # double rounding) and the MPC one (8 bits more, rounded once) are both within an ulp of the
+    # true orbit while it is well conditioned; where they differ, the MPC one is at least as close
+    # to the orbit at twice the bits, and equal to it on all but a few steps.
+    v = View(x, y, span=span, width=48, height=36, supersample=1)
+    bits = P.precision_bits(v)
+    same = total = 0
+    for i, j in ((0, 0), (5, 7), (35, 3), (17, 40)):
+        cr, ci = P.sample_point(v, i, j)
+        old, old_norm = P.fixed_point_orbit(cr, ci, bits, iters)
+        new = P.reference_orbit(v, iters, i, j)
+        truth, _ = P.orbit(mpc_of(cr, ci, 2 * bits), iters)
+        z = new.zr + 1j * new.zi
+        assert len(z) == len(old) == len(truth) and new.norm == pytest.approx(old_norm, rel=1e-12)
+        assert np.abs(z - truth).max() <= np.abs(old - truth).max()
+        assert (z != truth).sum() <= 3
+        same += int((z == old).sum())
+        total += len(z)
+    assert same / total > 0.97
