@@ -321,7 +321,9 @@ def nucleus_reference(view: View, iters: int) -> Orbit | None:
     x, y = view.centre
     centre = mpc_of(x, y, bits)
     period = find_period(centre, view.step * math.hypot(w - 1, h - 1) / 2, iters, bits)
-    nucleus = None if period is None else find_nucleus(centre, period, bits)
+    if period is None:
+        return None
+    nucleus = find_nucleus(centre, period, bits)
     if nucleus is None:
         return None
     period = exact_period(nucleus, period)
