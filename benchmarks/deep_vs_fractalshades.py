@@ -76,6 +76,8 @@ WIDTH, HEIGHT = 800, 600
 #: Fractalshades' BLA tolerance, its flake example's (its default is 1e-6).
 FS_BLA_EPS = 1e-8
 SEED = 18
+#: Disputed pixels are iterated again at up to this many times the bits.
+MAX_BITS_SCALE = 8
 
 
 @dataclass(frozen=True)
@@ -319,12 +321,18 @@ def check_view(
     bits = bits_for(view.step)
     exact = np.array(direct_counts(points, v.iters, bits, "fixed", workers))
     d, f = df.ravel()[pixels], fs.ravel()[pixels]
+    # where a tool disagrees, iterate again at twice the bits, and again, until
+    # two precisions in a row give the same count
     doubt = np.flatnonzero((d != exact) | (f != exact))
-    unsettled = 0
-    if doubt.size:
-        again = np.array(direct_counts([points[k] for k in doubt], v.iters, 2 * bits, "mpfr", workers))
-        unsettled = int((again != exact[doubt]).sum())
+    changed, scale = 0, 2
+    while doubt.size and scale <= MAX_BITS_SCALE:
+        again = np.array(direct_counts([points[k] for k in doubt], v.iters, scale * bits, "mpfr", workers))
+        moved = again != exact[doubt]
+        changed += int(moved.sum()) if scale == 2 else 0
         exact[doubt] = again
+        doubt, scale = doubt[moved], 2 * scale
+    unsettled = np.zeros(exact.size, bool)
+    unsettled[doubt] = True  # still moving at MAX_BITS_SCALE times the bits
     n = seeded.size
     return {
         "samples": n,
@@ -334,11 +342,25 @@ def check_view(
         "disputed": int(disputed.size),
         "df_right": int((d[n:] == exact[n:]).sum()),
         "fs_right": int((f[n:] == exact[n:]).sum()),
+        "neither": int(((d[n:] != exact[n:]) & (f[n:] != exact[n:]) & ~unsettled[n:]).sum()),
         "agree": float((df == fs).mean()),
         "bits": bits,
-        "unsettled": unsettled,
+        "changed": changed,
+        "unsettled": int(unsettled.sum()),
+        "pixels": pixels,
+        "exact": exact,
         "interior": float((exact[:n] == v.iters).mean()),
     }
+
+
+def save(folder: Path, v: DeepView, df: np.ndarray, fs: np.ndarray, check: dict) -> None:
+    """Keep a view's counts (``{name}-dfractal.npy``, ``{name}-fractalshades.npy``)
+    and its check (``{name}-check.npz``: the pixels iterated directly, flat
+    indices, and their counts) for a closer look."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / f"{v.name}-dfractal.npy", df)
+    np.save(folder / f"{v.name}-fractalshades.npy", fs)
+    np.savez(folder / f"{v.name}-check.npz", pixels=check["pixels"], exact=check["exact"], samples=check["samples"])
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -348,6 +370,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2, help="runs of each tool per view (2)")
     parser.add_argument("--workers", type=int, default=2, help="dfractal's local workers; sampler processes (2)")
     parser.add_argument("--samples", type=int, default=200, help="seeded pixels checked by direct iteration (200)")
+    parser.add_argument("--save", type=Path, default=None, help="folder to keep both tools' counts and the check in")
     parser.add_argument("--width", type=int, default=WIDTH, help=f"pixels ({WIDTH}; the issue's grid)")
     parser.add_argument("--height", type=int, default=HEIGHT, help=f"pixels ({HEIGHT})")
     args = parser.parse_args(argv)
@@ -387,12 +410,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         run_fractalshades(python, small, 32, 24, 500, base)
         for name in args.views:
             v = VIEWS[name]
-            iters = v.iters
             df_t, fs_t, fs_calc = [], [], []
             for r in range(args.repeats):
-                t, df = run_dfractal(v, w, h, iters, args.workers, base)
+                t, df = run_dfractal(v, w, h, v.iters, args.workers, base)
                 df_t.append(t)
-                t, fs, report = run_fractalshades(python, v, w, h, iters, base)
+                t, fs, report = run_fractalshades(python, v, w, h, v.iters, base)
                 fs_t.append(t)
                 fs_calc.append(report["calc_seconds"])
                 print(f"  ({name}) run {r + 1}: dfractal {df_t[-1]:.1f} s, Fractalshades {fs_t[-1]:.1f} s "
@@ -403,26 +425,30 @@ def main(argv: Sequence[str] | None = None) -> None:
             offset = grid_offset(v, w, h, report["corners"])
             check = check_view(v, w, h, df, fs, args.samples, args.workers)
             rows.append((v, df_t, fs_t, fs_calc, offset, check))
+            if args.save is not None:
+                save(args.save, v, df, fs, check)
             c = check
             print(f"  ({name}) corners within {offset:.1e} steps; {c['differ']} pixels differ, "
                   f"{c['disputed']} of them checked; "
-                  f"direct iteration at {c['bits']} bits ({c['unsettled']} changed at {2 * c['bits']}); "
+                  f"direct iteration at {c['bits']} bits ({c['changed']} changed at {2 * c['bits']}, "
+                  f"{c['unsettled']} still changing at {MAX_BITS_SCALE * c['bits']}); "
                   f"{100 * c['interior']:.0f}% of the seeded sample inside", flush=True)  # fmt: skip
     finally:
         shutil.rmtree(base, ignore_errors=True)
     print()
     print(f"{'view':24} {'dfractal s best/median':>22} {'Fractalshades s (calc)':>23} {'ratio':>6} {'target':>7} "
-          f"{'df exact':>9} {'fs exact':>9} {'disputed: df/fs right':>22} {'df==fs':>8}")  # fmt: skip
+          f"{'df exact':>9} {'fs exact':>9} {'disputed: df/fs/neither right':>30} {'df==fs':>8}")  # fmt: skip
     for v, df_t, fs_t, fs_calc, _, c in rows:
         times = (
             f"{min(df_t):10.1f} /{statistics.median(df_t):8.1f} "
             f"{min(fs_t):7.1f} /{statistics.median(fs_t):6.1f} ({statistics.median(fs_calc):5.1f})"
         )
-        right = f"{c['df_right']:>9}/{c['fs_right']:<4} of {c['disputed']:<5}"
+        right = f"{c['df_right']:>11}/{c['fs_right']}/{c['neither']:<5} of {c['disputed']:<5}"
         print(f"({v.name}) {v.label:20} {times} {min(df_t) / min(fs_t):6.2f} {'<=' + str(v.target):>7} "
               f"{c['df_exact']:9.3f} {c['fs_exact']:9.3f} {right} {c['agree']:8.4f}")  # fmt: skip
-    print(f"(exact: fraction of {args.samples} seeded pixels equal to direct iteration; ratio: best dfractal over best "
-          f"Fractalshades whole-process time; load average at end {os.getloadavg()[0]:.2f})")  # fmt: skip
+    print(f"(exact: fraction of {args.samples} seeded pixels equal to direct iteration; disputed: pixels where the "
+          f"two differ; ratio: best dfractal over best Fractalshades whole-process time; "
+          f"load average at end {os.getloadavg()[0]:.2f})")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ def test_grid_offset_is_in_sample_steps():
     assert B.grid_offset(v, 8, 6, shifted) == pytest.approx(1)
 
 
-def test_check_view_finds_who_is_right_where_the_two_disagree():
+def test_check_view_finds_who_is_right_where_the_two_disagree(tmp_path):
     v = B.DeepView("t", "test", B.MIS_X, B.MIS_Y, "1e-30", 400, 0.8)
     view = View(v.x, v.y, span=1e-30, width=8, height=6, supersample=1)
     exact = np.array([[P.escape_exact(view, i, j, 400)[0] for j in range(8)] for i in range(6)])
@@ -96,4 +96,8 @@ def test_check_view_finds_who_is_right_where_the_two_disagree():
     c = B.check_view(v, 8, 6, exact, other, samples=10, workers=1)
     assert c["samples"] == 10 and c["df_exact"] == 1.0 and c["differ"] == c["disputed"] == 1
     assert (c["df_right"], c["fs_right"]) == (1, 0) and c["agree"] == pytest.approx(47 / 48)
-    assert c["unsettled"] == 0 and c["bits"] == P.precision_bits(view)
+    assert (c["neither"], c["changed"], c["unsettled"]) == (0, 0, 0) and c["bits"] == P.precision_bits(view)
+    assert sorted(c["pixels"][10:]) == [4 * 8 + 2] and (c["exact"] == exact.ravel()[c["pixels"]]).all()
+    B.save(tmp_path, v, exact, other, c)
+    assert (np.load(tmp_path / "t-fractalshades.npy") == other).all()
+    assert (np.load(tmp_path / "t-check.npz")["exact"] == c["exact"]).all()
