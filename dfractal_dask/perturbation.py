@@ -52,6 +52,7 @@ import gmpy2
 import numba
 import numpy as np
 
+from .bla import BLA_TOLERANCE, BlaTable, build_table, empty_table
 from .fractals import Fractal
 from .kernels import count_dtype
 from .view import View
@@ -59,6 +60,7 @@ from .view import View
 __all__ = [
     "Orbit",
     "REFERENCES",
+    "bla_table",
     "check_deep_fractal",
     "choose_reference",
     "escape_exact",
@@ -175,14 +177,40 @@ def reference_orbit(view: View, iters: int, i: float, j: float) -> Orbit:
 
 @numba.njit(cache=True, nogil=True, fastmath=False)
 def _perturb(
-    it_out, norm_out, flag, zr_ref, zi_ref, iref, jref, step, row0, rstride, col0, cstride, iters, skip, sa
+    it_out,
+    norm_out,
+    flag,
+    zr_ref,
+    zi_ref,
+    iref,
+    jref,
+    step,
+    row0,
+    rstride,
+    col0,
+    cstride,
+    iters,
+    skip,
+    sa,
+    tar,
+    tai,
+    tbr,
+    tbi,
+    trr,
+    toff,
+    tlow,
 ):  # pragma: no cover
     # Sample (r, c) of the output is grid position (row0 + r*rstride, col0 + c*cstride).
     # flag: 1 = compute; set to 2 where the reference ran out (a glitch), else 0.
     # skip > 0: start at step `skip` from the series δz = a u + b u² + c u³ (sa = a, b, c)
+    # t*: the BLA table (dfractal_dask.bla.BlaTable; no levels: every step exact).
+    # Returns (steps executed, a skip counting 1; steps skipped by BLA on top of those).
     nrows, ncols = it_out.shape
     last = len(zr_ref) - 1
+    nlev = len(toff) - 1
+    lowmask = (1 << tlow) - 1
     total = 0
+    saved = 0
     for r in range(nrows):
         ui = iref - (row0 + r * rstride)
         dci = ui * step
@@ -202,6 +230,7 @@ def _perturb(
             glitch = False
             n = skip
             n2 = 0.0
+            extra = 0  # steps BLA skipped beyond the one each skip counts
             while True:
                 zr = zr_ref[m] + dzr
                 zi = zi_ref[m] + dzi
@@ -214,6 +243,29 @@ def _perturb(
                     dzr = zr
                     dzi = zi
                     m = 0
+                if nlev > 0 and m > 0 and ((m - 1) & lowmask) == 0:
+                    # the longest entry starting at m that holds δz (|δz| <= |re| + |im| < R)
+                    off = m - 1
+                    mag = abs(dzr) + abs(dzi)
+                    done = False
+                    for lv in range(nlev - 1, -1, -1):
+                        lvl = tlow + lv
+                        span = 1 << lvl
+                        if (off & (span - 1)) != 0 or n + span > iters:
+                            continue
+                        e = toff[lv] + (off >> lvl)
+                        if e >= toff[lv + 1] or not mag < trr[e]:
+                            continue
+                        t = tar[e] * dzr - tai[e] * dzi + tbr[e] * dcr - tbi[e] * dci
+                        dzi = tar[e] * dzi + tai[e] * dzr + tbr[e] * dci + tbi[e] * dcr
+                        dzr = t
+                        m += span
+                        n += span
+                        extra += span - 1
+                        done = True
+                        break
+                    if done:
+                        continue
                 ar = zr_ref[m]
                 ai = zi_ref[m]
                 t = 2.0 * (ar * dzr - ai * dzi) + (dzr * dzr - dzi * dzi) + dcr
@@ -224,16 +276,38 @@ def _perturb(
             it_out[r, c] = n
             norm_out[r, c] = n2 if n < iters else 0.5 * n2
             flag[r, c] = 2 if glitch else 0
-            total += n - skip  # the steps iterated here
-    return total
+            total += n - skip - extra  # the steps executed here
+            saved += extra
+    return total, saved
 
 
-def _run(it, norm, flag, orbit: Orbit, view: View, row0: int, rstride: int = 1, col0: int = 0, cstride: int = 1) -> int:
+def _run(
+    it, norm, flag, orbit: Orbit, view: View, row0: int, rstride: int = 1, col0: int = 0, cstride: int = 1,
+    table: BlaTable | None = None,
+) -> tuple[int, int]:  # fmt: skip
+    # the kernel on (strided) samples of view: (steps executed, steps BLA skipped beyond those)
     sa = np.array(orbit.series, np.complex128)
+    t = _NO_TABLE if table is None else table
     return _perturb(
         it, norm, flag, orbit.zr, orbit.zi, orbit.i, orbit.j, view.step, row0, rstride, col0, cstride, orbit.iters,
-        orbit.skip, sa,
+        orbit.skip, sa, t.ar, t.ai, t.br, t.bi, t.r, t.offsets, t.low,
     )  # fmt: skip
+
+
+_NO_TABLE = empty_table()
+
+
+def _reach(view: View, orbit: Orbit) -> float:
+    # the farthest sample of view from the reference, in samples (at least 1)
+    h, w = view.sample_height, view.sample_width
+    return max(1.0, math.hypot(max(orbit.j, w - 1 - orbit.j), max(orbit.i, h - 1 - orbit.i)))
+
+
+def bla_table(view: View, orbit: Orbit, eps: float = BLA_TOLERANCE) -> BlaTable:
+    """The BLA table (:func:`dfractal_dask.bla.build_table`) of ``orbit`` for
+    the samples of ``view``: ``dc_max`` is the distance from the reference to
+    the view's farthest sample."""
+    return build_table(orbit.zr, orbit.zi, _reach(view, orbit) * view.step, eps)
 
 
 def choose_reference(view: View, iters: int, tries: int = 3, series: bool = True) -> Orbit:
@@ -305,19 +379,25 @@ def series_skip(view: View, orbit: Orbit, tol: float = SERIES_TOLERANCE) -> Orbi
     could escape or need rebasing.  Deep views whose samples share a long
     start (most of them) skip most of their iterations.
     """
-    h, w = view.sample_height, view.sample_width
-    umax = math.hypot(max(orbit.j, w - 1 - orbit.j), max(orbit.i, h - 1 - orbit.i))
-    skip, a, b, c = _series(orbit.zr, orbit.zi, view.step, max(umax, 1.0), tol)
+    skip, a, b, c = _series(orbit.zr, orbit.zi, view.step, _reach(view, orbit), tol)
     skip = min(skip, orbit.iters, orbit.length - 1) if skip > 1 else 0
     return replace(orbit, skip=int(skip), series=(complex(a), complex(b), complex(c)) if skip else (0j, 0j, 0j))
 
 
 def perturbation_block(
-    view: View, iters: int, row0: int, nrows: int, orbit: Orbit, references: int = REFERENCES
+    view: View,
+    iters: int,
+    row0: int,
+    nrows: int,
+    orbit: Orbit,
+    references: int = REFERENCES,
+    table: BlaTable | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Rows ``row0 .. row0 + nrows`` of ``view`` by perturbation around ``orbit``
     (e.g. :func:`choose_reference`): ``(iterations, norm, work, references)``;
-    ``work``: the steps iterated (not those the series skipped).
+    ``work``: the steps executed (not those the series skipped; a BLA skip
+    counts one).  ``table``: ``orbit``'s BLA table (:func:`bla_table`), or
+    ``None`` (or an empty one) to iterate every step exactly.
 
     Glitched samples (the reference escaped before them) are computed again
     against a reference taken among them, the one nearest their centroid, up
@@ -329,7 +409,7 @@ def perturbation_block(
     it = np.empty((nrows, w), count_dtype(iters))
     norm = np.empty((nrows, w), np.float32)
     flag = np.ones((nrows, w), np.uint8)
-    work = _run(it, norm, flag, orbit, view, row0)
+    work = _run(it, norm, flag, orbit, view, row0, table=table)[0]
     used = 0
     while (flag == 2).any():
         rr, cc = np.nonzero(flag == 2)
@@ -337,7 +417,8 @@ def perturbation_block(
             k = int(np.argmin((rr - rr.mean()) ** 2 + (cc - cc.mean()) ** 2))
             ref = reference_orbit(view, iters, row0 + int(rr[k]), int(cc[k]))
             flag[flag == 2] = 1
-            work += _run(it, norm, flag, ref, view, row0)
+            ref_table = None if table is None or not table.levels else bla_table(view, ref, table.eps)
+            work += _run(it, norm, flag, ref, view, row0, table=ref_table)[0]
         else:  # the last few, exactly: each is its own reference orbit
             for r, c in zip(rr, cc, strict=True):
                 ref = reference_orbit(view, iters, row0 + int(r), int(c))
