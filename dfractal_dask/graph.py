@@ -82,9 +82,14 @@ def compute_deep_block(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """One block of a deep view by perturbation around the reference ``orbit``
     (:func:`dfractal_dask.perturbation.perturbation_block`), skipping with its
-    BLA ``table`` (:func:`dfractal_dask.perturbation.bla_table`; ``None``:
-    every step exact): ``(iterations, norm, work)``."""
-    it, norm, work, _ = _perturbation.perturbation_block(view, iters, block.row0, block.nrows, orbit, table=table)
+    BLA ``table`` (:func:`dfractal_dask.perturbation.bla_table`) and stopping
+    interior samples early (:data:`~dfractal_dask.perturbation.INTERIOR_DERIVATIVE`,
+    their norm NaN); ``None``: every step exact, as the escape rule states it:
+    ``(iterations, norm, work)``."""
+    interior = 0.0 if table is None else _perturbation.INTERIOR_DERIVATIVE
+    it, norm, work, _ = _perturbation.perturbation_block(
+        view, iters, block.row0, block.nrows, orbit, table=table, interior=interior
+    )
     return it, norm, work
 
 

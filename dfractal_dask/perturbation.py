@@ -59,6 +59,7 @@ from .view import View
 
 __all__ = [
     "Orbit",
+    "INTERIOR_DERIVATIVE",
     "REFERENCES",
     "bla_table",
     "check_deep_fractal",
@@ -75,6 +76,14 @@ __all__ = [
 #: At most this many extra references a block takes for its glitched samples
 #: before it computes the rest one by one in full precision.
 REFERENCES = 16
+
+#: :func:`perturbation_block` with ``interior``: a sample whose derivative
+#: ``|dz_n/dz_1| = ∏ |2 z_k|`` falls below this is attracted to a cycle,
+#: inside the set: it stops there with ``iters`` (and a NaN norm, not
+#: computed, as :data:`kernels.INTERIOR` leaves it).  The derivative is kept
+#: as a float64 times a power of 1e100, so it neither overflows nor forgets
+#: how large it grew (an exterior sample passing near 0 divides it by a lot).
+INTERIOR_DERIVATIVE = 1e-2  # (Fractalshades' epsilon_stationnary default)
 
 #: Probe size (per axis) :func:`choose_reference` runs to look for a longer-lived reference.
 PROBE = 33
@@ -175,6 +184,16 @@ def reference_orbit(view: View, iters: int, i: float, j: float) -> Orbit:
     return Orbit(out_r[: n + 1].copy(), out_i[: n + 1].copy(), float(i), float(j), int(iters), norm)
 
 
+@numba.njit(cache=True, nogil=True, fastmath=False, inline="always")
+def _rescale(dr, di, de, d2):  # pragma: no cover
+    # (dr + i di) * 1e100**de, its mantissa kept between 1e-100 and 1e100 (de >= 0), never overflowing
+    if d2 > 1e200:
+        return dr * 1e-100, di * 1e-100, de + 1
+    if d2 < 1e-200 and de > 0:
+        return dr * 1e100, di * 1e100, de - 1
+    return dr, di, de
+
+
 @numba.njit(cache=True, nogil=True, fastmath=False)
 def _perturb(
     it_out,
@@ -199,15 +218,24 @@ def _perturb(
     trr,
     toff,
     tlow,
+    interior2,
 ):  # pragma: no cover
     # Sample (r, c) of the output is grid position (row0 + r*rstride, col0 + c*cstride).
     # flag: 1 = compute; set to 2 where the reference ran out (a glitch), else 0.
     # skip > 0: start at step `skip` from the series δz = a u + b u² + c u³ (sa = a, b, c)
     # t*: the BLA table (dfractal_dask.bla.BlaTable; no levels: every step exact).
+    # interior2 > 0: stop a sample as interior (it = iters, norm NaN) once |dz_n/dz_s|² < interior2
     # Returns (steps executed, a skip counting 1; steps skipped by BLA on top of those).
     nrows, ncols = it_out.shape
     last = len(zr_ref) - 1
     nlev = len(toff) - 1
+    # the derivative over the series' steps 1 .. skip-1, the reference's (δz is negligible there)
+    d0r, d0i, d0e = 1.0, 0.0, 0
+    for k in range(1, skip):
+        t = 2.0 * (d0r * zr_ref[k] - d0i * zi_ref[k])
+        d0i = 2.0 * (d0r * zi_ref[k] + d0i * zr_ref[k])
+        d0r = t
+        d0r, d0i, d0e = _rescale(d0r, d0i, d0e, d0r * d0r + d0i * d0i)
     lowmask = (1 << tlow) - 1
     total = 0
     saved = 0
@@ -231,12 +259,22 @@ def _perturb(
             n = skip
             n2 = 0.0
             extra = 0  # steps BLA skipped beyond the one each skip counts
+            der_r = d0r  # dz_n / dz_1 (z_0 = 0 has none) = (der_r + i der_i) * 1e100**der_e
+            der_i = d0i
+            der_e = d0e
+            inside = False
             while True:
                 zr = zr_ref[m] + dzr
                 zi = zi_ref[m] + dzi
                 n2 = zr * zr + zi * zi
                 if n2 > 4.0 or n == iters:
                     break
+                if interior2 > 0.0:
+                    d2 = der_r * der_r + der_i * der_i
+                    if d2 < interior2 and der_e <= 0:  # attracted: the orbit contracts onto a cycle
+                        inside = True
+                        break
+                    der_r, der_i, der_e = _rescale(der_r, der_i, der_e, d2)
                 if m == last:  # the reference escaped: δc is lost against z
                     glitch = True
                 if n2 < dzr * dzr + dzi * dzi or m == last:  # rebase onto Z_0 = 0
@@ -259,6 +297,10 @@ def _perturb(
                         t = tar[e] * dzr - tai[e] * dzi + tbr[e] * dcr - tbi[e] * dci
                         dzi = tar[e] * dzi + tai[e] * dzr + tbr[e] * dci + tbi[e] * dcr
                         dzr = t
+                        if interior2 > 0.0:  # A = ∏ 2 Z_k: ∏ 2 z_k within eps a step
+                            t = der_r * tar[e] - der_i * tai[e]
+                            der_i = der_r * tai[e] + der_i * tar[e]
+                            der_r = t
                         m += span
                         n += span
                         extra += span - 1
@@ -266,6 +308,10 @@ def _perturb(
                         break
                     if done:
                         continue
+                if interior2 > 0.0 and n > 0:  # d z_{n+1} = 2 z_n d z_n
+                    t = 2.0 * (der_r * zr - der_i * zi)
+                    der_i = 2.0 * (der_r * zi + der_i * zr)
+                    der_r = t
                 ar = zr_ref[m]
                 ai = zi_ref[m]
                 t = 2.0 * (ar * dzr - ai * dzi) + (dzr * dzr - dzi * dzi) + dcr
@@ -273,8 +319,12 @@ def _perturb(
                 dzr = t
                 m += 1
                 n += 1
-            it_out[r, c] = n
-            norm_out[r, c] = n2 if n < iters else 0.5 * n2
+            if inside:
+                it_out[r, c] = iters
+                norm_out[r, c] = np.nan  # not computed (as kernels.INTERIOR's)
+            else:
+                it_out[r, c] = n
+                norm_out[r, c] = n2 if n < iters else 0.5 * n2
             flag[r, c] = 2 if glitch else 0
             total += n - skip - extra  # the steps executed here
             saved += extra
@@ -283,14 +333,14 @@ def _perturb(
 
 def _run(
     it, norm, flag, orbit: Orbit, view: View, row0: int, rstride: int = 1, col0: int = 0, cstride: int = 1,
-    table: BlaTable | None = None,
+    table: BlaTable | None = None, interior: float = 0.0,
 ) -> tuple[int, int]:  # fmt: skip
     # the kernel on (strided) samples of view: (steps executed, steps BLA skipped beyond those)
     sa = np.array(orbit.series, np.complex128)
     t = _NO_TABLE if table is None else table
     return _perturb(
         it, norm, flag, orbit.zr, orbit.zi, orbit.i, orbit.j, view.step, row0, rstride, col0, cstride, orbit.iters,
-        orbit.skip, sa, t.ar, t.ai, t.br, t.bi, t.r, t.offsets, t.low,
+        orbit.skip, sa, t.ar, t.ai, t.br, t.bi, t.r, t.offsets, t.low, interior**2,
     )  # fmt: skip
 
 
@@ -392,12 +442,15 @@ def perturbation_block(
     orbit: Orbit,
     references: int = REFERENCES,
     table: BlaTable | None = None,
+    interior: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Rows ``row0 .. row0 + nrows`` of ``view`` by perturbation around ``orbit``
     (e.g. :func:`choose_reference`): ``(iterations, norm, work, references)``;
     ``work``: the steps executed (not those the series skipped; a BLA skip
     counts one).  ``table``: ``orbit``'s BLA table (:func:`bla_table`), or
-    ``None`` (or an empty one) to iterate every step exactly.
+    ``None`` (or an empty one) to iterate every step exactly.  ``interior``
+    (e.g. :data:`INTERIOR_DERIVATIVE`; 0: never): stop a sample as interior
+    once its derivative falls below it.
 
     Glitched samples (the reference escaped before them) are computed again
     against a reference taken among them, the one nearest their centroid, up
@@ -409,7 +462,7 @@ def perturbation_block(
     it = np.empty((nrows, w), count_dtype(iters))
     norm = np.empty((nrows, w), np.float32)
     flag = np.ones((nrows, w), np.uint8)
-    work = _run(it, norm, flag, orbit, view, row0, table=table)[0]
+    work = _run(it, norm, flag, orbit, view, row0, table=table, interior=interior)[0]
     used = 0
     while (flag == 2).any():
         rr, cc = np.nonzero(flag == 2)
@@ -418,7 +471,7 @@ def perturbation_block(
             ref = reference_orbit(view, iters, row0 + int(rr[k]), int(cc[k]))
             flag[flag == 2] = 1
             ref_table = None if table is None or not table.levels else bla_table(view, ref, table.eps)
-            work += _run(it, norm, flag, ref, view, row0, table=ref_table)[0]
+            work += _run(it, norm, flag, ref, view, row0, table=ref_table, interior=interior)[0]
         else:  # the last few, exactly: each is its own reference orbit
             for r, c in zip(rr, cc, strict=True):
                 ref = reference_orbit(view, iters, row0 + int(r), int(c))
