@@ -253,3 +253,29 @@ def test_exact_from_the_command_line_and_a_resume_must_match_it(client1, tmp_pat
     with pytest.raises(StoreError, match="bla True here, False in the store"):
         render(View(MIS_X, MIS_Y, 1e-30, 24, 18, 2), 1000, client=client1, store_path=store, resume=True)
     assert main(["render", *flags, "--resume", "--exact"]) == 0
+
+
+# the nucleus of a period-8007 minibrot beside the seahorse view (Newton from its centre)
+MINI_X = "-0.7436438870371587047521915061147797782152562079481812898168839018185607357837964786347878227621444619"
+MINI_Y = "0.1318259042053119704931320563851406789729522793289189662091276774655134817382983372347389641803676381"
+
+
+def test_interior_samples_stop_early_and_never_escape():
+    v, iters = View(MINI_X, MINI_Y, span=1e-32, width=32, height=24, supersample=1), 100_000
+    orbit = P.choose_reference(v, iters)
+    table = P.bla_table(v, orbit)
+    exact = P.perturbation_block(v, iters, 0, 24, orbit)
+    plain = P.perturbation_block(v, iters, 0, 24, orbit, table=table)
+    it, norm, work, _ = P.perturbation_block(v, iters, 0, 24, orbit, table=table, interior=P.INTERIOR_DERIVATIVE)
+    inside = np.isnan(norm)
+    assert inside.sum() > 0.3 * it.size and (it[inside] == iters).all()
+    assert (exact[0][inside] == iters).all()  # every one the exact kernel says never escaped
+    assert np.array_equal(it, plain[0]) and np.array_equal(norm[~inside], plain[1][~inside])  # nothing else changed
+    assert work < plain[2] < exact[2] / 50
+    rng = np.random.default_rng(8007)
+    for k in rng.choice(np.flatnonzero(inside), 8, replace=False):
+        assert direct_count(v, *divmod(int(k), v.sample_width), iters) == iters
+    # in a render: NaN norms where interior, as kernels.INTERIOR leaves them; exact=True iterates them all
+    ds = fractal_dataset(v, iters, 12).compute(scheduler="sync")
+    assert np.array_equal(np.isnan(ds.norm.values), inside)
+    assert not np.isnan(fractal_dataset(v, iters, 12, exact=True).norm.values).any()
