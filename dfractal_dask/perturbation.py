@@ -28,6 +28,19 @@ the blocks.  Two things make it correct everywhere:
   ``z`` has left the reference, so ``δz`` is large): the check is a safety
   net that costs one more reference orbit when it fires.
 
+Two things make it fast:
+
+* **Bilinear approximation** (:mod:`dfractal_dask.bla`): while ``δz`` is
+  small against ``Z`` the step is linear, and many steps merge into one
+  ``δz ← A δz + B δc``; :func:`bla_table` builds the table of merged steps
+  once per reference, and the kernel takes the longest that holds at the
+  start, after every skip and after every rebase (Fractalshades' flake view,
+  counts ~32 000: 3% of the steps executed, every count the exact kernel's).
+  Without a table the kernel iterates every step, as it did before.
+* **Interior detection** (``interior``, :data:`INTERIOR_DERIVATIVE`): a
+  sample whose derivative ``dz_n/dz_1`` shrinks below a threshold is being
+  attracted to a cycle and stops with ``iters`` (its norm NaN, not computed).
+
 Float64 deltas have limits too.  Once a sample has left its reference
 (``|δz|`` near 1) and then lingers near the set, float64 no longer holds its
 position: in views needing 10⁴+ iterations near a minibrot, about 0.5% of
