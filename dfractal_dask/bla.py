@@ -38,7 +38,8 @@ rebase it does step 0 exactly (``Z_0 = 0``: nothing to skip) and stands at
 ``m = 1``, where every level starts; after a skip of ``2**l`` it stands
 where level ``l`` starts again.  At ``m`` the entries that start there are
 those of the levels ``l`` with ``2**l`` dividing ``m - 1``, found in
-O(levels).  Levels below ``low`` are left out (a one-step entry saves
+O(levels).  Level ``low`` is composed step by step from the orbit, each
+level above from pairs of the one below; levels below ``low`` are left out (a one-step entry saves
 nothing over the exact step, short ones little): a table is about
 ``M / 2**(low - 1)`` entries of five float64 (``A``, ``B``, ``R``), 10 MB
 for a 1 000 000-step orbit at the default ``low = 3``.
@@ -107,7 +108,7 @@ def empty_table() -> BlaTable:
 
 @numba.njit(cache=True, nogil=True, fastmath=False)
 def _merge(ar, ai, br, bi, r, src, n_src, dst, dc_max):  # pragma: no cover
-    # entries dst .. dst + n_src // 2 from the pairs (src + 2k, src + 2k + 1)
+    # entries dst .. dst + n_src // 2 from the pairs (src + 2k, src + 2k + 1): x then y
     for k in range(n_src // 2):
         x = src + 2 * k
         y = x + 1
@@ -125,16 +126,22 @@ def _merge(ar, ai, br, bi, r, src, n_src, dst, dc_max):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True, fastmath=False)
-def _build(zr, zi, dc_max, eps, ar, ai, br, bi, r, starts, counts):  # pragma: no cover
-    # level 0 (steps 1 .. M-1) at starts[0], then each level from the one below
+def _build(zr, zi, dc_max, eps, low, ar, ai, br, bi, r, starts, counts):  # pragma: no cover
+    # level `low` (at 0 here) step by step from the orbit: x = the entry so far, y = the single step at m
+    span = 1 << low
     for k in range(counts[0]):
-        m = k + 1
-        a = math.hypot(zr[m], zi[m])
-        ar[k] = 2.0 * zr[m]
-        ai[k] = 2.0 * zi[m]
-        br[k] = 1.0
-        bi[k] = 0.0
-        r[k] = max(0.0, min(2.0 * eps * a, 2.0 - a))
+        xar, xai, xbr, xbi, xr = 1.0, 0.0, 0.0, 0.0, np.inf
+        for m in range(1 + k * span, 1 + (k + 1) * span):
+            a = math.hypot(zr[m], zi[m])
+            ry = max(0.0, min(2.0 * eps * a, 2.0 - a))  # the single step's radius
+            ax = math.hypot(xar, xai)
+            room = ry - math.hypot(xbr, xbi) * dc_max
+            xr = min(xr, room / ax if ax > 0.0 and room > 0.0 else 0.0)
+            yr, yi = 2.0 * zr[m], 2.0 * zi[m]  # A_y = 2 Z_m, B_y = 1
+            xar, xai = yr * xar - yi * xai, yr * xai + yi * xar
+            xbr, xbi = yr * xbr - yi * xbi + 1.0, yr * xbi + yi * xbr
+        ar[k], ai[k], br[k], bi[k] = xar, xai, xbr, xbi
+        r[k] = xr if math.isfinite(xr) and math.isfinite(xar) and math.isfinite(xbr) else 0.0
     for lv in range(1, len(counts)):
         _merge(ar, ai, br, bi, r, starts[lv - 1], counts[lv - 1], starts[lv], dc_max)
 
@@ -176,17 +183,12 @@ def build_table(
         raise ValueError(f"low must be an integer >= 1, got {low!r}")
     steps = max(0, len(zr) - 2)  # steps 1 .. M-1
     counts = []
-    while (steps >> len(counts)) > 0:
-        counts.append(steps >> len(counts))
-    if len(counts) <= low:
+    while (steps >> (low + len(counts))) > 0:
+        counts.append(steps >> (low + len(counts)))
+    if not counts:
         return empty_table()
     counts_a = np.array(counts, np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts_a)]).astype(np.int64)
-    total = int(starts[-1])
-    ar, ai, br, bi, r = (np.empty(total) for _ in range(5))
-    _build(zr, zi, float(dc_max), float(eps), ar, ai, br, bi, r, starts, counts_a)
-    keep = slice(int(starts[low]), total)
-    offsets = starts[low:] - starts[low]
-    return BlaTable(
-        *(a[keep].copy() for a in (ar, ai, br, bi, r)), offsets.astype(np.int64), int(low), float(eps), float(dc_max)
-    )
+    offsets = np.concatenate([[0], np.cumsum(counts_a)]).astype(np.int64)
+    ar, ai, br, bi, r = (np.empty(int(offsets[-1])) for _ in range(5))
+    _build(zr, zi, float(dc_max), float(eps), int(low), ar, ai, br, bi, r, offsets, counts_a)
+    return BlaTable(ar, ai, br, bi, r, offsets, int(low), float(eps), float(dc_max))
