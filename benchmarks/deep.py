@@ -23,6 +23,10 @@ this same run (not a test: these machines are shared and noisy).
 6. Fractalshades' flake view (span 1.7e-157, limit 1 000 000): the time of the
    period search (ball method) and of Newton for its nucleus, the period and
    where the nucleus lies.
+7. BLA (:mod:`dfractal_dask.bla`): the kernel with the table against the
+   exact kernel, one core, on Fractalshades' flake view (200x150, limit
+   1 000 000) and on the 1e-60 view of (3) with and without the series:
+   the time ratio, the steps executed and how many counts agree.
 
     python benchmarks/deep.py --reference-only   # (5) and (6) alone
 """
@@ -42,11 +46,7 @@ from dfractal_dask.kernels import BRUTE, escape_block
 # a Misiurewicz point (the 1/3 limb's branch point) to 90 digits
 MIS_X = "-0.101096363845622161025785445738622565463805442826253483876931177660780840740470584274821220"
 MIS_Y = "0.956286510809141500771096057729977435809833336510529170034314321500524659065716732526978411"
-# inside the main cardioid: the reference orbit never escapes, so it runs all its iterations
-INSIDE_X = "-0.1000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001"
-# the same, to 300 digits
-INSIDE_300 = (Fraction(Decimal("-0.1" + "0" * 298 + "1")), Fraction(Decimal("0.1" + "3" * 299)))
-# Fractalshades' flake (its example 09-run_flake_DEM.py)
+# Fractalshades' "flake" (its example 09-run_flake_DEM.py), span 1.7e-157
 FLAKE_X = (
     "-1.99996619445037030418434688506350579675531241540724851511761922944801584242342684381376129778868913812287046406"
     "560949864353810575744772166485672496092803920095332"
@@ -55,6 +55,10 @@ FLAKE_Y = (
     "-0.00000000000000000000000000000000030013824367909383240724973039775924987346831190773335270174257280120474975614"
     "823581185647299288414075519224186504978181625478529"
 )
+# inside the main cardioid: the reference orbit never escapes, so it runs all its iterations
+INSIDE_X = "-0.1000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000001"
+# the same, to 300 digits
+INSIDE_300 = (Fraction(Decimal("-0.1" + "0" * 298 + "1")), Fraction(Decimal("0.1" + "3" * 299)))
 
 
 def best(fn, repeats: int) -> tuple[float, object]:
@@ -140,6 +144,30 @@ def kernels(repeats: int) -> None:
         print(f"(4) reference orbit, span {span:g}, 10 000 iterations, {P.precision_bits(deep)} bits: "
               f"{t_orbit:.3f} s = {t_orbit / (1024 * 10_000 / (work / min(pert_t))):.1f} rows of 1024 samples"
               " at 10 000 iterations")  # fmt: skip
+
+    bla_section(args.repeats)
+
+
+def bla_section(repeats: int) -> None:
+    """(7): BLA against the exact kernel."""
+    flake = View(FLAKE_X, FLAKE_Y, span=1.7e-157, width=200, height=150, supersample=1)
+    mis = View(MIS_X, MIS_Y, span=1e-60, width=256, height=192, supersample=1)
+    for name, v, iters, series in (
+        ("flake 1.7e-157", flake, 1_000_000, True),
+        ("1e-60", mis, 2000, True),
+        ("1e-60, no series", mis, 2000, False),
+    ):
+        orbit = P.choose_reference(v, iters, series=series)
+        t_table, table = best(lambda v=v, orbit=orbit: P.bla_table(v, orbit), 1)
+        h = v.sample_height
+        t_exact, a = best(lambda v=v, o=orbit, it=iters, h=h: P.perturbation_block(v, it, 0, h, o), repeats)
+        t_bla, b = best(
+            lambda v=v, o=orbit, it=iters, h=h, t=table: P.perturbation_block(v, it, 0, h, o, table=t), repeats
+        )
+        same = 100 * (a[0] == b[0]).mean()
+        print(f"(7) BLA, {name}, {v.sample_width}x{h}, counts {a[0].min()}..{a[0].max()}: table {t_table:.3f} s, "
+              f"{table.nbytes / 1e6:.2f} MB; {t_exact:.3f} s -> {t_bla:.3f} s, ratio {t_bla / t_exact:.3f}; steps "
+              f"{a[2] / 1e6:.1f} M -> {b[2] / 1e6:.1f} M; counts equal: {same:.3f}%")  # fmt: skip
 
 
 if __name__ == "__main__":

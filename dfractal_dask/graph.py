@@ -17,6 +17,7 @@ from dask.delayed import Delayed
 
 from . import kernels
 from . import perturbation as _perturbation
+from .bla import BlaTable
 from .fractals import Fractal
 from .protocol import task_key
 from .spec import (
@@ -78,11 +79,18 @@ def compute_block(
 
 
 def compute_deep_block(
-    view: View, iters: int, block: Block, orbit: _perturbation.Orbit
+    view: View, iters: int, block: Block, orbit: _perturbation.Orbit, table: BlaTable | None = None
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """One block of a deep view by perturbation around the reference ``orbit``
-    (:func:`dfractal_dask.perturbation.perturbation_block`): ``(iterations, norm, work)``."""
-    it, norm, work, _ = _perturbation.perturbation_block(view, iters, block.row0, block.nrows, orbit)
+    (:func:`dfractal_dask.perturbation.perturbation_block`), skipping with its
+    BLA ``table`` (:func:`dfractal_dask.perturbation.bla_table`) and stopping
+    interior samples early (:data:`~dfractal_dask.perturbation.INTERIOR_DERIVATIVE`,
+    their norm NaN); ``None``: every step exact, as the escape rule states it:
+    ``(iterations, norm, work)``."""
+    interior = 0.0 if table is None else _perturbation.INTERIOR_DERIVATIVE
+    it, norm, work, _ = _perturbation.perturbation_block(
+        view, iters, block.row0, block.nrows, orbit, table=table, interior=interior
+    )
     return it, norm, work
 
 
@@ -178,6 +186,7 @@ def block_tasks(
     fractal: Fractal | None = None,
     distance: bool = False,
     perturbation: bool | None = None,
+    exact: bool = False,
 ) -> list[tuple[Block, Delayed]]:
     """One delayed kernel call per block, keyed ``dfractal-kernel-<render id>-<block>``
     so the metrics plugin can tell renders apart (default id: a hash of the
@@ -193,9 +202,11 @@ def block_tasks(
     view, ``True``/``False`` force it) has one more task, keyed
     ``dfractal-reference-<render id>-0``: its reference orbit
     (:func:`dfractal_dask.perturbation.choose_reference`), computed once on one
-    worker and fetched by the others once each; every block's task
-    (:func:`compute_deep_block`) depends on it, and ``shortcuts`` do not apply."""
-    spec = RenderSpec.make(view, iters, chunk_rows, fractal, distance, perturbation)
+    worker and fetched by the others once each; unless ``exact``, one more,
+    ``dfractal-bla-<render id>-0``, its BLA table
+    (:func:`dfractal_dask.perturbation.bla_table`), likewise; every block's task
+    (:func:`compute_deep_block`) depends on them, and ``shortcuts`` do not apply."""
+    spec = RenderSpec.make(view, iters, chunk_rows, fractal, distance, perturbation, exact)
     return tasks_of(spec, render_id, priorities, shortcuts)[0]
 
 
@@ -210,11 +221,14 @@ def tasks_of(
     equal renders share keys; ``priorities``, ``shortcuts``: see :func:`block_tasks`."""
     if render_id is None:
         rows, deep = spec.chunk_rows, list(spec.deep)
+        exact = ("exact",) if spec.exact and any(deep) else ()  # (the ids of other renders as they were)
         if spec.kind == ZOOM:
-            render_id = tokenize("zoom", list(spec.views), spec.iters, rows, spec.fractal, deep)
+            render_id = tokenize("zoom", list(spec.views), spec.iters, rows, spec.fractal, deep, *exact)
         else:
             levels = _levels(spec, shortcuts)
-            render_id = tokenize(spec.view, spec.iters, spec.block_rows, levels, spec.fractal, spec.distance, deep[0])
+            render_id = tokenize(
+                spec.view, spec.iters, spec.block_rows, levels, spec.fractal, spec.distance, deep[0], *exact
+            )
     return [frame_tasks(spec, k, render_id, priorities, shortcuts) for k in range(len(spec.views))]
 
 
@@ -251,6 +265,11 @@ def frame_tasks(
             orbit = dask.delayed(_perturbation.choose_reference, pure=True)(
                 view, iters, dask_key_name=task_key("reference", rid, 0)
             )
+            table = None
+            if not spec.exact:  # built once per view, fetched once per worker
+                table = dask.delayed(_perturbation.bla_table, pure=True)(
+                    view, orbit, dask_key_name=task_key("bla", rid, 0)
+                )
     fn = dask.delayed(compute_block, pure=True, nout=3)
     deep_fn = dask.delayed(compute_deep_block, pure=True, nout=3)
     tasks = []
@@ -258,7 +277,7 @@ def frame_tasks(
         with dask.annotate(priority=0 if priorities is None else priorities[b.index]):
             key = task_key("kernel", rid, b.index)
             if deep:
-                task = deep_fn(view, iters, b, orbit, dask_key_name=key)
+                task = deep_fn(view, iters, b, orbit, table, dask_key_name=key)
             else:
                 task = fn(view, iters, b, levels[b.index], fractal, dask_key_name=key)
             if spec.distance:
@@ -281,6 +300,7 @@ def fractal_dataset(
     fractal: Fractal | None = None,
     distance: bool = False,
     perturbation: bool | None = None,
+    exact: bool = False,
 ) -> xr.Dataset:
     """The lazy picture: an xarray Dataset of dask arrays, one chunk per block.
 
@@ -293,10 +313,11 @@ def fractal_dataset(
     A deep view (:attr:`dfractal_dask.view.View.deep`, or ``perturbation=True``)
     is computed by perturbation (:func:`block_tasks`); its ``re``/``im``
     coordinates are then offsets from the exact centre (attrs ``centre_re``,
-    ``centre_im``), which float64 can still tell apart.
+    ``centre_im``), which float64 can still tell apart; ``exact`` computes
+    it without the bilinear approximation (:mod:`dfractal_dask.bla`; attr ``bla``).
     Nothing is computed until asked.
     """
-    spec = RenderSpec.make(view, iters, chunk_rows, fractal, distance, perturbation)
+    spec = RenderSpec.make(view, iters, chunk_rows, fractal, distance, perturbation, exact)
     return dataset_of(spec, tasks_of(spec))
 
 
@@ -380,6 +401,7 @@ def zoom_dataset(
     fractal: Fractal | None = None,
     perturbation: bool | None = None,
     render_id: str | None = None,
+    exact: bool = False,
 ) -> xr.Dataset:
     """A zoom: one lazy picture per view (e.g. :func:`dfractal_dask.view.zoom_views`),
     stacked on a ``frame`` dimension: ``iterations`` and ``norm`` on
@@ -388,11 +410,12 @@ def zoom_dataset(
 
     Coordinates ``frame``, ``span`` and ``deep`` (computed by perturbation,
     :func:`is_deep`, each frame deciding for itself unless ``perturbation``
-    is given; a deep frame has its own reference-orbit task).  The first
+    is given; a deep frame has its own reference-orbit task, and unless
+    ``exact`` its own BLA-table task).  The first
     view, ``iters``, the fractal and ``frames``/``to_span`` are in attrs.
     Every view must share the first one's size and centre.
     """
-    spec = RenderSpec.make_zoom(views, iters, chunk_rows, fractal, perturbation)
+    spec = RenderSpec.make_zoom(views, iters, chunk_rows, fractal, perturbation, exact)
     return dataset_of(spec, tasks_of(spec, render_id))
 
 
@@ -421,6 +444,7 @@ def zoom_template(
     chunk_rows: int | None = None,
     fractal: Fractal | None = None,
     perturbation: bool | None = None,
+    exact: bool = False,
 ) -> xr.Dataset:
     """What :func:`zoom_dataset` would return, without its graph: the same
     shape, chunks, dtypes, coordinates and Dataset attrs, over placeholder arrays, in
@@ -430,4 +454,4 @@ def zoom_template(
         raise ValueError("a zoom needs at least one view")
     if isinstance(views[0], View):  # before a check of each frame
         check_zoom_size(views[0], len(views), chunk_rows)
-    return template_of(RenderSpec.make_zoom(views, iters, chunk_rows, fractal, perturbation))
+    return template_of(RenderSpec.make_zoom(views, iters, chunk_rows, fractal, perturbation, exact))

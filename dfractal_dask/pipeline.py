@@ -217,6 +217,7 @@ def render(
     fractal: Fractal | None = None,
     distance: bool = False,
     perturbation: bool | None = None,
+    exact: bool = False,
 ) -> xr.Dataset:
     """Render ``view`` on a dask cluster.
 
@@ -283,6 +284,10 @@ def render(
         span below ~1e-13 given with a decimal-string centre), ``True`` always
         (also more exact for high iteration counts at moderate zoom),
         ``False`` never.  The Mandelbrot set only.
+    exact
+        Iterate every step of a deep view, without the bilinear approximation
+        that skips many at once (:mod:`dfractal_dask.bla`; the store's attr
+        ``bla`` says which, and a resume must ask for the same).
 
     Returns
     -------
@@ -293,7 +298,7 @@ def render(
     if not isinstance(view, View):
         raise TypeError(f"view must be a View, got {type(view).__name__}")
     _only(workers)  # checked before any store is made
-    spec = RenderSpec.make(view, iters, chunk_rows, fractal, distance, perturbation)
+    spec = RenderSpec.make(view, iters, chunk_rows, fractal, distance, perturbation, exact)
     return _run(spec, store_path=store_path, client=client, overwrite=overwrite, resume=resume, retries=retries,
                 progress=progress, stats=stats, security=security, storage_options=storage_options, balance=balance,
                 workers=workers)  # fmt: skip
@@ -459,6 +464,7 @@ def zoom(
     fractal: Fractal | None = None,
     perturbation: bool | None = None,
     storage_options: dict | None = None,
+    exact: bool = False,
 ) -> xr.Dataset:
     """Render a zoom from ``view`` to a span of ``to_span``: ``frames`` views
     about the same centre (:func:`dfractal_dask.view.zoom_views`), as one dask
@@ -479,7 +485,7 @@ def zoom(
         Zarr store the workers write into (``(frame, im, re)`` arrays and a
         ``frame_done`` flag per frame), then opened lazily
         (:func:`dfractal_dask.store.open_zoom`).  ``None``: computed in memory.
-    client, chunk_rows, overwrite, retries, security, fractal, storage_options
+    client, chunk_rows, overwrite, retries, security, fractal, storage_options, exact
         As for :func:`render`.
     resume
         Finish an interrupted zoom in ``store_path``: compute only the frames
@@ -501,6 +507,6 @@ def zoom(
     if isinstance(view, View):
         graph.check_zoom_size(view, frames, chunk_rows)  # before making its frames: at any count, at once
     views = zoom_views(view, frames, to_span)
-    spec = RenderSpec.make_zoom(views, iters, chunk_rows, fractal, perturbation)
+    spec = RenderSpec.make_zoom(views, iters, chunk_rows, fractal, perturbation, exact)
     return _run(spec, store_path=store_path, client=client, overwrite=overwrite, resume=resume, retries=retries,
                 progress=progress, security=security, storage_options=storage_options)  # fmt: skip

@@ -33,6 +33,7 @@ __all__ = [
     "RenderSpec",
     "blocks",
     "check_chunk_rows",
+    "check_exact",
     "check_fractal",
     "check_iters",
     "default_chunk_rows",
@@ -114,6 +115,13 @@ def check_fractal(fractal: Fractal | None) -> Fractal:
     return fractal
 
 
+def check_exact(exact: bool) -> bool:
+    """``exact`` (render deep views without BLA) checked: a bool, else a ``TypeError``."""
+    if not isinstance(exact, bool | np.bool_):
+        raise TypeError(f"exact must be True or False, got {exact!r}")
+    return bool(exact)
+
+
 def is_deep(view: View, fractal: Fractal | None = None, distance: bool = False, deep: bool | None = None) -> bool:
     """Whether ``view`` is rendered by perturbation: ``deep`` if given, else
     :attr:`dfractal_dask.view.View.deep`.  A deep render must be of the
@@ -159,6 +167,9 @@ class RenderSpec:
         Whether distance estimates are computed (renders only).
     deep
         For each view, whether it is computed by perturbation (:func:`is_deep`).
+    exact
+        Whether deep views iterate every step (no bilinear approximation,
+        :mod:`dfractal_dask.bla`).
     """
 
     kind: Literal["render", "zoom"]
@@ -168,6 +179,7 @@ class RenderSpec:
     fractal: Fractal
     distance: bool
     deep: tuple[bool, ...]
+    exact: bool = False
 
     @classmethod
     def make(
@@ -178,6 +190,7 @@ class RenderSpec:
         fractal: Fractal | None = None,
         distance: bool = False,
         perturbation: bool | None = None,
+        exact: bool = False,
     ) -> RenderSpec:
         """The spec of a render of ``view`` (arguments as for
         :func:`dfractal_dask.graph.fractal_dataset`), every one checked here."""
@@ -189,7 +202,7 @@ class RenderSpec:
         if distance:
             kernels.check_distance_fractal(fractal)
         deep = is_deep(view, fractal, bool(distance), perturbation)
-        return cls(RENDER, (view,), iters, rows, fractal, bool(distance), (deep,))
+        return cls(RENDER, (view,), iters, rows, fractal, bool(distance), (deep,), check_exact(exact))
 
     @classmethod
     def make_zoom(
@@ -199,6 +212,7 @@ class RenderSpec:
         chunk_rows: int | None = None,
         fractal: Fractal | None = None,
         perturbation: bool | None = None,
+        exact: bool = False,
     ) -> RenderSpec:
         """The spec of a zoom through ``views`` (arguments as for
         :func:`dfractal_dask.graph.zoom_dataset`), every one checked here:
@@ -220,7 +234,7 @@ class RenderSpec:
         fractal = check_fractal(fractal)
         rows = check_chunk_rows(first, chunk_rows)
         deep = tuple(is_deep(v, fractal, False, perturbation) for v in views)
-        return cls(ZOOM, tuple(views), iters, rows, fractal, False, deep)
+        return cls(ZOOM, tuple(views), iters, rows, fractal, False, deep, check_exact(exact))
 
     @property
     def view(self) -> View:
@@ -249,4 +263,6 @@ class RenderSpec:
         attrs.update(iters=self.iters, chunk_rows=self.block_rows, **self.view.to_attrs())
         if self.kind == ZOOM:
             attrs.update(frames=len(self.views), to_span=self.views[-1].span)
+        if any(self.deep):  # (a render without deep views has no BLA to tell)
+            attrs.update(bla=not self.exact)
         return attrs

@@ -520,17 +520,19 @@ def write_metrics(path: str | os.PathLike | Location, metrics: dict[str, Any]) -
 # what makes two renders the same render: a store can be resumed only by its own
 _IDENTITY = (
     *("fractal", "power", "julia_re", "julia_im", "distance", "iters", "chunk_rows"),
-    *("xpos", "ypos", "centre_re", "centre_im", "span", "width", "height", "supersample", "perturbation"),
+    *("xpos", "ypos", "centre_re", "centre_im", "span", "width", "height", "supersample", "perturbation", "bla"),
 )
 _ZOOM_IDENTITY = (*(k for k in _IDENTITY if k not in ("span", "distance", "perturbation")), "frames", "to_span")
 # attrs that stores made before the families, distance estimation and deep views lack
-_BEFORE_FAMILIES = {**Fractal().to_attrs(), "distance": False, "perturbation": False}
+# (and "bla" a render without deep views, or one made before BLA: every step exact)
+_BEFORE_FAMILIES = {**Fractal().to_attrs(), "distance": False, "perturbation": False, "bla": False}
 
 
 def _refuse_another(loc: Location, attrs: dict[str, Any], want: dict[str, Any], keys: tuple[str, ...]) -> None:
     # a StoreError naming each attribute in which the store differs from ``want``
     centre = View.from_attrs(attrs).to_attrs() if "centre_re" not in attrs else {}
     attrs = {**_BEFORE_FAMILIES, **attrs, **{k: centre[k] for k in ("centre_re", "centre_im") if k in centre}}
+    want = {**_BEFORE_FAMILIES, **want}
     differ = [f"{k} {want[k]!r} here, {attrs.get(k)!r} in the store" for k in keys if attrs.get(k) != want[k]]
     if differ:
         raise StoreError(
@@ -809,7 +811,7 @@ def _check_attrs(loc: Location, attrs: dict[str, Any]) -> None:
             View(view.xpos, view.ypos, attrs["to_span"], view.width, view.height, view.supersample)
     except (TypeError, ValueError, KeyError, OverflowError) as exc:
         raise bad(f"values do not make a view, fractal and iteration limit ({exc})") from None
-    for key in ("distance", "perturbation"):
+    for key in ("distance", "perturbation", "bla"):
         if not isinstance(attrs.get(key, False), bool):
             raise bad(f"{key} is {attrs[key]!r}, not true or false")
     if not zoom and attrs["n_blocks"] != -(-view.sample_height // attrs["chunk_rows"]):

@@ -197,6 +197,14 @@ def add_storage_flag(group: argparse._ActionsContainer) -> None:
     )  # fmt: skip
 
 
+def add_exact_flag(group: argparse._ActionsContainer) -> None:
+    """``--exact``: deep views without the bilinear approximation (``exact=True``)."""
+    group.add_argument(
+        "--exact", action="store_true",
+        help="iterate every step of a deep view, without the bilinear approximation (BLA) that skips many at once",
+    )  # fmt: skip
+
+
 def add_store_flags(group: argparse._ActionsContainer, run: Callable[..., Any], *, resume_help: str) -> None:
     """``--store --storage-option --overwrite --resume --chunk-rows --retries``
     for a command that calls ``run`` (``render`` or ``zoom``: its defaults)."""

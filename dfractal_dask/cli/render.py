@@ -23,6 +23,7 @@ from ..view import View
 from .options import (
     add_cluster_flags,
     add_color_flags,
+    add_exact_flag,
     add_fractal_flags,
     add_store_flags,
     add_view_flags,
@@ -69,6 +70,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="compute by perturbation around one arbitrary-precision reference orbit (default: when "
              "float64 cannot resolve the view, e.g. --span 1e-30 with a many-digit --xpos)",
     )  # fmt: skip
+    add_exact_flag(g)
     add_fractal_flags(r)
     r.set_defaults(run=run)
     return r
@@ -93,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     store_path = store_beside(args, outfile, "picture")
     check_picture_format(outfile)  # after the path's own checks (e.g. /dev/null: not a regular file)
     check_picture_memory(view.width, view.height)
-    template = fractal_dataset(view, args.iters, args.chunk_rows, fr, distance, args.perturbation)
+    template = fractal_dataset(view, args.iters, args.chunk_rows, fr, distance, args.perturbation, exact=args.exact)
     check_target(store_path, template, n_blocks, overwrite=args.overwrite, resume=args.resume)
     sec = security(args)
     if args.host:
@@ -126,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
             fractal=fr,
             distance=distance,
             perturbation=args.perturbation,
+            exact=args.exact,
         )
         report, workers_runtime = reports.collect(client, stats.render_id)
         if report:

@@ -21,6 +21,7 @@ from .options import (
     ViewFlagDefaults,
     add_cluster_flags,
     add_color_flags,
+    add_exact_flag,
     add_fractal_flags,
     add_store_flags,
     add_view_flags,
@@ -67,6 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--perturbation", action=argparse.BooleanOptionalAction, default=None,
         help="compute by perturbation (default: each frame float64 cannot resolve)",
     )  # fmt: skip
+    add_exact_flag(d)
     add_fractal_flags(z)
     z.set_defaults(run=run)
     return z
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     store_path = store_beside(args, outfile, "animation")
     check_picture_memory(view.width, view.height)
     # checked on a template of the zoom: its graph (~1 ms a task) is built later, by zoom_view()
-    template = zoom_template(views, args.iters, args.chunk_rows, fr, args.perturbation)
+    template = zoom_template(views, args.iters, args.chunk_rows, fr, args.perturbation, exact=args.exact)
     check_zoom_target(store_path, template, overwrite=args.overwrite, resume=args.resume)
     sec = security(args)
 
@@ -116,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             progress=None if args.quiet else Progress("zoom", "frames"),
             fractal=fr,
             perturbation=args.perturbation,
+            exact=args.exact,
         )
         with reading(store_path):
             save_animation(color_frames(ds, palette, args.step, args.mode, interior=args.interior), outfile, args.fps)
