@@ -145,7 +145,7 @@ def kernels(repeats: int) -> None:
               f"{t_orbit:.3f} s = {t_orbit / (1024 * 10_000 / (work / min(pert_t))):.1f} rows of 1024 samples"
               " at 10 000 iterations")  # fmt: skip
 
-    bla_section(args.repeats)
+    bla_section(repeats)
 
 
 def bla_section(repeats: int) -> None:

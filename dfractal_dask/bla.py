@@ -182,7 +182,7 @@ def build_table(
     if isinstance(low, bool) or not isinstance(low, int) or low < 1:
         raise ValueError(f"low must be an integer >= 1, got {low!r}")
     steps = max(0, len(zr) - 2)  # steps 1 .. M-1
-    counts = []
+    counts: list[int] = []
     while (steps >> (low + len(counts))) > 0:
         counts.append(steps >> (low + len(counts)))
     if not counts:

@@ -104,7 +104,9 @@ def test_bla_agrees_with_the_exact_kernel_on_every_pixel(name, most, norms):
         assert same >= most, f"{same:.4%} of counts agree ({name}, series={series})"
         close = np.isclose(exact[1], fast[1], rtol=1e-4).mean()
         assert close >= norms, f"{close:.4%} of norms agree"
-        assert fast[2] + fast[3] <= exact[2]  # executed plus skipped: at most the exact steps (fewer escape late)
+        # executed plus skipped: at most the exact steps, but for samples whose count BLA puts later
+        later = np.maximum(fast[0].astype(np.int64) - exact[0].astype(np.int64), 0).sum()
+        assert fast[2] + fast[3] <= exact[2] + later
         assert fast[2] < exact[2] or series
 
 
@@ -117,9 +119,17 @@ BEFORE_BLA = [
 
 
 @pytest.mark.parametrize(("x", "y", "span", "iters", "series", "digest", "work"), BEFORE_BLA)
-def test_without_a_table_the_kernel_is_bit_for_bit_the_one_before_bla(x, y, span, iters, series, digest, work):
+def test_without_a_table_the_kernel_is_bit_for_bit_the_one_before_bla(
+    x, y, span, iters, series, digest, work, monkeypatch
+):
+    # the references as they were then: the fixed-point orbit, no nucleus
+    def fixed_point_reference(view, iters, i, j):
+        z, norm = P.fixed_point_orbit(*P.sample_point(view, i, j), P.precision_bits(view), iters)
+        return P.Orbit(np.ascontiguousarray(z.real), np.ascontiguousarray(z.imag), float(i), float(j), iters, norm)
+
+    monkeypatch.setattr(P, "reference_orbit", fixed_point_reference)
     v = View(x, y, span=span, width=48, height=36, supersample=1)
-    orbit = P.choose_reference(v, iters, series=series)
+    orbit = P.choose_reference(v, iters, series=series, nucleus=False)
     for table in (None, B.empty_table()):
         it, norm, steps, used = P.perturbation_block(v, iters, 0, 36, orbit, table=table)
         assert (hashlib.sha256(it.tobytes() + norm.tobytes()).hexdigest(), steps, used) == (digest, work, 0)
