@@ -289,3 +289,25 @@ def test_interior_samples_stop_early_and_never_escape():
     ds = fractal_dataset(v, iters, 12).compute(scheduler="sync")
     assert np.array_equal(np.isnan(ds.norm.values), inside)
     assert not np.isnan(fractal_dataset(v, iters, 12, exact=True).norm.values).any()
+
+
+def test_a_deep_zoom_and_the_explorer_build_one_table_per_deep_frame():
+    """Everything deep takes BLA: a zoom has one reference and one table task
+    per deep frame (none for its shallow first frame), an explorer frame of a
+    deep view one of each; ``exact=True`` drops the tables."""
+    from dfractal_dask import zoom_views
+    from dfractal_dask.explorer.session import frame_tasks
+    from dfractal_dask.graph import zoom_dataset
+
+    def count(keys, kind: str) -> int:
+        return sum(str(k).startswith(f"dfractal-{kind}-") for k in keys)
+
+    v = View(DEEP_X, DEEP_Y, span=1e-5, width=32, height=24, supersample=1)
+    views = zoom_views(v, 5, 1e-40)
+    ds = zoom_dataset(views, 500, 8)
+    assert ds["deep"].values.tolist() == [False, True, True, True, True]
+    assert count(ds.__dask_graph__(), "reference") == count(ds.__dask_graph__(), "bla") == 4
+    assert count(zoom_dataset(views, 500, 8, exact=True).__dask_graph__(), "bla") == 0
+    frame = frame_tasks(View(DEEP_X, DEEP_Y, span=1e-30, width=32, height=24, supersample=1), 500, "Hippi", "smooth")
+    keys = {k for t in frame for k in t.__dask_graph__()}
+    assert count(keys, "reference") == count(keys, "bla") == 1
