@@ -26,13 +26,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from dfractal_dask import View, graph, open_render
+from dfractal_dask import View, graph, open_render, places
 from dfractal_dask import store as store_mod
 from dfractal_dask.cli import main
 from dfractal_dask.store import StoreError, verify
 
-DEEP_X = "-0.101096363845622161025785445738622565463805442826253483876931177660780840740470584274821220"
-DEEP_Y = "0.956286510809141500771096057729977435809833336510529170034314321500524659065716732526978411"
+DEEP_X, DEEP_Y = places.BRANCH_POINT
 TINY = ["--width", "16", "--height", "12", "--smoothness", "1", "--iters", "50"]
 
 

@@ -9,7 +9,7 @@ import gmpy2
 import numpy as np
 import pytest
 
-from dfractal_dask import View, fractal_dataset, open_render, render
+from dfractal_dask import View, fractal_dataset, open_render, places, render
 from dfractal_dask import bla as B
 from dfractal_dask import perturbation as P
 from dfractal_dask.cli import main
@@ -17,12 +17,9 @@ from dfractal_dask.protocol import task_key
 from dfractal_dask.store import StoreError
 
 # the tests' 1e-30 view (tests/test_perturbation.py), the README's 1e-60 one, seahorse valley
-MIS_X = "-0.101096363845622161025785445738622565463805443"
-MIS_Y = "0.956286510809141500771096057729977435809833337"
-DEEP_X = "-0.101096363845622161025785445738622565463805442826253483876931177660780840740470584274821220"
-DEEP_Y = "0.956286510809141500771096057729977435809833336510529170034314321500524659065716732526978411"
-SEA_X = "-0.743643887037158704752191506114774"
-SEA_Y = "0.131825904205311970493132056385139"
+MIS_X, MIS_Y = places.BRANCH_POINT_45
+DEEP_X, DEEP_Y = places.BRANCH_POINT
+SEA_X, SEA_Y = places.SEAHORSE
 
 
 def direct_count(view: View, i: int, j: int, iters: int) -> int:

@@ -9,7 +9,7 @@ import pytest
 from daskprocs import BIN, dask_processes, wait_for
 from PIL import Image
 
-from dfractal_dask import View, colorize, fractal_dataset, open_render
+from dfractal_dask import View, colorize, fractal_dataset, open_render, places
 
 pytestmark = [pytest.mark.slow]
 
@@ -111,8 +111,7 @@ def test_preloaded_plugin_reports_both_named_workers(real_cluster, tmp_path):
 
 
 # the branch point of the 1/3 limb, with more digits than float64 holds
-DEEP_X = "-0.101096363845622161025785445738622565463805442826253483876931177660780840740470584274821220"
-DEEP_Y = "0.956286510809141500771096057729977435809833336510529170034314321500524659065716732526978411"
+DEEP_X, DEEP_Y = places.BRANCH_POINT
 
 
 def test_deep_zoom_and_its_recolouring_on_the_real_cluster(real_cluster, tmp_path):

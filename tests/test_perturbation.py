@@ -5,17 +5,15 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from dfractal_dask import Fractal, View, kernels
+from dfractal_dask import Fractal, View, kernels, places
 from dfractal_dask import perturbation as P
 from dfractal_dask.nucleus import mpc_of
 
 # A Misiurewicz point (preperiod 3, period 1: the branch point of the 1/3 limb),
 # to 45 digits: at any depth its neighbourhood has structure, and few iterations.
-MIS_X = "-0.101096363845622161025785445738622565463805443"
-MIS_Y = "0.956286510809141500771096057729977435809833337"
+MIS_X, MIS_Y = places.BRANCH_POINT_45
 # Seahorse valley, a classic deep-zoom target (thousands of iterations)
-SEA_X = "-0.743643887037158704752191506114774"
-SEA_Y = "0.131825904205311970493132056385139"
+SEA_X, SEA_Y = places.SEAHORSE
 
 
 def deep_view(span=1e-30, width=48, height=36, x=MIS_X, y=MIS_Y):
@@ -146,8 +144,7 @@ def test_precision_follows_the_step():
     assert P.precision_bits(deep_view(1e-200)) >= 664 + 64
 
 
-DEEP_X = "-0.101096363845622161025785445738622565463805442826253483876931177660780840740470584274821220"
-DEEP_Y = "0.956286510809141500771096057729977435809833336510529170034314321500524659065716732526978411"
+DEEP_X, DEEP_Y = places.BRANCH_POINT
 
 
 @pytest.mark.parametrize(("span", "iters"), [(1e-30, 1000), (1e-60, 2000), (1e-15, 1000)])

@@ -21,7 +21,7 @@ import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dfractal_dask import View, fractal_dataset, graph, render, zoom
+from dfractal_dask import View, fractal_dataset, graph, places, render, zoom
 from dfractal_dask.fractals import Fractal
 from dfractal_dask.graph import zoom_dataset, zoom_template
 from dfractal_dask.view import zoom_views
@@ -29,7 +29,7 @@ from dfractal_dask.view import zoom_views
 GOLDEN = json.loads((Path(__file__).parent / "data" / "spec_golden.json").read_text())
 
 V = View(-0.7436, 0.1318, 0.02, 30, 20, 2)
-CENTRE = ("-0.743643887037158704752191506114774", "0.131825904205311970493132056385139")
+CENTRE = places.SEAHORSE
 RENDERS = {
     "plain": {"view": V, "iters": 200, "chunk_rows": 8},
     "distance": {"view": V, "iters": 200, "chunk_rows": 12, "distance": True},
