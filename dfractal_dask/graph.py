@@ -17,7 +17,6 @@ from dask.delayed import Delayed
 
 from . import kernels
 from . import perturbation as _perturbation
-from .bla import BlaTable
 from .fractals import Fractal
 from .protocol import task_key
 from .spec import (
@@ -79,7 +78,7 @@ def compute_block(
 
 
 def compute_deep_block(
-    view: View, iters: int, block: Block, orbit: _perturbation.Orbit, table: BlaTable | None = None
+    view: View, iters: int, block: Block, orbit: _perturbation.Orbit, table: _perturbation.AnyTable | None = None
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """One block of a deep view by perturbation around the reference ``orbit``
     (:func:`dfractal_dask.perturbation.perturbation_block`), skipping with its

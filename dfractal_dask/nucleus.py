@@ -65,7 +65,7 @@ def _check(period: int, bits: int) -> None:
         raise ValueError(f"bits must be an integer of at least 53, got {bits!r}")
 
 
-def find_period(centre: gmpy2.mpc, radius: float, max_period: int, bits: int) -> int | None:
+def find_period(centre: gmpy2.mpc, radius: float | gmpy2.mpfr, max_period: int, bits: int) -> int | None:
     """The period of the minibrot nearest ``centre`` within about ``radius``,
     by the ball method (first order, see the module docstring): the first
     ``n <= max_period`` with ``|z_n| < radius |dz_n/dc|``, ``z_n`` the orbit of
@@ -76,8 +76,10 @@ def find_period(centre: gmpy2.mpc, radius: float, max_period: int, bits: int) ->
     ----------
     centre : gmpy2.mpc
         The disc's centre (e.g. the view's, :func:`mpc_of`).
-    radius : float
-        The disc's radius (e.g. half the view's diagonal), positive.
+    radius : float or gmpy2.mpfr
+        The disc's radius (e.g. half the view's diagonal), positive; an
+        ``mpfr`` for one below float64's range (the derivative is then kept
+        in 53-bit MPFR numbers, whose exponent does not end).
     max_period : int
         The longest period looked for.
     bits : int
@@ -86,6 +88,8 @@ def find_period(centre: gmpy2.mpc, radius: float, max_period: int, bits: int) ->
     _check(max_period, bits)
     if not radius > 0:
         raise ValueError(f"radius must be positive, got {radius!r}")
+    if isinstance(radius, type(gmpy2.mpfr(1))):
+        return _find_period_wide(centre, radius, max_period, bits)
     ctx = gmpy2.context(precision=bits)
     sq, add = ctx.square, ctx.add
     c = ctx.add(centre, 0)
@@ -105,6 +109,28 @@ def find_period(centre: gmpy2.mpc, radius: float, max_period: int, bits: int) ->
             d /= _RESCALE
             e += 256
             rs, one = math.ldexp(radius, e), math.ldexp(1.0, -e)
+        z = add(sq(z), c)
+    return None
+
+
+def _find_period_wide(centre: gmpy2.mpc, radius: gmpy2.mpfr, max_period: int, bits: int) -> int | None:
+    # find_period with z and dz/dc rounded to 53-bit MPFR numbers for the test (no float64 underflow)
+    ctx = gmpy2.context(precision=bits)
+    low = gmpy2.context(precision=53)
+    sq, add = ctx.square, ctx.add
+    lmul, ladd, labs = low.mul, low.add, low.abs
+    c = ctx.add(centre, 0)
+    z = c
+    d = gmpy2.mpc(1, precision=53)
+    r = gmpy2.mpfr(radius, 53)
+    for n in range(1, max_period + 1):
+        w = ladd(z, 0)
+        a = labs(w)
+        if a < lmul(r, labs(d)):
+            return n
+        if a > 2:
+            return None
+        d = ladd(lmul(ladd(w, w), d), 1)
         z = add(sq(z), c)
     return None
 

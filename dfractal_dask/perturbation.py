@@ -71,7 +71,8 @@ import gmpy2
 import numba
 import numpy as np
 
-from .bla import BLA_TOLERANCE, BlaTable, build_table, empty_table
+from . import extended
+from .bla import BLA_TOLERANCE, LOWEST_LEVEL, BlaTable, build_table, empty_table
 from .fractals import Fractal
 from .kernels import count_dtype
 from .nucleus import exact_period, find_nucleus, find_period, mpc_of
@@ -96,6 +97,10 @@ __all__ = [
     "series_skip",
     "SERIES_TOLERANCE",
 ]
+
+#: A BLA table of either kind: :class:`~dfractal_dask.bla.BlaTable` for a
+#: float64 orbit, :class:`~dfractal_dask.extended.ExtendedTable` for an extended one.
+AnyTable = BlaTable | extended.ExtendedTable
 
 #: At most this many extra references a block takes for its glitched samples
 #: before it computes the rest one by one in full precision.
@@ -136,6 +141,16 @@ class Orbit:
     #: period ``M``, so samples wrap from ``Z_M`` to ``Z_0`` (a rebase that
     #: loses nothing) and the orbit never runs out.
     periodic: bool = False
+    #: An :attr:`~dfractal_dask.view.View.extended` view's orbit: ``Z_n =
+    #: (zr[n] + i zi[n]) 2**ze[n]``, normal floatexps
+    #: (:mod:`dfractal_dask.extended`); ``None``: ``zr``, ``zi`` are ``Z_n``.
+    ze: np.ndarray | None = None
+
+    def value(self, n: int) -> complex:
+        """``Z_n`` rounded to complex128 (0 below its range)."""
+        if self.ze is None:
+            return complex(self.zr[n], self.zi[n])
+        return complex(math.ldexp(self.zr[n], int(self.ze[n])), math.ldexp(self.zi[n], int(self.ze[n])))
 
     @property
     def length(self) -> int:
@@ -166,7 +181,7 @@ def sample_point(view: View, i: float, j: float) -> tuple[Fraction, Fraction]:
     view's exact centre and its float64 ``step`` taken as the exact binary
     fraction it is."""
     xr, xi = view.centre
-    step = Fraction(view.step)
+    step = view.step_exact
     cx = Fraction(view.sample_width - 1, 2)
     cy = Fraction(view.sample_height - 1, 2)
     fi, fj = Fraction(float(i)), Fraction(float(j))  # exact: grid positions are (half-)integers
@@ -176,6 +191,8 @@ def sample_point(view: View, i: float, j: float) -> tuple[Fraction, Fraction]:
 def precision_bits(view: View) -> int:
     """Bits after the binary point for the reference orbit: 64 more than the
     sample step needs."""
+    if view.extended:
+        return max(64, 1 - view.step_parts[1] + 64)
     return max(64, math.ceil(-math.log2(view.step)) + 64)
 
 
@@ -216,11 +233,13 @@ def fixed_point_orbit(cr: Fraction, ci: Fraction, bits: int, iters: int) -> tupl
 _CHUNK = 1 << 16
 
 
-def orbit(c: gmpy2.mpc, iters: int) -> tuple[np.ndarray, float]:
+def orbit(c: gmpy2.mpc, iters: int, tiny: list | None = None) -> tuple[np.ndarray, float]:
     """The escape rule's orbit of ``c`` in ``gmpy2.mpc`` arithmetic at ``c``'s
     precision, until it escapes (``|Z_M|² > 4``) or for ``iters`` steps:
     ``(Z_0 .. Z_M`` each rounded to complex128, ``norm)``, ``norm`` the rule's
-    ``|z|²`` (``|z|²/2`` if it never escaped).
+    ``|z|²`` (``|z|²/2`` if it never escaped).  With a list ``tiny``, each
+    ``Z_n`` (n > 0) below :data:`TINY` (where complex128 loses digits or all
+    of it) is appended to it as ``(n, mantissa re, mantissa im, exponent)``.
 
     Three calls into MPC/MPFR per step (square, add, round to a complex), on
     the context's methods (no context look-up); the exact test ``|z|² > 4``
@@ -229,6 +248,7 @@ def orbit(c: gmpy2.mpc, iters: int) -> tuple[np.ndarray, float]:
     sq, add, nrm = ctx.square, ctx.add, ctx.norm
     z = gmpy2.mpc(0, precision=ctx.precision)
     near = 2.0 - 2.0**-30  # rounding to float64 moves |z| by far less
+    small = -1.0 if tiny is None else TINY
     chunks: list[np.ndarray] = []
     n = 0
     while n < iters:
@@ -237,15 +257,34 @@ def orbit(c: gmpy2.mpc, iters: int) -> tuple[np.ndarray, float]:
         for _ in range(min(_CHUNK, iters - n)):
             w = complex(z)
             put(w)
-            if abs(w) > near and nrm(z) > 4:
+            a = abs(w)
+            if a > near and nrm(z) > 4:
                 chunks.append(np.array(out, np.complex128))
                 return np.concatenate(chunks), float(nrm(z))
+            if a < small and n + len(out) > 1:
+                tiny.append((n + len(out) - 1, *_split(z)))  # type: ignore[union-attr]
             z = add(sq(z), c)
         chunks.append(np.array(out, np.complex128))
         n += len(out)
     a2 = nrm(z)
-    chunks.append(np.array([complex(z)], np.complex128))
+    w = complex(z)
+    if abs(w) < small:
+        tiny.append((n, *_split(z)))  # type: ignore[union-attr]
+    chunks.append(np.array([w], np.complex128))
     return np.concatenate(chunks), float(a2) if a2 > 4 else 0.5 * float(a2)
+
+
+#: :func:`orbit` keeps the exact exponent of values below this (float64's
+#: normal range ends at 2.2e-308; its products with a δz must not lose digits).
+TINY = 1e-290
+
+
+def _split(z: gmpy2.mpc) -> tuple[float, float, int]:
+    # z as (a + i b) 2**e, exactly to 53 bits, any exponent
+    parts = [(0, 0.0) if x == 0 else gmpy2.frexp(x) for x in (z.real, z.imag)]
+    e = max(p[0] for p in parts if p[1] != 0) if any(p[1] != 0 for p in parts) else 0
+    a, b = (math.ldexp(float(m), k - e) if m != 0 else 0.0 for k, m in parts)
+    return a, b, int(e)
 
 
 def reference_orbit(view: View, iters: int, i: float, j: float) -> Orbit:
@@ -253,8 +292,14 @@ def reference_orbit(view: View, iters: int, i: float, j: float) -> Orbit:
     (:func:`orbit`), until it escapes or for ``iters`` steps; each ``Z_n``
     rounded to float64."""
     bits = precision_bits(view)
-    z, norm = orbit(mpc_of(*sample_point(view, i, j), bits + 8), iters)  # (+8: the integer part's bits)
-    return Orbit(np.ascontiguousarray(z.real), np.ascontiguousarray(z.imag), float(i), float(j), int(iters), norm)
+    tiny: list | None = [] if view.extended else None
+    z, norm = orbit(mpc_of(*sample_point(view, i, j), bits + 8), iters, tiny)  # (+8: the integer part's bits)
+    if tiny is None:
+        return Orbit(np.ascontiguousarray(z.real), np.ascontiguousarray(z.imag), float(i), float(j), int(iters), norm)
+    zr, zi, ze = extended.normalise(z.real, z.imag)
+    for n, a, b, e in tiny:
+        zr[n], zi[n], ze[n] = a, b, e
+    return Orbit(zr, zi, float(i), float(j), int(iters), norm, ze=ze)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=False, inline="always")
@@ -408,11 +453,20 @@ def _perturb(
 
 def _run(
     it, norm, flag, orbit: Orbit, view: View, row0: int, rstride: int = 1, col0: int = 0, cstride: int = 1,
-    table: BlaTable | None = None, interior: float = 0.0,
+    table: AnyTable | None = None, interior: float = 0.0,
 ) -> tuple[int, int]:  # fmt: skip
     # the kernel on (strided) samples of view: (steps executed, steps BLA skipped beyond those)
+    if (orbit.ze is not None) != (table is None or isinstance(table, extended.ExtendedTable)):
+        raise TypeError("an extended orbit takes an ExtendedTable, a float64 orbit a BlaTable")
+    if orbit.ze is not None:
+        x = _NO_EXTENDED_TABLE if not isinstance(table, extended.ExtendedTable) else table
+        m, e = view.step_parts
+        return extended.perturb_extended(
+            it, norm, flag, orbit.zr, orbit.zi, orbit.ze, orbit.i, orbit.j, m, e, row0, rstride, col0, cstride,
+            orbit.iters, x.ar, x.ai, x.ae, x.br, x.bi, x.be, x.rm, x.re, x.offsets, x.low, interior**2, orbit.periodic,
+        )  # fmt: skip
     sa = np.array(orbit.series, np.complex128)
-    t = _NO_TABLE if table is None else table
+    t = table if isinstance(table, BlaTable) else _NO_TABLE
     return _perturb(
         it, norm, flag, orbit.zr, orbit.zi, orbit.i, orbit.j, view.step, row0, rstride, col0, cstride, orbit.iters,
         orbit.skip, sa, t.ar, t.ai, t.br, t.bi, t.r, t.offsets, t.low, interior**2, orbit.periodic,
@@ -420,6 +474,7 @@ def _run(
 
 
 _NO_TABLE = empty_table()
+_NO_EXTENDED_TABLE = extended.build_extended_table(np.zeros(1), np.zeros(1), np.zeros(1, np.int64), (0.0, 0), 0.1, 3)
 
 
 def _reach(view: View, orbit: Orbit) -> float:
@@ -428,10 +483,15 @@ def _reach(view: View, orbit: Orbit) -> float:
     return max(1.0, math.hypot(max(orbit.j, w - 1 - orbit.j), max(orbit.i, h - 1 - orbit.i)))
 
 
-def bla_table(view: View, orbit: Orbit, eps: float = BLA_TOLERANCE) -> BlaTable:
+def bla_table(view: View, orbit: Orbit, eps: float = BLA_TOLERANCE) -> AnyTable:
     """The BLA table (:func:`dfractal_dask.bla.build_table`) of ``orbit`` for
     the samples of ``view``: ``dc_max`` is the distance from the reference to
-    the view's farthest sample."""
+    the view's farthest sample (an :attr:`~dfractal_dask.view.View.extended`
+    view's: :func:`dfractal_dask.extended.build_extended_table`)."""
+    if orbit.ze is not None:
+        m, e = view.step_parts
+        return extended.build_extended_table(orbit.zr, orbit.zi, orbit.ze, (_reach(view, orbit) * m, e), eps,
+                                             LOWEST_LEVEL)  # fmt: skip
     return build_table(orbit.zr, orbit.zi, _reach(view, orbit) * view.step, eps)
 
 
@@ -458,7 +518,9 @@ def nucleus_reference(view: View, iters: int) -> Orbit | None:
     bits = precision_bits(view) + 8
     x, y = view.centre
     centre = mpc_of(x, y, bits)
-    period = find_period(centre, view.step * math.hypot(w - 1, h - 1) / 2, iters, bits)
+    reach = math.hypot(w - 1, h - 1) / 2
+    radius = gmpy2.mpfr(view.step_exact * Fraction(reach), 53) if view.extended else view.step * reach
+    period = find_period(centre, radius, iters, bits)
     if period is None:
         return None
     nucleus = find_nucleus(centre, period, bits)
@@ -466,14 +528,14 @@ def nucleus_reference(view: View, iters: int) -> Orbit | None:
         return None
     period = exact_period(nucleus, period)
     # its grid position: sample_point's inverse
-    j = Fraction(w - 1, 2) + (Fraction(gmpy2.mpq(nucleus.real)) - Fraction(x)) / Fraction(view.step)
-    i = Fraction(h - 1, 2) - (Fraction(gmpy2.mpq(nucleus.imag)) - Fraction(y)) / Fraction(view.step)
+    j = Fraction(w - 1, 2) + (Fraction(gmpy2.mpq(nucleus.real)) - Fraction(x)) / view.step_exact
+    i = Fraction(h - 1, 2) - (Fraction(gmpy2.mpq(nucleus.imag)) - Fraction(y)) / view.step_exact
     if math.hypot(j - Fraction(w - 1, 2), i - Fraction(h - 1, 2)) > NUCLEUS_SPANS * max(w - 1, h - 1, 1):
         return None
     orbit = reference_orbit(view, period, float(i), float(j))
     if orbit.length < period:  # (cannot happen at a nucleus: a safety net)
         return None
-    z = complex(orbit.zr[iters % period], orbit.zi[iters % period])  # where the rule stops
+    z = orbit.value(iters % period)  # where the rule stops
     return replace(orbit, iters=int(iters), norm=0.5 * abs(z) ** 2, periodic=True)
 
 
@@ -555,6 +617,8 @@ def series_skip(view: View, orbit: Orbit, tol: float = SERIES_TOLERANCE) -> Orbi
     could escape or need rebasing.  Deep views whose samples share a long
     start (most of them) skip most of their iterations.
     """
+    if orbit.ze is not None:  # (extended: no series; BLA skips the same steps)
+        return orbit
     skip, a, b, c = _series(orbit.zr, orbit.zi, view.step, _reach(view, orbit), tol)
     skip = min(skip, orbit.iters, orbit.length - 1) if skip > 1 else 0
     return replace(orbit, skip=int(skip), series=(complex(a), complex(b), complex(c)) if skip else (0j, 0j, 0j))
@@ -567,7 +631,7 @@ def perturbation_block(
     nrows: int,
     orbit: Orbit,
     references: int = REFERENCES,
-    table: BlaTable | None = None,
+    table: AnyTable | None = None,
     interior: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Rows ``row0 .. row0 + nrows`` of ``view`` by perturbation around ``orbit``

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, replace
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from numbers import Integral, Real
 from typing import Any
 
@@ -36,6 +37,7 @@ __all__ = [
     "MAX_FRAMES",
     "MAX_SAMPLES",
     "MIN_SPAN",
+    "EXTENDED_SPAN",
     "DEEP_ULPS",
     "parse_coordinate",
     "zoom_views",
@@ -53,9 +55,16 @@ MAX_COORDINATE = 1e150
 #: of that many is checked in a fraction of a second (~35 µs a frame).
 MAX_FRAMES = 10_000
 
-#: The smallest span: perturbation keeps each sample's offset from the centre
-#: in float64, whose exponent ends near 1e-308 (its square must not vanish first).
-MIN_SPAN = 1e-250
+#: The smallest span (a ``Decimal``: float64 ends near 1e-308).  Below
+#: :data:`EXTENDED_SPAN` a view's span is kept as the decimal it was given as
+#: and perturbation carries each sample's offset with an exponent of its own
+#: (:mod:`dfractal_dask.extended`); the reference orbit needs about
+#: ``3.3 × digits`` bits, 5 000 bits at this span.
+MIN_SPAN = Decimal("1e-1500")
+
+#: Spans below this are *extended* (:attr:`View.extended`): float64 offsets
+#: and their squares would underflow, so such views carry exponents apart.
+EXTENDED_SPAN = 1e-250
 
 #: A view is deep (:attr:`View.deep`) when neighbouring samples are fewer than
 #: this many float64 ulps of its coordinates apart: a float64 grid would round
@@ -149,12 +158,33 @@ def _check_float(name: str, value: Any) -> float:
 
 
 def _check_span(name: str, value: Any) -> float:
-    # a view's width in the complex plane: a finite number from MIN_SPAN up
-    value = _check_float(name, value)
+    # a view's width in the complex plane: a finite number from MIN_SPAN up, a
+    # float from EXTENDED_SPAN up, below it the decimal (an _Exact: its float may be 0)
+    if isinstance(value, _Exact):
+        d = value.decimal
+    elif isinstance(value, str | Decimal):
+        try:
+            d = Decimal(value.strip().replace("\u2212", "-")) if isinstance(value, str) else value
+        except InvalidOperation:
+            raise ValueError(f"{name} must be a decimal number, got {value!r}") from None
+        if not d.is_finite():
+            raise ValueError(f"{name} must be finite, got {value!r}")
+    else:
+        d = None
+        value = _check_float(name, value)
+    if d is not None:
+        if d <= 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+        if d < MIN_SPAN:
+            raise ValueError(f"{name} must be at least {MIN_SPAN}, got {value}")
+        if d >= Decimal(EXTENDED_SPAN):
+            value = _check_float(name, float(d))
+        else:
+            return _Exact(d)
     if value <= 0:
         raise ValueError(f"{name} must be > 0, got {value}")
-    if value < MIN_SPAN:
-        raise ValueError(f"{name} must be at least {MIN_SPAN:g} (float64 offsets end there), got {value}")
+    if value < EXTENDED_SPAN:  # a float that small: kept as its shortest decimal
+        return _Exact(Decimal(repr(value)))
     return value
 
 
@@ -221,7 +251,14 @@ class View:
         """Whether float64 cannot resolve this view's samples (they are less than
         :data:`DEEP_ULPS` ulps apart): it is then computed by perturbation
         around the exact :attr:`centre`."""
-        return self.step < DEEP_ULPS * math.ulp(self._scale)
+        return self.extended or self.step < DEEP_ULPS * math.ulp(self._scale)
+
+    @property
+    def extended(self) -> bool:
+        """Whether the span is below :data:`EXTENDED_SPAN`: the step (and the
+        samples' offsets) are then kept with exponents apart
+        (:attr:`step_parts`), as float64 alone would underflow."""
+        return isinstance(self.span, _Exact)
 
     @property
     def centre(self) -> tuple[Decimal, Decimal]:
@@ -246,8 +283,37 @@ class View:
 
     @property
     def step(self) -> float:
-        """Distance between neighbouring samples, the same on both axes."""
+        """Distance between neighbouring samples, the same on both axes (a
+        float64: 0.0 or subnormal for an :attr:`extended` view, whose exact
+        step is :attr:`step_exact`)."""
+        if self.extended:
+            m, e = self.step_parts
+            return math.ldexp(m, e)
         return self.span / max(self.sample_width - 1, 1)
+
+    @property
+    def step_parts(self) -> tuple[float, int]:
+        """The step as ``(m, e)``, exactly ``m * 2**e`` with ``0.5 <= m < 1``:
+        :attr:`step` split (``math.frexp``), or for an :attr:`extended` view the
+        exact ``span / (W - 1)`` rounded to 53 bits."""
+        if not self.extended:
+            return math.frexp(self.step)
+        q = Fraction(exact(self.span)) / max(self.sample_width - 1, 1)
+        e = q.numerator.bit_length() - q.denominator.bit_length()  # 2**(e-1) < q < 2**(e+1)
+        if q >= Fraction(2) ** e:
+            e += 1
+        elif q < Fraction(2) ** (e - 1):
+            e -= 1
+        m = float(q / Fraction(2) ** e)  # correctly rounded, in [0.5, 1]
+        if m == 1.0:
+            m, e = 0.5, e + 1
+        return m, e
+
+    @property
+    def step_exact(self) -> Fraction:
+        """The step as the exact binary fraction the samples are placed with."""
+        m, e = self.step_parts
+        return Fraction(m) * Fraction(2) ** e
 
     @property
     def re0(self) -> float:
@@ -285,6 +351,15 @@ class View:
         w, h = self.sample_width, self.sample_height
         j = np.arange(w // n) * n + (n - 1) / 2
         i = np.arange(h // n) * n + (n - 1) / 2
+        if self.extended:  # offsets in units of 2**e: float64 alone would underflow
+            m, e = self.step_parts
+            units = f"2**{e}"
+            return {
+                "im": ("im", ((h - 1) / 2 - i) * m, {"long_name": f"offset of the imaginary part from centre_im, "
+                                                     f"in units of {units}", "units": units}),
+                "re": ("re", (j - (w - 1) / 2) * m, {"long_name": f"offset of the real part from centre_re, "
+                                                     f"in units of {units}", "units": units}),
+            }  # fmt: skip
         if not self.deep:
             return {
                 "im": ("im", self.im(i), {"long_name": "imaginary part", "units": "1"}),
@@ -316,6 +391,8 @@ class View:
         centre as decimal strings ``centre_re``, ``centre_im``."""
         attrs = asdict(self)
         attrs["xpos"], attrs["ypos"] = float(self.xpos), float(self.ypos)
+        if self.extended:  # the decimal: its float64 would be 0
+            attrs["span"] = str(exact(self.span))
         attrs["centre_re"], attrs["centre_im"] = (str(d) for d in self.centre)
         return attrs
 
@@ -350,7 +427,13 @@ def zoom_views(view: View, frames: int, to_span: float) -> list[View]:
     if frames > MAX_FRAMES:
         raise ValueError(f"frames must be at most {MAX_FRAMES}, got {frames}")
     to_span = _check_span("to_span", to_span)  # here: a frame before the last would name another span
-    ratio = math.log(to_span / view.span)
-    spans = [view.span * math.exp(ratio * k / (frames - 1)) for k in range(frames)]
+    spans: list[Any]
+    if isinstance(to_span, _Exact) or view.extended:  # past float64: in decimals (an _Exact's float may be 0)
+        a, b = exact(view.span), exact(to_span)
+        ratio_d = (b / a).ln()
+        spans = [str((a.ln() + ratio_d * k / (frames - 1)).exp()) for k in range(frames)]
+    else:
+        ratio = math.log(to_span / view.span)
+        spans = [view.span * math.exp(ratio * k / (frames - 1)) for k in range(frames)]
     spans[0], spans[-1] = view.span, to_span
     return [replace(view, span=s) for s in spans]

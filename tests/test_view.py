@@ -73,7 +73,7 @@ def test_attrs_round_trip():
         ({"ypos": "nan"}, ValueError, "ypos must be finite"),
         ({"ypos": "1e400"}, ValueError, "ypos must be finite"),
         ({"width": 10**6, "height": 10**6}, ValueError, "samples"),
-        ({"span": 1e-320}, ValueError, "span must be at least"),
+        ({"span": "1e-1600"}, ValueError, "span must be at least"),
     ],
 )
 def test_bad_views_are_refused(kwargs, exc, words):
@@ -153,9 +153,9 @@ def test_zoom_views_shrink_geometrically_about_one_centre(span, frames, to_span)
         (2.5, 1e-3, TypeError, "frames must be an integer"),
         (10**6, 1e-3, ValueError, "frames must be at most 10000"),
         (10, 0.0, ValueError, "to_span must be > 0"),
-        (10, 1e-300, ValueError, r"to_span must be at least 1e-250 .*got 1e-300"),
+        (10, "1e-1600", ValueError, r"to_span must be at least 1E-1500, got 1e-1600"),
         (10, math.nan, ValueError, "to_span must be finite"),
-        (10, "1e-3", TypeError, "to_span must be a real number"),
+        (10, None, TypeError, "to_span must be a real number"),
     ],
 )
 def test_bad_zooms_are_refused(frames, to_span, exc, words):

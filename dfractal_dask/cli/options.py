@@ -13,6 +13,7 @@ import dataclasses
 import inspect
 import math
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, NoReturn, TypedDict
 
@@ -24,14 +25,14 @@ from ..fractals import FAMILIES, Fractal
 from ..location import Location, as_location, check_output, parse_storage_options
 from ..palettes import DEFAULT_PALETTE, MAX_STEP, SEED_PALETTES, parse_hex
 from ..store import default_store_path
-from ..view import View, parse_coordinate
+from ..view import EXTENDED_SPAN, View, parse_coordinate
 from .errors import UsageError
 
 __all__ = [
     "FRACTAL_CHOICES", "FrameSize", "Parser", "VIEW_DEFAULTS", "ViewFlagDefaults", "add_cluster_flags",
     "add_color_flags", "add_fractal_flags", "add_storage_flag", "add_store_flags", "add_tls_flags", "add_view_flags",
     "check_color_flags", "coordinate", "default_of", "finite_float", "fractal", "fractal_name", "int_list", "location",
-    "port", "positive_int", "resolve_scheduler", "security", "store_beside",
+    "port", "positive_int", "resolve_scheduler", "security", "span_number", "store_beside",
 ]  # fmt: skip
 
 #: :class:`View`'s defaults by field (the seed's view: its flags' defaults).
@@ -97,6 +98,18 @@ def finite_float(text: str) -> float:
     return value
 
 
+def span_number(text: str) -> float | Decimal:
+    """A finite number; one below float64's range (e.g. ``1e-1000``) as the
+    ``Decimal`` it spells (a :class:`View` keeps it: an extended span)."""
+    try:
+        d = Decimal(text.strip().replace("\u2212", "-"))
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if d.is_finite() and d != 0 and abs(d) < Decimal(EXTENDED_SPAN):
+        return d
+    return finite_float(text)
+
+
 def coordinate(text: str) -> float:
     """A decimal with any number of digits: a deep zoom's centre (View keeps them)."""
     try:
@@ -151,7 +164,8 @@ def add_view_flags(
         default, shown = (None, whole) if centre is None else (centre[i], "(%(default)s)")
         group.add_argument(flag, type=kind, default=default, help=f"centre, {axis} part{digits} {shown}")
     # --span everywhere; --escape-radius is the seed's name for it
-    group.add_argument("--span", "--escape-radius", dest="span", type=finite_float, default=span,
+    group.add_argument("--span", "--escape-radius", dest="span", type=span_number if deep else finite_float,
+                       default=span,
                        help=f"{span_help} " + (whole if span is None else "(%(default)s)"))  # fmt: skip
     group.add_argument("--width", type=positive_int, default=width, help="picture width in pixels (%(default)s)")
     group.add_argument("--height", type=positive_int, default=height, help="picture height in pixels (%(default)s)")

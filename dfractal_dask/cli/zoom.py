@@ -32,6 +32,7 @@ from .options import (
     fractal_name,
     positive_int,
     security,
+    span_number,
     store_beside,
 )
 from .output import Progress, check_animation_flags, say
@@ -49,7 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "zoom", help="render a zoom: frames from a view down to --to-span, stored in Zarr, as an animated GIF/PNG"
     )
     g = z.add_argument_group("the zoom")
-    g.add_argument("--to-span", type=finite_float, required=True, help="span of the last frame (e.g. 1e-12)")
+    g.add_argument("--to-span", type=span_number, required=True, help="span of the last frame (e.g. 1e-12)")
     g.add_argument("--frames", type=positive_int, default=default_of(zoom_view, "frames"),
                    help="number of frames, at least 2 (%(default)s)")  # fmt: skip
     add_view_flags(g, **ZOOM_VIEW, span_help="span of the first frame")
