@@ -456,7 +456,7 @@ def _run(
     table: AnyTable | None = None, interior: float = 0.0,
 ) -> tuple[int, int]:  # fmt: skip
     # the kernel on (strided) samples of view: (steps executed, steps BLA skipped beyond those)
-    if (orbit.ze is not None) != (table is None or isinstance(table, extended.ExtendedTable)):
+    if table is not None and (orbit.ze is not None) != isinstance(table, extended.ExtendedTable):
         raise TypeError("an extended orbit takes an ExtendedTable, a float64 orbit a BlaTable")
     if orbit.ze is not None:
         x = _NO_EXTENDED_TABLE if not isinstance(table, extended.ExtendedTable) else table
