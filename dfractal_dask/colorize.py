@@ -15,6 +15,7 @@ with some transparent samples is partly transparent).
 from __future__ import annotations
 
 import difflib
+import functools
 import io
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,7 @@ import xarray as xr
 
 from .deprecation import warn_renamed
 from .palettes import DEFAULT_PALETTE, DEFAULT_STEP, Palette, pack, parse_hex, resolve_palette, seed_lut
-from .view import View
+from .view import View, zoom_views
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -368,6 +369,12 @@ class Picture(xr.DataArray):
         return None if self._is_picture() else super()._repr_html_()
 
 
+@functools.lru_cache(maxsize=8)
+def _zoom_frames(view: View, frames: int, to_span: float | str) -> list[View]:
+    # a zoom's frames, exactly as rendered (its "span" coordinate is float64: NaN past its range)
+    return zoom_views(view, frames, to_span)
+
+
 def _picture_view(ds: xr.Dataset, n: int) -> View | None:
     """The view whose ``n``×``n``-sample pixels the picture of ``ds`` has, or
     None where ``ds`` holds no whole view (no view attrs, or a slice of one)."""
@@ -375,8 +382,8 @@ def _picture_view(ds: xr.Dataset, n: int) -> View | None:
         view = View.from_attrs(ds.attrs)
     except (TypeError, ValueError):
         return None
-    if "span" in ds.coords and ds["span"].ndim == 0:  # a frame of a zoom: its own span
-        view = replace(view, span=float(ds["span"]))
+    if "frame" in ds.coords and ds["frame"].ndim == 0 and "frames" in ds.attrs:  # a frame of a zoom: its own span
+        view = _zoom_frames(view, ds.attrs["frames"], ds.attrs["to_span"])[int(ds["frame"])]
     if (view.sample_height, view.sample_width) != (ds.sizes["im"], ds.sizes["re"]):
         return None
     return replace(view, width=view.sample_width // n, height=view.sample_height // n, supersample=n)

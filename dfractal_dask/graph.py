@@ -351,7 +351,7 @@ def _dataset(spec: RenderSpec, arrays: dict[str, da.Array]) -> xr.Dataset:
         dims: tuple[str, ...] = ("frame", "im", "re")
         coords = {
             "frame": np.arange(len(spec.views)),
-            "span": ("frame", [v.span for v in spec.views]),
+            "span": ("frame", [math.nan if v.extended else v.span for v in spec.views]),  # (NaN: below float64)
             "deep": ("frame", list(spec.deep)),
         }  # fmt: skip  (no im/re: they differ frame to frame)
     else:

@@ -23,7 +23,7 @@ import numpy as np
 from . import kernels
 from . import perturbation as _perturbation
 from .fractals import Fractal
-from .view import View
+from .view import View, span_attr
 
 __all__ = [
     "RENDER",
@@ -262,7 +262,7 @@ class RenderSpec:
             attrs.update(distance=bool(self.distance), perturbation=bool(self.deep[0]))
         attrs.update(iters=self.iters, chunk_rows=self.block_rows, **self.view.to_attrs())
         if self.kind == ZOOM:
-            attrs.update(frames=len(self.views), to_span=self.views[-1].span)
+            attrs.update(frames=len(self.views), to_span=span_attr(self.views[-1].span))
         if any(self.deep):  # (a render without deep views has no BLA to tell)
             attrs.update(bla=not self.exact)
         return attrs

@@ -39,7 +39,10 @@ __all__ = [
     "MIN_SPAN",
     "EXTENDED_SPAN",
     "DEEP_ULPS",
+    "divide_span",
     "parse_coordinate",
+    "parse_span",
+    "span_attr",
     "zoom_views",
 ]
 
@@ -133,6 +136,21 @@ def parse_coordinate(name: str, value: Any) -> float:
     return _check_float(name, value)
 
 
+def span_attr(span: float) -> float | str:
+    """A view's span for JSON attributes: the float, or for an extended span
+    (below :data:`EXTENDED_SPAN`, whose float64 would be 0) its decimal string."""
+    return str(span.decimal) if isinstance(span, _Exact) else float(span)
+
+
+def divide_span(span: float, factor: float) -> float:
+    """``span / factor`` as a span: the float quotient, or the decimal one
+    (a float that keeps its decimal, as a deep centre does) where it or
+    ``span`` is below :data:`EXTENDED_SPAN`."""
+    if not isinstance(span, _Exact) and span / factor >= EXTENDED_SPAN:
+        return span / factor
+    return _Exact(exact(span) / Decimal(repr(float(factor))))
+
+
 def exact(x: float) -> Decimal:
     """The decimal value of a coordinate: the one it was given as, or the
     shortest decimal that reads back as the float."""
@@ -157,9 +175,18 @@ def _check_float(name: str, value: Any) -> float:
     return value
 
 
-def _check_span(name: str, value: Any) -> float:
-    # a view's width in the complex plane: a finite number from MIN_SPAN up, a
-    # float from EXTENDED_SPAN up, below it the decimal (an _Exact: its float may be 0)
+def parse_span(name: str, value: Any) -> float:
+    """A view's span (its width in the complex plane) from a real number, a
+    decimal string or a ``Decimal``: a finite number from :data:`MIN_SPAN` up;
+    a float from :data:`EXTENDED_SPAN` up, below it the decimal (a float that
+    keeps its decimal, whose own value may be 0).  ``name`` names it in errors.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`parse_coordinate`, and for a span not above 0 or below
+        :data:`MIN_SPAN`.
+    """
     if isinstance(value, _Exact):
         d = value.decimal
     elif isinstance(value, str | Decimal):
@@ -228,7 +255,7 @@ class View:
         # frozen dataclass: normalise through object.__setattr__
         for name in ("xpos", "ypos"):
             object.__setattr__(self, name, parse_coordinate(name, getattr(self, name)))
-        object.__setattr__(self, "span", _check_span("span", self.span))
+        object.__setattr__(self, "span", parse_span("span", self.span))
         for name in ("width", "height", "supersample"):
             object.__setattr__(self, name, _check_int(name, getattr(self, name)))
         if self.n_samples > MAX_SAMPLES:
@@ -391,8 +418,7 @@ class View:
         centre as decimal strings ``centre_re``, ``centre_im``."""
         attrs = asdict(self)
         attrs["xpos"], attrs["ypos"] = float(self.xpos), float(self.ypos)
-        if self.extended:  # the decimal: its float64 would be 0
-            attrs["span"] = str(exact(self.span))
+        attrs["span"] = span_attr(self.span)
         attrs["centre_re"], attrs["centre_im"] = (str(d) for d in self.centre)
         return attrs
 
@@ -409,7 +435,7 @@ class View:
         return cls(**kw)
 
 
-def zoom_views(view: View, frames: int, to_span: float) -> list[View]:
+def zoom_views(view: View, frames: int, to_span: float | str | Decimal) -> list[View]:
     """The frames of a zoom from ``view`` to a span of ``to_span`` about the same
     (exact) centre: ``frames`` views whose spans fall geometrically, so each
     frame magnifies the last by the same factor.  Frame ``k``'s span is
@@ -426,7 +452,7 @@ def zoom_views(view: View, frames: int, to_span: float) -> list[View]:
     frames = _check_int("frames", frames, 2)
     if frames > MAX_FRAMES:
         raise ValueError(f"frames must be at most {MAX_FRAMES}, got {frames}")
-    to_span = _check_span("to_span", to_span)  # here: a frame before the last would name another span
+    to_span = parse_span("to_span", to_span)  # here: a frame before the last would name another span
     spans: list[Any]
     if isinstance(to_span, _Exact) or view.extended:  # past float64: in decimals (an _Exact's float may be 0)
         a, b = exact(view.span), exact(to_span)

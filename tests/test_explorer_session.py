@@ -284,3 +284,30 @@ def test_the_coarse_pass_follows_dask_config(client):
         finally:
             s.close()
     assert (coarse["view"].width, coarse["view"].height) == (60, 45)
+
+
+def test_a_view_past_float64_explores_and_zooms(client):
+    # span 1e-500: the session renders it (floatexp deltas) and zooms in decimals, frames equal to renders
+    from decimal import Decimal
+
+    from dfractal_dask.places import branch_point
+    from dfractal_dask.view import exact
+
+    deep, iters = View(*branch_point(530), "1e-500", 120, 90, 1), 12_000
+    s = ExplorerSession(client, deep, iters=iters)
+    try:
+        seen = Seen(s)
+        gen = s.goto(deep)
+        assert s.wait(gen, timeout=300)["view"] == deep
+        want = picture(client, deep, iters)
+        np.testing.assert_array_equal(seen.frame(gen), want)
+        assert len(np.unique(np.asarray(want).reshape(-1, 4), axis=0)) > 1
+        assert len(np.unique(render(deep, iters, client=client).iterations.values)) > 20  # structure
+        gen = s.zoom(4.0)
+        v = s.wait(gen, timeout=300)["view"]
+        assert v.extended and exact(v.span) == Decimal("2.5E-501") and v.centre == deep.centre
+        np.testing.assert_array_equal(seen.frame(gen), picture(client, v, iters))
+        assert any("span 2.5e-501 ·" in t for t in seen.status), seen.status[-3:]
+        assert s.last_frame.re.attrs["units"] == f"2**{v.step_parts[1]}"
+    finally:
+        s.close()

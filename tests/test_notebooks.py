@@ -107,6 +107,9 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
         text = _text(nb)
         assert "span 1e-60: deep=True  perturbation=True" in text and "all equal" in text
         assert "distinct float64 columns: 1 of 160" in text
+        # past float64's exponent: the span kept as its decimal, samples checked against mpmath there too
+        assert "span 1e-1000: extended=True" in text and "span attribute: 1E-1000" in text
+        assert "distinct stored offsets: 160 of 160" in text and text.count("all equal") == 2
         assert "('frame', 'im', 're') (8, 60, 80) frames by perturbation: 6" in text and "zoom.gif (" in text
         strip = max(images, key=lambda img: img.width)
         assert strip.width == 5 * SMALL_WIDTH and all(

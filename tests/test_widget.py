@@ -338,3 +338,35 @@ def test_frames_are_drawn_in_the_documents_next_tick(client):
         assert ex.status.text.startswith("full frame 120x90 in ")
     finally:
         ex.close()
+
+
+def test_wheel_zooms_past_float64_in_plot_offsets(client):
+    # at span 1e-400 the axes hold offsets from the centre in units of the span (float64 ranges hold them)
+    from decimal import Decimal
+
+    from dfractal_dask.places import branch_point
+    from dfractal_dask.view import exact
+
+    deep, iters = View(*branch_point(430), "1e-400", 120, 90, 1), 12_000
+    ex = Explorer(client, deep, iters=iters)
+    try:
+        ex.wait(1, timeout=300)
+        assert (ex.figure.x_range.start, ex.figure.x_range.end) == pytest.approx((-0.5, 0.5))
+        assert ex.source.data["dw"][0] == pytest.approx(120 / 119)  # 120 pixels of 1/119 of the span
+        ex.figure._trigger_event(RangesUpdate(ex.figure, x0=0.1, x1=0.3, y0=-0.075, y1=0.075))
+        v = ex.wait(2, timeout=300)["view"]
+        x, y = deep.centre
+        assert v.extended and exact(v.span) == Decimal("2E-401")
+        assert v.centre[0] - x == Decimal("2E-401") and v.centre[1] == y
+        np.testing.assert_array_equal(ex.last_frame, _reference(client, v, iters))
+        # the axes stay in offsets of the same anchor: the echo renders nothing more
+        assert (ex.figure.x_range.start, ex.figure.x_range.end) == pytest.approx((0.1, 0.3))
+        ex.figure._trigger_event(RangesUpdate(ex.figure, x0=0.1, x1=0.3, y0=-0.075, y1=0.075))
+        time.sleep(0.5)
+        assert ex._gen == 2
+        # zoomed far in from Python: re-anchored on the new view, the page's ranges its offsets again
+        v = ex.wait(ex.zoom(1e6), timeout=300)["view"]
+        assert exact(v.span) == Decimal("2E-407")
+        assert (ex.figure.x_range.start, ex.figure.x_range.end) == pytest.approx((-0.5, 0.5))
+    finally:
+        ex.close()

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from decimal import Decimal, localcontext
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,7 @@ from bokeh.plotting import figure
 
 from ..fractals import FAMILIES, MAX_POWER, Fractal
 from ..palettes import SEED_PALETTES
-from ..view import View
+from ..view import View, exact, parse_coordinate, parse_span
 from .session import EXPLORER_MODES, ExplorerSession
 
 __all__ = ["PALETTE_CHOICES", "ExplorerPanel"]
@@ -58,8 +60,69 @@ def _options(names: Iterable[str]) -> list[str | tuple[Any, str]]:
 
 
 def _same(a: View, b: View) -> bool:
+    if a.deep or b.deep:  # in decimals: past float64 the floats cannot tell the views apart
+        near = Decimal("1e-9") * exact(b.span)
+        (ax, ay), (bx, by) = a.centre, b.centre
+        return abs(ax - bx) <= near and abs(ay - by) <= near and abs(exact(a.span) - exact(b.span)) <= near
     tol = 1e-9 * b.span
     return abs(a.xpos - b.xpos) <= tol and abs(a.ypos - b.ypos) <= tol and abs(a.span - b.span) <= tol
+
+
+class _Axes:
+    """The plot's coordinates: the complex plane itself for views float64
+    resolves; for a deep view, offsets from an *anchor* (an exact centre) in
+    units of about the span, so the page's float64 ranges hold the view
+    whatever its depth (1e-30, 1e-1000).  Re-anchored when a view needs it."""
+
+    def __init__(self) -> None:
+        self.anchor = (Decimal(0), Decimal(0))
+        self.unit = Decimal(1)
+
+    @property
+    def plane(self) -> bool:
+        """Whether plot coordinates are the complex plane's."""
+        return self.unit == 1 and self.anchor == (Decimal(0), Decimal(0))
+
+    def fit(self, v: View) -> bool:
+        """Re-anchor for ``v`` if its span or offset would not suit the axes; whether it did."""
+        if not v.deep:
+            if self.plane:
+                return False
+            self.anchor, self.unit = (Decimal(0), Decimal(0)), Decimal(1)
+            return True
+        span = exact(v.span)
+        off = max(abs(v.centre[0] - self.anchor[0]), abs(v.centre[1] - self.anchor[1]))
+        if not self.plane and Decimal("1e-3") < span / self.unit < Decimal(1000) and off < 100 * self.unit:
+            return False
+        self.anchor, self.unit = v.centre, span
+        return True
+
+    def of(self, v: View) -> tuple[float, float, float]:
+        """``v``'s centre and step in plot coordinates."""
+        if self.plane:
+            return float(v.xpos), float(v.ypos), v.step
+        (x, y), (ax, ay) = v.centre, self.anchor
+        unit = Fraction(self.unit)
+        return float((x - ax) / self.unit), float((y - ay) / self.unit), float(v.step_exact / unit)
+
+    def extent(self, v: View) -> tuple[float, float, float]:
+        """``v``'s centre and span in plot coordinates."""
+        if self.plane:
+            return float(v.xpos), float(v.ypos), v.span
+        cx, cy, step = self.of(v)
+        return cx, cy, step * max(v.sample_width - 1, 1)
+
+    def view(self, v: View, x: float, y: float, span: float) -> View:
+        """``v`` moved to the plot's centre ``(x, y)`` and width ``span``."""
+        if self.plane:
+            return replace(v, xpos=x, ypos=y, span=span)
+        ax, ay = self.anchor
+        dx, dy, ds = (Decimal(repr(float(t))) * self.unit for t in (x, y, span))
+        with localcontext() as ctx:  # the sums exactly (the default 28 digits would round the anchor)
+            ctx.prec = len(str(ax)) + len(str(ay)) + 50
+            cx, cy = ax + dx, ay + dy
+        return replace(v, xpos=parse_coordinate("x", cx), ypos=parse_coordinate("y", cy),
+                       span=parse_span("span", ds))  # fmt: skip
 
 
 class ExplorerPanel:
@@ -72,10 +135,13 @@ class ExplorerPanel:
     def __init__(self, session: ExplorerSession) -> None:
         self.session = s = session
         v = s.view
-        half_h = 0.5 * v.span * v.height / v.width
+        self.axes = _Axes()
+        self.axes.fit(v)
+        cx, cy, span = self.axes.extent(v)
+        half_w, half_h = span / 2, 0.5 * span * v.height / v.width
         self.source = ColumnDataSource({"image": [], "x": [], "y": [], "dw": [], "dh": []})
-        self.x_range = Range1d(start=v.xpos - v.span / 2, end=v.xpos + v.span / 2)
-        self.y_range = Range1d(start=v.ypos - half_h, end=v.ypos + half_h)
+        self.x_range = Range1d(start=cx - half_w, end=cx + half_w)
+        self.y_range = Range1d(start=cy - half_h, end=cy + half_h)
         fig = figure(
             frame_width=v.width,  # the plot area is the frame: one rendered pixel per screen pixel
             frame_height=v.height,
@@ -138,8 +204,13 @@ class ExplorerPanel:
     def update(self, record: dict[str, Any], rgba: np.ndarray) -> None:
         """Draw a frame of the session (``record`` as its ``frames`` hold them) on its view's extent."""
         v = record["view"]
-        step = v.step
-        x0, y_top = v.re0 - step / 2, v.im0 + step / 2
+        self.axes.fit(v)
+        if self.axes.plane:
+            step = v.step
+            x0, y_top = v.re0 - step / 2, v.im0 + step / 2
+        else:
+            cx, cy, step = self.axes.of(v)
+            x0, y_top = cx - v.width * step / 2, cy + v.height * step / 2
         dw, dh = v.width * step, v.height * step
         self.source.data = {"image": [_to_bokeh(rgba)], "x": [x0], "y": [y_top - dh], "dw": [dw], "dh": [dh]}
         self._frame_ranges(v)
@@ -166,13 +237,15 @@ class ExplorerPanel:
         """Move the axes onto ``v`` (a view set from Python: zoom, goto, reset).
         After a mouse zoom they are there already; the echo of this change
         names the current view, so it renders nothing (see ``_on_ranges``)."""
-        half_h = 0.5 * v.span * v.height / v.width
-        for rng, lo, hi in ((self.x_range, v.xpos - v.span / 2, v.xpos + v.span / 2),
-                            (self.y_range, v.ypos - half_h, v.ypos + half_h)):  # fmt: skip
+        self.axes.fit(v)
+        cx, cy, span = self.axes.extent(v)
+        half_h = 0.5 * span * v.height / v.width
+        for rng, lo, hi in ((self.x_range, cx - span / 2, cx + span / 2),
+                            (self.y_range, cy - half_h, cy + half_h)):  # fmt: skip
             start, end = rng.start, rng.end  # numbers (set here, or by the page: a JSON number)
             if not (isinstance(start, int | float) and isinstance(end, int | float)
-                    and math.isclose(start, lo, rel_tol=0, abs_tol=1e-9 * v.span)
-                    and math.isclose(end, hi, rel_tol=0, abs_tol=1e-9 * v.span)):  # fmt: skip
+                    and math.isclose(start, lo, rel_tol=0, abs_tol=1e-9 * span)
+                    and math.isclose(end, hi, rel_tol=0, abs_tol=1e-9 * span)):  # fmt: skip
                 rng.update(start=lo, end=hi)
 
     # -- the page's events ---------------------------------------------------------
@@ -218,7 +291,7 @@ class ExplorerPanel:
         w, h = s.view.width, s.view.height
         span = max(x1 - x0, (y1 - y0) * w / h)  # cover the whole frame
         try:
-            view = replace(s.view, xpos=(x0 + x1) / 2, ypos=(y0 + y1) / 2, span=span)
+            view = self.axes.view(s.view, (x0 + x1) / 2, (y0 + y1) / 2, span)
         except ValueError as exc:  # e.g. zoomed past float64
             self.set_status(f"cannot render this view: {exc}")
             return

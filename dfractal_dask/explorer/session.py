@@ -39,7 +39,7 @@ from ..fractals import Fractal
 from ..location import Location, as_location
 from ..palettes import DEFAULT_PALETTE, DEFAULT_STEP, resolve_palette
 from ..png import save_png
-from ..view import View, parse_coordinate
+from ..view import View, divide_span, exact, parse_coordinate
 
 __all__ = ["EXPLORER_MODES", "LEVELS", "ExplorerSession", "check_settings", "frame_tasks"]
 
@@ -117,6 +117,11 @@ def check_settings(
     resolve_palette(palette)
     _check_mode(mode)
     return replace(view, supersample=1), graph.check_fractal(fractal)
+
+
+def _span_text(v: View) -> str:
+    # a span in 6 digits, also past float64 (an extended span's float is 0)
+    return f"{exact(v.span):.6g}" if v.extended else f"{v.span:.6g}"
 
 
 class ExplorerSession:
@@ -268,7 +273,7 @@ class ExplorerSession:
         v = self.view
         x = v.xpos if x is None else parse_coordinate("x", x)
         y = v.ypos if y is None else parse_coordinate("y", y)
-        return self.goto(replace(v, xpos=x, ypos=y, span=v.span / factor))
+        return self.goto(replace(v, xpos=x, ypos=y, span=divide_span(v.span, factor)))
 
     def set_coloring(self, palette: str | None = None, mode: str | None = None) -> int:
         """Change palette and/or mode and re-render the current view."""
@@ -354,7 +359,7 @@ class ExplorerSession:
         v = record["view"]
         return (
             f"{record['level']} frame {rgba.shape[1]}x{rgba.shape[0]} in {record['seconds']:.3f} s · "
-            f"centre ({v.xpos:.15g}, {v.ypos:.15g}) span {v.span:.6g} · {record['iters']} iterations · "
+            f"centre ({v.xpos:.15g}, {v.ypos:.15g}) span {_span_text(v)} · {record['iters']} iterations · "
             f"{record['palette']} {record['mode']} · {record['fractal'].describe()} · frame {record['gen']}"
         )
 
