@@ -14,6 +14,7 @@ with some transparent samples is partly transparent).
 
 from __future__ import annotations
 
+import decimal
 import difflib
 import functools
 import io
@@ -393,7 +394,13 @@ def picture_of(data: np.ndarray | da.Array, view: View, n: int = 1, **colouring:
     """``data``, the pixels of ``view`` (``n``×``n`` samples each; not copied),
     labelled as a :class:`Picture`: its coordinates, the view and ``colouring``
     (e.g. ``palette``, ``mode``, ``iters``, ``step``) in its attrs."""
-    attrs = {**colouring, "supersample": n, **view.to_attrs(), "pixel_step": n * view.step}
+    step: float | str = n * view.step
+    if view.extended:  # its float64 is 0: the exact step, in 17 digits
+        q = n * view.step_exact
+        with decimal.localcontext() as ctx:
+            ctx.prec = 17
+            step = str(decimal.Decimal(q.numerator) / q.denominator)
+    attrs = {**colouring, "supersample": n, **view.to_attrs(), "pixel_step": step}
     coords = {**view.coords(n), "rgba": ("rgba", ["r", "g", "b", "a"])}
     return Picture(data, coords=coords, dims=("im", "re", "rgba"), name="picture", attrs=attrs)
 

@@ -134,5 +134,6 @@ def test_a_1e1000_render_on_the_cluster_recolours_and_resumes(client, tmp_path):
     assert stored.re.attrs["units"] == f"2**{view.step_parts[1]}" and len(np.unique(stored.re.values)) == 32
     picture = color_picture(stored, "Hippi")
     assert picture.shape == (24, 32, 4) and len(np.unique(picture.values.reshape(-1, 4), axis=0)) > 5
+    assert abs(Decimal(picture.attrs["pixel_step"]) / (Decimal("1E-1000") / 31) - 1) < Decimal("1e-15")
     again = render(view, iters, store_path=path, client=client, chunk_rows=8, resume=True)
     np.testing.assert_array_equal(again.iterations.values, it)
