@@ -207,7 +207,7 @@ def parse_span(name: str, value: Any) -> float:
         if d >= Decimal(EXTENDED_SPAN):
             value = _check_float(name, float(d))
         else:
-            return _Exact(d)
+            return _Exact(d.normalize())  # one spelling of each number (stores compare it as text)
     if value <= 0:
         raise ValueError(f"{name} must be > 0, got {value}")
     if value < EXTENDED_SPAN:  # a float that small: kept as its shortest decimal

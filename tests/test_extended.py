@@ -55,6 +55,7 @@ def test_a_span_below_float64_is_kept_as_its_decimal():
     assert v.step == 0.0  # (its float64: the kernels use step_parts)
     attrs = v.to_attrs()
     assert attrs["span"] == "1E-1000" and View.from_attrs(attrs) == v
+    assert View(0, 0, "1.000e-1000", 8, 6, 1).to_attrs()["span"] == "1E-1000"  # one spelling: stores compare text
     # a float span below EXTENDED_SPAN is extended too; above it, a float as before
     assert View(0, 0, 1e-300, 8, 6, 1).extended and View(0, 0, "1e-200", 8, 6, 1).span == 1e-200
     assert not View(0, 0, EXTENDED_SPAN, 8, 6, 1).extended
