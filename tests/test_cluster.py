@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import dask
@@ -49,6 +50,8 @@ def test_the_embedded_cluster_listens_on_loopback_only(kind):
         addresses = proc.stdout.readline().split()
         assert len(addresses) == 4, addresses  # scheduler, dashboard, two workers
         assert all(re.match(r"(tcp|http)://127\.0\.0\.1:\d+", a) for a in addresses), addresses
+        with urllib.request.urlopen(addresses[1], timeout=30) as page:  # the dashboard answers at its link
+            assert page.status == 200 and b"Dask" in page.read()
         ips = _listening(proc.pid)
         assert len(ips) >= 4  # scheduler, dashboard, workers (and their own dashboards/nannies)
         assert all(ipaddress.ip_address(ip).is_loopback for ip in ips), ips
