@@ -131,7 +131,9 @@ def strong_scaling(
         The render (default: the seed's default view, 800 iterations).
     workers
         Worker counts.  Embedded: a LocalCluster of that many single-threaded
-        worker processes each; with ``scheduler``, the first that many workers.
+        workers each, of the kind dask config ``dfractal.cluster`` names
+        (:func:`~dfractal_dask.cluster.cluster_kind`); with ``scheduler``, the
+        first that many workers.
     chunk_rows
         Sample rows per block (multiples of the view's supersampling).
     outputs

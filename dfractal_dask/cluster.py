@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator
 
 import dask
@@ -19,10 +20,12 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from distributed.security import Security
 
 __all__ = [
-    "ClusterError", "SLOWEST_RATE", "STALL_SECONDS", "WarmKernels", "connect", "default_workers", "local_cluster",
-    "probe_scheduler", "stall_seconds", "tls_security",
+    "CLUSTER_KINDS", "ClusterError", "SLOWEST_RATE", "STALL_SECONDS", "WarmKernels", "cluster_kind", "connect",
+    "default_workers", "local_cluster", "probe_scheduler", "stall_seconds", "tls_security", "warm_kernels",
 ]  # fmt: skip
 
+#: The scheduler's HTTP route that proxies worker dashboards (not served by the embedded cluster).
+_PROXY_ROUTE = "distributed.http.proxy"
 _ADDRESS = re.compile(r"^(?:(?P<proto>[a-z]+)://)?(?P<host>\[[0-9a-fA-F:.]+\]|[\w.-]+):(?P<port>\d+)$")
 
 
@@ -37,6 +40,12 @@ STALL_SECONDS = 180.0
 #: Iterations a second a core does at the least (the perturbation kernel does
 #: ~150 M, the plain one ~2 G): bounds a block's time from its work.
 SLOWEST_RATE = 5e7
+
+
+#: The kinds of embedded cluster (dask config ``dfractal.cluster``, the CLI's
+#: ``--cluster``): ``threads``, workers in this process (their kernels release
+#: the GIL); ``processes``, one worker process each.
+CLUSTER_KINDS = ("threads", "processes")
 
 
 class ClusterError(ConnectionError):
@@ -54,36 +63,76 @@ def stall_seconds(work: float = 0.0) -> float:
 
 
 def default_workers() -> int:
-    """Workers of the embedded cluster: one single-threaded process per core."""
+    """Workers of the embedded cluster: one single-threaded worker per core."""
     return max(1, os.cpu_count() or 1)
 
 
-class WarmKernels(WorkerPlugin):
+def cluster_kind(cluster: str | None = None) -> str:
+    """The embedded cluster's kind: ``cluster``, else dask config
+    ``dfractal.cluster``; one of :data:`CLUSTER_KINDS`.
+
+    Raises
+    ------
+    ValueError
+        For any other kind (naming ``cluster``, or the config key it came from).
+    """
+    name = "cluster"
+    if cluster is None:
+        name, cluster = "dask config dfractal.cluster", dask.config.get("dfractal.cluster")
+    if cluster not in CLUSTER_KINDS:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, CLUSTER_KINDS))}, got {cluster!r}")
+    return cluster
+
+
+def warm_kernels() -> None:
     """Compile (or load from Numba's cache) the fractal and colouring kernels
-    once as each worker starts, so the first block of every render does not pay for it."""
+    of this process (:func:`dfractal_dask.kernels.warm_up` and the colouring one)."""
+    from .colorize import warm_up as warm_coloring  # (the package exports the function colorize)
+    from .kernels import warm_up as warm_escape
+
+    warm_escape()
+    warm_coloring()  # recolouring and the explorer colour blocks on the workers
+
+
+def _warm_in_background() -> threading.Thread:
+    # Numba's compiler lock makes a kernel's first call wait for the load under
+    # way, so nothing has to wait for the warm-up itself: it overlaps the rest
+    # of the start (cluster, client, the render's cost probe).
+    thread = threading.Thread(target=warm_kernels, name="dfractal-warm-kernels", daemon=True)
+    thread.start()
+    return thread
+
+
+class WarmKernels(WorkerPlugin):
+    """Load the fractal and colouring kernels (:func:`warm_kernels`) in a
+    thread of each worker as it joins, so the first block of every render does
+    not pay for it, and the worker is ready at once."""
 
     name = "dfractal-warm-kernels"
     idempotent = True
 
     def setup(self, worker) -> None:
-        from .colorize import warm_up as warm_coloring  # (the package exports the function colorize)
-        from .kernels import warm_up as warm_escape
-
-        warm_escape()
-        warm_coloring()  # recolouring and the explorer colour blocks on the workers
+        _warm_in_background()
 
 
-def local_cluster(n_workers: int) -> LocalCluster:
-    """The embedded cluster: ``n_workers`` single-threaded worker processes,
+def local_cluster(n_workers: int, cluster: str | None = None) -> LocalCluster:
+    """The embedded cluster: ``n_workers`` single-threaded workers, threads of
+    this process or processes of their own (``cluster``, see :func:`cluster_kind`),
     scheduler, workers and dashboard all on 127.0.0.1 (dashboard on a free port)."""
-    return LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
-        silence_logs=logging.CRITICAL,  # a failed task is reported once, by the client, not by every worker
-    )
+    processes = cluster_kind(cluster) == "processes"
+    # Its workers have no dashboards for the scheduler's /proxy route to reach, and that route's
+    # import (jupyter-server-proxy, aiohttp) is ~0.15 s of every start.
+    routes = [r for r in dask.config.get("distributed.scheduler.http.routes") if r != _PROXY_ROUTE]
+    with dask.config.set({"distributed.scheduler.http.routes": routes}):
+        return LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=processes,
+            host="127.0.0.1",
+            protocol="tcp",  # threads too: inproc:// would name this host's public address in the dashboard's link
+            dashboard_address="127.0.0.1:0",
+            silence_logs=logging.CRITICAL,  # a failed task is reported once, by the client, not by every worker
+        )
 
 
 def _check_address(address: str) -> str:
@@ -150,6 +199,7 @@ def connect(
     n_workers: int | None = None,
     timeout: float = 10.0,
     security: Security | None = None,
+    cluster: str | None = None,
 ) -> Iterator[Client]:
     """A dask Client for a render, closed (with its embedded cluster) on exit.
 
@@ -157,7 +207,7 @@ def connect(
     ----------
     scheduler
         ``None``: start an embedded LocalCluster (``n_workers`` single-threaded
-        worker processes, on 127.0.0.1).  A string: the address of a running
+        workers of the kind ``cluster``, on 127.0.0.1).  A string: the address of a running
         ``dask scheduler``.  A Client: used as is and left open.
     n_workers
         Size of the embedded cluster (default: one per core).
@@ -165,14 +215,18 @@ def connect(
         Seconds to wait for a remote scheduler.
     security
         TLS credentials for a ``tls://`` scheduler (see :func:`tls_security`).
+    cluster
+        The embedded cluster's kind, ``"threads"`` or ``"processes"``
+        (default: dask config ``dfractal.cluster``); unused with a scheduler.
 
     Raises
     ------
     ValueError
-        For a malformed address.
+        For a malformed address, a bad ``n_workers`` or ``cluster``.
     ConnectionError
         If the scheduler cannot be reached within ``timeout``.
     """
+    kind = cluster_kind(cluster) if cluster is not None or scheduler is None else None  # before anything starts
     if isinstance(scheduler, Client):
         yield scheduler
         return
@@ -180,9 +234,16 @@ def connect(
         n = default_workers() if n_workers is None else n_workers
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
-        with local_cluster(n) as cluster, Client(cluster) as client:
-            client.register_plugin(WarmKernels())
-            yield client
+        # threads share this process's kernels: warmed here as the cluster starts
+        warming = _warm_in_background() if kind == "threads" else None
+        try:
+            with local_cluster(n, kind) as embedded, Client(embedded) as client:
+                if kind == "processes":
+                    client.register_plugin(WarmKernels())
+                yield client
+        finally:
+            if warming is not None:
+                warming.join()  # not left in Numba's compiler as the interpreter exits
         return
     address = _check_address(scheduler)
     probe_scheduler(address, timeout, security)

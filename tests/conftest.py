@@ -2,7 +2,8 @@
 
 Cluster tests run on real worker processes: a session-wide LocalCluster of two
 single-threaded worker processes on 127.0.0.1 (``client``), one of a single
-worker (``client1``), and in test_integration.py the ``dask scheduler`` and
+worker (``client1``), both asked for processes (the embedded cluster's default
+kind is threads: the CLI's tests run on that), and in test_integration.py the ``dask scheduler`` and
 ``dask worker`` command-line programs themselves.
 
 Markers (registered in pyproject.toml, ``--strict-markers``): ``browser`` and
@@ -49,12 +50,12 @@ def seed_vectors() -> dict:
 @pytest.fixture(scope="session")
 def client():
     """A client of a two-worker cluster (worker processes), shared by the session."""
-    with local_cluster(2) as cluster, Client(cluster, set_as_default=False) as c:
+    with local_cluster(2, "processes") as cluster, Client(cluster, set_as_default=False) as c:
         yield c
 
 
 @pytest.fixture(scope="session")
 def client1():
-    """A client of a one-worker cluster."""
-    with local_cluster(1) as cluster, Client(cluster, set_as_default=False) as c:
+    """A client of a one-worker cluster (a worker process)."""
+    with local_cluster(1, "processes") as cluster, Client(cluster, set_as_default=False) as c:
         yield c

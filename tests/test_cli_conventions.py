@@ -71,10 +71,10 @@ def test_span_reaches_the_render(tmp_path):
 
 HELP_CHOICES = [
     (["render"], ["seed, smooth, histogram, distance", "mandelbrot, julia, burning-ship, multibrot",
-                  "Hippi, Plan9, Vivid", ".png, .jpg, .jpeg, .webp, .tif, .tiff"]),
+                  "Hippi, Plan9, Vivid", ".png, .jpg, .jpeg, .webp, .tif, .tiff", "threads, processes"]),
     (["recolor"], ["seed, smooth, histogram, distance", "Hippi, Plan9, Vivid", ".jpg"]),
-    (["zoom"], ["{seed,smooth,histogram}", "burning-ship", ".gif or .png"]),
-    (["explore"], ["{smooth,seed}", "burning-ship", "Hippi, Plan9"]),
+    (["zoom"], ["{seed,smooth,histogram}", "burning-ship", ".gif or .png", "threads, processes"]),
+    (["explore"], ["{smooth,seed}", "burning-ship", "Hippi, Plan9", "threads, processes"]),
     (["bench"], ["{store,gather}"]),
 ]  # fmt: skip
 
@@ -141,7 +141,8 @@ def test_an_existing_store_is_named_in_flag_terms_on_the_command_line(tmp_path, 
 def test_the_dfractal_yaml_is_dask_configs_default():
     shipped = yaml.safe_load(DEFAULTS_PATH.read_text())["dfractal"]
     assert dask.config.get("dfractal") == shipped
-    assert set(shipped) >= {"block-samples", "stall-seconds", "min-stall-seconds", "lease-seconds", "explorer"}
+    assert set(shipped) >= {"block-samples", "stall-seconds", "min-stall-seconds", "lease-seconds", "explorer",
+                            "cluster"}  # fmt: skip
 
 
 def test_the_config_tunes_the_library():

@@ -102,6 +102,8 @@ EXERCISED = {
         "tests/test_diagnostics_dashboard.py::test_dask_scheduler_preload_with_a_dashboard_prefix",
         "tests/test_integration.py::test_preloaded_plugin_reports_both_named_workers"),
     "DASK_DFRACTAL__BLOCK_SAMPLES=1024": ("tests/test_readme.py::test_the_configuration_example_runs_as_written",),
+    "dfractal render --cluster processes": (
+        "tests/test_cluster.py::test_the_cluster_flag_reaches_the_embedded_cluster",),
     "dfractal explore ": ("tests/test_browser.py::test_explore_page_renders_and_a_wheel_zoom_renders_the_new_view",
                           "tests/test_cli.py::test_explore_on_a_taken_port"),
     'pip install -e ".[notebook]" && jupyter lab': (

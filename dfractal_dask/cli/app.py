@@ -18,7 +18,7 @@ import distributed
 
 from . import bench, explore, info, palettes, recolor, render, version, zoom
 from .errors import BAD_INPUT, EXIT_BAD_INPUT, error_line
-from .options import Parser, resolve_scheduler
+from .options import Parser, resolve_cluster, resolve_scheduler
 
 __all__ = ["COMMANDS", "build_parser", "join_negative_values", "main"]
 
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help(sys.stderr)
             return EXIT_BAD_INPUT
         resolve_scheduler(args)
+        resolve_cluster(args)
         if args.command in ("render", "zoom", "recolor", "explore", "bench"):
             _quiet_distributed()
         return args.run(args)

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--save-dir {args.save_dir} is not a directory")
     sec = security(args)
 
-    with connect(args.scheduler, n_workers=args.workers, security=sec) as client:
+    with connect(args.scheduler, n_workers=args.workers, security=sec, cluster=args.cluster) as client:
         try:
             server = serve(client, port=args.port, address=args.address, view=view, iters=args.iters,
                            palette=args.palette, mode=args.mode, save_dir=save_dir, fractal=fr)  # fmt: skip

@@ -20,7 +20,7 @@ from typing import Any, NoReturn, TypedDict
 import dask.config
 from distributed import Security
 
-from ..cluster import tls_security
+from ..cluster import CLUSTER_KINDS, cluster_kind, tls_security
 from ..fractals import FAMILIES, Fractal
 from ..location import Location, as_location, check_output, parse_storage_options
 from ..palettes import DEFAULT_PALETTE, MAX_STEP, SEED_PALETTES, parse_hex
@@ -32,7 +32,7 @@ __all__ = [
     "FRACTAL_CHOICES", "FrameSize", "Parser", "VIEW_DEFAULTS", "ViewFlagDefaults", "add_cluster_flags",
     "add_color_flags", "add_fractal_flags", "add_storage_flag", "add_store_flags", "add_tls_flags", "add_view_flags",
     "check_color_flags", "coordinate", "default_of", "finite_float", "fractal", "fractal_name", "int_list", "location",
-    "port", "positive_int", "resolve_scheduler", "security", "span_number", "store_beside",
+    "port", "positive_int", "resolve_cluster", "resolve_scheduler", "security", "span_number", "store_beside",
 ]  # fmt: skip
 
 #: :class:`View`'s defaults by field (the seed's view: its flags' defaults).
@@ -201,6 +201,10 @@ def add_cluster_flags(
     if workers:
         group.add_argument("--workers", type=positive_int, default=None,
                            help="embedded cluster size (default: one per core)")  # fmt: skip
+        group.add_argument("--cluster", choices=CLUSTER_KINDS, default=None,
+                           help="embedded cluster's workers: threads of this process, or processes of their own "
+                                f"({', '.join(CLUSTER_KINDS)}; default: dask config dfractal.cluster, "
+                                f"{dask.config.get('dfractal.cluster', None)})")  # fmt: skip
 
 
 def add_storage_flag(group: argparse._ActionsContainer) -> None:
@@ -268,6 +272,13 @@ def resolve_scheduler(args: argparse.Namespace) -> None:
     cluster a command uses, as a dask Client would pick it.  The flag wins."""
     if getattr(args, "scheduler", ...) is None:
         args.scheduler = dask.config.get("scheduler-address", None) or None
+
+
+def resolve_cluster(args: argparse.Namespace) -> None:
+    """``--cluster``, else dask config ``dfractal.cluster``, for a command that
+    starts an embedded cluster (no scheduler): checked before anything starts."""
+    if getattr(args, "cluster", ...) is None and not getattr(args, "scheduler", None):
+        args.cluster = cluster_kind(None)
 
 
 def fractal(args: argparse.Namespace) -> Fractal:

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     # the store's lease, held until the picture is written from it (render_view() shares it)
     with Lease(store_path, "dfractal render"), connect(args.scheduler, n_workers=args.workers,
-                                                       security=sec) as client:  # fmt: skip
+                                                       security=sec, cluster=args.cluster) as client:  # fmt: skip
         say(args, f"dashboard: {client.dashboard_link}  (render page: {_fractal_page(client)})")
         say(
             args,
