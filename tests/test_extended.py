@@ -158,3 +158,18 @@ def test_a_zoom_past_float64_renders_each_frame_as_a_render_and_recolours(client
     assert len(frames) == 3 and all(f.shape == (18, 24, 4) for f in frames)
     again = zoom(start, iters, to_span="1e-1000", frames=3, store_path=path, client=client, resume=True)
     np.testing.assert_array_equal(again.iterations.values, zds.iterations.values)
+
+
+def test_glitches_past_float64_are_computed_again_against_new_references():
+    # a reference escaping before most samples (the view's fastest sample): they are flagged and redone
+    view, iters = View(*branch_point(440), "3e-400", 40, 30, 1), 8000
+    good = P.choose_reference(view, iters, nucleus=False)
+    it, *_ = P.perturbation_block(view, iters, 0, 30, good, table=P.bla_table(view, good))
+    i0, j0 = divmod(int(np.argmin(it)), 40)
+    bad = P.reference_orbit(view, iters, i0, j0)
+    assert bad.ze is not None and bad.length == it.min() < it.max()
+    it_bad, _, _, used = P.perturbation_block(view, iters, 0, 30, bad, table=P.bla_table(view, bad))
+    assert used >= 1
+    np.testing.assert_array_equal(it_bad, it)
+    for i, j in _sample(view, 10, seed=5):
+        assert it[i, j] == P.escape_exact(view, i, j, iters)[0]
