@@ -278,7 +278,7 @@ def perturb_extended(
             glitch = False
             n2 = 0.0
             extra = 0
-            der_r, der_i, der_e = 0.5, 0.0, 1  # dz_n / dz_1
+            d2m, d2e = 1.0, 0  # |dz_n / dz_1|² (as the float64 kernel: sizes multiply)
             inside = False
             while True:
                 wr, wi, we = _add(zr[m], zi[m], ze[m], dzr, dzi, dze)  # z = Z + δz
@@ -286,7 +286,7 @@ def perturb_extended(
                 n2 = fr * fr + fi * fi
                 if n2 > 4.0 or n == iters:
                     break
-                if interior2 > 0.0 and _less(der_r * der_r + der_i * der_i, 2 * der_e, interior2, 0):
+                if interior2 > 0.0 and _less(d2m, d2e, interior2, 0):
                     inside = True  # attracted: the orbit contracts onto a cycle
                     break
                 if m == last and not periodic:
@@ -310,7 +310,7 @@ def perturb_extended(
                         br, bi, be = _mul(tbr[e], tbi[e], tbe[e], dcr, dci, dce)
                         dzr, dzi, dze = _add(ar, ai, ae, br, bi, be)
                         if interior2 > 0.0:
-                            der_r, der_i, der_e = _mul(der_r, der_i, der_e, tar[e], tai[e], tae[e])
+                            d2m, d2e = _real(d2m * (tar[e] * tar[e] + tai[e] * tai[e]), d2e + 2 * tae[e])
                         m += span
                         n += span
                         extra += span - 1
@@ -319,7 +319,7 @@ def perturb_extended(
                     if done:
                         continue
                 if interior2 > 0.0 and n > 0:  # d z_{n+1} = 2 z_n d z_n
-                    der_r, der_i, der_e = _mul(der_r, der_i, der_e, wr, wi, we + 1)
+                    d2m, d2e = _real(d2m * 4.0 * (wr * wr + wi * wi), d2e + 2 * we)
                 # δz ← 2 Z δz + δz² + δc
                 ar, ai, ae = _mul(zr[m], zi[m], ze[m] + 1, dzr, dzi, dze)
                 sr, si, se = _mul(dzr, dzi, dze, dzr, dzi, dze)

@@ -109,9 +109,11 @@ REFERENCES = 16
 #: :func:`perturbation_block` with ``interior``: a sample whose derivative
 #: ``|dz_n/dz_1| = ∏ |2 z_k|`` falls below this is attracted to a cycle,
 #: inside the set: it stops there with ``iters`` (and a NaN norm, not
-#: computed, as :data:`kernels.INTERIOR` leaves it).  The derivative is kept
-#: as a float64 times a power of 1e100, so it neither overflows nor forgets
-#: how large it grew (an exterior sample passing near 0 divides it by a lot).
+#: computed, as :data:`kernels.INTERIOR` leaves it).  Only its size is
+#: tested, so the kernel multiplies sizes (``|dz|² ← 4 |z|² |dz|²``, and
+#: ``|A|²`` for a BLA skip), kept as a float64 times a power of 1e200 so it
+#: neither overflows nor forgets how large it grew (an exterior sample passing
+#: near 0 divides it by a lot).
 INTERIOR_DERIVATIVE = 1e-2  # (Fractalshades' epsilon_stationnary default)
 
 #: Probe size (per axis) :func:`choose_reference` runs to look for a longer-lived reference.
@@ -303,13 +305,13 @@ def reference_orbit(view: View, iters: int, i: float, j: float) -> Orbit:
 
 
 @numba.njit(cache=True, nogil=True, fastmath=False, inline="always")
-def _rescale(dr, di, de, d2):  # pragma: no cover
-    # (dr + i di) * 1e100**de, its mantissa kept between 1e-100 and 1e100 (de >= 0), never overflowing
+def _rescale2(d2, e):  # pragma: no cover
+    # d2 * 1e200**e (a squared size), its mantissa kept between 1e-200 and 1e200 (e >= 0)
     if d2 > 1e200:
-        return dr * 1e-100, di * 1e-100, de + 1
-    if d2 < 1e-200 and de > 0:
-        return dr * 1e100, di * 1e100, de - 1
-    return dr, di, de
+        return d2 * 1e-200, e + 1
+    if d2 < 1e-200 and e > 0:
+        return d2 * 1e200, e - 1
+    return d2, e
 
 
 @numba.njit(cache=True, nogil=True, fastmath=False)
@@ -349,13 +351,10 @@ def _perturb(
     nrows, ncols = it_out.shape
     last = len(zr_ref) - 1
     nlev = len(toff) - 1
-    # the derivative over the series' steps 1 .. skip-1, the reference's (δz is negligible there)
-    d0r, d0i, d0e = 1.0, 0.0, 0
+    # |the derivative|² over the series' steps 1 .. skip-1, the reference's (δz is negligible there)
+    d0, d0e = 1.0, 0
     for k in range(1, skip):
-        t = 2.0 * (d0r * zr_ref[k] - d0i * zi_ref[k])
-        d0i = 2.0 * (d0r * zi_ref[k] + d0i * zr_ref[k])
-        d0r = t
-        d0r, d0i, d0e = _rescale(d0r, d0i, d0e, d0r * d0r + d0i * d0i)
+        d0, d0e = _rescale2(d0 * 4.0 * (zr_ref[k] * zr_ref[k] + zi_ref[k] * zi_ref[k]), d0e)
     lowmask = (1 << tlow) - 1
     total = 0
     saved = 0
@@ -379,9 +378,10 @@ def _perturb(
             n = skip
             n2 = 0.0
             extra = 0  # steps BLA skipped beyond the one each skip counts
-            der_r = d0r  # dz_n / dz_1 (z_0 = 0 has none) = (der_r + i der_i) * 1e100**der_e
-            der_i = d0i
-            der_e = d0e
+            # |dz_n / dz_1|² (z_0 = 0 has none) = d2 * 1e200**d2e: only its size is tested, so
+            # magnitudes multiply (∏ 4 |z_k|²), a third of the complex product's work
+            d2 = d0
+            d2e = d0e
             inside = False
             while True:
                 zr = zr_ref[m] + dzr
@@ -390,11 +390,10 @@ def _perturb(
                 if n2 > 4.0 or n == iters:
                     break
                 if interior2 > 0.0:
-                    d2 = der_r * der_r + der_i * der_i
-                    if d2 < interior2 and der_e <= 0:  # attracted: the orbit contracts onto a cycle
+                    if d2 < interior2 and d2e <= 0:  # attracted: the orbit contracts onto a cycle
                         inside = True
                         break
-                    der_r, der_i, der_e = _rescale(der_r, der_i, der_e, d2)
+                    d2, d2e = _rescale2(d2, d2e)
                 if m == last and not periodic:  # the reference escaped: δc is lost against z
                     glitch = True
                 if n2 < dzr * dzr + dzi * dzi or m == last:  # rebase onto Z_0 = 0
@@ -426,9 +425,7 @@ def _perturb(
                         dzi = tar[e] * dzi + tai[e] * dzr + tbr[e] * dci + tbi[e] * dcr
                         dzr = t
                         if interior2 > 0.0:  # A = ∏ 2 Z_k: ∏ 2 z_k within eps a step
-                            t = der_r * tar[e] - der_i * tai[e]
-                            der_i = der_r * tai[e] + der_i * tar[e]
-                            der_r = t
+                            d2 *= tar[e] * tar[e] + tai[e] * tai[e]
                         m += span
                         n += span
                         extra += span - 1
@@ -437,9 +434,7 @@ def _perturb(
                     if done:
                         continue
                 if interior2 > 0.0 and n > 0:  # d z_{n+1} = 2 z_n d z_n
-                    t = 2.0 * (der_r * zr - der_i * zi)
-                    der_i = 2.0 * (der_r * zi + der_i * zr)
-                    der_r = t
+                    d2 *= 4.0 * n2
                 ar = zr_ref[m]
                 ai = zi_ref[m]
                 t = 2.0 * (ar * dzr - ai * dzi) + (dzr * dzr - dzi * dzi) + dcr
