@@ -172,7 +172,7 @@ def test_superseded_frames_are_cancelled_and_never_delivered_after_newer_ones(se
     assert all(r["gen"] in (1, last) for r, _ in seen.frames if r["level"] == "full")  # superseded: no full frame
 
     def explorer_keys(dask_scheduler) -> list[str]:
-        return [str(k) for k in dask_scheduler.tasks if str(k).startswith("explore-colour-")]
+        return [str(k) for k in dask_scheduler.tasks if str(k).startswith("explore-")]
 
     deadline = time.monotonic() + 10
     while client.run_on_scheduler(explorer_keys) and time.monotonic() < deadline:
