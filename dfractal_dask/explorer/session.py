@@ -208,6 +208,14 @@ class FrameCache:
             self.nbytes = 0
 
 
+def _cache_bytes() -> int:
+    """The frame cache's bound: dask config ``dfractal.explorer.cache-bytes``, checked."""
+    value = dask.config.get("dfractal.explorer.cache-bytes", CACHE_BYTES)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"dask config dfractal.explorer.cache-bytes must be an integer >= 0, got {value!r}")
+    return value
+
+
 def _check_mode(mode: str) -> None:
     if mode not in EXPLORER_MODES:
         raise ValueError(f"unknown explorer mode {mode!r} (modes: {', '.join(EXPLORER_MODES)})")
@@ -282,6 +290,7 @@ class ExplorerSession:
         fractal: Fractal | None = None,
     ) -> None:
         view, self.fractal = check_settings(client, view, iters, palette, mode, fractal)
+        cache_bytes = _cache_bytes()
         self.client = client
         self.home = self.view = view
         self.iters, self.palette, self.mode, self.step = int(iters), palette, mode, step
@@ -304,7 +313,7 @@ class ExplorerSession:
         #: :class:`~dfractal_dask.colorize.Picture` (its view, iterations and colouring in attrs)
         self.last_frame: Picture | None = None
         #: the frames already rendered, served again without computing (:class:`FrameCache`)
-        self.cache = FrameCache(int(dask.config.get("dfractal.explorer.cache-bytes", CACHE_BYTES)))
+        self.cache = FrameCache(cache_bytes)
         self._threads, self._threads_at = self._count_threads(), time.monotonic()
 
     # -- subscribers -----------------------------------------------------------
