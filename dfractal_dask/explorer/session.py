@@ -9,10 +9,10 @@ futures of an older one on the cluster, and a frame made stale on its way is
 dropped.  Frames already rendered are kept in a :class:`FrameCache` (least
 recently used first out, bounded in bytes: dask config
 ``dfractal.explorer.cache-bytes``); a view rendered before with the same
-settings is served from it at once, nothing sent to the cluster.  Finished frames and status lines go to subscribers
-(:meth:`ExplorerSession.on_frame`, :meth:`ExplorerSession.on_status`,
-:meth:`ExplorerSession.on_settings`); the bokeh page of
-:mod:`dfractal_dask.explorer.panel` is one.
+settings is served from it at once, nothing sent to the cluster.  Finished
+frames and status lines go to subscribers (:meth:`ExplorerSession.on_frame`,
+:meth:`ExplorerSession.on_status`, :meth:`ExplorerSession.on_settings`); the
+bokeh page of :mod:`dfractal_dask.explorer.panel` is one.
 
 Every call into the library's graph, pipeline and store is in this module.
 """
