@@ -1,18 +1,27 @@
-"""Zoom explorer frame latency, against the bare kernel, measured in the same run.
+"""Zoom explorer frame latency, against its goals and the bare kernel, measured in the same run.
 
     python benchmarks/explorer.py [--width 800 --height 600 --iters 500 --workers 2 --frames 12]
 
-Starts an embedded LocalCluster (2 single-threaded workers), opens an
-:class:`~dfractal_dask.widget.Explorer` of 800x600 pixels at 500 iterations, and
-zooms step by step into the seahorse valley, as a user's wheel would.  For each
-view it times, from the request to the pixels being in the explorer, the coarse
-frame (a quarter of the resolution) and the full frame.
+Starts the embedded cluster (``n`` single-threaded workers, of the kind dask
+config ``dfractal.cluster`` names: threads by default), opens an
+:class:`~dfractal_dask.widget.Explorer` of 800x600 pixels at 500 iterations,
+and zooms step by step into the seahorse valley, as a user's wheel would.
+For each view it times, from the request to the pixels being in the
+explorer's bokeh source, the coarse frame (a quarter of the resolution) and
+the full frame; the goals (issue 19) are a median of at most 0.3 s full and
+0.1 s coarse.  Then it zooms back out through the same views, which the
+explorer's frame cache serves: their latency, and the tasks that ran on the
+cluster for them (the task stream: none).
 
-The baseline is the same full frames computed in this process with no dask at
-all: the Numba kernel and the colouring of the whole frame in one call, on one
-core.  ``full / bare`` is then the explorer's latency in units of the work it
-does: 1.0 would mean the cluster costs nothing and gains nothing; 2 workers can
-at best bring it to about 0.5.  Not a test: numbers, no assertions.
+The baseline is the same full frames computed in this process with no dask
+at all: the kernel (with the explorer's shortcuts) and the colouring of the
+whole frame in one call, on one core.  ``full / bare`` is then the
+explorer's latency in units of the work it does: 1.0 would mean the cluster
+costs nothing and gains nothing; 2 workers can at best bring it to about 0.5.
+The profile splits a full frame into its parts measured apart: building its
+graph on the client, kernel, colouring, bokeh's packing of the pixels; the
+rest of a frame's latency is dask's (scheduling, transfer, gathering).  Not
+a test: numbers, no assertions.
 """
 
 from __future__ import annotations
@@ -21,19 +30,30 @@ import argparse
 import statistics
 import time
 
+import dask
+from distributed import get_task_stream
+
 from dfractal_dask import View
 from dfractal_dask.cluster import connect
 from dfractal_dask.colorize import color_samples
-from dfractal_dask.kernels import escape_block
+from dfractal_dask.explorer.panel import _to_bokeh
+from dfractal_dask.explorer.session import frame_tasks
+from dfractal_dask.kernels import CYCLES, INTERIOR, escape_block
 from dfractal_dask.widget import Explorer
 
+GOAL_FULL, GOAL_COARSE = 0.3, 0.1  # seconds, median over the zoom steps (issue 19)
 
-def bare_frame(view: View, iters: int, palette: str, mode: str) -> float:
-    """Seconds for one frame with no dask: kernel + colouring, in this process."""
+
+def bare_frame(view: View, iters: int, palette: str, mode: str) -> tuple[float, float, float]:
+    """Seconds of the kernel, the colouring and bokeh's packing of one frame, with no dask, in this process."""
+    shortcuts = INTERIOR if mode == "smooth" else CYCLES  # the explorer's
     t0 = time.perf_counter()
-    it, norm, _ = escape_block(view.re0, view.im0, view.step, 0, view.height, view.width, iters)
-    color_samples(it, norm, iters, palette, mode)
-    return time.perf_counter() - t0
+    it, norm, _ = escape_block(view.re0, view.im0, view.step, 0, view.height, view.width, iters, shortcuts)
+    t1 = time.perf_counter()
+    rgba = color_samples(it, norm, iters, palette, mode)
+    t2 = time.perf_counter()
+    _to_bokeh(rgba)
+    return t1 - t0, t2 - t1, time.perf_counter() - t2
 
 
 def main() -> None:
@@ -56,27 +76,53 @@ def main() -> None:
                           start.span / 1.5 ** (k + 1), args.width, args.height, 1))  # fmt: skip
 
     bare_frame(start, args.iters, args.palette, args.mode)  # compile / load the kernels here first
-    bare = [bare_frame(v, args.iters, args.palette, args.mode) for v in views]
+    parts = [bare_frame(v, args.iters, args.palette, args.mode) for v in views]
+    bare = [k + c for k, c, _ in parts]
+    med = statistics.median
 
     with connect(None, n_workers=args.workers) as client:
         ex = Explorer(client, start, args.iters, args.palette, args.mode)
         ex.wait(timeout=120)  # the first frame also warms the workers: not counted
+        build = []
+        for v in views:
+            t0 = time.perf_counter()
+            frame_tasks(v, args.iters, args.palette, args.mode, blocks=args.workers)
+            build.append(time.perf_counter() - t0)
         coarse, full = [], []
         for v in views:
+            t0 = time.perf_counter()
             gen = ex.goto(v)
-            coarse.append(ex.wait(gen, "coarse", timeout=120)["seconds"])
-            full.append(ex.wait(gen, "full", timeout=120)["seconds"])
+            ex.wait(gen, "coarse", timeout=120)
+            coarse.append(time.perf_counter() - t0)
+            ex.wait(gen, "full", timeout=120)
+            full.append(time.perf_counter() - t0)
+        back, cached = [], []
+        with get_task_stream(client) as stream:  # zooming back out: every view is in the cache
+            for v in [*views[-2::-1], start]:
+                t0 = time.perf_counter()
+                rec = ex.wait(ex.goto(v), "full", timeout=120)
+                back.append(time.perf_counter() - t0)
+                cached.append(rec["cached"])
+            time.sleep(0.5)  # (the task stream reports what ran a moment later)
+        ran = len(stream.data)
         ex.close()
 
+    kind = dask.config.get("dfractal.cluster")
     print(f"explorer frame latency: {args.width}x{args.height}, {args.iters} iterations, {args.palette} "
-          f"{args.mode}, {args.workers} workers, {args.frames} zoom steps")  # fmt: skip
+          f"{args.mode}, {args.workers} workers ({kind}), {args.frames} zoom steps")  # fmt: skip
     print(f"{'step':>4} {'span':>10} {'bare s':>8} {'coarse s':>9} {'full s':>8} {'full/bare':>9}")
     for k, (v, b, c, f) in enumerate(zip(views, bare, coarse, full, strict=True)):
         print(f"{k + 1:>4} {v.span:>10.3g} {b:>8.3f} {c:>9.3f} {f:>8.3f} {f / b:>9.2f}")
-    med = statistics.median
-    print(f"median: bare {med(bare):.3f} s, coarse {med(coarse):.3f} s, full {med(full):.3f} s; "
-          f"full/bare {med(f / b for f, b in zip(full, bare, strict=True)):.2f}, "
-          f"total full/bare {sum(full) / sum(bare):.2f}")  # fmt: skip
+    print(f"profile (median ms): graph build {1e3 * med(build):.1f}, kernel {1e3 * med(p[0] for p in parts):.1f}, "
+          f"colouring {1e3 * med(p[1] for p in parts):.1f}, bokeh packing {1e3 * med(p[2] for p in parts):.1f} "
+          f"(on one core, no dask); the rest of a full frame is dask's: scheduling, transfer, gathering")  # fmt: skip
+    ratio = med(f / b for f, b in zip(full, bare, strict=True))
+    print(f"median: bare {med(bare):.3f} s, coarse {med(coarse):.3f} s (goal {GOAL_COARSE} s: "
+          f"{'met' if med(coarse) <= GOAL_COARSE else 'missed'}), full {med(full):.3f} s (goal {GOAL_FULL} s: "
+          f"{'met' if med(full) <= GOAL_FULL else 'missed'}); full/bare {ratio:.2f}"
+          f", total full/bare {sum(full) / sum(bare):.2f}")  # fmt: skip
+    print(f"zooming back out: {sum(cached)} of {len(cached)} frames from the cache, median {1e3 * med(back):.1f} ms, "
+          f"{ran} tasks ran on the cluster for them")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -15,11 +15,12 @@ import dask
 import numpy as np
 import pytest
 import xarray as xr
+from distributed import get_task_stream
 from PIL import Image
 
 from dfractal_dask import Fractal, View, colorize, open_render, render
 from dfractal_dask.colorize import Picture
-from dfractal_dask.explorer.session import ExplorerSession
+from dfractal_dask.explorer.session import CACHE_BYTES, ExplorerSession, FrameCache
 
 VIEW = View(-0.5, 0.0, 3.0, 120, 90, 1)
 
@@ -110,6 +111,87 @@ def test_goto_and_zoom_deliver_frames_equal_to_renders(session, client):
     assert [(r["gen"], r["level"]) for r, _ in seen.frames] == [(1, "coarse"), (1, "full"), (2, "coarse"), (2, "full")]
 
 
+def test_a_view_rendered_before_is_served_from_the_cache_with_no_task(session, client):
+    """Zooming back out to a view rendered before, with the same settings: its
+    full frame at once, the first time's pixels, nothing run on the cluster."""
+    seen = Seen(session)
+    first = session.goto(VIEW)
+    session.wait(first)
+    session.wait(session.zoom(2.0, x=-0.75, y=0.1))
+    with get_task_stream(client) as stream:
+        back = session.zoom(0.5, x=-0.5, y=0.0)
+        record = session.wait(back, timeout=5)
+        time.sleep(0.5)  # (the task stream hears of a task a moment after it ran)
+    assert stream.data == []  # no task of any kind ran for it
+    assert record["cached"] and record["shown"] and record["view"] == VIEW and session.view == VIEW
+    assert session.wait(back, "coarse", timeout=0) is record  # no coarse frame first: the full one is here
+    assert [r["level"] for r, _ in seen.frames if r["gen"] == back] == ["full"]
+    np.testing.assert_array_equal(seen.frame(back), seen.frame(first))
+    np.testing.assert_array_equal(seen.frame(back), picture(client, VIEW, 150))
+    np.testing.assert_array_equal(session.last_frame, seen.frame(first))
+    assert not seen.frame(back).flags.writeable  # what the cache serves cannot be changed by a subscriber
+    assert " from the cache · " in seen.status[-1] and seen.status[-1].startswith("full frame 120x90 in ")
+    assert session.cache.hits == 1
+    # other settings are another frame: computed; back to the first ones, from the cache again
+    gen = session.set_coloring(palette="Viridis256")
+    assert not session.wait(gen)["cached"]
+    np.testing.assert_array_equal(seen.frame(gen), picture(client, VIEW, 150, "Viridis256"))
+    gen = session.set_coloring(palette="Hippi")
+    assert session.wait(gen)["cached"]
+    np.testing.assert_array_equal(seen.frame(gen), seen.frame(first))
+
+
+def test_the_frame_cache_follows_dask_config(client):
+    """``dfractal.explorer.cache-bytes`` bounds the cache: 0 keeps no frame, so a view seen before is computed."""
+    assert dask.config.get("dfractal.explorer.cache-bytes") == CACHE_BYTES  # dfractal.yaml and the fallback agree
+    with dask.config.set({"dfractal.explorer.cache-bytes": "lots"}), pytest.raises(ValueError, match="cache-bytes"):
+        ExplorerSession(client, VIEW)
+    with dask.config.set({"dfractal.explorer.cache-bytes": 0}):
+        s = ExplorerSession(client, VIEW, iters=150)
+    try:
+        s.wait(s.goto(VIEW))
+        s.wait(s.zoom(2.0))
+        with get_task_stream(client) as stream:
+            rec = s.wait(s.zoom(0.5))
+        assert not rec["cached"] and len(s.cache) == 0 and s.cache.max_bytes == 0
+        assert any(str(t["key"]).startswith("explore-rgba-") for t in stream.data)
+    finally:
+        s.close()
+
+
+def test_the_frame_cache_drops_the_least_recently_used_beyond_its_bytes():
+    frame = np.zeros((90, 120, 4), np.uint8)
+    views = [replace(VIEW, span=VIEW.span / 2**k) for k in range(4)]
+    cache = FrameCache(3 * frame.nbytes)
+    for k, v in enumerate(views[:3]):
+        cache.put(v, "hippi", np.full_like(frame, k))
+    assert len(cache) == 3 and cache.nbytes == 3 * frame.nbytes
+    got, rgba = cache.get(views[0], "hippi")  # now the most recently used
+    assert got == views[0] and (rgba == 0).all() and not rgba.flags.writeable
+    cache.put(views[3], "hippi", np.full_like(frame, 3))  # over the bound: the least recently used goes
+    assert cache.get(views[1], "hippi") is None and len(cache) == 3 and cache.nbytes == 3 * frame.nbytes
+    assert cache.get(views[0], "hippi") is not None and cache.get(views[3], "hippi") is not None
+    # the same view up to rounding is found; another size, other settings or another view are not
+    near = replace(views[2], xpos=views[2].xpos + 1e-12 * views[2].span)
+    assert cache.get(near, "hippi")[0] == views[2]
+    assert cache.get(replace(views[2], width=60, height=45), "hippi") is None
+    assert cache.get(views[2], "viridis") is None
+    assert cache.get(replace(views[2], xpos=-0.4), "hippi") is None
+    assert (cache.hits, cache.misses) == (4, 4)
+    cache.put(near, "hippi", np.full_like(frame, 7))  # the same view again replaces its frame
+    assert len(cache) == 3 and (cache.get(views[2], "hippi")[1] == 7).all()
+    cache.put(views[1], "hippi", np.zeros((90, 120 * 4, 4), np.uint8))  # larger than the bound: not kept
+    assert cache.get(views[1], "hippi") is None and cache.nbytes == 3 * frame.nbytes
+    cache.clear()
+    assert len(cache) == 0 and cache.nbytes == 0
+
+
+@pytest.mark.parametrize(("max_bytes", "exc"), [(-1, ValueError), (1.5, TypeError), (True, TypeError)])
+def test_the_frame_cache_refuses_a_bad_bound(max_bytes, exc):
+    with pytest.raises(exc, match="max_bytes must be"):
+        FrameCache(max_bytes)
+
+
 def test_settings_re_render_and_are_announced(session, client):
     seen = Seen(session)
     session.wait(session.goto(VIEW))
@@ -172,7 +254,7 @@ def test_superseded_frames_are_cancelled_and_never_delivered_after_newer_ones(se
     assert all(r["gen"] in (1, last) for r, _ in seen.frames if r["level"] == "full")  # superseded: no full frame
 
     def explorer_keys(dask_scheduler) -> list[str]:
-        return [str(k) for k in dask_scheduler.tasks if str(k).startswith("explore-colour-")]
+        return [str(k) for k in dask_scheduler.tasks if str(k).startswith("explore-")]
 
     deadline = time.monotonic() + 10
     while client.run_on_scheduler(explorer_keys) and time.monotonic() < deadline:
@@ -309,5 +391,8 @@ def test_a_view_past_float64_explores_and_zooms(client):
         np.testing.assert_array_equal(seen.frame(gen), picture(client, v, iters))
         assert any("span 2.5e-501 ·" in t for t in seen.status), seen.status[-3:]
         assert s.last_frame.re.attrs["units"] == f"2**{v.step_parts[1]}"
+        back = s.wait(s.zoom(0.25), timeout=5)  # back out: that frame is in the cache, found in decimals
+        assert back["cached"] and back["view"] == deep
+        np.testing.assert_array_equal(seen.frame(back["gen"]), seen.frame(gen - 1))
     finally:
         s.close()

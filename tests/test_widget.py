@@ -77,7 +77,7 @@ def test_stale_renders_are_cancelled_on_the_cluster(explorer, client):
 
     # the cancelled keys are gone from the scheduler, not still computing
     def explorer_keys(dask_scheduler):
-        return [str(k) for k in dask_scheduler.tasks if str(k).startswith("explore-colour-")]
+        return [str(k) for k in dask_scheduler.tasks if str(k).startswith("explore-")]
 
     deadline = time.monotonic() + 10
     while client.run_on_scheduler(explorer_keys) and time.monotonic() < deadline:

@@ -27,7 +27,7 @@ from bokeh.plotting import figure
 from ..fractals import FAMILIES, MAX_POWER, Fractal
 from ..palettes import SEED_PALETTES
 from ..view import View, exact, parse_coordinate, parse_span
-from .session import EXPLORER_MODES, ExplorerSession
+from .session import EXPLORER_MODES, ExplorerSession, same_view
 
 __all__ = ["PALETTE_CHOICES", "ExplorerPanel"]
 
@@ -57,15 +57,6 @@ def _when(changed: Callable[[Any], bool], act: Callable[[Any], object]) -> Calla
 def _options(names: Iterable[str]) -> list[str | tuple[Any, str]]:
     """A Select's options: its values, shown as they are."""
     return list(names)
-
-
-def _same(a: View, b: View) -> bool:
-    if a.deep or b.deep:  # in decimals: past float64 the floats cannot tell the views apart
-        near = Decimal("1e-9") * exact(b.span)
-        (ax, ay), (bx, by) = a.centre, b.centre
-        return abs(ax - bx) <= near and abs(ay - by) <= near and abs(exact(a.span) - exact(b.span)) <= near
-    tol = 1e-9 * b.span
-    return abs(a.xpos - b.xpos) <= tol and abs(a.ypos - b.ypos) <= tol and abs(a.span - b.span) <= tol
 
 
 class _Axes:
@@ -295,5 +286,5 @@ class ExplorerPanel:
         except ValueError as exc:  # e.g. zoomed past float64
             self.set_status(f"cannot render this view: {exc}")
             return
-        if not _same(view, s.view):
+        if not same_view(view, s.view):
             s.goto(view)

@@ -1,13 +1,18 @@
 """The explorer's rendering, with no bokeh: a view, its settings and its frames.
 
 Each new view is rendered twice, coarse first (a quarter of the resolution, one
-task) and then at screen resolution (row blocks over the cluster), each block
-coloured on the worker that computed it so only RGBA comes back.  A newer view
-cancels the futures of an older one on the cluster, and a frame made stale on
-its way is dropped.  Finished frames and status lines go to subscribers
-(:meth:`ExplorerSession.on_frame`, :meth:`ExplorerSession.on_status`,
-:meth:`ExplorerSession.on_settings`); the bokeh page of
-:mod:`dfractal_dask.explorer.panel` is one.
+task) and then at screen resolution (one row block for each worker thread),
+both levels sent to the scheduler in one graph.  A block is one task: the
+kernel and its colouring, so only RGBA comes back (a deep view's block also
+waits for its reference orbit and BLA table).  A newer view cancels the
+futures of an older one on the cluster, and a frame made stale on its way is
+dropped.  Frames already rendered are kept in a :class:`FrameCache` (least
+recently used first out, bounded in bytes: dask config
+``dfractal.explorer.cache-bytes``); a view rendered before with the same
+settings is served from it at once, nothing sent to the cluster.  Finished
+frames and status lines go to subscribers (:meth:`ExplorerSession.on_frame`,
+:meth:`ExplorerSession.on_status`, :meth:`ExplorerSession.on_settings`); the
+bokeh page of :mod:`dfractal_dask.explorer.panel` is one.
 
 Every call into the library's graph, pipeline and store is in this module.
 """
@@ -20,10 +25,12 @@ import threading
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future as SaveFuture
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,16 +46,22 @@ from ..fractals import Fractal
 from ..location import Location, as_location
 from ..palettes import DEFAULT_PALETTE, DEFAULT_STEP, resolve_palette
 from ..png import save_png
+from ..spec import Block, RenderSpec
 from ..view import View, divide_span, exact, parse_coordinate
 
-__all__ = ["EXPLORER_MODES", "LEVELS", "ExplorerSession", "check_settings", "frame_tasks"]
+__all__ = ["EXPLORER_MODES", "LEVELS", "ExplorerSession", "FrameCache", "check_settings", "frame_tasks", "same_view"]
 
 #: Colour modes the explorer offers (histogram equalisation needs the whole frame).
 EXPLORER_MODES = BLOCK_MODES
 #: The frames of a view, in the order they arrive: a quick coarse one, then the full one.
 LEVELS = ("coarse", "full")
 COARSE = 4  # the coarse pass: 1/COARSE of the resolution along each axis (dask config dfractal.explorer.coarse)
-FULL_BLOCKS = 8  # row blocks of a full frame: both workers busy, tasks still ~10-100 ms
+#: Bytes of frames the cache keeps (dask config ``dfractal.explorer.cache-bytes``): 64 MiB, 34 frames of 800x600.
+CACHE_BYTES = 64 * 2**20
+# Row blocks of a full frame per worker thread.  A shallow frame is ~5-50 ms of kernel at 800x600: dask's
+# per-task cost (a few ms each) is then most of its latency, so one block a thread.  A deep frame's blocks
+# take seconds and differ widely in cost: several a thread, so the idle ones can take the rest.
+BLOCKS_PER_THREAD, DEEP_BLOCKS_PER_THREAD = 1, 4
 #: The explorer's defaults (:class:`ExplorerSession`, ``Explorer``, ``serve``): iterations, palette, mode,
 #: seed step, where saves go.
 ITERS, PALETTE, MODE, STEP, SAVE_DIR = 500, DEFAULT_PALETTE, "smooth", DEFAULT_STEP, "."
@@ -64,6 +77,13 @@ def _color_block(result: tuple, iters: int, palette, mode: str, step: int, power
     return color_samples(it, norm, iters, palette, mode, step, power=power)
 
 
+def _rgba_block(view: View, iters: int, block: Block, shortcuts: int, fractal: Fractal, palette, mode: str,
+                step: int) -> np.ndarray:  # fmt: skip
+    # one task a block: its kernel and colouring, so only the RGBA leaves the worker
+    return _color_block(graph.compute_block(view, iters, block, shortcuts, fractal), iters, palette, mode, step,
+                        fractal.power)  # fmt: skip
+
+
 def frame_tasks(
     view: View,
     iters: int,
@@ -75,24 +95,125 @@ def frame_tasks(
 ) -> list:
     """Delayed RGBA row blocks of ``view`` (no supersampling: one sample a pixel).
 
-    Each block is a kernel call followed, on the same worker, by its colouring.
-    Concatenated top to bottom they make the ``(height, width, 4)`` frame.
-    Smooth colouring paints the whole interior one colour, so there the kernel
-    skips the main cardioid and period-2 bulb (``kernels.INTERIOR``: the same
-    counts, no interior norms).  ``fractal``: the family (default Mandelbrot).
+    Each block is one task, the kernel call and its colouring (a view past
+    float64's resolution: a perturbation task, after its reference orbit and
+    BLA table, then its colouring on the same worker).  Concatenated top to
+    bottom they make the ``(height, width, 4)`` frame.  Smooth colouring
+    paints the whole interior one colour, so there the kernel skips the main
+    cardioid and period-2 bulb (``kernels.INTERIOR``: the same counts, no
+    interior norms).  ``fractal``: the family (default Mandelbrot).  Keys
+    start with ``explore-``.
     """
     _check_mode(mode)
-    fractal = graph.check_fractal(fractal)
     shortcuts = kernels.INTERIOR if mode == "smooth" else kernels.CYCLES
     pal = resolve_palette(palette)
     view = replace(view, supersample=1)
-    rows = max(1, math.ceil(view.height / blocks))
+    spec = RenderSpec.make(view, iters, max(1, math.ceil(view.height / blocks)), fractal)
+    iters, fractal = spec.iters, spec.fractal
     rid = uuid.uuid4().hex
-    colour = dask.delayed(_color_block, pure=True)
+    if spec.deep[0]:  # the library's perturbation graph, each block coloured after it
+        colour = dask.delayed(_color_block, pure=True)
+        return [
+            colour(task, iters, pal, mode, step, fractal.power, dask_key_name=f"explore-colour-{rid}-{b.index}")
+            for b, task in graph.tasks_of(spec, rid)[0]
+        ]
+    rgba = dask.delayed(_rgba_block, pure=True)
     return [
-        colour(task, iters, pal, mode, step, fractal.power, dask_key_name=f"explore-colour-{rid}-{b.index}")
-        for b, task in graph.block_tasks(view, iters, rows, rid, shortcuts=shortcuts, fractal=fractal)
+        rgba(view, iters, b, shortcuts, fractal, pal, mode, step, dask_key_name=f"explore-rgba-{rid}-{b.index}")
+        for b in spec.blocks()
     ]
+
+
+def same_view(a: View, b: View) -> bool:
+    """Whether ``a`` and ``b`` are one view up to rounding: centres and spans within 1e-9 of ``b``'s span
+    (compared in decimals for deep views, which floats cannot tell apart); sizes are not compared."""
+    if a.deep or b.deep:
+        near = Decimal("1e-9") * exact(b.span)
+        (ax, ay), (bx, by) = a.centre, b.centre
+        return abs(ax - bx) <= near and abs(ay - by) <= near and abs(exact(a.span) - exact(b.span)) <= near
+    tol = 1e-9 * b.span
+    return abs(a.xpos - b.xpos) <= tol and abs(a.ypos - b.ypos) <= tol and abs(a.span - b.span) <= tol
+
+
+class FrameCache:
+    """Frames already rendered, for serving a view again without computing it.
+
+    A frame is found by its settings (any hashable: the session's are
+    iterations, palette, mode, seed step and fractal) and its view: the same
+    size, and the same centre and span up to rounding (:func:`same_view`), as
+    a view reached again by zooming in and back out is.  The least recently
+    used frames are dropped first once the frames hold more than
+    ``max_bytes``; a frame larger than that is not kept (0 keeps none).
+    Frames are kept read-only: what is served is what was rendered.
+    Thread-safe.
+
+    Parameters
+    ----------
+    max_bytes
+        The most bytes of RGBA kept (an integer >= 0).
+    """
+
+    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int | np.integer):
+            raise TypeError(f"max_bytes must be an integer, got {max_bytes!r}")
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        self.max_bytes = int(max_bytes)
+        self.nbytes = 0
+        #: frames served from the cache, and looked for but not there
+        self.hits = self.misses = 0
+        self._frames: OrderedDict[int, tuple[View, Hashable, np.ndarray]] = OrderedDict()
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def get(self, view: View, settings: Hashable) -> tuple[View, np.ndarray] | None:
+        """The kept frame of ``view`` with ``settings``: its own view and its RGBA; ``None`` if there is none."""
+        with self._lock:
+            for k in reversed(self._frames):  # the latest first
+                v, kept, rgba = self._frames[k]
+                if self._matches(v, kept, view, settings):
+                    self._frames.move_to_end(k)
+                    self.hits += 1
+                    return v, rgba
+            self.misses += 1
+            return None
+
+    def put(self, view: View, settings: Hashable, rgba: np.ndarray) -> None:
+        """Keep ``rgba``, the frame of ``view`` with ``settings`` (made read-only), dropping the least
+        recently used frames beyond :attr:`max_bytes`."""
+        if rgba.nbytes > self.max_bytes:
+            return
+        rgba.flags.writeable = False
+        with self._lock:
+            for k, (v, kept, _) in list(self._frames.items()):  # a frame of the same view replaces it
+                if self._matches(v, kept, view, settings):
+                    self.nbytes -= self._frames.pop(k)[2].nbytes
+            self._frames[self._next] = (view, settings, rgba)
+            self._next += 1
+            self.nbytes += rgba.nbytes
+            while self.nbytes > self.max_bytes:
+                self.nbytes -= self._frames.popitem(last=False)[1][2].nbytes
+
+    @staticmethod
+    def _matches(v: View, kept: Hashable, view: View, settings: Hashable) -> bool:
+        return kept == settings and (v.width, v.height) == (view.width, view.height) and same_view(v, view)
+
+    def clear(self) -> None:
+        """Drop every frame."""
+        with self._lock:
+            self._frames.clear()
+            self.nbytes = 0
+
+
+def _cache_bytes() -> int:
+    """The frame cache's bound: dask config ``dfractal.explorer.cache-bytes``, checked."""
+    value = dask.config.get("dfractal.explorer.cache-bytes", CACHE_BYTES)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"dask config dfractal.explorer.cache-bytes must be an integer >= 0, got {value!r}")
+    return value
 
 
 def _check_mode(mode: str) -> None:
@@ -169,6 +290,7 @@ class ExplorerSession:
         fractal: Fractal | None = None,
     ) -> None:
         view, self.fractal = check_settings(client, view, iters, palette, mode, fractal)
+        cache_bytes = _cache_bytes()
         self.client = client
         self.home = self.view = view
         self.iters, self.palette, self.mode, self.step = int(iters), palette, mode, step
@@ -190,6 +312,9 @@ class ExplorerSession:
         #: the latest full frame delivered to subscribers, a labelled
         #: :class:`~dfractal_dask.colorize.Picture` (its view, iterations and colouring in attrs)
         self.last_frame: Picture | None = None
+        #: the frames already rendered, served again without computing (:class:`FrameCache`)
+        self.cache = FrameCache(cache_bytes)
+        self._threads, self._threads_at = self._count_threads(), time.monotonic()
 
     # -- subscribers -----------------------------------------------------------
     def on_frame(self, callback: FrameCallback) -> FrameCallback:
@@ -226,23 +351,35 @@ class ExplorerSession:
         """Render ``view`` (coarse, then full), cancelling older renders.
 
         Returns the frame generation; :meth:`wait` waits for its frames.  A
-        view that cannot be rendered (e.g. a family other than the Mandelbrot
-        set past float64's resolution, where only perturbation could) is
-        refused in the status line, and the current view stays.
+        view already rendered with the same settings (:attr:`cache`) is served
+        from the cache: its full frame alone, at once, nothing computed (the
+        record's ``cached`` is true; its view the cached frame's, equal up to
+        rounding).  A view that cannot be rendered (e.g. a family other than
+        the Mandelbrot set past float64's resolution, where only perturbation
+        could) is refused in the status line, and the current view stays.
         """
         view = replace(_check_view(view), supersample=1, width=self.view.width, height=self.view.height)
         with self._lock:
             settings = {"iters": self.iters, "palette": self.palette, "mode": self.mode, "fractal": self.fractal}
+        key = self._cache_key(settings)
         k = int(dask.config.get("dfractal.explorer.coarse", COARSE))
         coarse = replace(view, width=max(1, view.width // k), height=max(1, view.height // k))
-        try:  # every task is made before anything is cancelled
-            levels = [
-                (level, v, self._frame_tasks(v, blocks, settings), prio)
-                for level, v, blocks, prio in zip(LEVELS, (coarse, view), (1, FULL_BLOCKS), (10, 0), strict=True)
-            ]
-        except ValueError as exc:
-            self._dispatch(partial(self._status, f"cannot render this view: {exc}"))
-            return self._gen
+        # each level: its view, and its tasks or (None) its frame from the cache
+        levels: list[tuple[str, View, list | None, np.ndarray | None]]
+        hit = self.cache.get(view, key)
+        if hit is not None:  # nothing to compute, and no coarse frame to show first
+            view, levels = hit[0], [("full", hit[0], None, hit[1])]
+        else:
+            small = self.cache.get(coarse, key)
+            try:  # every task is made before anything is cancelled
+                levels = [
+                    ("coarse", small[0], None, small[1]) if small else
+                    ("coarse", coarse, self._level_tasks("coarse", coarse, settings), None),
+                    ("full", view, self._level_tasks("full", view, settings), None),
+                ]  # fmt: skip
+            except ValueError as exc:
+                self._dispatch(partial(self._status, f"cannot render this view: {exc}"))
+                return self._gen
         with self._lock:
             self._gen += 1
             gen = self._gen
@@ -254,17 +391,39 @@ class ExplorerSession:
             with self._lock:
                 self.cancelled += len(live)
         t0 = time.perf_counter()
-        for level, v, tasks, prio in levels:
-            futures = self.client.compute(tasks, priority=prio)
+        # both levels in one graph: one message to the scheduler (the client sends its messages 10 ms apart)
+        futures = iter(self.client.compute([t for _, _, tasks, _ in levels for t in tasks or ()]))
+        for level, v, tasks, rgba in levels:
+            record = {"gen": gen, "level": level, "view": v, **settings, "cached": tasks is None}
+            if tasks is None:
+                self._pool.submit(self._arrive, record, rgba, t0)
+                continue
+            mine = [next(futures) for _ in tasks]
             with self._lock:
-                self._pending += futures
-            record = {"gen": gen, "level": level, "view": v, **settings}
-            self._pool.submit(self._collect, record, futures, t0)
+                self._pending += mine
+            self._pool.submit(self._collect, record, mine, key, t0)
         return gen
 
-    def _frame_tasks(self, view: View, blocks: int, settings: dict[str, Any]) -> list:
-        return frame_tasks(view, settings["iters"], settings["palette"], settings["mode"], self.step, blocks,
-                           settings["fractal"])  # fmt: skip
+    def _level_tasks(self, level: str, view: View, settings: dict[str, Any]) -> list:
+        """The tasks of one level of a view: the coarse one first (a higher priority), in one block."""
+        tasks = partial(frame_tasks, view, settings["iters"], settings["palette"], settings["mode"], self.step,
+                        fractal=settings["fractal"])  # fmt: skip
+        if level == "coarse":
+            with dask.annotate(priority=10):
+                return tasks(1)
+        return tasks(max(1, (DEEP_BLOCKS_PER_THREAD if view.deep else BLOCKS_PER_THREAD) * self._threads))
+
+    def _count_threads(self) -> int:
+        """The cluster's worker threads (none yet: one)."""
+        try:
+            return max(1, sum(self.client.nthreads().values()))
+        except Exception:  # a client closing or reconnecting: blocks as for one thread
+            return 1
+
+    def _cache_key(self, settings: dict[str, Any]) -> tuple:
+        """What a frame of the cache must have been rendered with, besides its view."""
+        return (settings["iters"], resolve_palette(settings["palette"]), settings["mode"], self.step,
+                settings["fractal"])  # fmt: skip
 
     def zoom(self, factor: float, x: float | None = None, y: float | None = None) -> int:
         """Zoom in by ``factor`` (> 1 in, < 1 out) about ``(x, y)`` (default: the centre)."""
@@ -315,7 +474,7 @@ class ExplorerSession:
         return self.goto(self.view)
 
     # -- frames arriving ---------------------------------------------------------
-    def _collect(self, record: dict[str, Any], futures: list[Future], t0: float) -> None:
+    def _collect(self, record: dict[str, Any], futures: list[Future], key: tuple, t0: float) -> None:
         try:
             blocks = self.client.gather(futures)
         except CancelledError:
@@ -328,7 +487,14 @@ class ExplorerSession:
                 self._pending = [f for f in self._pending if f not in futures]
             for f in futures:
                 f.release()
-        rgba = np.concatenate(blocks, axis=0)
+        rgba = blocks[0] if len(blocks) == 1 else np.concatenate(blocks, axis=0)
+        self.cache.put(record["view"], key, rgba)  # even if stale: its pixels are right for its view
+        self._arrive(record, rgba, t0)
+        if time.monotonic() - self._threads_at > 2.0:  # workers come and go: count them now and then
+            self._threads, self._threads_at = self._count_threads(), time.monotonic()
+
+    def _arrive(self, record: dict[str, Any], rgba: np.ndarray, t0: float) -> None:
+        """A frame is here (computed or from the cache): deliver it if still current."""
         record["seconds"] = time.perf_counter() - t0
         with self._lock:
             current = record["gen"] == self._gen
@@ -358,7 +524,8 @@ class ExplorerSession:
     def _describe(record: dict[str, Any], rgba: np.ndarray) -> str:
         v = record["view"]
         return (
-            f"{record['level']} frame {rgba.shape[1]}x{rgba.shape[0]} in {record['seconds']:.3f} s · "
+            f"{record['level']} frame {rgba.shape[1]}x{rgba.shape[0]} in {record['seconds']:.3f} s"
+            f"{' from the cache' if record['cached'] else ''} · "
             f"centre ({v.xpos:.15g}, {v.ypos:.15g}) span {_span_text(v)} · {record['iters']} iterations · "
             f"{record['palette']} {record['mode']} · {record['fractal'].describe()} · frame {record['gen']}"
         )
@@ -372,7 +539,8 @@ class ExplorerSession:
         """Wait for a frame of generation ``gen`` (default: the latest) to arrive.
 
         Returns its record (``shown`` false if a newer view overtook it); a
-        ``TimeoutError`` after ``timeout`` seconds.
+        ``TimeoutError`` after ``timeout`` seconds.  A generation served from
+        the cache has no coarse frame: waiting for it returns the full one.
         """
         if level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
@@ -387,7 +555,7 @@ class ExplorerSession:
         with self._arrived:
             while True:
                 for r in self.frames:
-                    if r["gen"] == gen and r["level"] == level:
+                    if r["gen"] == gen and (r["level"] == level or (r["level"] == "full" and r["cached"])):
                         return r
                 left = deadline - time.monotonic()
                 if left <= 0:
