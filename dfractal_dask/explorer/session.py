@@ -395,7 +395,8 @@ class ExplorerSession:
         futures = iter(self.client.compute([t for _, _, tasks, _ in levels for t in tasks or ()]))
         for level, v, tasks, rgba in levels:
             record = {"gen": gen, "level": level, "view": v, **settings, "cached": tasks is None}
-            if tasks is None:
+            if tasks is None:  # (a cached frame: its pixels at hand)
+                assert rgba is not None
                 self._pool.submit(self._arrive, record, rgba, t0)
                 continue
             mine = [next(futures) for _ in tasks]
