@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dfractal_dask import kernels
 from dfractal_dask.fractals import Fractal
@@ -248,3 +250,55 @@ def test_distance_needs_a_complex_derivative():
     it = np.zeros((1, 1), np.uint16)
     with pytest.raises(ValueError, match=r"complex derivative.*not burning_ship"):
         kernels.distance_block(it, 0.0, 0.0, 1.0, 0, 10, Fractal("burning_ship"))
+
+
+# -- the whole seed default picture, smaller --------------------------------------
+SEED_LIKE = {  # (re0, im0, step, rows, cols, iters): all of the seed default's span (1024x768 at 8x8) and 4x it
+    "seed default, whole": (-0.00275 - 0.125689 / 2, 0.78912 + 0.0471, 0.125689 / 255, 192, 257, 800),
+    "seed default x4, cardioid and bulbs": (-0.00275 - 0.251378, 0.78912 + 0.1885, 0.502756 / 255, 192, 257, 800),
+}
+
+
+@pytest.mark.parametrize("name", SEED_LIKE)
+def test_whole_seed_default_view_is_bit_identical_at_every_level(name):
+    """Every sample of the seed default's picture (coarser), from the rows that
+    escape in a few steps to the period-3 component, and a view 4x as wide
+    that reaches the main cardioid and its bulbs: counts and norms are the
+    scalar reference's bit for bit (INTERIOR: NaN norms where it skipped)."""
+    re0, im0, step, rows, cols, iters = SEED_LIKE[name]
+    ref = np.empty((rows, cols), np.uint16), np.empty((rows, cols), np.float32)
+    work = kernels.escape_scalar_into(*ref, re0, im0, step, 0, iters)
+    means = ref[0].astype(np.int64).mean(axis=1)
+    assert means[:8].max() < 25 and (ref[0] == iters).mean() > 0.1  # fast-escaping rows, and the set's inside
+    assert ((ref[0] > 0) & (ref[0] < iters)).mean() > 0.5  # and the boundary between
+    for level in (kernels.BRUTE, kernels.CYCLES, kernels.INTERIOR):
+        got = np.empty((rows, cols), np.uint16), np.empty((rows, cols), np.float32)
+        stats = np.zeros(2, np.int64)
+        assert kernels.escape_into(*got, re0, im0, step, 0, iters, level, stats) == work
+        np.testing.assert_array_equal(got[0], ref[0])
+        kept = ~np.isnan(got[1])
+        assert got[1][kept].tobytes() == ref[1][kept].tobytes()
+        assert int((~kept).sum()) == stats[1]
+        if level == kernels.INTERIOR and "cardioid" in name:
+            assert stats[1] > 1000  # the cardioid and bulb shortcut fired
+        elif level < kernels.INTERIOR:
+            assert kept.all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    x=st.floats(-2.5, 1.0),
+    y=st.floats(-1.5, 1.5),
+    step=st.floats(1e-9, 0.05),
+    rows=st.integers(1, 5),
+    cols=st.integers(1, 80),
+    iters=st.integers(1, 400),
+    level=st.sampled_from([kernels.BRUTE, kernels.CYCLES]),
+)
+def test_random_views_are_bit_identical(x, y, step, rows, cols, iters, level):
+    ref = np.empty((rows, cols), np.uint16), np.empty((rows, cols), np.float32)
+    got = np.empty((rows, cols), np.uint16), np.empty((rows, cols), np.float32)
+    work = kernels.escape_scalar_into(*ref, x, y, step, 7, iters)
+    assert kernels.escape_into(*got, x, y, step, 7, iters, level) == work
+    np.testing.assert_array_equal(got[0], ref[0])
+    assert got[1].tobytes() == ref[1].tobytes()
