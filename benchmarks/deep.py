@@ -28,6 +28,13 @@ this same run (not a test: these machines are shared and noisy).
    1 000 000) and on the 1e-60 view of (3) with and without the series:
    the time ratio, the steps executed and how many counts agree.
 
+8. Extended exponents (:mod:`dfractal_dask.extended`): the floatexp kernel
+   against the float64 one on the same orbit and samples where both work
+   (the 1e-60 view, 256x192, 2000 iterations, no series; exact and with
+   BLA), one core, interleaved: the time ratio and whether the counts are
+   equal; then a view at span 1e-1000 (160x120, limit 30 000): the reference,
+   the table and the block.
+
     python benchmarks/deep.py --reference-only   # (5) and (6) alone
 """
 
@@ -138,6 +145,39 @@ def kernels(repeats: int) -> None:
               " at 10 000 iterations")  # fmt: skip
 
     bla_section(repeats)
+    extended_section(repeats)
+
+
+def extended_section(repeats: int) -> None:
+    """(8): the floatexp kernel against the float64 one, and a span of 1e-1000."""
+    from dataclasses import replace
+
+    from dfractal_dask import extended, places
+
+    v, iters = View(MIS_X, MIS_Y, span=1e-60, width=256, height=192, supersample=1), 2000
+    orbit = P.choose_reference(v, iters, series=False)
+    wide = replace(orbit, **dict(zip(("zr", "zi", "ze"), extended.normalise(orbit.zr, orbit.zi), strict=True)))
+    h = v.sample_height
+    for name, tables in (("exact", (None, None)), ("BLA", (P.bla_table(v, orbit), P.bla_table(v, wide)))):
+        times: dict[str, list[float]] = {"float64": [], "floatexp": []}
+        out = {}
+        for _ in range(repeats):  # interleaved
+            for kind, o, t in (("float64", orbit, tables[0]), ("floatexp", wide, tables[1])):
+                t0 = time.perf_counter()
+                out[kind] = P.perturbation_block(v, iters, 0, h, o, table=t)
+                times[kind].append(time.perf_counter() - t0)
+        same = (out["float64"][0] == out["floatexp"][0]).all()
+        a, b = min(times["float64"]), min(times["floatexp"])
+        print(f"(8) floatexp vs float64, 1e-60 {name}: {a:.3f} s -> {b:.3f} s, ratio {b / a:.2f}; counts equal: {same}")
+    far, iters = View(*places.branch_point(1030), "1e-1000", 160, 120, 1), 30_000
+    t_ref, orbit = best(lambda: P.choose_reference(far, iters), 1)
+    t_table, table = best(lambda: P.bla_table(far, orbit), 1)
+    t_block, b = best(lambda: P.perturbation_block(far, iters, 0, 120, orbit, table=table,
+                                                   interior=P.INTERIOR_DERIVATIVE), repeats)  # fmt: skip
+    print(
+        f"(8) span 1e-1000, 160x120, limit {iters}: {P.precision_bits(far)} bits, reference {t_ref:.3f} s "
+        f"(period {orbit.length}), table {t_table:.3f} s, block {t_block:.3f} s, counts {b[0].min()}..{b[0].max()}"
+    )
 
 
 def bla_section(repeats: int) -> None:

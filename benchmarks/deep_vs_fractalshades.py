@@ -236,7 +236,7 @@ def run_dfractal(
 
     folder = Path(tempfile.mkdtemp(prefix="dfractal-", dir=base))
     cmd = [
-        sys.executable, "-c", "from dfractal_dask.cli import main; main()", "render", "-q",
+        sys.executable, "-m", "dfractal_dask", "render", "-q",
         "--workers", str(workers), "--smoothness", "1", "--width", str(width), "--height", str(height),
         "--xpos", v.x, "--ypos", v.y, "--escape-radius", v.span, "--iters", str(iters),
         "--store", str(folder / "r.zarr"), "--outfile", str(folder / "r.png"),

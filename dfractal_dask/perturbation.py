@@ -406,10 +406,18 @@ def _perturb(
                     off = m - 1
                     mag = abs(dzr) + abs(dzi)
                     done = False
-                    for lv in range(nlev - 1, -1, -1):
+                    top = nlev - 1  # the highest level starting at off: 2**(tlow + lv) divides off
+                    if off != 0:
+                        x = off >> tlow
+                        k = 0
+                        while (x & 1) == 0 and k < top:
+                            x >>= 1
+                            k += 1
+                        top = k
+                    for lv in range(top, -1, -1):
                         lvl = tlow + lv
                         span = 1 << lvl
-                        if (off & (span - 1)) != 0 or n + span > iters:
+                        if n + span > iters:
                             continue
                         e = toff[lv] + (off >> lvl)
                         if e >= toff[lv + 1] or not mag < trr[e]:

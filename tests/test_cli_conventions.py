@@ -244,3 +244,22 @@ def test_info_prints_dates_not_epochs(rendered, capsys):
     assert len(worker_times) == 2 * len(metrics["workers"])
     assert all(datetime.fromisoformat(t).utcoffset() is not None for t in worker_times)
     assert not re.search(r"\b1\d{9}\.\d", out)  # no epoch seconds left
+
+
+def test_the_console_script_exits_with_main_s_code_and_freezes_the_collector(tmp_path):
+    # run(): main's exit code, then gc.freeze() so the interpreter's final collection skips every object
+    import subprocess
+    import sys
+
+    probe = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 10000, file=sys.stderr))\n"
+        "from dfractal_dask.cli import run\n"
+        "sys.argv = ['dfractal'] + sys.argv[1:]\n"
+        "run()\n"
+    )
+    ok = subprocess.run([sys.executable, "-c", probe, "palettes"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "frozen True" in ok.stderr
+    bad = subprocess.run([sys.executable, "-c", probe, "render", "--iters", "0"], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)  # fmt: skip
+    assert bad.returncode == 2 and "--iters" in bad.stderr and "Traceback" not in bad.stderr

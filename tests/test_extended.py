@@ -138,3 +138,38 @@ def test_a_1e1000_render_on_the_cluster_recolours_and_resumes(client, tmp_path):
     assert abs(Decimal(picture.attrs["pixel_step"]) / (Decimal("1E-1000") / 31) - 1) < Decimal("1e-15")
     again = render(view, iters, store_path=path, client=client, chunk_rows=8, resume=True)
     np.testing.assert_array_equal(again.iterations.values, it)
+
+
+def test_a_zoom_past_float64_renders_each_frame_as_a_render_and_recolours(client, tmp_path):
+    from dfractal_dask import open_zoom, zoom
+    from dfractal_dask.animation import color_frames
+
+    start, iters = View(*branch_point(1030), "1e-200", 24, 18, 1), 30_000
+    path = tmp_path / "z.zarr"
+    zds = zoom(start, iters, to_span="1e-1000", frames=3, store_path=path, client=client)
+    views = zoom_views(start, 3, "1e-1000")
+    assert [v.extended for v in views] == [False, True, True]  # 1e-200 is a float; 1e-600, 1e-1000 not
+    for k, v in enumerate(views):
+        np.testing.assert_array_equal(zds.iterations.values[k], render(v, iters, client=client).iterations.values)
+    stored = open_zoom(path)
+    assert stored.attrs["to_span"] == "1E-1000"
+    assert np.isnan(stored.span.values[1:]).all() and stored.span.values[0] == 1e-200  # float64 ends before them
+    frames = list(color_frames(stored, "Hippi"))
+    assert len(frames) == 3 and all(f.shape == (18, 24, 4) for f in frames)
+    again = zoom(start, iters, to_span="1e-1000", frames=3, store_path=path, client=client, resume=True)
+    np.testing.assert_array_equal(again.iterations.values, zds.iterations.values)
+
+
+def test_glitches_past_float64_are_computed_again_against_new_references():
+    # a reference escaping before most samples (the view's fastest sample): they are flagged and redone
+    view, iters = View(*branch_point(440), "3e-400", 40, 30, 1), 8000
+    good = P.choose_reference(view, iters, nucleus=False)
+    it, *_ = P.perturbation_block(view, iters, 0, 30, good, table=P.bla_table(view, good))
+    i0, j0 = divmod(int(np.argmin(it)), 40)
+    bad = P.reference_orbit(view, iters, i0, j0)
+    assert bad.ze is not None and bad.length == it.min() < it.max()
+    it_bad, _, _, used = P.perturbation_block(view, iters, 0, 30, bad, table=P.bla_table(view, bad))
+    assert used >= 1
+    np.testing.assert_array_equal(it_bad, it)
+    for i, j in _sample(view, 10, seed=5):
+        assert it[i, j] == P.escape_exact(view, i, j, iters)[0]

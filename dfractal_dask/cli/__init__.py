@@ -9,7 +9,7 @@ share in :mod:`.options`; :func:`main` in :mod:`.app`, the error mapping in
 and exit code 2.
 """
 
-from .app import build_parser, main
+from .app import build_parser, main, run
 from .errors import EXIT_BAD_INPUT, UsageError
 
-__all__ = ["EXIT_BAD_INPUT", "UsageError", "build_parser", "main"]
+__all__ = ["EXIT_BAD_INPUT", "UsageError", "build_parser", "main", "run"]

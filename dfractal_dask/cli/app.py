@@ -9,10 +9,12 @@ stderr and exits 2, as for any other incomplete command line.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
 from types import ModuleType
+from typing import NoReturn
 
 import distributed
 
@@ -68,8 +70,24 @@ def _quiet_distributed() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+def run() -> NoReturn:
+    """The ``dfractal`` console script (and ``python -m dfractal_dask``):
+    :func:`main`, then exit with its code.
+
+    Before the interpreter's teardown, every object is moved to the garbage
+    collector's permanent generation (``gc.freeze``): the final collection
+    then skips them (the memory goes back with the process).  That collection
+    walks the whole of numba's, xarray's and distributed's objects: measured
+    here at 0.4-1.2 s of every command (py-spy: ``gc_collect_main`` after
+    the last ``atexit`` handler), as long as a small render itself."""
+    code = main()
+    sys.stdout.flush()
+    gc.freeze()
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``dfractal`` console script (and ``python -m dfractal_dask``).
+    """The ``dfractal`` command line (:func:`run` is the console script).
 
     Returns the exit code: 0; 2 for bad input (one line on stderr: a usage
     error, a ``ValueError`` or an ``OSError``) or no command; 130 on Ctrl-C.
