@@ -152,9 +152,13 @@ def test_cli_overlap_writes_the_no_overlap_png_and_reports_its_timing(tmp_path):
         out = tmp_path / f"{flag[2:]}.png"
         assert main([*argv, flag, "--outfile", str(out), "--metrics-json", str(tmp_path / f"{flag}.json")]) == 0
         files[flag] = out.read_bytes()
-        doc = json.loads((tmp_path / f"{flag}.json").read_text())["picture"]
-        assert doc["overlapped"] is (flag == "--overlap")
-        assert 0 <= doc["after_last_block_seconds"] < 60
+        doc = json.loads((tmp_path / f"{flag}.json").read_text())
+        assert doc["picture"]["overlapped"] is (flag == "--overlap")
+        assert 0 <= doc["picture"]["after_last_block_seconds"] < 60
+        # the colouring tasks' time is their own in the render's metrics, not the kernel's
+        total = doc["render"]["total"]
+        assert total["tasks"] == (3 if flag == "--overlap" else 2) * 9  # kernel, write (and picture) per block
+        assert (total["picture_seconds"] > 0) is (flag == "--overlap") and total["kernel_seconds"] > 0
     assert files["--overlap"] == files["--no-overlap"]
     assert len(np.unique(_pixels(tmp_path / "overlap.png").reshape(-1, 4), axis=0)) > 10
 
