@@ -16,7 +16,7 @@ import struct
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -184,7 +184,8 @@ def _adler32_combine(adler1: int, adler2: int, len2: int) -> int:
 class PngWriter:
     """A PNG (8-bit RGB or RGBA) written to ``f`` from its :class:`Piece` s,
     given in any order: each is written as soon as every piece above it has
-    been, the others wait here (compressed).
+    been; the others wait in a temporary file (blocks arrive costliest first,
+    not in row order: held in memory, up to the whole compressed picture would be).
 
     Parameters
     ----------
@@ -198,7 +199,8 @@ class PngWriter:
         self.f, self.width, self.height, self.channels = f, width, height, channels
         self.rows = 0
         self.next = 0  # the index of the piece to write next
-        self.waiting: dict[int, Piece] = {}
+        self.waiting: dict[int, tuple[Piece, int, int]] = {}  # a piece, its data spilled: offset, length
+        self.spill: BinaryIO | None = None
         self.adler = 1  # Adler-32 of nothing
         f.write(b"\x89PNG\r\n\x1a\n")
         self._chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6 if channels == 4 else 2, 0, 0, 0))
@@ -214,16 +216,28 @@ class PngWriter:
             raise ValueError(f"a piece of {piece.width}x{piece.channels} rows in a {self.width}x{self.channels} PNG")
         if index < self.next or index in self.waiting:
             raise ValueError(f"PNG piece {index} given twice")
-        self.waiting[index] = piece
+        if index != self.next:
+            if self.spill is None:
+                self.spill = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close(), or with this object
+            offset = self.spill.seek(0, os.SEEK_END)
+            self.spill.write(piece.data)
+            self.waiting[index] = (replace(piece, data=b""), offset, len(piece.data))
+            return
+        self._write(piece)
         while self.next in self.waiting:
-            p = self.waiting.pop(self.next)
-            self.next += 1
-            self.rows += p.rows
-            self.adler = _adler32_combine(self.adler, p.adler, p.size)
-            data = self.header + p.data
-            self.header = b""
-            for i in range(0, len(data), _IDAT_BYTES):
-                self._chunk(b"IDAT", data[i : i + _IDAT_BYTES])
+            p, offset, length = self.waiting.pop(self.next)
+            self.spill.seek(offset)  # type: ignore[union-attr]
+            self._write(replace(p, data=self.spill.read(length)))  # type: ignore[union-attr]
+
+    def _write(self, p: Piece) -> None:
+        # the next piece, into IDAT chunks
+        self.next += 1
+        self.rows += p.rows
+        self.adler = _adler32_combine(self.adler, p.adler, p.size)
+        data = self.header + p.data
+        self.header = b""
+        for i in range(0, len(data), _IDAT_BYTES):
+            self._chunk(b"IDAT", data[i : i + _IDAT_BYTES])
 
     def close(self) -> None:
         """End the zlib stream (an empty final block, the checksum) and the PNG.
@@ -233,6 +247,8 @@ class PngWriter:
         ValueError
             If pieces are missing (the rows written are not the picture's height).
         """
+        if self.spill is not None:
+            self.spill.close()
         if self.waiting or self.rows != self.height:
             waiting = f" ({len(self.waiting)} pieces wait for one above them)" if self.waiting else ""
             raise ValueError(f"PNG pieces held {self.rows} rows in order, expected {self.height}{waiting}")

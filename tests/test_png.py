@@ -86,6 +86,7 @@ def test_png_pieces_in_any_order_make_the_same_file_and_a_missing_one_is_an_erro
     # a piece missing, or given twice, or of another width: an error, not a broken file
     png = PngWriter(io.BytesIO(), 33, 61, 4)
     png.add(1, encode_rows(strips[1]))
+    assert png.waiting[1][0].data == b""  # a piece waiting for one above it waits on disk, not in memory
     with pytest.raises(ValueError, match="given twice"):
         png.add(1, encode_rows(strips[1]))
     with pytest.raises(ValueError, match=r"held 0 rows in order, expected 61 \(1 pieces wait"):
