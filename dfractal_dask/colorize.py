@@ -18,7 +18,8 @@ import decimal
 import difflib
 import functools
 import io
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import dask.array as da
@@ -35,8 +36,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BLOCK_MODES",
+    "BlockColoring",
+    "DEFAULT_INTERIOR",
+    "DEFAULT_MODE",
     "MODES",
+    "WHOLE_PICTURE_MODES",
     "Picture",
+    "block_coloring",
     "box_mean",
     "check_picture_memory",
     "colorize",
@@ -247,6 +253,11 @@ def count_cdf(iterations, iters: int) -> np.ndarray:
 
 
 MODES = ("seed", "smooth", "histogram", "distance")
+#: Modes that need the whole picture's counts before any pixel (histogram equalisation).
+WHOLE_PICTURE_MODES = ("histogram",)
+#: :func:`color_picture`'s default mode and interior colour.
+DEFAULT_MODE = "seed"
+DEFAULT_INTERIOR = "#000000"
 #: Modes that colour a block on its own (histogram equalisation needs the whole picture).
 BLOCK_MODES = ("smooth", "seed")
 
@@ -426,9 +437,9 @@ def color_picture(
     ds: xr.Dataset,
     palette: str | Palette | list[str] = DEFAULT_PALETTE,
     step: int = DEFAULT_STEP,
-    mode: str = "seed",
+    mode: str = DEFAULT_MODE,
     *,
-    interior: str | tuple[int, int, int] = "#000000",
+    interior: str | tuple[int, int, int] = DEFAULT_INTERIOR,
     supersample: int | None = None,
 ) -> Picture:
     """Colour a render and average its supersamples into pixels, lazily.
@@ -481,19 +492,9 @@ def color_picture(
     check_picture_memory(cols // n, rows // n)
     it, norm = ds["iterations"], ds["norm"]
     cdf = count_cdf(it, iters) if mode == "histogram" else None
-    power = int(ds.attrs.get("power", 2))  # the map z**d + c: smooth colouring's log base
-    pal = resolve_palette(palette)
-    colouring = {"palette": pal.name, "mode": mode, "iters": iters, "step": int(step),
-                 "interior": "#{:02x}{:02x}{:02x}".format(*np.asarray(_rgb(interior), np.uint8))}  # fmt: skip
-    inputs = [it, norm]
-    rule_step: float = step
-    if mode == "distance":
-        if "distance" not in ds:
-            raise ValueError("colour mode 'distance' needs a render made with distance estimation "
-                             "(render(..., distance=True))")  # fmt: skip
-        inputs.append(ds["distance"])
-        rule_step = View.from_attrs(ds.attrs).step  # shading is in samples
-    func, kwargs = _color_rule(pal, mode, iters, rule_step, interior, cdf, power)
+    rule = _block_rule(ds, palette, step, mode, interior, n, cdf)
+    func, kwargs = rule.func, rule.kwargs
+    inputs = [it, norm, *([ds["distance"]] if rule.distance else [])]
     if it.chunks is not None and any(r % n for r in it.chunks[0][:-1]):
         # every block must hold whole pixel rows for the n×n average
         size = max(n, max(it.chunks[0]) // n * n)
@@ -507,7 +508,73 @@ def color_picture(
         output_dtypes=[np.uint8],
         dask_gufunc_kwargs={"output_sizes": {"channel": 4}},
     )
-    return _picture(_box_means(samples.data, n), ds, n, colouring)
+    return _picture(_box_means(samples.data, n), ds, n, rule.attrs)
+
+
+@dataclass(frozen=True)
+class BlockColoring:
+    """The colouring of a render's samples, block by block: a block of whole
+    pixel rows (``n`` sample rows each) becomes its pixels, the same ones
+    :func:`color_picture` gives those rows (from :func:`block_coloring`)."""
+
+    func: Callable[..., np.ndarray]  # the per-sample rule (e.g. seed_colors)
+    kwargs: dict[str, Any]
+    n: int  # samples per pixel along each axis
+    distance: bool  # whether the rule takes the distance estimate too
+    attrs: dict[str, Any]  # the colouring, as a Picture's attrs hold it
+
+    def __call__(self, iterations: np.ndarray, norm: np.ndarray, distance: np.ndarray | None = None) -> np.ndarray:
+        """The ``(rows / n, cols / n, 4)`` uint8 RGBA pixels of a block's samples."""
+        samples = self.func(iterations, norm, *([distance] if self.distance else []), **self.kwargs)
+        return box_mean(samples, self.n) if self.n > 1 else samples
+
+
+def _block_rule(ds: xr.Dataset, palette, step, mode: str, interior, n: int, cdf) -> BlockColoring:
+    # the colouring of ``ds`` (its attrs, and whether it has distances; cdf: histogram mode's)
+    iters = int(ds.attrs["iters"])
+    power = int(ds.attrs.get("power", 2))  # the map z**d + c: smooth colouring's log base
+    pal = resolve_palette(palette)
+    colouring = {"palette": pal.name, "mode": mode, "iters": iters, "step": int(step),
+                 "interior": "#{:02x}{:02x}{:02x}".format(*np.asarray(_rgb(interior), np.uint8))}  # fmt: skip
+    rule_step: float = step
+    if mode == "distance":
+        if "distance" not in ds:
+            raise ValueError("colour mode 'distance' needs a render made with distance estimation "
+                             "(render(..., distance=True))")  # fmt: skip
+        rule_step = View.from_attrs(ds.attrs).step  # shading is in samples
+    func, kwargs = _color_rule(pal, mode, iters, rule_step, interior, cdf, power)
+    return BlockColoring(func, kwargs, n, mode == "distance", colouring)
+
+
+def block_coloring(
+    ds: xr.Dataset,
+    palette: str | Palette | list[str] = DEFAULT_PALETTE,
+    step: int = DEFAULT_STEP,
+    mode: str = DEFAULT_MODE,
+    *,
+    interior: str | tuple[int, int, int] = DEFAULT_INTERIOR,
+) -> BlockColoring:
+    """:func:`color_picture`'s colouring of ``ds``, to apply a block at a time
+    (e.g. on the worker that computed the block, see :mod:`dfractal_dask.overlap`).
+
+    Parameters
+    ----------
+    ds
+        A render, or its template (:func:`dfractal_dask.graph.template_of`):
+        only its attrs and variables' names are read.
+    palette, step, mode, interior
+        As for :func:`color_picture`; not a mode of :data:`WHOLE_PICTURE_MODES`.
+
+    Returns
+    -------
+    BlockColoring
+        Called with a block's ``iterations``, ``norm`` (and ``distance`` in mode
+        distance) it returns the block's pixels.
+    """
+    if mode not in MODES or mode in WHOLE_PICTURE_MODES:
+        block_modes = [m for m in MODES if m not in WHOLE_PICTURE_MODES]
+        raise ValueError(f"mode must be one of {', '.join(block_modes)} to colour a block on its own, got {mode!r}")
+    return _block_rule(ds, palette, step, mode, interior, int(ds.attrs.get("supersample", 1)), None)
 
 
 def _box_means(arr: np.ndarray | da.Array, n: int) -> np.ndarray | da.Array:

@@ -16,14 +16,17 @@ from distributed.security import Security
 
 from . import graph, kernels, protocol, store
 from .cluster import SLOWEST_RATE, STALL_SECONDS, ClusterError, connect, stall_seconds
+from .colorize import block_coloring, check_picture_memory, color_picture
 from .diagnostics import ensure_plugin
 from .fractals import Fractal
 from .lease import Lease
 from .location import Location, as_location
+from .overlap import PictureFile, piece_tasks
+from .png import PngWriter, partial_file, save_png
 from .spec import RENDER, ZOOM, RenderSpec
 from .view import View, zoom_views
 
-__all__ = ["ClusterError", "RenderStats", "SLOWEST_RATE", "STALL_SECONDS", "render", "zoom"]
+__all__ = ["ClusterError", "PictureFile", "RenderStats", "SLOWEST_RATE", "STALL_SECONDS", "render", "zoom"]
 
 
 @dataclass
@@ -39,12 +42,16 @@ class RenderStats:
     per_block: list[dict] = field(default_factory=list)
     render_id: str | None = None
     resumed: int = 0  # blocks already in the store when a resumed render started
+    last_block_at: float = 0.0  # time.time() the last block's kernel ended (its first follow-up task started)
+    picture_at: float = 0.0  # time.time() the picture (render(picture=...)) was written
 
 
 def _write(loc: Location, block: graph.Block, result: tuple, render_id: str, iters: int, store_id: str | None) -> dict:
+    started = time.time()  # about when the block's kernel ended (this runs next on its worker)
     it, norm, work, *distance = result  # (the distance estimate, if the render has it)
     nbytes = store.write_block(loc, block, it, norm, *distance, store_id=store_id)
-    row = {"block": block.index, "rows": block.nrows, "samples": it.size, "iterations": work, "bytes": nbytes}
+    row = {"block": block.index, "rows": block.nrows, "samples": it.size, "iterations": work, "bytes": nbytes,
+           "started": started}  # fmt: skip
     try:
         worker = get_worker()
     except ValueError:  # not on a dask worker (e.g. a local scheduler)
@@ -134,13 +141,15 @@ def _gather(
     more: Iterator | None = None,
     total: int | None = None,
     work: float = 0.0,
+    counts: Callable[[object], bool] | None = None,
 ):
     """Yield each future's result as it finishes, calling ``progress``; on
     the first error, cancel the rest (a store that was replaced, or that a
     worker cannot see, must not keep its other blocks computing).  ``more``:
     further futures, one taken in as each finishes (a window of work in
     flight), ``total`` in all; ``work``: the most iterations one of them may
-    take (see :func:`dfractal_dask.cluster.stall_seconds`).
+    take (see :func:`dfractal_dask.cluster.stall_seconds`); ``counts``: which
+    results are one of the ``total`` (default all; e.g. not a picture's pieces).
 
     Raises :class:`ClusterError` when nothing finishes for
     :data:`STALL_SECONDS` (naming the workers still holding its tasks) or when
@@ -180,9 +189,10 @@ def _gather(
                         f"lost the dask scheduler {getattr(c.scheduler, 'address', '')} while this {kind} ran "
                         f"({type(exc).__name__}); {finished} of {total} {unit} had finished: {resume}"
                     ) from None
-                finished += 1
+                counted = counts is None or counts(result)
+                finished += counted
                 yield result
-                if progress:
+                if progress and counted:
                     progress(finished, total)
                 nxt = next(more, None) if more is not None else None
                 if nxt is not None:
@@ -218,6 +228,7 @@ def render(
     distance: bool = False,
     perturbation: bool | None = None,
     exact: bool = False,
+    picture: PictureFile | None = None,
 ) -> xr.Dataset:
     """Render ``view`` on a dask cluster.
 
@@ -288,6 +299,15 @@ def render(
         Iterate every step of a deep view, without the bilinear approximation
         that skips many at once (:mod:`dfractal_dask.bla`; the store's attr
         ``bla`` says which, and a resume must ask for the same).
+    picture
+        Also write this PNG (:class:`dfractal_dask.overlap.PictureFile`: its
+        path and colouring; needs ``store_path``): each block is coloured and
+        compressed on the worker that computed it as soon as it is done and
+        the client writes the pieces in row order, so the PNG is done moments
+        after the last block (the same file :func:`dfractal_dask.save_png`
+        writes from the store's :func:`dfractal_dask.color_picture`).  A
+        resumed render colours its done blocks from the store; histogram
+        mode is coloured from the store after the render.
 
     Returns
     -------
@@ -298,10 +318,18 @@ def render(
     if not isinstance(view, View):
         raise TypeError(f"view must be a View, got {type(view).__name__}")
     _only(workers)  # checked before any store is made
+    if picture is not None and not isinstance(picture, PictureFile):
+        raise TypeError(f"picture must be a PictureFile, got {type(picture).__name__}")
+    if picture is not None and store_path is None:
+        raise ValueError("picture needs a store_path (its blocks are coloured as they are written)")
     spec = RenderSpec.make(view, iters, chunk_rows, fractal, distance, perturbation, exact)
+    if picture is not None:  # its colouring checked against the render before any cluster starts
+        check_picture_memory(view.width, view.height)
+        if picture.per_block:
+            block_coloring(graph.template_of(spec), **picture.colouring())
     return _run(spec, store_path=store_path, client=client, overwrite=overwrite, resume=resume, retries=retries,
                 progress=progress, stats=stats, security=security, storage_options=storage_options, balance=balance,
-                workers=workers)  # fmt: skip
+                workers=workers, picture=picture)  # fmt: skip
 
 
 def _plan(spec: RenderSpec, balance: bool) -> tuple[list[int] | None, int | list[int]]:
@@ -330,6 +358,7 @@ def _run(
     stats: RenderStats | None = None,
     balance: bool = True,
     workers: list[str] | None = None,
+    picture: PictureFile | None = None,
 ) -> xr.Dataset:
     """:func:`render` or :func:`zoom` of a checked ``spec``: in memory, or
     into a new (or resumed) store, then opened from it."""
@@ -347,10 +376,15 @@ def _run(
             ds = c.compute(lazy, retries=retries, **_only(workers)).result()
         else:
             with Lease(loc, _lease_name(spec.kind, render_id)) as lease:
-                run = _StoreRun(c, spec, render_id, loc, template, retries, workers, stats)
+                run = _StoreRun(c, spec, render_id, loc, template, retries, workers, stats, picture)
                 run.start(overwrite, done, lease.token)
                 run.write(done, priorities, shortcuts, progress)
             ds = store.open_store(loc, spec.kind)
+            if picture is not None and not picture.per_block:  # (histogram) the whole picture's counts first
+                with dask.config.set(scheduler=c):
+                    save_png(color_picture(ds, **picture.colouring()), picture.local_path)
+                if stats is not None:
+                    stats.picture_at = time.time()
         if stats is not None:
             stats.seconds = time.perf_counter() - t0
     return ds
@@ -368,6 +402,7 @@ class _StoreRun:
     retries: int
     workers: list[str] | None
     stats: RenderStats | None
+    picture: PictureFile | None = None
     store_id: str | None = ""  # None: a resumed store of format 1, which has none
 
     def start(self, overwrite: bool, done, token: str) -> None:
@@ -412,17 +447,52 @@ class _StoreRun:
             with dask.annotate(priority=0 if priorities is None else priorities[b.index]):
                 key = protocol.task_key("write", render_id, b.index)
                 writes.append(write(self.loc, b, k, render_id, spec.iters, self.store_id, dask_key_name=key))
-        futures = self.c.compute(writes, retries=self.retries, **_only(self.workers))
+        overlap = self.picture is not None and self.picture.per_block
+        pieces = self._pieces(tasks, done, priorities) if overlap else []
+        futures = self.c.compute(writes + pieces, retries=self.retries, **_only(self.workers))
         work = spec.iters * spec.view.sample_width * spec.block_rows  # the largest block's, at most
-        for row in _gather(self.c, futures, progress, render_id, work=work):  # a small dict a block: samples stay
-            if stats is not None:
-                stats.blocks += 1
-                stats.rows += row["rows"]
-                stats.samples += row["samples"]
-                stats.iterations += row["iterations"]
-                stats.bytes_written += row["bytes"]
-                stats.per_block.append(row)
+        ended: dict[int, float] = {}  # each block's kernel's end: its first follow-up task's start
+        with contextlib.ExitStack() as stack:
+            png = self._png(stack) if overlap else None
+            # a small dict a block, and its compressed pixel rows: samples stay on the workers
+            for res in _gather(self.c, futures, progress, render_id, total=len(writes), work=work,
+                               counts=lambda r: isinstance(r, dict)):  # fmt: skip
+                if not isinstance(res, dict):
+                    index, piece, started = res
+                    png.add(index, piece)  # type: ignore[union-attr]
+                    ended[index] = min(started, ended.get(index, started))
+                    continue
+                row = res
+                ended[row["block"]] = min(row["started"], ended.get(row["block"], row["started"]))
+                if stats is not None:
+                    stats.blocks += 1
+                    stats.rows += row["rows"]
+                    stats.samples += row["samples"]
+                    stats.iterations += row["iterations"]
+                    stats.bytes_written += row["bytes"]
+                    stats.per_block.append(row)
+            if png is not None:
+                png.close()
+        if stats is not None:
+            stats.last_block_at = max((ended[b.index] for b, _ in tasks), default=0.0)
+            if overlap:
+                stats.picture_at = time.time()
         self.c.log_event(protocol.RENDER_TOPIC, {"action": "end", "render_id": render_id})
+
+    def _pieces(self, tasks, done, priorities: list[int] | None) -> list:
+        # the picture's pieces: of the blocks computed now, on their kernels' workers,
+        # and of the blocks a resume finds done, from the store
+        stored = None if done is None or not done.any() else store.open_store(self.loc, RENDER, allow_incomplete=True)
+        coloring = block_coloring(self.template, **self.picture.colouring())  # type: ignore[union-attr]
+        top = 1 + max(priorities or [0])  # before the kernels still waiting
+        return piece_tasks(coloring, tasks, stored, done, self.render_id, top)
+
+    def _png(self, stack: contextlib.ExitStack) -> PngWriter:
+        # the picture's writer, its file a .part until the render is done
+        path = self.picture.local_path  # type: ignore[union-attr]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        view = self.spec.view
+        return PngWriter(stack.enter_context(partial_file(path)), view.width, view.height, 4)
 
     def _frames(self, done, progress) -> None:
         # a zoom: a window of frames in flight, each frame's graph built as it is sent (the

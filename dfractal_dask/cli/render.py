@@ -14,6 +14,7 @@ from ..colorize import MODES, check_picture_memory, color_picture
 from ..diagnostics import report as reports
 from ..graph import blocks, fractal_dataset
 from ..lease import Lease
+from ..overlap import PictureFile
 from ..palettes import resolve_palette
 from ..pipeline import RenderStats
 from ..pipeline import render as render_view
@@ -71,6 +72,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
              "float64 cannot resolve the view, e.g. --span 1e-30 with a many-digit --xpos)",
     )  # fmt: skip
     add_exact_flag(g)
+    g.add_argument(
+        "--overlap", action=argparse.BooleanOptionalAction, default=True,
+        help="colour and compress each block of a PNG on its worker as soon as it is computed, so the picture "
+             "is done with the render (default; not --mode histogram, which needs every count first); "
+             "--no-overlap: colour the store once the render is done",
+    )  # fmt: skip
     add_fractal_flags(r)
     r.set_defaults(run=run)
     return r
@@ -101,6 +108,10 @@ def run(args: argparse.Namespace) -> int:
     if args.host:
         say(args, f"note: --host {args.host} is the seed's gRPC address and is ignored; use --scheduler ADDRESS")
 
+    # a PNG is coloured block by block as the blocks are computed (histogram: after, by render_view too)
+    picture = None
+    if args.overlap and check_picture_format(outfile) == "PNG":
+        picture = PictureFile(outfile, palette, args.step, args.mode, interior=args.interior)
     stats = RenderStats()
     t0 = time.perf_counter()
     # the store's lease, held until the picture is written from it (render_view() shares it)
@@ -129,13 +140,16 @@ def run(args: argparse.Namespace) -> int:
             distance=distance,
             perturbation=args.perturbation,
             exact=args.exact,
+            picture=picture,
         )
         report, workers_runtime = reports.collect(client, stats.render_id)
         if report:
             write_metrics(store_path, report)
-        # lazy, then computed (a PNG: written a strip at a time, the client
-        # never holds the whole picture)
-        save_picture(color_picture(ds, palette, args.step, args.mode, interior=args.interior), outfile)
+        if picture is None:
+            # lazy, then computed (a PNG: written a strip at a time, the client
+            # never holds the whole picture)
+            save_picture(color_picture(ds, palette, args.step, args.mode, interior=args.interior), outfile)
+            stats.picture_at = time.time()
     elapsed = time.perf_counter() - t0
     say(
         args,
@@ -147,7 +161,11 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics:
         print("\n".join(reports.format_metrics(elapsed, client_runtime, report, workers_runtime)))
     if args.metrics_json:
-        doc = {"client": {"time_seconds": elapsed, **client_runtime}, "render": report, "workers": workers_runtime}
+        # the picture's seconds after the last block's kernel ended (None: no block was computed)
+        after = stats.picture_at - stats.last_block_at if stats.last_block_at else None
+        picture_doc = {"overlapped": bool(picture and picture.per_block), "after_last_block_seconds": after}
+        doc = {"client": {"time_seconds": elapsed, **client_runtime}, "render": report, "workers": workers_runtime,
+               "picture": picture_doc}  # fmt: skip
         Path(args.metrics_json).parent.mkdir(parents=True, exist_ok=True)  # as for the picture
         Path(args.metrics_json).write_text(reports.to_json(doc))
     return 0

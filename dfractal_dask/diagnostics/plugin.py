@@ -31,6 +31,7 @@ _COUNTERS = (
     "bytes_written",
     "kernel_seconds",
     "write_seconds",
+    "picture_seconds",
     "compute_seconds",
     "transfer_seconds",
     "deserialize_seconds",
@@ -147,7 +148,7 @@ class FractalMetrics(SchedulerPlugin):
             if action == "compute":
                 c["compute_seconds"] += secs
                 # reference orbits and distance estimates count as kernel time
-                c["write_seconds" if kind == "write" else "kernel_seconds"] += secs
+                c[{"write": "write_seconds", "picture": "picture_seconds"}.get(kind, "kernel_seconds")] += secs
                 r.first[worker] = min(r.first.get(worker, ss["start"]), ss["start"])
                 r.last[worker] = max(r.last.get(worker, ss["stop"]), ss["stop"])
             elif action == "transfer":
