@@ -102,7 +102,8 @@ def test_preloaded_plugin_reports_both_named_workers(real_cluster, tmp_path):
     lines = done.stdout.splitlines()
     named = {line.split()[3] for line in lines if line.startswith("METRICS WORKER ")}
     assert named == {"w1", "w2"}  # every worker reports, by its --name
-    assert lines[-1].startswith("METRICS TOTAL tasks=64 rows=128 samples=16384 ")
+    # 32 blocks: a kernel, a store write and a picture piece (--overlap) each
+    assert lines[-1].startswith("METRICS TOTAL tasks=96 rows=128 samples=16384 ")
     with Client(real_cluster, timeout="30s") as c:
         base = c.dashboard_link.rsplit("/status", 1)[0]
     with urllib.request.urlopen(base + "/fractal/data.json", timeout=10) as r:
@@ -233,7 +234,9 @@ def test_a_killed_client_leaves_a_store_that_resume_finishes(real_cluster, tmp_p
     assert done.returncode == 0, done.stderr
     assert f"{before} blocks were already done, {75 - before} computed now" in done.stderr
     total = next(line for line in done.stdout.splitlines() if line.startswith("METRICS TOTAL "))
-    assert f" tasks={2 * (75 - before)} " in total  # a kernel and a write task per missing block, no more
+    # a kernel and a write task per missing block, no more; and every block's picture piece (--overlap):
+    # the resumed blocks are coloured from the store
+    assert f" tasks={2 * (75 - before) + 75} " in total
     ds = open_render(store)
     np.testing.assert_array_equal(ds.iterations.values, slow_reference.iterations.values)
     np.testing.assert_array_equal(ds.norm.values, slow_reference.norm.values)
