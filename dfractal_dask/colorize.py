@@ -147,6 +147,24 @@ def _flat(iterations, norm):
     return it.reshape(-1), nm.reshape(-1), it.shape
 
 
+#: Packed tables of read-only (cached) seed tables by id, each kept with its table (so the id stays its own).
+_PACKED: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _packed(lut: np.ndarray) -> np.ndarray:
+    # the seed's uint32 form of a colour table; a cached table is packed once (at a 1 000 000
+    # limit the table has 1 000 001 entries: 11 ms a block, on every block, before)
+    kept = _PACKED.get(id(lut))
+    if kept is not None and kept[0] is lut:
+        return kept[1]
+    packed = pack(np.concatenate([lut, np.full((len(lut), 1), 255, np.uint8)], axis=1))
+    if not lut.flags.writeable:  # (seed_lut's: cached, never changed)
+        if len(_PACKED) > 16:
+            _PACKED.clear()
+        _PACKED[id(lut)] = (lut, packed)
+    return packed
+
+
 def seed_colors(iterations: np.ndarray, norm: np.ndarray, iters: int, lut: np.ndarray) -> np.ndarray:
     """Apply the seed's pixel rule to samples: ``(..., 4)`` uint8 RGBA.
 
@@ -160,9 +178,8 @@ def seed_colors(iterations: np.ndarray, norm: np.ndarray, iters: int, lut: np.nd
         A seed colour table from :func:`dfractal_dask.palettes.seed_lut`.
     """
     it, nm, shape = _flat(iterations, norm)
-    packed = pack(np.concatenate([lut, np.full((len(lut), 1), 255, np.uint8)], axis=1))
     out = np.empty((it.size, 4), np.uint8)
-    _seed_kernel(it, nm, np.float64(iters), packed, out)
+    _seed_kernel(it, nm, np.float64(iters), _packed(lut), out)
     return out.reshape((*shape, 4))
 
 
