@@ -489,10 +489,20 @@ def _write_block(
     # write_block (frame None) and write_zoom_block: a render's block is done once
     # written, a zoom's frame once all its blocks are (mark_frame_done)
     arrays = [("iterations", iterations), ("norm", norm)] + ([] if distance is None else [("distance", distance)])
-    nbytes = _write_vars(loc, block, arrays, store_id, frame)
-    if frame is None:  # only now, with the chunks and their record written, is the block complete
-        with _writing(loc, f"the done flag of block {block.index}"):
-            _array(loc, "block_done", store_id)[block.index] = 1
+    try:
+        nbytes = _write_vars(loc, block, arrays, store_id, frame)
+        if frame is None:  # only now, with the chunks and their record written, is the block complete
+            if store_id is not None:  # (again: the store may have been replaced during the writes)
+                check_identity(loc, store_id)
+            with _writing(loc, f"the done flag of block {block.index}"):
+                _array(loc, "block_done", store_id)[block.index] = 1
+    except StoreError:
+        raise
+    except Exception:
+        # a store swapped in between a check and a write (its arrays of another shape): say that, not zarr's error
+        if store_id is not None:
+            check_identity(loc, store_id)
+        raise
     return nbytes
 
 
