@@ -106,6 +106,17 @@ class _Exact(float):
         return ("dfractal-exact", str(self.decimal))
 
 
+def _decimal(name: str, value: str | Decimal) -> Decimal:
+    # a finite Decimal from a decimal string (a typographic minus allowed) or a Decimal
+    try:
+        d = Decimal(value.strip().replace("\u2212", "-")) if isinstance(value, str) else value
+    except InvalidOperation:
+        raise ValueError(f"{name} must be a decimal number, got {value!r}") from None
+    if not d.is_finite():
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return d
+
+
 def parse_coordinate(name: str, value: Any) -> float:
     """A centre coordinate from a real number, a decimal string or a ``Decimal``.
 
@@ -123,12 +134,7 @@ def parse_coordinate(name: str, value: Any) -> float:
     if isinstance(value, _Exact):
         return value
     if isinstance(value, str | Decimal):
-        try:
-            d = Decimal(value.strip().replace("\u2212", "-")) if isinstance(value, str) else value
-        except InvalidOperation:
-            raise ValueError(f"{name} must be a decimal number, got {value!r}") from None
-        if not d.is_finite():
-            raise ValueError(f"{name} must be finite, got {value!r}")
+        d = _decimal(name, value)
         f = float(d)
         if not math.isfinite(f):
             raise ValueError(f"{name} must be finite, got {value!r}")
@@ -190,12 +196,7 @@ def parse_span(name: str, value: Any) -> float:
     if isinstance(value, _Exact):
         d = value.decimal
     elif isinstance(value, str | Decimal):
-        try:
-            d = Decimal(value.strip().replace("\u2212", "-")) if isinstance(value, str) else value
-        except InvalidOperation:
-            raise ValueError(f"{name} must be a decimal number, got {value!r}") from None
-        if not d.is_finite():
-            raise ValueError(f"{name} must be finite, got {value!r}")
+        d = _decimal(name, value)
     else:
         d = None
         value = _check_float(name, value)
