@@ -448,10 +448,8 @@ class _StoreRun:
                 key = protocol.task_key("write", render_id, b.index)
                 writes.append(write(self.loc, b, k, render_id, spec.iters, self.store_id, dask_key_name=key))
         overlap = self.picture is not None and self.picture.per_block
-        futures = self.c.compute(writes, retries=self.retries, **_only(self.workers))
-        if overlap:  # built while the first blocks compute (at a 1 000 000 limit its colour table alone: 0.1 s)
-            pieces = self._pieces(tasks, done, priorities)
-            futures += self.c.compute(pieces, retries=self.retries, **_only(self.workers))
+        pieces = self._pieces(tasks, done, priorities) if overlap else []
+        futures = self.c.compute(writes + pieces, retries=self.retries, **_only(self.workers))
         work = spec.iters * spec.view.sample_width * spec.block_rows  # the largest block's, at most
         ended: dict[int, float] = {}  # each block's kernel's end: its first follow-up task's start
         with contextlib.ExitStack() as stack:
