@@ -55,7 +55,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-__all__ = ["BLA_TOLERANCE", "LOWEST_LEVEL", "BlaTable", "build_table", "empty_table"]
+__all__ = ["BLA_TOLERANCE", "LOWEST_LEVEL", "BlaTable", "build_table", "empty_table", "level_layout"]
 
 #: The default ``eps`` of :func:`build_table`: each skipped step's neglected
 #: ``δz²`` is below this fraction of the step's linear term.  Chaotic samples
@@ -146,6 +146,19 @@ def _build(zr, zi, dc_max, eps, low, ar, ai, br, bi, r, starts, counts):  # prag
         _merge(ar, ai, br, bi, r, starts[lv - 1], counts[lv - 1], starts[lv], dc_max)
 
 
+def level_layout(orbit_length: int, low: int) -> tuple[np.ndarray, np.ndarray]:
+    """A table's levels for an orbit of ``orbit_length`` values ``Z_0 .. Z_M``:
+    ``(counts, offsets)``, level ``low + k`` holding ``counts[k]`` whole
+    entries of ``2**(low + k)`` of the steps ``1 .. M - 1``, at
+    ``offsets[k] .. offsets[k + 1]`` (no levels: ``counts`` empty, ``offsets`` ``[0]``)."""
+    steps = max(0, orbit_length - 2)  # steps 1 .. M-1
+    counts: list[int] = []
+    while (steps >> (low + len(counts))) > 0:
+        counts.append(steps >> (low + len(counts)))
+    counts_a = np.array(counts, np.int64)
+    return counts_a, np.concatenate([[0], np.cumsum(counts_a)]).astype(np.int64)
+
+
 def build_table(
     zr: np.ndarray, zi: np.ndarray, dc_max: float, eps: float = BLA_TOLERANCE, low: int = LOWEST_LEVEL
 ) -> BlaTable:
@@ -181,14 +194,9 @@ def build_table(
         raise ValueError(f"dc_max must be a finite number >= 0, got {dc_max!r}")
     if isinstance(low, bool) or not isinstance(low, int) or low < 1:
         raise ValueError(f"low must be an integer >= 1, got {low!r}")
-    steps = max(0, len(zr) - 2)  # steps 1 .. M-1
-    counts: list[int] = []
-    while (steps >> (low + len(counts))) > 0:
-        counts.append(steps >> (low + len(counts)))
-    if not counts:
+    counts_a, offsets = level_layout(len(zr), low)
+    if not len(counts_a):
         return empty_table()
-    counts_a = np.array(counts, np.int64)
-    offsets = np.concatenate([[0], np.cumsum(counts_a)]).astype(np.int64)
     ar, ai, br, bi, r = (np.empty(int(offsets[-1])) for _ in range(5))
     _build(zr, zi, float(dc_max), float(eps), int(low), ar, ai, br, bi, r, offsets, counts_a)
     return BlaTable(ar, ai, br, bi, r, offsets, int(low), float(eps), float(dc_max))

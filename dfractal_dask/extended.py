@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from .bla import level_layout
+
 __all__ = ["ExtendedTable", "ZERO_EXPONENT", "build_extended_table", "normalise", "perturb_extended"]
 
 #: The exponent of zero (any value far below every other keeps sums right).
@@ -223,31 +225,15 @@ def build_extended_table(
     :func:`normalise`) for samples with ``|δc| <= dc_max = m 2**e``, as
     :func:`dfractal_dask.bla.build_table` builds it in float64 (same levels,
     same radii), every number a floatexp."""
-    steps = max(0, len(zr) - 2)
-    counts: list[int] = []
-    while (steps >> (low + len(counts))) > 0:
-        counts.append(steps >> (low + len(counts)))
-    if not counts:
-        counts_a = np.zeros(0, np.int64)
-        offsets = np.zeros(1, np.int64)
-    else:
-        counts_a = np.array(counts, np.int64)
-        offsets = np.concatenate([[0], np.cumsum(counts_a)]).astype(np.int64)
+    counts_a, offsets = level_layout(len(zr), low)  # the float64 table's levels
     n = int(offsets[-1])
     f = [np.empty(n) for _ in range(6)]
     x = [np.empty(n, np.int64) for _ in range(3)]
-    if counts:
-        dcm, dce = _real_py(*dc_max)
+    if len(counts_a):
+        dcm, dce = _real(float(dc_max[0]), int(dc_max[1]))
         _build_x(zr, zi, ze, dcm, dce, float(eps), int(low), f[0], f[1], x[0], f[2], f[3], x[1], f[4], x[2],
                  offsets, counts_a)  # fmt: skip
     return ExtendedTable(f[0], f[1], x[0], f[2], f[3], x[1], f[4], x[2], offsets, int(low), float(eps))
-
-
-def _real_py(m: float, e: int) -> tuple[float, int]:
-    if m == 0.0:
-        return 0.0, ZERO_EXPONENT
-    f, k = math.frexp(m)
-    return f, int(e) + k
 
 
 @numba.njit(cache=True, nogil=True, fastmath=False)

@@ -88,7 +88,7 @@ def find_period(centre: gmpy2.mpc, radius: float | gmpy2.mpfr, max_period: int, 
     _check(max_period, bits)
     if not radius > 0:
         raise ValueError(f"radius must be positive, got {radius!r}")
-    if isinstance(radius, type(gmpy2.mpfr(1))):
+    if isinstance(radius, gmpy2.mpfr):
         return _find_period_wide(centre, radius, max_period, bits)
     ctx = gmpy2.context(precision=bits)
     sq, add = ctx.square, ctx.add
