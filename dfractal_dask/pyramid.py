@@ -55,6 +55,7 @@ __all__ = [
     "Level",
     "build_pyramid",
     "level_shapes",
+    "level_view",
     "open_level",
     "pyramid_levels",
     "pyramid_summary",
