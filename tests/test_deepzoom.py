@@ -17,7 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dfractal_dask.deepzoom import DZI_NAMESPACE, dzi_level_sizes, tiles_folder, write_dzi
+from dfractal_dask import View, build_pyramid, color_picture, colorize, open_level, open_render, render
+from dfractal_dask.colorize import count_cdf, histogram_colors
+from dfractal_dask.deepzoom import DZI_NAMESPACE, dzi_level_sizes, tiles_folder, write_deep_zoom, write_dzi
+from dfractal_dask.palettes import resolve_palette
 
 ROOT = Path(__file__).resolve().parents[1]
 #: OpenSeadragon, installed by npm (.ci/run) into this folder or the one DFRACTAL_OPENSEADRAGON names.
@@ -231,13 +234,12 @@ needs_openseadragon = pytest.mark.skipif(
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><style>
 html, body { margin: 0; background: #000; } #v { width: %(w)dpx; height: %(h)dpx; }</style></head>
 <body><div id="v"></div><script src="openseadragon.min.js"></script><script>
-window.levels = [];
 window.viewer = OpenSeadragon({id: "v", tileSources: %(dzi)s, drawer: "canvas", imageSmoothingEnabled: false,
   showNavigationControl: false, animationTime: 0, springStiffness: 100, blendTime: 0, immediateRender: false,
-  minZoomImageRatio: 0.01, maxZoomPixelRatio: 4, visibilityRatio: 0, constrainDuringPan: false});
-viewer.addHandler("tile-loaded", (e) => window.levels.push(e.tile.level));
-window.drawn = 0;
-viewer.addHandler("update-viewport", () => { window.drawn += 1; });
+  minZoomImageRatio: 0.01, maxZoomPixelRatio: 4, minPixelRatio: 0.9, visibilityRatio: 0, constrainDuringPan: false});
+window.tilesLoaded = 0;
+viewer.addHandler("tile-loaded", () => { window.tilesLoaded += 1; });
+window.drawnLevels = () => [...new Set(viewer.world.getItemAt(0).getTilesToDraw().map((t) => t.tile.level))];
 window.loaded = () => { const item = viewer.world.getItemAt(0); return !!item && item.getFullyLoaded(); };
 // the canvas pixel at element point (x, y) and the image pixel under its centre
 window.probe = (x, y) => {
@@ -278,62 +280,44 @@ def wait_drawn(page) -> None:
     page.wait_for_function("window.loaded()", timeout=20_000)
 
 
-def check_points(page, picture: np.ndarray, points: list[tuple[int, int]]) -> None:
-    """The canvas at each element point shows the picture's colour of the image pixel under it."""
-    for x, y in points:
-        got = page.evaluate(f"window.probe({x}, {y})")
-        ix, iy = got["x"], got["y"]
-        assert 0 <= ix < picture.shape[1] and 0 <= iy < picture.shape[0], got
-        assert got["rgba"] == picture[iy, ix].tolist(), (x, y, got)
-
-
 def show_in_openseadragon(
-    folder: Path, dzi: str, picture: np.ndarray, block: int, size: tuple[int, int] = (400, 300)
-) -> list[int]:
-    """Open ``folder/dzi`` in OpenSeadragon in Chromium; check the canvas against ``picture`` (the full
-    level, opaque, flat in ``block``-pixel squares) zoomed out (the whole picture in view) and at one
-    screen pixel per picture pixel; the DZI levels it loaded, zoomed out then zoomed in."""
+    folder: Path, dzi: str, views: list[tuple[int, np.ndarray]], size: tuple[int, int] = (400, 300)
+) -> list[list[int]]:
+    """Open ``folder/dzi`` in OpenSeadragon in Chromium, whole first (zoomed out), then for each
+    ``(j, level)`` of ``views`` at ``2**-j`` screen pixels per full-size pixel, the picture's corner at
+    the viewer's: every few screen pixels the canvas must show ``level``'s (opaque) pixel there (the
+    DZI level ``j`` below the full one is drawn one to one).  Returns the DZI levels drawn for the
+    whole picture, then for each view."""
     from chromium import launch
 
     w, h = size
     (folder / "index.html").write_text(PAGE % {"w": w, "h": h, "dzi": f'"{dzi}"'})
+    loaded = []
     with serving(folder) as url, launch() as browser:
         page = browser.new_page(viewport={"width": w, "height": h})
         try:
             page.goto(url + "index.html")
             wait_drawn(page)
-            assert page.evaluate("viewer.world.getItemCount()") == 1
-            zoomed_out = page.evaluate("window.levels.splice(0)")
-            # zoomed out: the middle of squares that cover several screen pixels (averaged tiles keep their colour)
-            scale = page.evaluate("viewer.viewport.viewportToImageZoom(viewer.viewport.getZoom(true))")
-            assert scale < 1
-            squares = [
-                (bx, by)
-                for bx in range(0, picture.shape[1] // block, 3)
-                for by in range(0, picture.shape[0] // block, 3)
-            ]
-            centres = [(int((bx + 0.5) * block), int((by + 0.5) * block)) for bx, by in squares]
-            points = []
-            for cx, cy in centres:
-                p = page.evaluate(f"(() => {{ const p = viewer.viewport.imageToViewerElementCoordinates("
-                                  f"new OpenSeadragon.Point({cx}, {cy})); return [p.x, p.y]; }})()")  # fmt: skip
-                if 0 <= p[0] < w - 1 and 0 <= p[1] < h - 1 and block * scale >= 6:
-                    points.append((int(p[0]), int(p[1])))
-            assert len(points) >= 10, points
-            check_points(page, picture, points)
-            # one screen pixel per picture pixel, the picture's corner at the viewer's corner
-            page.evaluate("""(() => { const vp = viewer.viewport;
-                vp.zoomTo(vp.imageToViewportZoom(1.0), null, true);
-                const tl = vp.viewerElementToViewportCoordinates(new OpenSeadragon.Point(0, 0));
-                vp.panBy(new OpenSeadragon.Point(-tl.x, -tl.y), true); vp.applyConstraints(true); })()""")
-            wait_drawn(page)
-            assert page.evaluate("window.probe(0, 0)")["x"] == 0
-            check_points(page, picture, [(x, y) for x in range(1, w, 37) for y in range(1, h, 29)
-                                         if x < picture.shape[1] and y < picture.shape[0]])  # fmt: skip
-            zoomed_in = page.evaluate("window.levels.splice(0)")
+            assert page.evaluate("viewer.world.getItemCount()") == 1 and page.evaluate("window.tilesLoaded") > 0
+            loaded.append(page.evaluate("window.drawnLevels()"))
+            for j, level in views:
+                page.evaluate(f"""(() => {{ const vp = viewer.viewport;
+                    vp.zoomTo(vp.imageToViewportZoom({2.0**-j}), null, true);
+                    const tl = vp.viewerElementToViewportCoordinates(new OpenSeadragon.Point(0, 0));
+                    vp.panBy(new OpenSeadragon.Point(-tl.x, -tl.y), true); vp.applyConstraints(true); }})()""")
+                wait_drawn(page)
+                points = [
+                    (x, y) for x in range(0, min(w, level.shape[1]), 23) for y in range(0, min(h, level.shape[0]), 17)
+                ]
+                assert len(points) >= 10
+                for x, y in points:
+                    got = page.evaluate(f"window.probe({x}, {y})")
+                    assert (got["x"] >> j, got["y"] >> j) == (x, y), got  # one to one
+                    assert got["rgba"] == level[y, x].tolist(), (j, x, y, got)
+                loaded.append(page.evaluate("window.drawnLevels()"))
         finally:
             page.close()
-    return [max(zoomed_out), max(zoomed_in)]
+    return loaded
 
 
 @needs_openseadragon
@@ -345,7 +329,113 @@ def test_openseadragon_shows_the_picture(tmp_path):
     if not os.path.exists(CHROMIUM):
         pytest.skip("needs Debian's chromium")
     pic = blocks_picture(1000, 700, 20, seed=4)
+    pic[::7, ::3] = [255, 0, 0, 255]  # single pixels: the full level must be drawn one to one
     write_dzi(tmp_path / "pic.dzi", 1000, 700, {10: strips(pic, 100)}, tile_size=128, overlap=1)
-    out_level, in_level = show_in_openseadragon(tmp_path, "pic.dzi", pic, 20)
-    assert out_level < 10  # zoomed out, it read a coarser level...
-    assert in_level == 10  # ...and at full resolution the full one
+    loaded = show_in_openseadragon(tmp_path, "pic.dzi", [(0, pic), (1, reduced(pic, 1)), (2, reduced(pic, 2))])
+    assert max(loaded[0]) < 10  # the whole picture in 400x300: coarser levels
+    assert loaded[1:] == [[10], [9], [8]]  # one to one: the full level, then the ones below it
+
+
+def test_three_levels_given(tmp_path):
+    full, mid, low = blocks_picture(100, 60, 10, seed=5), blocks_picture(50, 30, 5, seed=6), blocks_picture(13, 8, 2)
+    write_dzi(tmp_path / "p.dzi", 100, 60, {7: [full], 6: strips(mid, 3), 4: [low]}, tile_size=16)
+    folder, sizes = tiles_folder(tmp_path / "p.dzi"), dzi_level_sizes(100, 60)
+    for level, want in ((7, full), (6, mid), (5, reduced(mid, 1)), (4, low), (2, reduced(low, 2))):
+        assert np.array_equal(joined(folder, level, sizes[level], 16, 1), want), level
+
+
+# -- the Deep Zoom picture of a pyramid store --------------------------------------------------------------------
+# odd sizes: the coarse levels' pixels have ragged edges (fewer samples than 2x2)
+STORE_VIEW = View(-0.5, 0.0, 3.0, 290, 145, 2)
+STORE_ITERS = 200
+
+
+@pytest.fixture(scope="module")
+def pyramid_store(client, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("dzi") / "m.zarr"
+    render(STORE_VIEW, STORE_ITERS, store_path=path, client=client, chunk_rows=40, distance=True)
+    build_pyramid(path, client=client)
+    return path
+
+
+def ragged_mean(samples: np.ndarray, n: int) -> np.ndarray:
+    """The mean of each n x n square of ``samples`` (the ones an edge square has), rounded half up."""
+    h, w, c = samples.shape
+    out = np.zeros((-(-h // n), -(-w // n), c), np.uint8)
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            sq = samples[i * n : (i + 1) * n, j * n : (j + 1) * n].reshape(-1, c).astype(np.float64)
+            out[i, j] = np.floor(sq.mean(axis=0) + 0.5)
+    return out
+
+
+def coloured_level(store: Path, k: int, palette: str, mode: str, n: int) -> np.ndarray:
+    """Pyramid level ``k`` coloured sample by sample (histogram: level 0's equalisation), then averaged."""
+    ds = open_level(store, k).compute()
+    if mode == "histogram":
+        cdf = count_cdf(open_render(store)["iterations"].values, STORE_ITERS)
+        ramp, interior = resolve_palette(palette).ramp(), np.zeros(3)
+        samples = histogram_colors(ds["iterations"].values, ds["norm"].values, STORE_ITERS, ramp, interior, cdf)
+    else:
+        samples = np.asarray(color_picture(ds, palette, mode=mode, supersample=1))
+    return ragged_mean(samples, n)
+
+
+@pytest.mark.parametrize(("mode", "on_cluster"), [("smooth", True), ("histogram", False), ("distance", True)])
+def test_deep_zoom_of_a_store_is_its_coloured_pyramid(pyramid_store, client, tmp_path, mode, on_cluster):
+    out = write_deep_zoom(pyramid_store, tmp_path / "m.dzi", "Viridis256", mode=mode, tile_size=64,
+                          client=client if on_cluster else None)  # fmt: skip
+    folder, sizes = tiles_folder(out), dzi_level_sizes(290, 145)
+    assert len(sizes) == 10 and sizes[7] == (73, 37)
+    assert sorted(int(p.name) for p in folder.iterdir()) == list(range(10))
+    full = np.asarray(colorize(open_render(pyramid_store), "Viridis256", mode=mode))
+    assert full.shape == (145, 290, 4)
+    assert np.array_equal(joined(folder, 9, sizes[9], 64, 1), full)  # the plain picture's pixels
+    for k in (1, 2):  # DZI levels 8, 7: the pyramid's levels 1, 2, coloured
+        want = coloured_level(pyramid_store, k, "Viridis256", mode, 2)
+        assert want.shape == (sizes[9 - k][1], sizes[9 - k][0], 4)
+        assert np.array_equal(joined(folder, 9 - k, sizes[9 - k], 64, 1), want), k
+    low = coloured_level(pyramid_store, 2, "Viridis256", mode, 2)
+    for level in range(7):  # below the pyramid: downscaled from the level above
+        assert np.array_equal(joined(folder, level, sizes[level], 64, 1), reduced(low, 7 - level)), level
+
+
+def test_deep_zoom_with_a_client_or_threads_is_the_same(pyramid_store, client, tmp_path):
+    a = write_deep_zoom(pyramid_store, tmp_path / "a.dzi", "Hippi", mode="seed", client=client)
+    b = write_deep_zoom(pyramid_store, tmp_path / "b.dzi", "Hippi", mode="seed")
+    files = sorted(p.relative_to(tiles_folder(a)) for p in tiles_folder(a).rglob("*.png"))
+    assert files == sorted(p.relative_to(tiles_folder(b)) for p in tiles_folder(b).rglob("*.png"))
+    for f in files:
+        assert np.array_equal(np.asarray(Image.open(tiles_folder(a) / f)), np.asarray(Image.open(tiles_folder(b) / f)))
+    assert np.array_equal(
+        joined(tiles_folder(a), 9, (290, 145), 256, 1), np.asarray(colorize(open_render(pyramid_store), "Hippi"))
+    )
+
+
+def test_deep_zoom_bad_input(pyramid_store, client, tmp_path):
+    plain = tmp_path / "plain.zarr"
+    render(View(width=20, height=10, supersample=1), 50, store_path=plain, client=client, chunk_rows=5)
+    with pytest.raises(ValueError, match="has no pyramid, so no Deep Zoom picture"):
+        write_deep_zoom(plain, tmp_path / "p.dzi")
+    with pytest.raises(ValueError, match="supersample 3 does not divide"):
+        write_deep_zoom(pyramid_store, tmp_path / "p.dzi", supersample=3)
+    with pytest.raises(ValueError, match="unknown colour mode 'smoth'; did you mean smooth"):
+        write_deep_zoom(pyramid_store, tmp_path / "p.dzi", mode="smoth")
+    with pytest.raises(TypeError, match="client must be a dask Client"):
+        write_deep_zoom(pyramid_store, tmp_path / "p.dzi", client="tcp://x:1")  # type: ignore[arg-type]
+    assert sorted(os.listdir(tmp_path)) == ["plain.zarr"]
+
+
+@needs_openseadragon
+@pytest.mark.browser
+@pytest.mark.slow
+def test_openseadragon_shows_a_stores_deep_zoom(pyramid_store, tmp_path):
+    from chromium import CHROMIUM
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("needs Debian's chromium")
+    write_deep_zoom(pyramid_store, tmp_path / "m.dzi", "Inferno256", mode="smooth", tile_size=64)  # opaque
+    full = np.asarray(colorize(open_render(pyramid_store), "Inferno256", mode="smooth"))
+    level1 = coloured_level(pyramid_store, 1, "Inferno256", "smooth", 2)
+    loaded = show_in_openseadragon(tmp_path, "m.dzi", [(0, full), (1, level1)], size=(200, 120))
+    assert loaded[1:] == [[9], [8]]
