@@ -65,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     check_color_flags(args, MODES)
     store_path = location(args, args.store)
     if is_zoom_store(store_path):
+        if args.dzi is not None:
+            raise UsageError(f"--dzi: {store_path} holds a zoom, which has no pyramid (a render store's --dzi)")
         return _recolor_zoom(args, palette, store_path)
     outfile = Path(args.outfile) if args.outfile else beside(store_path, ".png")
     check_output(outfile, "picture", store=store_path)
