@@ -180,3 +180,12 @@ def test_recolor_dzi_refuses_a_png_too_big_for_memory(pyramid_store, tmp_path, m
     err = capsys.readouterr().err
     assert f"no {pyramid_store.with_suffix('.png')}: a 40x30 picture needs about" in err
     assert out.exists() and not pyramid_store.with_suffix(".png").exists()
+
+
+def test_recolor_dzi_on_a_cluster(pyramid_store, client, tmp_path, monkeypatch):
+    _no_kernel(monkeypatch)
+    out, png = tmp_path / "c.dzi", tmp_path / "c.png"
+    argv = ["recolor", str(pyramid_store), "--dzi", str(out), "--outfile", str(png), "--mode", "smooth", "-q"]
+    assert main([*argv, "--scheduler", client.scheduler.address]) == 0
+    assert np.array_equal(_dzi_full_level(out), _png(png))
+    assert np.array_equal(_png(png), np.asarray(colorize(open_render(pyramid_store), mode="smooth")))
