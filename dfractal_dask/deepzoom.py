@@ -17,7 +17,6 @@ level.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import shutil
 from collections.abc import Iterable, Iterator, Mapping
@@ -59,12 +58,8 @@ def dzi_level_sizes(width: int, height: int) -> list[tuple[int, int]]:
     width, height
         The full picture's size in pixels (positive).
     """
-    for name, value in (("width", width), ("height", height)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    top = math.ceil(math.log2(max(width, height))) if max(width, height) > 1 else 0
-    while (1 << top) < max(width, height):  # float log2 of a huge size rounded down
-        top += 1
+    width, height = _check_int("width", width, 1), _check_int("height", height, 1)
+    top = (max(width, height) - 1).bit_length()  # ceil(log2(max side)), exactly
     return [(-(-width // (1 << (top - k))), -(-height // (1 << (top - k)))) for k in range(top + 1)]
 
 

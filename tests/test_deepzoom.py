@@ -167,8 +167,8 @@ def test_jpeg_tiles(tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "words"),
     [
-        ({"width": 0}, "width must be a positive integer"),
-        ({"height": 2.5}, "height must be a positive integer"),
+        ({"width": 0}, "width must be an integer >= 1"),
+        ({"height": 2.5}, "height must be an integer >= 1"),
         ({"tile_size": 0}, "tile_size must be an integer >= 1"),
         ({"overlap": -1}, "overlap must be an integer >= 0"),
         ({"overlap": 16, "tile_size": 16}, "overlap must be below tile_size"),

@@ -52,7 +52,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     rc.add_argument("--dzi", metavar="OUT.dzi", default=None,
                     help="also write the Deep Zoom picture (OpenSeadragon's tiles, in OUT_files) of a store "
                          "with a pyramid (`dfractal render --pyramid`); the plain picture too when it fits in "
-                         "memory")  # fmt: skip
+                         "memory (--mode histogram: equalised over the full-resolution samples, every level "
+                         "alike)")  # fmt: skip
     rc.add_argument("--overwrite", action="store_true", help="replace an existing --dzi picture")
     add_color_flags(rc, color_picture, MODES)
     rc.set_defaults(run=run)
