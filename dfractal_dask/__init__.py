@@ -9,6 +9,7 @@ from . import config  # noqa: F401 - first: dask config defaults under "dfractal
 from ._version import __version__
 from .animation import save_animation
 from .colorize import color_picture, colorize, seed_colors
+from .deepzoom import write_deep_zoom, write_dzi
 from .fractals import Fractal
 from .graph import fractal_dataset
 from .palettes import SEED_PALETTES, seed_lut
@@ -40,6 +41,8 @@ __all__ = [
     "color_picture",
     "seed_colors",
     "save_png",
+    "write_deep_zoom",
+    "write_dzi",
     "seed_lut",
     "SEED_PALETTES",
 ]

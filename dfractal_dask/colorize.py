@@ -44,6 +44,7 @@ __all__ = [
     "Picture",
     "block_coloring",
     "box_mean",
+    "check_mode",
     "check_picture_memory",
     "colorize",
     "color_picture",
@@ -495,10 +496,7 @@ def color_picture(
     """
     if not isinstance(ds, xr.Dataset) or "iterations" not in ds or "norm" not in ds:
         raise TypeError("colorize needs a render Dataset with 'iterations' and 'norm' (see open_render)")
-    if mode not in MODES:
-        close = difflib.get_close_matches(str(mode), MODES, n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        raise ValueError(f"unknown colour mode {mode!r}{hint} (modes: {', '.join(MODES)})")
+    check_mode(mode)
     iters = int(ds.attrs["iters"])
     n = int(ds.attrs.get("supersample", 1)) if supersample is None else supersample
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
@@ -526,6 +524,14 @@ def color_picture(
         dask_gufunc_kwargs={"output_sizes": {"channel": 4}},
     )
     return _picture(_box_means(samples.data, n), ds, n, rule.attrs)
+
+
+def check_mode(mode: str) -> None:
+    """Refuse (ValueError) a colour ``mode`` not of :data:`MODES`, with the nearest one."""
+    if mode not in MODES:
+        close = difflib.get_close_matches(str(mode), MODES, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ValueError(f"unknown colour mode {mode!r}{hint} (modes: {', '.join(MODES)})")
 
 
 @dataclass(frozen=True)
@@ -570,6 +576,7 @@ def block_coloring(
     mode: str = DEFAULT_MODE,
     *,
     interior: str | tuple[int, int, int] = DEFAULT_INTERIOR,
+    cdf: np.ndarray | None = None,
 ) -> BlockColoring:
     """:func:`color_picture`'s colouring of ``ds``, to apply a block at a time
     (e.g. on the worker that computed the block, see :mod:`dfractal_dask.overlap`).
@@ -580,7 +587,11 @@ def block_coloring(
         A render, or its template (:func:`dfractal_dask.graph.template_of`):
         only its attrs and variables' names are read.
     palette, step, mode, interior
-        As for :func:`color_picture`; not a mode of :data:`WHOLE_PICTURE_MODES`.
+        As for :func:`color_picture`; a mode of :data:`WHOLE_PICTURE_MODES`
+        only with its ``cdf``.
+    cdf
+        Mode histogram's equalisation (:func:`count_cdf` of the counts that set
+        it), so blocks coloured on their own share it.
 
     Returns
     -------
@@ -588,10 +599,11 @@ def block_coloring(
         Called with a block's ``iterations``, ``norm`` (and ``distance`` in mode
         distance) it returns the block's pixels.
     """
-    if mode not in MODES or mode in WHOLE_PICTURE_MODES:
+    if mode not in MODES or (mode in WHOLE_PICTURE_MODES and cdf is None):
         block_modes = [m for m in MODES if m not in WHOLE_PICTURE_MODES]
-        raise ValueError(f"mode must be one of {', '.join(block_modes)} to colour a block on its own, got {mode!r}")
-    return _block_rule(ds, palette, step, mode, interior, int(ds.attrs.get("supersample", 1)), None)
+        raise ValueError(f"mode must be one of {', '.join(block_modes)} to colour a block on its own, got {mode!r}"
+                         " (histogram: with its cdf)")  # fmt: skip
+    return _block_rule(ds, palette, step, mode, interior, int(ds.attrs.get("supersample", 1)), cdf)
 
 
 def _box_means(arr: np.ndarray | da.Array, n: int) -> np.ndarray | da.Array:

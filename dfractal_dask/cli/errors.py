@@ -37,6 +37,7 @@ FLAG_NAMES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\bstore_path\b", "--store"),
         (r"\bstorage_options\b", "--storage-option"),
         (r"\bdistance=True\b", "--mode distance"),
+        (r"\bpyramid=True\b", "--pyramid"),
         (r"\bchunk_rows\b", "--chunk-rows"),
         (r"(?<![-\w])iters\b", "--iters"),
     )

@@ -7,12 +7,16 @@ import contextlib
 import time
 from pathlib import Path
 
+import xarray as xr
+
 from ..animation import color_frames, save_animation
 from ..cluster import connect
-from ..colorize import MODES, color_picture
+from ..colorize import MODES, check_picture_memory, color_picture
+from ..deepzoom import check_dzi_target, pyramid_of, tiles_folder, write_deep_zoom
 from ..location import Location, check_output
 from ..palettes import Palette, resolve_palette
 from ..store import is_zoom_store, open_render, open_zoom, reading
+from .errors import UsageError
 from .options import (
     add_cluster_flags,
     add_color_flags,
@@ -45,6 +49,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     rc.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     rc.add_argument("--fps", type=finite_float, default=default_of(save_animation, "fps"),
                     help="a zoom store's animation: frames per second (%(default)s)")  # fmt: skip
+    rc.add_argument("--dzi", metavar="OUT.dzi", default=None,
+                    help="also write the Deep Zoom picture (OpenSeadragon's tiles, in OUT_files) of a store "
+                         "with a pyramid (`dfractal render --pyramid`); the plain picture too when it fits in "
+                         "memory (--mode histogram: equalised over the full-resolution samples, every level "
+                         "alike)")  # fmt: skip
+    rc.add_argument("--overwrite", action="store_true", help="replace an existing --dzi picture")
     add_color_flags(rc, color_picture, MODES)
     rc.set_defaults(run=run)
     return rc
@@ -56,25 +66,52 @@ def run(args: argparse.Namespace) -> int:
     check_color_flags(args, MODES)
     store_path = location(args, args.store)
     if is_zoom_store(store_path):
+        if args.dzi is not None:
+            raise UsageError(f"--dzi: {store_path} holds a zoom, which has no pyramid (a render store's --dzi)")
         return _recolor_zoom(args, palette, store_path)
     outfile = Path(args.outfile) if args.outfile else beside(store_path, ".png")
     check_output(outfile, "picture", store=store_path)
     check_picture_format(outfile)
     sec = security(args)
     ds = open_render(store_path)
+    picture = True
+    if args.dzi is not None:
+        picture = _check_dzi(args, ds, store_path, outfile)
     t0 = time.perf_counter()
     # on a cluster if asked, else block by block on dask's local threads
     cluster = connect(args.scheduler, security=sec) if args.scheduler else contextlib.nullcontext()
-    with cluster, reading(store_path):
-        # lazy: a PNG is computed and written a strip at a time
-        rgba = color_picture(ds, palette, args.step, args.mode, interior=args.interior, supersample=args.smoothness)
-        save_picture(rgba, outfile)
-    say(
-        args,
-        f"wrote {outfile} ({rgba.shape[1]}x{rgba.shape[0]}, {palette.name}, {args.mode}) "
-        f"in {time.perf_counter() - t0:.1f} s",
-    )
+    with cluster as client, reading(store_path):
+        if args.dzi is not None:
+            dzi = write_deep_zoom(store_path, args.dzi, palette, args.step, args.mode, interior=args.interior,
+                                  supersample=args.smoothness, overwrite=args.overwrite, client=client)  # fmt: skip
+            say(args, f"wrote {dzi} and its tiles in {tiles_folder(dzi)} ({palette.name}, {args.mode}) "
+                      f"in {time.perf_counter() - t0:.1f} s")  # fmt: skip
+        if picture:
+            # lazy: a PNG is computed and written a strip at a time
+            rgba = color_picture(ds, palette, args.step, args.mode, interior=args.interior, supersample=args.smoothness)
+            save_picture(rgba, outfile)
+            say(
+                args,
+                f"wrote {outfile} ({rgba.shape[1]}x{rgba.shape[0]}, {palette.name}, {args.mode}) "
+                f"in {time.perf_counter() - t0:.1f} s",
+            )
     return 0
+
+
+def _check_dzi(args: argparse.Namespace, ds: xr.Dataset, store_path: Location, outfile: Path) -> bool:
+    """--dzi's checks, before any cluster starts: the store's pyramid, the target; whether
+    the plain picture is written too (refused when --outfile asks for one too big to hold)."""
+    pyramid_of(store_path)
+    check_dzi_target(args.dzi, args.overwrite)
+    n = args.smoothness or int(ds.attrs.get("supersample", 1))
+    try:
+        check_picture_memory(ds.sizes["re"] // n, ds.sizes["im"] // n)
+    except ValueError as exc:
+        if args.outfile:
+            raise UsageError(f"--outfile {outfile}: {exc}; --dzi alone writes the tiles") from None
+        say(args, f"no {outfile}: {exc} (the Deep Zoom picture only)")
+        return False
+    return True
 
 
 def _recolor_zoom(args: argparse.Namespace, palette: Palette, store_path: Location) -> int:
