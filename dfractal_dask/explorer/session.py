@@ -468,16 +468,19 @@ class ExplorerSession:
         with self._lock:
             stale = record["gen"] != self._gen
         if stale:  # a newer view came first: nothing to read for this one
-            record["shown"], record["seconds"], record["stored"] = False, time.perf_counter() - t0, None
-            self._note(record)
-            return
+            return self._not_shown(record, t0)
         try:
             rgba, info = self.stored.frame(record["view"], level, record["palette"], record["mode"], self.step)
         except Exception as exc:  # a damaged or vanished store: say so, keep going
             self._dispatch(partial(self._status, f"cannot read the stored picture: {exc}"))
-            return
+            return self._not_shown(record, t0)
         record["stored"] = info
         self._arrive(record, rgba, t0)
+
+    def _not_shown(self, record: dict[str, Any], t0: float) -> None:
+        """A stored frame that will not be shown (overtaken before it was read, or unreadable)."""
+        record["shown"], record["seconds"], record["stored"] = False, time.perf_counter() - t0, None
+        self._note(record)
 
     def _level_tasks(self, level: str, view: View, settings: dict[str, Any]) -> list:
         """The tasks of one level of a view: the coarse one first (a higher priority), in one block."""
@@ -600,7 +603,8 @@ class ExplorerSession:
         v = record["view"]
         stored: StoredFrame | None = record.get("stored")
         where = "" if stored is None else (
-            f" · stored level {stored['level']} ({stored['width']}x{stored['height']}), {stored['tiles']} tiles"
+            f" · stored level {stored['level']} ({stored['width']}x{stored['height']}), {stored['tiles']} tiles "
+            f"of {stored['name']}"
         )  # fmt: skip
         return (
             f"{record['level']} frame {rgba.shape[1]}x{rgba.shape[0]} in {record['seconds']:.3f} s"

@@ -44,7 +44,8 @@ _TOL = 1e-9  # relative: a screen step equal to a level's up to rounding is that
 
 class StoredFrame(dict):
     """What :meth:`StoredPicture.frame` tells of a frame: ``level``, ``width``/``height`` (the level's samples),
-    ``tiles`` (the level's tiles the view overlaps) and ``read`` (those read from the store, not the cache)."""
+    ``tiles`` (the level's tiles the view overlaps), ``read`` (those read from the store, not the cache) and
+    ``name`` (the store's)."""
 
 
 class StoredPicture:
@@ -151,8 +152,13 @@ class StoredPicture:
         ch, cw = level.chunks
         y0, x0 = ty * ch, tx * cw
         y1, x1 = min(y0 + ch, level.height), min(x0 + cw, level.width)
-        with reading(self.location):  # a chunk that fails to decode: a StoreError naming the store
-            tile = {n: np.asarray(self._array(level, n)[y0:y1, x0:x1]) for n in self.names}
+        try:
+            with reading(self.location):  # a chunk that fails to decode: a StoreError naming the store
+                tile = {n: np.asarray(self._array(level, n)[y0:y1, x0:x1]) for n in self.names}
+        except StoreError:
+            raise
+        except ValueError as exc:  # e.g. zarr's crc32c codec on an altered chunk
+            raise StoreError(f"{self.location} is damaged: level {level.index} tile ({ty}, {tx}): {exc}") from None
         size = sum(a.nbytes for a in tile.values())
         with self._lock:
             self.reads += 1
@@ -187,7 +193,8 @@ class StoredPicture:
                     sub = np.ix_(rows[ri] - ty * ch, cols[ci] - tx * cw)
                     for n in self.names:
                         out[n][np.ix_(ri, ci)] = tile[n][sub]
-        info = StoredFrame(level=level.index, width=level.width, height=level.height, tiles=tiles, read=read)
+        info = StoredFrame(level=level.index, width=level.width, height=level.height, tiles=tiles, read=read,
+                           name=self.name)  # fmt: skip
         return out, inside, info
 
     def frame(
