@@ -46,6 +46,7 @@ from ..fractals import Fractal
 from ..location import Location, as_location
 from ..palettes import DEFAULT_PALETTE, DEFAULT_STEP, resolve_palette
 from ..png import save_png
+from ..pyramid import Level
 from ..spec import Block, RenderSpec
 from ..view import View, divide_span, exact, parse_coordinate
 from .stored import StoredFrame, StoredPicture, check_store
@@ -399,9 +400,10 @@ class ExplorerSession:
         view = replace(_check_view(view), supersample=1, width=self.view.width, height=self.view.height)
         with self._lock:
             settings = {"iters": self.iters, "palette": self.palette, "mode": self.mode, "fractal": self.fractal}
-        level = None if self.stored is None else self.stored.level_for(view, settings["iters"], settings["fractal"])
-        if level is not None:  # read from the store and coloured here: nothing for the cluster
-            return self._goto_stored(view, settings, level)
+            iters, fractal = self.iters, self.fractal
+        stored = None if self.stored is None else self.stored.level_for(view, iters, fractal)
+        if stored is not None:  # read from the store and coloured here: nothing for the cluster
+            return self._goto_stored(view, settings, stored)
         if settings["mode"] not in EXPLORER_MODES:
             self._dispatch(partial(self._status, f"cannot render this view on the cluster in {settings['mode']} "
                                                  f"colouring (only the stored picture's views): choose "
@@ -456,14 +458,14 @@ class ExplorerSession:
                 self.cancelled += len(live)
         return gen
 
-    def _goto_stored(self, view: View, settings: dict[str, Any], level) -> int:
+    def _goto_stored(self, view: View, settings: dict[str, Any], level: Level) -> int:
         """Show ``view`` from the stored picture's ``level``: read and coloured on the session's thread."""
         gen = self._next_view(view)
         record = {"gen": gen, "level": "full", "view": view, **settings, "cached": False}
         self._pool.submit(self._read_stored, record, level, time.perf_counter())
         return gen
 
-    def _read_stored(self, record: dict[str, Any], level, t0: float) -> None:
+    def _read_stored(self, record: dict[str, Any], level: Level, t0: float) -> None:
         assert self.stored is not None
         with self._lock:
             stale = record["gen"] != self._gen
