@@ -45,7 +45,7 @@ from pathlib import Path
 import dask
 from distributed import get_task_stream
 
-from dfractal_dask import View, build_pyramid, render
+from dfractal_dask import View, render
 from dfractal_dask.cluster import connect
 from dfractal_dask.colorize import color_samples
 from dfractal_dask.explorer.panel import _to_bokeh
@@ -148,11 +148,8 @@ def stored(client, args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="dfractal-bench-") as tmp:
         path = Path(tmp) / "big.zarr"
         t0 = time.perf_counter()
-        render(View(-0.5, 0.0, 3.0, n, n, 1), args.iters, store_path=path, client=client)
-        t1 = time.perf_counter()
-        build_pyramid(path, client=client)
-        t2 = time.perf_counter()
-        print(f"stored: {n}x{n} render {t1 - t0:.1f} s, pyramid {t2 - t1:.1f} s")
+        render(View(-0.5, 0.0, 3.0, n, n, 1), args.iters, store_path=path, client=client, pyramid=True)
+        print(f"stored: {n}x{n} render with its pyramid {time.perf_counter() - t0:.1f} s")
         start = View(-0.5, 0.0, 3.0, args.width, args.height, 1)
         ex = Explorer(client, start, palette=args.palette, mode=args.mode, store=path)
         ex.wait(timeout=120)  # the first frame compiles / loads the colouring: not counted

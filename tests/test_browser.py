@@ -153,11 +153,8 @@ def test_jupyterlab_runs_the_explore_notebook_and_the_explorer_answers_a_zoom(br
 @pytest.fixture(scope="module")
 def pyramid_store(client, tmp_path_factory) -> Path:
     """A 1280x960 render with its pyramid: levels 0: 1280x960, 1: 640x480, 2: 320x240."""
-    from dfractal_dask import build_pyramid
-
     path = tmp_path_factory.mktemp("browse") / "big.zarr"
-    render(View(-0.5, 0.0, 3.0, 1280, 960, 1), 200, store_path=path, client=client)
-    build_pyramid(path, client=client)
+    render(View(-0.5, 0.0, 3.0, 1280, 960, 1), 200, store_path=path, client=client, pyramid=True)
     return path
 
 

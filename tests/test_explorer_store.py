@@ -14,7 +14,7 @@ from dfractal_dask.cli import main
 from dfractal_dask.colorize import color_samples
 from dfractal_dask.explorer.session import ExplorerSession
 from dfractal_dask.explorer.stored import StoredPicture
-from dfractal_dask.pyramid import build_pyramid, open_level, pyramid_levels, read_window
+from dfractal_dask.pyramid import open_level, pyramid_levels, read_window
 from dfractal_dask.store import StoreError
 
 ITERS = 150
@@ -26,8 +26,7 @@ R0, C0, H, W = 100, 200, 90, 120  # a 120x90 window of level 1: its tiles (0, 0)
 @pytest.fixture(scope="module")
 def pyramid_store(client, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("stored") / "big.zarr"
-    render(STORE_VIEW, ITERS, store_path=path, client=client)
-    build_pyramid(path, client=client)
+    render(STORE_VIEW, ITERS, store_path=path, client=client, pyramid=True)
     return path
 
 
@@ -131,8 +130,7 @@ def test_the_level_that_fits_the_screen_is_chosen(session, span, level):
 
 def test_only_the_tiles_overlapping_the_view_are_read_and_panning_rereads_nothing(client, tmp_path):
     path = tmp_path / "mine.zarr"
-    render(STORE_VIEW, ITERS, store_path=path, client=client)
-    build_pyramid(path, client=client)
+    render(STORE_VIEW, ITERS, store_path=path, client=client, pyramid=True)
     want = read_window(path, 1, R0, R0 + H, C0, C0 + W + 20)  # read before the other tiles are garbled
     assert corrupt(path, 1, keep={(0, 0), (0, 1)}) == 8  # 4 of 6 tiles, 2 arrays
     s = ExplorerSession(client, level_view(1, R0, C0), store=path)

@@ -378,13 +378,12 @@ def test_the_widget_browses_a_stored_render(client, tmp_path):
     modes gain histogram, and a wheel zoom reads the next level, all with no task."""
     from jupyter_bokeh import BokehModel
 
-    from dfractal_dask import build_pyramid, read_window
+    from dfractal_dask import read_window
     from dfractal_dask.colorize import color_samples
 
     stored = View(-0.5, 0.0, 3.0, 480, 360, 1)  # levels 0: 480x360, 1: 240x180
     path = tmp_path / "w.zarr"
-    render(stored, 150, store_path=path, client=client)
-    build_pyramid(path, client=client)
+    render(stored, 150, store_path=path, client=client, pyramid=True)
     ex = Explorer(client, VIEW, store=path)
     try:
         assert ex.stored is not None and ex.iters == 150
