@@ -42,7 +42,7 @@ from distributed import Client, as_completed, default_client
 
 from . import store
 from .cluster import connect
-from .colorize import _log2_power, _nu
+from .colorize import _log2_power
 from .lease import Lease
 from .location import Location, as_location
 from .store import _COMPRESSORS, _SAMPLE_VARS, StoreError
@@ -105,50 +105,91 @@ def _var_path(k: int, name: str) -> str:
 # -- the reduction (Numba, numpy arrays only) ------------------------------------
 
 
+def _loglog_table() -> np.ndarray:
+    # log2(0.5 * log2(x)) at every float32 whose low 15 bits are 0 (its sign, exponent and
+    # top 8 mantissa bits: 2**16 + 1 points); a sample's value is interpolated between its
+    # two neighbours (error < 4e-6 on the seed default view).  Why a table: the reduction
+    # reads every sample of level 0 and two float64 log2 took most of its time; the
+    # kernel section of benchmarks/gigapixel.py measures both in the same run.
+    x = (np.arange(2**16 + 1, dtype=np.uint64) << np.uint64(15)).astype(np.uint32).view(np.float32)
+    with np.errstate(all="ignore"):
+        return np.log2(0.5 * np.log2(x.astype(np.float64)))
+
+
+_LOGLOG = _loglog_table()
+# the bit patterns the table serves: from 4.0 (below, the double log is steep; escaped
+# samples have |z|^2 > 4) to the last float32 whose next table point is finite
+_LOGLOG_LOW = int(np.float32(4.0).view(np.uint32))
+_LOGLOG_HIGH = int(np.float32(np.finfo(np.float32).max).view(np.uint32)) - (1 << 15)
+
+
 @numba.njit(cache=True, nogil=True)
-def _reduce_kernel(it, norm, de, iters, lp, it_out, norm_out, de_out):  # pragma: no cover - compiled
-    # each output sample from the (up to) 2x2 samples it covers; de empty: no distances
+def _reduce_kernel(it, norm, bits, de, iters, lp, table, low, high, it_out, norm_out, de_out):  # pragma: no cover
+    # each output sample from the (up to) 2x2 samples it covers, summed a pair of rows at a
+    # time; de empty: no distances.  mu = it + 1 - log2(0.5 * log2(norm)) / lp (colorize._nu)
     h, w = it.shape
+    ho, wo = it_out.shape
     with_de = de.size != 0
-    for i in range(it_out.shape[0]):
-        for j in range(it_out.shape[1]):
-            n = 0
-            n_in = 0
-            norm_in = 0.0
-            mu = 0.0
-            de_in = 0.0
-            de_esc = 0.0
-            n_de_in = 0
-            n_de_esc = 0
-            for r in range(2 * i, min(2 * i + 2, h)):
-                for c in range(2 * j, min(2 * j + 2, w)):
-                    n += 1
-                    d = np.float64(de[r, c]) if with_de else np.nan
-                    if it[r, c] >= iters:
-                        n_in += 1
-                        norm_in += norm[r, c]
-                        if np.isfinite(d):
-                            de_in += d
-                            n_de_in += 1
+    inv = 1.0 / lp
+    s_n = np.empty(wo)
+    s_in = np.empty(wo)
+    s_norm = np.empty(wo)
+    s_mu = np.empty(wo)
+    s_de_in = np.empty(wo)
+    n_de_in = np.empty(wo)
+    s_de = np.empty(wo)
+    n_de = np.empty(wo)
+    for i in range(ho):
+        s_n[:] = 0.0
+        s_in[:] = 0.0
+        s_norm[:] = 0.0
+        s_mu[:] = 0.0
+        if with_de:
+            s_de_in[:] = 0.0
+            n_de_in[:] = 0.0
+            s_de[:] = 0.0
+            n_de[:] = 0.0
+        for r in range(2 * i, min(2 * i + 2, h)):
+            for c in range(w):
+                j = c >> 1
+                s_n[j] += 1.0
+                inside = it[r, c] >= iters
+                if inside:
+                    s_in[j] += 1.0
+                    s_norm[j] += norm[r, c]
+                else:
+                    b = bits[r, c]
+                    if low <= b < high:
+                        k = b >> 15
+                        a = table[k]
+                        t = a + np.float64(b & 0x7FFF) * (1.0 / 32768.0) * (table[k + 1] - a)
                     else:
-                        mu += _nu(np.float64(it[r, c]), norm[r, c], lp)
-                        if np.isfinite(d):
-                            de_esc += d
-                            n_de_esc += 1
-            if 2 * n_in >= n:  # an interior majority (or half): interior
-                it_out[i, j] = iters
-                norm_out[i, j] = norm_in / n_in
+                        t = np.log2(0.5 * np.log2(np.float64(norm[r, c])))
+                    s_mu[j] += np.float64(it[r, c]) + 1.0 - t * inv
                 if with_de:
-                    de_out[i, j] = de_in / n_de_in if n_de_in else np.nan
+                    d = np.float64(de[r, c])
+                    if np.isfinite(d):
+                        if inside:
+                            s_de_in[j] += d
+                            n_de_in[j] += 1.0
+                        else:
+                            s_de[j] += d
+                            n_de[j] += 1.0
+        for j in range(wo):
+            if 2.0 * s_in[j] >= s_n[j]:  # an interior majority (or half): interior
+                it_out[i, j] = iters
+                norm_out[i, j] = s_norm[j] / s_in[j]
+                if with_de:
+                    de_out[i, j] = s_de_in[j] / n_de_in[j] if n_de_in[j] else np.nan
                 continue
-            m = mu / (n - n_in)
+            m = s_mu[j] / (s_n[j] - s_in[j])
             # mu = k + 1 - log2(0.5 * log2(norm)) / lp  =>  norm = 2 ** (2 * 2 ** ((k + 1 - mu) * lp))
             k = min(max(np.floor(m), 0.0), iters - 1.0)
             e = 2.0 * np.exp2((k + 1.0 - m) * lp)
             it_out[i, j] = np.int64(k)
             norm_out[i, j] = np.exp2(e) if e < 127.0 else 1.7e38  # (float32 ends at 2**128)
             if with_de:
-                de_out[i, j] = de_esc / n_de_esc if n_de_esc else np.nan
+                de_out[i, j] = s_de[j] / n_de[j] if n_de[j] else np.nan
 
 
 def reduce_level(
@@ -188,7 +229,8 @@ def reduce_level(
     shape = (-(-it.shape[0] // 2), -(-it.shape[1] // 2))
     out = {"iterations": np.empty(shape, it.dtype), "norm": np.empty(shape, np.float32)}
     de_out = np.empty(shape if distance is not None else (0, 0), np.float32)
-    _reduce_kernel(it, nm, de, int(iters), _log2_power(power), out["iterations"], out["norm"], de_out)
+    _reduce_kernel(it, nm, nm.view(np.uint32), de, int(iters), _log2_power(power), _LOGLOG, _LOGLOG_LOW, _LOGLOG_HIGH,
+                   out["iterations"], out["norm"], de_out)
     if distance is not None:
         out["distance"] = de_out
     return out
