@@ -14,6 +14,7 @@ from .graph import fractal_dataset
 from .palettes import SEED_PALETTES, seed_lut
 from .pipeline import RenderStats, render, zoom
 from .png import save_png
+from .pyramid import Level, build_pyramid, open_level, pyramid_levels, read_window
 from .store import StoreError, open_render, open_zoom
 from .view import View, zoom_views
 
@@ -29,6 +30,11 @@ __all__ = [
     "save_animation",
     "fractal_dataset",
     "open_render",
+    "Level",
+    "pyramid_levels",
+    "open_level",
+    "read_window",
+    "build_pyramid",
     "StoreError",
     "colorize",
     "color_picture",

@@ -1,0 +1,596 @@
+"""A render store's multiscale pyramid: coarser levels of its samples, OME-Zarr 0.5.
+
+Layout (beside the store's own level 0; see :mod:`dfractal_dask.store`)::
+
+    pyramid/                     group, attrs["dfractal_pyramid"] = {"tile", "levels", "store_id", "done"}
+    pyramid/<k>/iterations, norm[, distance]   level k: ceil(h/2) x ceil(w/2) samples of level k-1,
+                                               chunks of TILE x TILE, the codecs and dims of level 0
+    root attrs["ome"]            OME-Zarr 0.5 multiscales (one for iterations, one for norm)
+
+Level ``k`` is reduced from level ``k-1`` over each 2x2 square (the samples an
+edge square has): interior if at least half of them are interior (the mean of
+their norms), else the mean smooth value ``mu`` of the escaped ones
+(:func:`dfractal_dask.colorize.smooth_value`), encoded back as a count and a
+norm that give ``mu`` again; the distance estimate is the mean of the same
+samples'.  So any colouring of a level looks like the picture from ``2**k``
+times farther away.
+
+Levels are computed on the workers, one task per row of tiles (it writes
+those tiles only, no other task does), each from the rows of the level below
+it needs; a level is marked done only once all its tiles are written, so an
+interrupted build resumes at the first level not done.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numba
+import numpy as np
+import xarray as xr
+import zarr
+from distributed import Client, as_completed, default_client
+
+from . import store
+from .cluster import connect
+from .colorize import _log2_power, _nu
+from .lease import Lease
+from .location import Location, as_location
+from .store import _COMPRESSORS, _SAMPLE_VARS, StoreError
+from .view import View
+
+__all__ = [
+    "GROUP",
+    "PYRAMID_ATTR",
+    "TILE",
+    "Level",
+    "build_pyramid",
+    "level_shapes",
+    "open_level",
+    "pyramid_levels",
+    "read_window",
+    "reduce_level",
+]
+
+#: Samples along each side of a level's chunks (level 0 keeps its row blocks).
+TILE = 256
+#: The group that holds levels 1, 2, ... and its attribute.
+GROUP = "pyramid"
+PYRAMID_ATTR = "dfractal_pyramid"
+
+
+@dataclass(frozen=True)
+class Level:
+    """One level of a store's pyramid: ``index`` k, its size in samples,
+    ``scale`` (``2**k`` level-0 samples a side per sample), its group ``path``
+    in the store (``""`` for level 0) and its chunks."""
+
+    index: int
+    height: int
+    width: int
+    scale: int
+    path: str
+    chunks: tuple[int, int]
+
+
+def level_shapes(height: int, width: int, tile: int = TILE) -> list[tuple[int, int]]:
+    """``(height, width)`` of level 0, 1, ... down to the first level whose
+    both sides are at most ``tile`` (level 0 alone if it already fits)."""
+    shapes = [(height, width)]
+    while max(shapes[-1]) > tile:
+        h, w = shapes[-1]
+        shapes.append((-(-h // 2), -(-w // 2)))
+    return shapes
+
+
+def _level_path(k: int) -> str:
+    return "" if k == 0 else f"{GROUP}/{k}"
+
+
+def _var_path(k: int, name: str) -> str:
+    return name if k == 0 else f"{GROUP}/{k}/{name}"
+
+
+# -- the reduction (Numba, numpy arrays only) ------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _reduce_kernel(it, norm, de, iters, lp, it_out, norm_out, de_out):  # pragma: no cover - compiled
+    # each output sample from the (up to) 2x2 samples it covers; de empty: no distances
+    h, w = it.shape
+    with_de = de.size != 0
+    for i in range(it_out.shape[0]):
+        for j in range(it_out.shape[1]):
+            n = 0
+            n_in = 0
+            norm_in = 0.0
+            mu = 0.0
+            de_in = 0.0
+            de_esc = 0.0
+            n_de_in = 0
+            n_de_esc = 0
+            for r in range(2 * i, min(2 * i + 2, h)):
+                for c in range(2 * j, min(2 * j + 2, w)):
+                    n += 1
+                    d = np.float64(de[r, c]) if with_de else np.nan
+                    if it[r, c] >= iters:
+                        n_in += 1
+                        norm_in += norm[r, c]
+                        if np.isfinite(d):
+                            de_in += d
+                            n_de_in += 1
+                    else:
+                        mu += _nu(np.float64(it[r, c]), norm[r, c], lp)
+                        if np.isfinite(d):
+                            de_esc += d
+                            n_de_esc += 1
+            if 2 * n_in >= n:  # an interior majority (or half): interior
+                it_out[i, j] = iters
+                norm_out[i, j] = norm_in / n_in
+                if with_de:
+                    de_out[i, j] = de_in / n_de_in if n_de_in else np.nan
+                continue
+            m = mu / (n - n_in)
+            # mu = k + 1 - log2(0.5 * log2(norm)) / lp  =>  norm = 2 ** (2 * 2 ** ((k + 1 - mu) * lp))
+            k = min(max(np.floor(m), 0.0), iters - 1.0)
+            e = 2.0 * 2.0 ** ((k + 1.0 - m) * lp)
+            it_out[i, j] = np.int64(k)
+            norm_out[i, j] = 2.0**e if e < 127.0 else 1.7e38  # (float32 ends at 2**128)
+            if with_de:
+                de_out[i, j] = de_esc / n_de_esc if n_de_esc else np.nan
+
+
+def reduce_level(
+    iterations: np.ndarray,
+    norm: np.ndarray,
+    iters: int,
+    power: int = 2,
+    distance: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """One pyramid step: each 2x2 square of samples (an edge square: the ones
+    it has) reduced to one, as the module docstring says.
+
+    Parameters
+    ----------
+    iterations, norm
+        A level's samples (2-D, the same shape).
+    iters
+        The iteration limit (a count of ``iters`` is interior).
+    power
+        The map's power ``d`` (``z**d + c``): the smooth value's log base.
+    distance
+        The level's distance estimates, if it has them.
+
+    Returns
+    -------
+    dict
+        ``iterations``, ``norm`` (and ``distance``) of the reduced level,
+        ``ceil(h/2) x ceil(w/2)``, of the input dtypes.
+    """
+    it = np.ascontiguousarray(iterations)
+    nm = np.ascontiguousarray(norm, np.float32)
+    if it.ndim != 2 or it.shape != nm.shape:
+        raise ValueError(f"iterations {it.shape} and norm {nm.shape} must be 2-D arrays of one shape")
+    de = np.empty((0, 0), np.float32) if distance is None else np.ascontiguousarray(distance, np.float32)
+    if distance is not None and de.shape != it.shape:
+        raise ValueError(f"distance {de.shape} and iterations {it.shape} differ in shape")
+    shape = (-(-it.shape[0] // 2), -(-it.shape[1] // 2))
+    out = {"iterations": np.empty(shape, it.dtype), "norm": np.empty(shape, np.float32)}
+    de_out = np.empty(shape if distance is not None else (0, 0), np.float32)
+    _reduce_kernel(it, nm, de, int(iters), _log2_power(power), out["iterations"], out["norm"], de_out)
+    if distance is not None:
+        out["distance"] = de_out
+    return out
+
+
+# -- reading ---------------------------------------------------------------------
+
+
+def _pyramid_attrs(loc: Location) -> dict[str, Any] | None:
+    return store._attrs(loc.child(GROUP)) if loc.exists(f"{GROUP}/zarr.json") else None
+
+
+def _names(attrs: dict[str, Any]) -> list[str]:
+    return [v for v in _SAMPLE_VARS if v != "distance" or attrs.get("distance")]
+
+
+def _damaged(loc: Location, why: str) -> StoreError:
+    return StoreError(f"{loc} has a damaged pyramid: {why}; build it again (build_pyramid)")
+
+
+def _levels_of(loc: Location, attrs: dict[str, Any], *, finished: bool = True) -> list[Level]:
+    # the levels of the store at ``loc`` (its attrs checked), [] without a (finished) pyramid
+    pyr = _pyramid_attrs(loc)
+    meta = (pyr or {}).get(PYRAMID_ATTR)
+    if meta is None:
+        return []
+    if not isinstance(meta, dict) or not all(k in meta for k in ("tile", "levels", "store_id", "done")):
+        raise _damaged(loc, f"its attribute {PYRAMID_ATTR} is {meta!r}")
+    if meta["store_id"] != attrs.get("store_id"):
+        return []  # the pyramid of a store this one replaced
+    view = View.from_attrs(attrs)
+    shapes = level_shapes(view.sample_height, view.sample_width, int(meta["tile"]))
+    if meta["levels"] != len(shapes) - 1 or not isinstance(meta["done"], list):
+        raise _damaged(loc, f"it says {meta['levels']!r} levels, the store's size makes {len(shapes) - 1}")
+    if finished and not set(range(1, len(shapes))) <= set(meta["done"]):
+        return []
+    tile = int(meta["tile"])
+    levels = [Level(0, *shapes[0], 1, "", (int(attrs["chunk_rows"]), shapes[0][1]))]
+    zstore = loc.zarr_store(read_only=True)
+    for k, (h, w) in enumerate(shapes[1:], 1):
+        if finished:
+            for name in _names(attrs):
+                try:
+                    arr = zarr.open_array(zstore, path=_var_path(k, name), mode="r")
+                except Exception as exc:  # zarr raises many kinds on damaged stores
+                    raise _damaged(loc, f"{_var_path(k, name)}: {store._short(exc)}") from None
+                if arr.shape != (h, w):
+                    raise _damaged(loc, f"{_var_path(k, name)} is {arr.shape}, not {(h, w)}")
+        levels.append(Level(k, h, w, 2**k, _level_path(k), (tile, tile)))
+    return levels
+
+
+def pyramid_levels(path: str | os.PathLike | Location, storage_options: Mapping | None = None) -> list[Level]:
+    """The levels of a render store's pyramid, level 0 first.
+
+    Parameters
+    ----------
+    path
+        A render store (a local path or a URL fsspec opens).
+    storage_options
+        For a URL: fsspec options.
+
+    Returns
+    -------
+    list of Level
+        ``[]`` if the store has no pyramid, or one not (yet) fully built.
+
+    Raises
+    ------
+    StoreError
+        If ``path`` is no render store, or its pyramid is damaged.
+    """
+    loc = as_location(path, storage_options, name="path")
+    return _levels_of(loc, store.store_attrs(loc))
+
+
+def _check_level(loc: Location, k: object) -> tuple[dict[str, Any], list[Level], int]:
+    attrs = store.store_attrs(loc)
+    if isinstance(k, bool) or not isinstance(k, int | np.integer):
+        raise TypeError(f"k must be an integer level, got {k!r}")
+    if attrs.get("dfractal_kind") == store.ZOOM:
+        raise ValueError(f"path {loc} holds a zoom, which has no pyramid")
+    levels = _levels_of(loc, attrs)
+    if not levels:
+        raise ValueError(f"path {loc} has no pyramid (render it with pyramid=True, or build_pyramid)")
+    if not 0 <= k < len(levels):
+        raise ValueError(f"k must be a level of 0..{len(levels) - 1}, got {k}")
+    return attrs, levels, int(k)
+
+
+def level_view(view: View, k: int) -> View:
+    """The view whose samples are level ``k``'s of ``view``'s: ``2**k`` times
+    the step, centred where the level's samples are (an odd size shifts the
+    centre by a fraction of a step)."""
+    if k == 0:
+        return view
+    s = 2**k
+    h, w = level_shapes(view.sample_height, view.sample_width, 1)[k]
+    step = view.step_exact
+    # level-k sample p covers level-0 samples p*s .. p*s + s-1: its centre is at p*s + (s-1)/2
+    dx = Fraction(s * w - view.sample_width, 2) * step
+    dy = -Fraction(s * h - view.sample_height, 2) * step
+    span = s * step * max(w - 1, 1)
+    if not view.deep:
+        return View(float(view.xpos) + float(dx), float(view.ypos) + float(dy), float(span), w, h, 1)
+    cre, cim = view.centre
+    with localcontext() as ctx:
+        ctx.prec = max(len(cre.as_tuple().digits), len(cim.as_tuple().digits)) + 40
+
+        def dec(q: Fraction) -> Decimal:
+            return Decimal(q.numerator) / Decimal(q.denominator)
+
+        return View(str(cre + dec(dx)), str(cim + dec(dy)), str(dec(span)), w, h, 1)
+
+
+def _level_attrs(attrs: dict[str, Any], k: int) -> dict[str, Any]:
+    view = level_view(View.from_attrs(attrs), k)
+    return {**attrs, **view.to_attrs(), "pyramid_level": k, "pyramid_scale": 2**k}
+
+
+def open_level(path: str | os.PathLike | Location, k: int, storage_options: Mapping | None = None) -> xr.Dataset:
+    """Level ``k`` of a store's pyramid, lazily (dask arrays, chunked as stored).
+
+    Parameters
+    ----------
+    path
+        A render store with a finished pyramid.
+    k
+        The level: 0 (the store's own samples) .. ``len(pyramid_levels(path)) - 1``.
+    storage_options
+        For a URL: fsspec options.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``iterations``, ``norm`` (and ``distance``) on ``(im, re)``, with the
+        coordinates of the level's sample centres; attrs: the store's, its view
+        that of the level (:func:`level_view`, so colouring works on it as on a
+        store), and ``pyramid_level`` k, ``pyramid_scale`` ``2**k``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a ``k`` that is not a level, or a store without a pyramid.
+    """
+    loc = as_location(path, storage_options, name="path")
+    attrs, _, k = _check_level(loc, k)
+    level_attrs = _level_attrs(attrs, k)
+    if k == 0:
+        ds = store.open_render(loc)
+        return ds[_names(attrs)].assign_attrs(level_attrs)
+    view = View.from_attrs(level_attrs)
+    zstore = loc.zarr_store(read_only=True)
+    data = {}
+    for name in _names(attrs):
+        arr = zarr.open_array(zstore, path=_var_path(k, name), mode="r")
+        data[name] = (("im", "re"), da.from_zarr(arr, name=f"pyramid-{k}-{name}-{attrs['store_id']}"))
+    return xr.Dataset(data, coords=view.coords(), attrs=level_attrs)
+
+
+def read_window(
+    path: str | os.PathLike | Location,
+    k: int,
+    y0: int,
+    y1: int,
+    x0: int,
+    x1: int,
+    storage_options: Mapping | None = None,
+) -> dict[str, np.ndarray]:
+    """Samples ``[y0:y1, x0:x1]`` of level ``k``, reading only the chunks that overlap them.
+
+    Returns
+    -------
+    dict
+        ``iterations``, ``norm`` (and ``distance``): numpy arrays of the window.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a ``k`` that is not a level, a store without a pyramid, or a
+        window that is empty or reaches outside the level.
+    """
+    loc = as_location(path, storage_options, name="path")
+    attrs, levels, k = _check_level(loc, k)
+    level = levels[k]
+    for name, value, top in (("y0", y0, level.height), ("y1", y1, level.height),
+                             ("x0", x0, level.width), ("x1", x1, level.width)):  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+        if not 0 <= value <= top:
+            raise ValueError(f"{name} must be in 0..{top} (level {k} is {level.width}x{level.height}), got {value}")
+    if y1 <= y0 or x1 <= x0:
+        raise ValueError(f"the window [{y0}:{y1}, {x0}:{x1}] is empty")
+    out = {}
+    with store.reading(loc):
+        for name in _names(attrs):
+            arr = store._array(loc, _var_path(k, name), attrs.get("store_id"), read_only=True)
+            out[name] = np.asarray(arr[int(y0) : int(y1), int(x0) : int(x1)])
+    return out
+
+
+# -- building (the workers write; the client keeps the record) -------------------
+
+
+def _build_band(
+    loc: Location,
+    k: int,
+    band: int,
+    names: list[str],
+    iters: int,
+    power: int,
+    store_id: str | None,
+    below_height: int,
+    *_after: object,
+) -> dict[str, Any]:
+    """Write the row ``band`` of level ``k``'s tiles from the rows of level
+    ``k-1`` below them (runs on a worker; ``_after``: the tasks that wrote those).
+    Returns a small record."""
+    if store_id is not None:
+        store.check_identity(loc, store_id)
+    r0, r1 = 2 * band * TILE, min(2 * (band + 1) * TILE, below_height)
+    with store.reading(loc):
+        src = {n: np.asarray(store._array(loc, _var_path(k - 1, n), store_id, read_only=True)[r0:r1]) for n in names}
+    out = reduce_level(src["iterations"], src["norm"], iters, power, src.get("distance"))
+    y0 = band * TILE
+    nbytes = 0
+    for name in names:
+        arr = store._array(loc, _var_path(k, name), store_id)
+        with store._writing(loc, f"level {k} tile row {band} of {name}"):
+            arr[y0 : y0 + out[name].shape[0]] = out[name]
+        nbytes += out[name].nbytes
+    return {"level": k, "band": band, "bytes": nbytes}
+
+
+def _ome(names: list[str], n_levels: int) -> dict[str, Any]:
+    axes = [{"name": "im", "type": "space"}, {"name": "re", "type": "space"}]
+    multiscales = []
+    for name in names[:2]:  # iterations and norm (the distance rides along, as the contract has it)
+        datasets = [{"path": name, "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0]}]}]
+        for k in range(1, n_levels):
+            t = (2**k - 1) / 2
+            datasets.append(
+                {
+                    "path": _var_path(k, name),
+                    "coordinateTransformations": [
+                        {"type": "scale", "scale": [float(2**k)] * 2},
+                        {"type": "translation", "translation": [t, t]},
+                    ],
+                }
+            )
+        multiscales.append({"name": name, "axes": axes, "datasets": datasets})
+    return {"version": "0.5", "multiscales": multiscales}
+
+
+def _prepare(loc: Location, attrs: dict[str, Any]) -> tuple[list[tuple[int, int]], set[int]]:
+    """Make (or keep) the pyramid's group and arrays; the level shapes and
+    the levels already done (a prefix 1..m of them)."""
+    view = View.from_attrs(attrs)
+    shapes = level_shapes(view.sample_height, view.sample_width)
+    names = _names(attrs)
+    store_id = attrs.get("store_id")
+    pyr = (_pyramid_attrs(loc) or {}).get(PYRAMID_ATTR)
+    want = {"tile": TILE, "levels": len(shapes) - 1, "store_id": store_id}
+    if isinstance(pyr, dict) and {k: pyr.get(k) for k in want} == want and isinstance(pyr.get("done"), list):
+        done, m = set(pyr["done"]), 0
+        while m + 1 in done:
+            m += 1
+        _clear_partials(loc)
+        return shapes, set(range(1, m + 1))
+    for key in loc.list_keys():  # another store's pyramid, or a damaged one: start again
+        if key.startswith(GROUP + "/"):
+            loc.delete(key)
+    zstore = loc.zarr_store()
+    zarr.create_group(zstore, path=GROUP, attributes={PYRAMID_ATTR: {**want, "done": []}}, overwrite=True)
+    for k, shape in enumerate(shapes[1:], 1):
+        zarr.create_group(zstore, path=_level_path(k), overwrite=True)
+        for name in names:
+            base = zarr.open_array(zstore, path=name, mode="r")
+            zarr.create_array(
+                zstore, name=_var_path(k, name), shape=shape, chunks=(TILE, TILE), dtype=base.dtype,
+                compressors=list(_COMPRESSORS), fill_value=base.fill_value, dimension_names=("im", "re"),
+                attributes=dict(base.attrs), overwrite=True,
+            )  # fmt: skip
+    return shapes, set()
+
+
+def _clear_partials(loc: Location) -> None:
+    # what a killed tile write left in a local store (see store.clear_leftovers)
+    if loc.is_local:
+        for leftover in Path(loc.url, GROUP).glob("*/*/c/**/*.partial"):
+            leftover.unlink(missing_ok=True)
+
+
+def _mark_done(loc: Location, store_id: str | None, done: set[int]) -> None:
+    if store_id is not None:
+        store.check_identity(loc, store_id)
+    group = zarr.open_group(loc.zarr_store(), path=GROUP, mode="r+")
+    group.attrs[PYRAMID_ATTR] = {**group.attrs[PYRAMID_ATTR], "done": sorted(done)}
+
+
+def _write_ome(loc: Location, names: list[str], n_levels: int) -> None:
+    group = zarr.open_group(loc.zarr_store(), mode="r+")
+    group.attrs["ome"] = _ome(names, n_levels)
+
+
+def _current_client() -> Client | None:
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def build_pyramid(
+    path: str | os.PathLike | Location,
+    client: Client | str | None = None,
+    storage_options: Mapping | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Level]:
+    """(Re)build the pyramid of a finished render store on the workers.
+
+    Every level is computed from the one below it by the workers (one task a
+    row of tiles, each tile written by exactly one task); only small records
+    come back.  Levels already done are kept; a level is marked done once all
+    its tiles are written.
+
+    Parameters
+    ----------
+    path
+        A finished render store (a local path or a URL every worker reaches).
+    client
+        A Client, a scheduler address, or ``None`` for the current default
+        client or else an embedded LocalCluster started for this call.
+    storage_options
+        For a URL: fsspec options.
+    progress
+        Called as ``progress(done, total)`` as rows of tiles finish.
+
+    Returns
+    -------
+    list of Level
+        The levels, level 0 first (:func:`pyramid_levels`).
+
+    Raises
+    ------
+    StoreError
+        If ``path`` is no finished render store, or it was replaced meanwhile.
+    """
+    loc = as_location(path, storage_options, name="path")
+    store.open_render(loc)  # a finished render (not a zoom), or a StoreError saying what it is
+    if client is not None and not isinstance(client, Client | str):
+        raise TypeError(f"client must be a Client, a scheduler address or None, got {client!r}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be callable, got {progress!r}")
+    with Lease(loc, "dfractal pyramid"), connect(client if client is not None else _current_client()) as c:
+        build_on(c, loc, progress)
+    return pyramid_levels(loc)
+
+
+def build_on(c: Client, loc: Location, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """:func:`build_pyramid` on the client ``c`` of a store whose lease the
+    caller holds (e.g. :func:`dfractal_dask.render` after its blocks); returns
+    what it did: ``levels``, ``tiles`` and ``bytes`` written, ``seconds``."""
+    t0 = time.perf_counter()
+    attrs = store.store_attrs(loc)
+    store_id = attrs.get("store_id")
+    shapes, done = _prepare(loc, attrs)
+    names = _names(attrs)
+    iters, power = int(attrs["iters"]), int(attrs.get("power", 2))
+    build = dask.delayed(_build_band, pure=False)
+    tasks: dict[tuple[int, int], Any] = {}
+    for k in range(1, len(shapes)):
+        if k in done:
+            continue
+        h = shapes[k][0]
+        below = shapes[k - 1][0]
+        for band in range(-(-h // TILE)):
+            # the level-(k-1) tasks whose rows this band reads (none for a level already done)
+            after = [tasks[(k - 1, b)] for b in (2 * band, 2 * band + 1) if (k - 1, b) in tasks]
+            key = f"pyramid-{k}-{band}-{store_id}-{time.time_ns()}"
+            tasks[(k, band)] = build(loc, k, band, names, iters, power, store_id, below, *after, dask_key_name=key)
+    total = len(tasks)
+    left = {k: sum(1 for lk, _ in tasks if lk == k) for k in range(1, len(shapes)) if k not in done}
+    stats = {"levels": len(shapes) - 1, "tiles": 0, "bytes": 0, "seconds": 0.0}
+    if progress:
+        progress(0, total)
+    futures = c.compute(list(tasks.values()))
+    finished = 0
+    try:
+        for fut in as_completed(futures, loop=c.loop):
+            rec = fut.result()
+            finished += 1
+            stats["bytes"] += rec["bytes"]
+            stats["tiles"] += -(-shapes[rec["level"]][1] // TILE)
+            left[rec["level"]] -= 1
+            marked = len(done)
+            while left.get(len(done) + 1) == 0:  # (levels finish in order: each needs the one below)
+                done.add(len(done) + 1)
+            if len(done) > marked:
+                _mark_done(loc, store_id, done)
+            if progress:
+                progress(finished, total)
+    except BaseException:
+        c.cancel(futures)
+        raise
+    _write_ome(loc, names, len(shapes))
+    stats["seconds"] = time.perf_counter() - t0
+    return stats

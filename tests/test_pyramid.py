@@ -1,0 +1,225 @@
+"""The multiscale pyramid (issue 20): real stores rendered on a cluster of worker
+processes, every level checked against an independent numpy reduction of level 0."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from dfractal_dask import View, color_picture, open_render, render
+from dfractal_dask import pyramid as pyr
+from dfractal_dask.store import StoreError
+
+# odd sizes on purpose: every level has an edge row and column of half squares
+VIEW = View(-0.5, 0.0, 3.0, 601, 299, 1)
+ITERS = 200
+
+
+def _numpy_reduce(it: np.ndarray, norm: np.ndarray, iters: int, de: np.ndarray | None = None) -> tuple:
+    """The contract's reduction, written again in plain numpy (float64 throughout)."""
+    h, w = it.shape
+    ph, pw = -h % 2, -w % 2
+    interior = np.pad(it >= iters, ((0, ph), (0, pw)))
+    present = np.pad(np.ones_like(it, bool), ((0, ph), (0, pw)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu = it + 1.0 - np.log2(0.5 * np.log2(norm.astype(np.float64)))
+    mu = np.pad(np.where(it >= iters, 0.0, mu), ((0, ph), (0, pw)))
+    nrm = np.pad(np.where(it >= iters, norm.astype(np.float64), 0.0), ((0, ph), (0, pw)))
+
+    def sq(a):  # the sum over each 2x2 square
+        return a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]
+
+    n, n_in = sq(present.astype(int)), sq(interior.astype(int))
+    out_interior = 2 * n_in >= n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_mu = sq(mu) / (n - n_in)
+        mean_norm = sq(nrm) / n_in
+    out = {"interior": out_interior, "mu": np.where(out_interior, np.nan, mean_mu), "norm_in": mean_norm}
+    if de is not None:
+        esc = np.pad(~(it >= iters) & np.isfinite(de), ((0, ph), (0, pw)))
+        d = np.pad(np.where(np.isfinite(de) & (it < iters), de, 0.0), ((0, ph), (0, pw)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["distance"] = np.where(out_interior, np.nan, sq(d) / sq(esc.astype(int)))
+    return out
+
+
+def _encode(red: dict, iters: int) -> tuple[np.ndarray, np.ndarray]:
+    # a reduced level back as counts and norms (what the next step of the test starts from)
+    it = np.where(red["interior"], iters, np.clip(np.floor(np.nan_to_num(red["mu"])), 0, iters - 1))
+    e = np.where(red["interior"], 0.0, 2.0 * 2.0 ** (it + 1.0 - np.nan_to_num(red["mu"])))
+    norm = np.where(red["interior"], red["norm_in"], 2.0**e)
+    return it.astype(np.uint16), norm.astype(np.float32)
+
+
+def _mu(it: np.ndarray, norm: np.ndarray, iters: int) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(it >= iters, np.nan, it + 1.0 - np.log2(0.5 * np.log2(norm.astype(np.float64))))
+
+
+@pytest.fixture(scope="module")
+def rendered(client, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("pyr") / "m.zarr"
+    render(VIEW, ITERS, store_path=path, client=client, chunk_rows=37, distance=True)
+    pyr.build_pyramid(path, client=client)
+    return path
+
+
+def test_levels_halve_down_to_one_tile(rendered):
+    levels = pyr.pyramid_levels(rendered)
+    assert [(lv.index, lv.height, lv.width, lv.scale, lv.path) for lv in levels] == [
+        (0, 299, 601, 1, ""),
+        (1, 150, 301, 2, "pyramid/1"),
+        (2, 75, 151, 4, "pyramid/2"),
+    ]
+    assert levels[0].chunks == (37, 601) and levels[1].chunks == (256, 256)
+    assert pyr.level_shapes(1000, 3000) == [(1000, 3000), (500, 1500), (250, 750), (125, 375), (63, 188)]
+    assert pyr.level_shapes(256, 10) == [(256, 10)]
+    meta = zarr.open_group(str(rendered / "pyramid"), mode="r").attrs[pyr.PYRAMID_ATTR]
+    assert meta == {"tile": 256, "levels": 2, "store_id": open_render(rendered).attrs["store_id"], "done": [1, 2]}
+    for k in (1, 2):
+        arr = zarr.open_array(str(rendered), path=f"pyramid/{k}/norm", mode="r")
+        base = zarr.open_array(str(rendered), path="norm", mode="r")
+        assert arr.metadata.dimension_names == ("im", "re") and arr.dtype == base.dtype
+        assert [type(c).__name__ for c in arr.compressors] == [type(c).__name__ for c in base.compressors]
+
+
+def test_each_level_is_the_numpy_reduction_of_the_one_below(rendered):
+    ds = open_render(rendered)
+    it, norm, de = (ds[v].values for v in ("iterations", "norm", "distance"))
+    assert (it >= ITERS).any() and (it < ITERS).any()
+    for k in (1, 2):
+        red = _numpy_reduce(it, norm, ITERS, de)
+        lv = pyr.open_level(rendered, k)
+        got_it, got_norm, got_de = (lv[v].values for v in ("iterations", "norm", "distance"))
+        np.testing.assert_array_equal(got_it >= ITERS, red["interior"])
+        np.testing.assert_allclose(_mu(got_it, got_norm, ITERS), red["mu"], rtol=0, atol=2e-5, equal_nan=True)
+        np.testing.assert_allclose(got_norm[red["interior"]], red["norm_in"][red["interior"]], rtol=1e-6)
+        np.testing.assert_allclose(got_de, red["distance"], rtol=1e-5, equal_nan=True)
+        it, norm = _encode(red, ITERS)
+        de = got_de
+
+
+def test_interior_majority_and_half():
+    it = np.array([[9, 9, 9, 1], [9, 2, 3, 1]], np.uint16)
+    norm = np.array([[0.5, 0.25, 0.5, 8.0], [1.0, 10.0, 20.0, 30.0]], np.float32)
+    out = pyr.reduce_level(it, norm, 9)
+    # 3 of 4 interior; 1 of 4 (an escaped majority): the mean smooth value of the three escaped
+    assert out["iterations"][0, 0] == 9 and out["norm"][0, 0] == pytest.approx((0.5 + 0.25 + 1.0) / 3)
+    assert out["iterations"][0, 1] < 9
+    mu = _mu(it, norm, 9)
+    assert _mu(out["iterations"], out["norm"], 9)[0, 1] == pytest.approx(np.nanmean(mu[:, 2:]), abs=1e-5)
+    # exactly half interior: interior; a lone edge sample keeps its kind
+    half = pyr.reduce_level(np.array([[9, 1, 9]], np.uint16), np.array([[1.0, 5.0, 0.5]], np.float32), 9)
+    assert half["iterations"].tolist() == [[9, 9]] and half["norm"].tolist() == [[1.0, 0.5]]
+    alone = pyr.reduce_level(np.array([[3]], np.uint16), np.array([[7.0]], np.float32), 9)
+    assert _mu(alone["iterations"], alone["norm"], 9)[0, 0] == pytest.approx(_mu(np.array([3]), np.array([7.0]), 9)[0])
+
+
+def test_a_level_is_a_store_to_the_colouring(rendered):
+    """Level 1 coloured smoothly is close to the 2x2 mean of level 0's colours where those are smooth."""
+    lv = pyr.open_level(rendered, 1)
+    assert (lv.attrs["pyramid_level"], lv.attrs["pyramid_scale"]) == (1, 2)
+    view = View.from_attrs(lv.attrs)
+    assert (view.sample_width, view.sample_height, view.supersample) == (301, 150, 1)
+    assert view.step == pytest.approx(2 * VIEW.step, rel=1e-12)
+    # coordinates: the centre of each square of level-0 samples
+    re0 = VIEW.re()
+    np.testing.assert_allclose(lv["re"].values[:300], (re0[0:600:2] + re0[1:600:2]) / 2, rtol=0, atol=1e-12)
+    im0 = VIEW.im()
+    np.testing.assert_allclose(lv["im"].values[:149], (im0[0:298:2] + im0[1:298:2]) / 2, rtol=0, atol=1e-12)
+    pic1 = color_picture(lv, "Hippi", mode="smooth").values.astype(float)
+    pic0 = color_picture(open_render(rendered), "Hippi", mode="smooth").values.astype(float)
+    mean0 = (pic0[0:298:2, 0:600:2] + pic0[1:298:2, 0:600:2] + pic0[0:298:2, 1:600:2] + pic0[1:298:2, 1:600:2]) / 4
+    spread = np.max([np.abs(pic0[a:298:2, b:600:2] - mean0) for a in (0, 1) for b in (0, 1)], axis=0).max(axis=-1)
+    smooth = spread < 4  # squares whose four colours nearly agree
+    assert smooth.mean() > 0.5
+    diff = np.abs(pic1[:149, :300] - mean0)[smooth]
+    assert diff.max() <= 6 and diff.mean() < 1, (diff.max(), diff.mean())
+    assert np.abs(pic1[:149, :300] - mean0)[~smooth].mean() > diff.mean()  # (the test can tell)
+    color_picture(lv, "Hippi", mode="distance").values  # the level's step shades it  # noqa: B018
+
+
+def test_levels_do_not_depend_on_blocks_or_workers(rendered, client1, tmp_path):
+    other = tmp_path / "o.zarr"
+    render(VIEW, ITERS, store_path=other, client=client1, chunk_rows=64, distance=True)
+    pyr.build_pyramid(other, client=client1)
+    for k in (1, 2):
+        a, b = pyr.open_level(rendered, k), pyr.open_level(other, k)
+        for v in ("iterations", "norm", "distance"):
+            np.testing.assert_array_equal(a[v].values, b[v].values)
+
+
+def test_ome_metadata(rendered):
+    ome = zarr.open_group(str(rendered), mode="r").attrs["ome"]
+    assert ome["version"] == "0.5"
+    assert [m["name"] for m in ome["multiscales"]] == ["iterations", "norm"]
+    for m in ome["multiscales"]:
+        assert [a["type"] for a in m["axes"]] == ["space", "space"]
+        shapes = []
+        for k, dataset in enumerate(m["datasets"]):
+            shapes.append(zarr.open_array(str(rendered), path=dataset["path"], mode="r").shape)
+            transforms = {t["type"]: t for t in dataset["coordinateTransformations"]}
+            assert transforms["scale"]["scale"] == [2.0**k] * 2
+            assert transforms.get("translation", {"translation": [0.0, 0.0]})["translation"] == [(2**k - 1) / 2] * 2
+        assert shapes == [(299, 601), (150, 301), (75, 151)]
+
+
+def test_read_window_reads_only_its_chunks(rendered, tmp_path):
+    copy = tmp_path / "w.zarr"
+    shutil.copytree(rendered, copy)
+    whole = pyr.open_level(copy, 1)
+    # level 1 is 150x301 in tiles of 256: delete the second column of tiles
+    for v in ("iterations", "norm", "distance"):
+        (copy / "pyramid" / "1" / v / "c" / "0" / "1").unlink()
+    got = pyr.read_window(copy, 1, 10, 40, 20, 250)
+    for v in ("iterations", "norm", "distance"):
+        np.testing.assert_array_equal(got[v], whole[v].values[10:40, 20:250])
+    assert pyr.read_window(copy, 1, 10, 40, 200, 260)["iterations"][:, 56:].max() == 0  # (fill values there)
+    w0 = pyr.read_window(copy, 0, 5, 8, 0, 601)
+    np.testing.assert_array_equal(w0["norm"], open_render(copy)["norm"].values[5:8])
+
+
+def test_bad_input(rendered, tmp_path):
+    with pytest.raises(TypeError, match="k must be an integer"):
+        pyr.open_level(rendered, 1.0)
+    with pytest.raises(TypeError, match="k must be an integer"):
+        pyr.open_level(rendered, True)
+    with pytest.raises(ValueError, match=r"k must be a level of 0\.\.2, got 3"):
+        pyr.open_level(rendered, 3)
+    with pytest.raises(ValueError, match="k must be a level"):
+        pyr.read_window(rendered, -1, 0, 1, 0, 1)
+    with pytest.raises(ValueError, match=r"y1 must be in 0\.\.150"):
+        pyr.read_window(rendered, 1, 0, 151, 0, 1)
+    with pytest.raises(ValueError, match="empty"):
+        pyr.read_window(rendered, 1, 5, 5, 0, 1)
+    with pytest.raises(TypeError, match="x0 must be an integer"):
+        pyr.read_window(rendered, 1, 0, 1, 0.5, 1)
+    with pytest.raises(StoreError, match="no render store"):
+        pyr.pyramid_levels(tmp_path / "none.zarr")
+    bare = tmp_path / "bare.zarr"
+    shutil.copytree(rendered, bare, ignore=shutil.ignore_patterns("pyramid"))
+    assert pyr.pyramid_levels(bare) == []
+    with pytest.raises(ValueError, match=r"path .* has no pyramid"):
+        pyr.open_level(bare, 0)
+
+
+def test_an_interrupted_build_resumes(rendered, client, tmp_path):
+    copy = tmp_path / "r.zarr"
+    shutil.copytree(rendered, copy)
+    group = zarr.open_group(str(copy / "pyramid"), mode="r+")
+    group.attrs[pyr.PYRAMID_ATTR] = {**group.attrs[pyr.PYRAMID_ATTR], "done": [1]}
+    want = {v: pyr.open_level(rendered, 2)[v].values for v in ("iterations", "norm")}
+    for v in ("iterations", "norm", "distance"):  # level 2 half-written: its tiles gone
+        shutil.rmtree(copy / "pyramid" / "2" / v / "c")
+    kept = (copy / "pyramid" / "1" / "norm" / "c" / "0" / "0").stat().st_mtime_ns
+    assert pyr.pyramid_levels(copy) == []  # not finished
+    calls = []
+    levels = pyr.build_pyramid(copy, client=client, progress=lambda d, t: calls.append((d, t)))
+    assert len(levels) == 3 and calls[-1] == (1, 1)  # one row of tiles of level 2 to do
+    assert (copy / "pyramid" / "1" / "norm" / "c" / "0" / "0").stat().st_mtime_ns == kept  # level 1 kept
+    for v, arr in want.items():
+        np.testing.assert_array_equal(pyr.open_level(copy, 2)[v].values, arr)
