@@ -23,6 +23,7 @@ from .lease import Lease
 from .location import Location, as_location
 from .overlap import PictureFile, piece_tasks
 from .png import PngWriter, partial_file, save_png
+from .pyramid import build_on
 from .spec import RENDER, ZOOM, RenderSpec
 from .view import View, zoom_views
 
@@ -44,6 +45,8 @@ class RenderStats:
     resumed: int = 0  # blocks already in the store when a resumed render started
     last_block_at: float = 0.0  # time.time() the last block's kernel ended (its first follow-up task started)
     picture_at: float = 0.0  # time.time() the picture (render(picture=...)) was written
+    pyramid_seconds: float = 0.0  # building the pyramid (render(pyramid=True)), after the blocks
+    pyramid_levels: int = 0  # levels the pyramid has above level 0
 
 
 def _write(loc: Location, block: graph.Block, result: tuple, render_id: str, iters: int, store_id: str | None) -> dict:
@@ -229,6 +232,8 @@ def render(
     perturbation: bool | None = None,
     exact: bool = False,
     picture: PictureFile | None = None,
+    pyramid: bool = False,
+    pyramid_progress: Callable[[int, int], None] | None = None,
 ) -> xr.Dataset:
     """Render ``view`` on a dask cluster.
 
@@ -308,6 +313,13 @@ def render(
         writes from the store's :func:`dfractal_dask.color_picture`).  A
         resumed render colours its done blocks from the store; histogram
         mode is coloured from the store after the render.
+    pyramid
+        Also build the store's multiscale pyramid (:mod:`dfractal_dask.pyramid`;
+        needs ``store_path``) on the same cluster once its blocks are written
+        (a resumed render too): coarser levels for zoomed-out viewing, as
+        OME-Zarr 0.5 multiscales.
+    pyramid_progress
+        Called as ``progress(done, total)`` as the pyramid's rows of tiles finish.
 
     Returns
     -------
@@ -322,6 +334,12 @@ def render(
         raise TypeError(f"picture must be a PictureFile, got {type(picture).__name__}")
     if picture is not None and store_path is None:
         raise ValueError("picture needs a store_path (its blocks are coloured as they are written)")
+    if not isinstance(pyramid, bool):
+        raise TypeError(f"pyramid must be True or False, got {pyramid!r}")
+    if pyramid and store_path is None:
+        raise ValueError("pyramid needs a store_path (its levels are stored beside the samples)")
+    if pyramid_progress is not None and not callable(pyramid_progress):
+        raise TypeError(f"pyramid_progress must be callable, got {pyramid_progress!r}")
     spec = RenderSpec.make(view, iters, chunk_rows, fractal, distance, perturbation, exact)
     if picture is not None:  # its colouring checked against the render before any cluster starts
         check_picture_memory(view.width, view.height)
@@ -329,7 +347,7 @@ def render(
             block_coloring(graph.template_of(spec), **picture.colouring())
     return _run(spec, store_path=store_path, client=client, overwrite=overwrite, resume=resume, retries=retries,
                 progress=progress, stats=stats, security=security, storage_options=storage_options, balance=balance,
-                workers=workers, picture=picture)  # fmt: skip
+                workers=workers, picture=picture, pyramid=pyramid, pyramid_progress=pyramid_progress)  # fmt: skip
 
 
 def _plan(spec: RenderSpec, balance: bool) -> tuple[list[int] | None, int | list[int]]:
@@ -359,6 +377,8 @@ def _run(
     balance: bool = True,
     workers: list[str] | None = None,
     picture: PictureFile | None = None,
+    pyramid: bool = False,
+    pyramid_progress: Callable[[int, int], None] | None = None,
 ) -> xr.Dataset:
     """:func:`render` or :func:`zoom` of a checked ``spec``: in memory, or
     into a new (or resumed) store, then opened from it."""
@@ -379,6 +399,10 @@ def _run(
                 run = _StoreRun(c, spec, render_id, loc, template, retries, workers, stats, picture)
                 run.start(overwrite, done, lease.token)
                 run.write(done, priorities, shortcuts, progress)
+                if pyramid:  # from the blocks just written (and those a resume found), on the same workers
+                    built = build_on(c, loc, pyramid_progress)
+                    if stats is not None:
+                        stats.pyramid_seconds, stats.pyramid_levels = built["seconds"], built["levels"]
             ds = store.open_store(loc, spec.kind)
             if picture is not None and not picture.per_block:  # (histogram) the whole picture's counts first
                 with dask.config.set(scheduler=c):

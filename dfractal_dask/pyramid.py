@@ -46,7 +46,7 @@ from .colorize import _log2_power, _nu
 from .lease import Lease
 from .location import Location, as_location
 from .store import _COMPRESSORS, _SAMPLE_VARS, StoreError
-from .view import View
+from .view import View, parse_coordinate, parse_span
 
 __all__ = [
     "GROUP",
@@ -57,6 +57,7 @@ __all__ = [
     "level_shapes",
     "open_level",
     "pyramid_levels",
+    "pyramid_summary",
     "read_window",
     "reduce_level",
 ]
@@ -263,6 +264,29 @@ def pyramid_levels(path: str | os.PathLike | Location, storage_options: Mapping 
     return _levels_of(loc, store.store_attrs(loc))
 
 
+def pyramid_summary(path: str | os.PathLike | Location, storage_options: Mapping | None = None) -> str:
+    """One line on the pyramid of the render store at ``path`` (``dfractal info``):
+    its levels and sizes, how far an unfinished one got, or why it is damaged;
+    ``""`` if the store has none."""
+    loc = as_location(path, storage_options, name="path")
+    attrs = store.store_attrs(loc)
+    meta = (_pyramid_attrs(loc) or {}).get(PYRAMID_ATTR)
+    if meta is None:
+        return ""
+    try:
+        levels = _levels_of(loc, attrs)
+        if levels:
+            sizes = ", ".join(f"{lv.index}: {lv.width}x{lv.height}" for lv in levels[1:]) or "level 0 only"
+            return f"pyramid: {len(levels) - 1} levels above the samples ({sizes}; tiles of {meta['tile']})"
+        if meta.get("store_id") != attrs.get("store_id"):
+            return "pyramid: of a store this one replaced (build_pyramid builds it again)"
+        built = _levels_of(loc, attrs, finished=False)
+        return (f"pyramid: unfinished, levels {sorted(meta['done'])} of 1..{len(built) - 1} done "
+                "(build_pyramid, or `dfractal render --resume --pyramid`, finishes it)")  # fmt: skip
+    except StoreError as exc:
+        return f"pyramid: damaged ({exc})"
+
+
 def _check_level(loc: Location, k: object) -> tuple[dict[str, Any], list[Level], int]:
     attrs = store.store_attrs(loc)
     if isinstance(k, bool) or not isinstance(k, int | np.integer):
@@ -299,7 +323,8 @@ def level_view(view: View, k: int) -> View:
         def dec(q: Fraction) -> Decimal:
             return Decimal(q.numerator) / Decimal(q.denominator)
 
-        return View(str(cre + dec(dx)), str(cim + dec(dy)), str(dec(span)), w, h, 1)
+        return View(parse_coordinate("xpos", cre + dec(dx)), parse_coordinate("ypos", cim + dec(dy)),
+                    parse_span("span", dec(span)), w, h, 1)  # fmt: skip
 
 
 def _level_attrs(attrs: dict[str, Any], k: int) -> dict[str, Any]:
@@ -484,7 +509,8 @@ def _mark_done(loc: Location, store_id: str | None, done: set[int]) -> None:
     if store_id is not None:
         store.check_identity(loc, store_id)
     group = zarr.open_group(loc.zarr_store(), path=GROUP, mode="r+")
-    group.attrs[PYRAMID_ATTR] = {**group.attrs[PYRAMID_ATTR], "done": sorted(done)}
+    meta = dict(group.attrs[PYRAMID_ATTR])  # type: ignore[arg-type]  # (a dict: _prepare wrote it)
+    group.attrs[PYRAMID_ATTR] = {**meta, "done": sorted(done)}
 
 
 def _write_ome(loc: Location, names: list[str], n_levels: int) -> None:
@@ -534,12 +560,12 @@ def build_pyramid(
     StoreError
         If ``path`` is no finished render store, or it was replaced meanwhile.
     """
-    loc = as_location(path, storage_options, name="path")
-    store.open_render(loc)  # a finished render (not a zoom), or a StoreError saying what it is
     if client is not None and not isinstance(client, Client | str):
         raise TypeError(f"client must be a Client, a scheduler address or None, got {client!r}")
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable, got {progress!r}")
+    loc = as_location(path, storage_options, name="path")
+    store.open_render(loc)  # a finished render (not a zoom), or a StoreError saying what it is
     with Lease(loc, "dfractal pyramid"), connect(client if client is not None else _current_client()) as c:
         build_on(c, loc, progress)
     return pyramid_levels(loc)

@@ -171,7 +171,18 @@ def _foreign(loc: Location) -> list[str]:
     return [
         k for k in keys
         if k not in own and not (k.split("/")[0] in arrays and (k.count("/") == 1 or k.split("/")[1] == "c"))
+        and not _pyramid_own(k)
     ]  # fmt: skip
+
+
+def _pyramid_own(key: str) -> bool:
+    # the pyramid's metadata and chunks (dfractal_dask.pyramid): pyramid/zarr.json, pyramid/<k>/<var>/...
+    parts = key.split("/")
+    if key == "pyramid/zarr.json":
+        return True
+    if parts[0] != "pyramid" or len(parts) < 3 or not parts[1].isdigit():
+        return False
+    return (parts[-1] == "zarr.json" and len(parts) <= 4) or (len(parts) > 4 and parts[3] == "c")
 
 
 def check_writable(
@@ -232,9 +243,10 @@ def clear_leftovers(path: str | os.PathLike | Location) -> int:
     if not loc.is_local:
         return 0  # object storage writes each key whole
     n = 0
-    for leftover in Path(loc.url).glob("*/c/**/*.partial"):
-        leftover.unlink(missing_ok=True)
-        n += 1
+    for pattern in ("*/c/**/*.partial", "pyramid/*/*/c/**/*.partial"):  # (and the pyramid's tiles)
+        for leftover in Path(loc.url).glob(pattern):
+            leftover.unlink(missing_ok=True)
+            n += 1
     return n
 
 

@@ -3,15 +3,20 @@ processes, every level checked against an independent numpy reduction of level 0
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
+import dask
 import numpy as np
 import pytest
 import zarr
 
-from dfractal_dask import View, color_picture, open_render, render
+from dfractal_dask import RenderStats, View, color_picture, open_render, render
 from dfractal_dask import pyramid as pyr
+from dfractal_dask.cli import main
 from dfractal_dask.store import StoreError
 
 # odd sizes on purpose: every level has an edge row and column of half squares
@@ -223,3 +228,138 @@ def test_an_interrupted_build_resumes(rendered, client, tmp_path):
     assert (copy / "pyramid" / "1" / "norm" / "c" / "0" / "0").stat().st_mtime_ns == kept  # level 1 kept
     for v, arr in want.items():
         np.testing.assert_array_equal(pyr.open_level(copy, 2)[v].values, arr)
+
+
+def test_render_builds_the_pyramid_after_a_resume(rendered, client, tmp_path):
+    path = tmp_path / "res.zarr"
+    view, iters = VIEW, ITERS
+    render(view, iters, store_path=path, client=client, chunk_rows=37, distance=True)
+    # interrupted: two blocks never marked done (their chunks gone)
+    flags = zarr.open_array(str(path), path="block_done", mode="r+")
+    flags[2:4] = 0
+    for v in ("iterations", "norm", "distance"):
+        shutil.rmtree(path / v / "c" / "2")
+        shutil.rmtree(path / v / "c" / "3")
+    stats, calls = RenderStats(), []
+    render(view, iters, store_path=path, client=client, chunk_rows=37, distance=True, resume=True, pyramid=True,
+           stats=stats, pyramid_progress=lambda d, t: calls.append((d, t)))  # fmt: skip
+    assert stats.blocks == 2 and stats.pyramid_levels == 2 and stats.pyramid_seconds > 0
+    assert calls[0] == (0, 2) and calls[-1] == (2, 2)  # a row of tiles for each of levels 1 and 2
+    assert len(pyr.pyramid_levels(path)) == 3
+    for k in (1, 2):
+        for v in ("iterations", "norm", "distance"):
+            np.testing.assert_array_equal(pyr.open_level(path, k)[v].values, pyr.open_level(rendered, k)[v].values)
+    # an overwrite replaces a store with a pyramid (its files are the store's own) and the new one has none yet
+    render(View(-0.5, 0.0, 3.0, 40, 30, 1), 50, store_path=path, client=client, overwrite=True)
+    assert pyr.pyramid_levels(path) == [] and not (path / "pyramid").exists()
+
+
+def test_render_pyramid_bad_input(tmp_path):
+    with pytest.raises(TypeError, match="pyramid must be True or False"):
+        render(View(0, 0, 1, 8, 8, 1), 10, store_path=tmp_path / "a.zarr", pyramid=1)
+    with pytest.raises(ValueError, match="pyramid needs a store_path"):
+        render(View(0, 0, 1, 8, 8, 1), 10, pyramid=True)
+    with pytest.raises(TypeError, match="pyramid_progress must be callable"):
+        render(View(0, 0, 1, 8, 8, 1), 10, store_path=tmp_path / "a.zarr", pyramid=True, pyramid_progress=3)
+    assert not (tmp_path / "a.zarr").exists()
+
+
+def test_build_pyramid_refuses_what_is_no_finished_render(tmp_path, client):
+    with pytest.raises(StoreError, match="no render store"):
+        pyr.build_pyramid(tmp_path / "none.zarr", client=client)
+    with pytest.raises(TypeError, match="client must be"):
+        pyr.build_pyramid(tmp_path / "none.zarr", client=3)
+    half = tmp_path / "half.zarr"
+    render(View(-0.5, 0.0, 3.0, 40, 30, 1), 50, store_path=half, client=client, chunk_rows=10)
+    zarr.open_array(str(half), path="block_done", mode="r+")[1] = 0
+    with pytest.raises(StoreError, match="incomplete"):
+        pyr.build_pyramid(half, client=client)
+    assert not (half / "pyramid").exists()
+
+
+def test_a_replaced_store_refuses_the_tiles(rendered, tmp_path):
+    copy = tmp_path / "id.zarr"
+    shutil.copytree(rendered, copy)
+    from dfractal_dask.location import as_location
+
+    with pytest.raises(StoreError, match="was replaced"):
+        pyr._build_band(as_location(copy), 1, 0, ["iterations", "norm"], ITERS, 2, "another-store", 299)
+
+
+@pytest.mark.cluster
+def test_cli_render_pyramid_and_info(tmp_path, capsys):
+    out = tmp_path / "m.png"
+    argv = ["render", "--xpos", "-0.5", "--ypos", "0", "--escape-radius", "3", "--width", "300", "--height", "200",
+            "--smoothness", "1", "--iters", "100", "--outfile", str(out), "--workers", "2", "--pyramid"]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "pyramid [" in err and "1/1 tile rows" in err and "built its pyramid (1 levels" in err
+    store = tmp_path / "m.zarr"
+    levels = pyr.pyramid_levels(store)
+    assert [(lv.height, lv.width) for lv in levels] == [(200, 300), (100, 150)]
+    red = _numpy_reduce(*(open_render(store)[v].values for v in ("iterations", "norm")), 100)
+    lv = pyr.open_level(store, 1)
+    np.testing.assert_allclose(_mu(lv.iterations.values, lv.norm.values, 100), red["mu"], atol=2e-5, equal_nan=True)
+    assert main(["info", str(store)]) == 0
+    assert "pyramid: 1 levels above the samples (1: 150x100; tiles of 256)" in capsys.readouterr().out
+    # an unfinished one says so
+    group = zarr.open_group(str(store / "pyramid"), mode="r+")
+    group.attrs[pyr.PYRAMID_ATTR] = {**group.attrs[pyr.PYRAMID_ATTR], "done": []}
+    assert main(["info", str(store)]) == 0
+    assert "pyramid: unfinished, levels [] of 1..1 done" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def s3():
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto.server")
+    from s3server import s3_server
+
+    with s3_server() as server:
+        server.make_bucket("renders")
+        yield server
+
+
+@pytest.mark.slow
+def test_an_s3_store_builds_and_reads_its_pyramid(s3, client, rendered):
+    url = "s3://renders/pyr.zarr"
+    render(VIEW, ITERS, store_path=url, client=client, chunk_rows=37, distance=True, storage_options=s3.storage_options,
+           pyramid=True)  # fmt: skip
+    levels = pyr.pyramid_levels(url, s3.storage_options)
+    assert [(lv.height, lv.width) for lv in levels] == [(299, 601), (150, 301), (75, 151)]
+    for k in (1, 2):
+        remote = pyr.open_level(url, k, s3.storage_options)
+        with dask.config.set(scheduler="sync"):
+            for v in ("iterations", "norm", "distance"):
+                np.testing.assert_array_equal(remote[v].values, pyr.open_level(rendered, k)[v].values)
+    window = pyr.read_window(url, 1, 100, 150, 250, 301, s3.storage_options)
+    np.testing.assert_array_equal(window["norm"], pyr.open_level(rendered, 1).norm.values[100:150, 250:301])
+
+
+OMEZARR_PYTHON = os.environ.get("DFRACTAL_OMEZARR_PYTHON", "/work/venvs/omezarr/bin/python")
+
+_READ_WITH_OME_ZARR = """
+import sys, json
+import numpy as np
+from ome_zarr.io import parse_url
+from ome_zarr.reader import Reader, Multiscales
+
+node = next(iter(Reader(parse_url(sys.argv[1]))()))
+assert node.load(Multiscales) is not None, "not read as multiscales"
+for k, level in enumerate(node.data):
+    np.save(f"{sys.argv[2]}/{k}.npy", np.asarray(level))
+print(json.dumps({"axes": node.metadata["axes"], "shapes": [list(d.shape) for d in node.data]}))
+"""
+
+
+def test_ome_zarr_py_reads_the_pyramid(rendered, tmp_path):
+    if not os.path.exists(OMEZARR_PYTHON):
+        pytest.skip(f"no ome-zarr-py virtualenv at {OMEZARR_PYTHON} (set DFRACTAL_OMEZARR_PYTHON)")
+    done = subprocess.run([OMEZARR_PYTHON, "-c", _READ_WITH_OME_ZARR, str(rendered), str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["shapes"] == [[299, 601], [150, 301], [75, 151]]
+    assert [a["name"] for a in got["axes"]] == ["im", "re"]
+    for k in range(3):
+        np.testing.assert_array_equal(np.load(tmp_path / f"{k}.npy"), pyr.open_level(rendered, k).iterations.values)

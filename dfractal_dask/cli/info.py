@@ -9,6 +9,7 @@ from typing import Any
 
 from ..diagnostics.report import format_metrics
 from ..fractals import Fractal
+from ..pyramid import pyramid_summary
 from ..store import block_label, store_info
 from .errors import EXIT_BAD_INPUT, error_line
 from .options import add_storage_flag, fractal_name, location
@@ -66,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"blocks: {info['blocks_done']} of {a['n_blocks']} written ({a['chunk_rows']} sample rows each)")
     print(f"size on disk: {info['bytes'] / 1e6:.1f} MB")
+    if "frames_done" not in info:
+        summary = pyramid_summary(loc)
+        if summary:
+            print(summary)
     report = a.get("metrics")
     if isinstance(report, dict) and report:
         try:

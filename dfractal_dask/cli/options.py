@@ -223,6 +223,15 @@ def add_exact_flag(group: argparse._ActionsContainer) -> None:
     )  # fmt: skip
 
 
+def add_pyramid_flag(group: argparse._ActionsContainer) -> None:
+    """``--pyramid``: also build the store's multiscale pyramid (``pyramid=True``)."""
+    group.add_argument(
+        "--pyramid", action="store_true",
+        help="also build the store's multiscale pyramid once its blocks are written (coarser levels in tiles "
+             "of 256, OME-Zarr 0.5 multiscales), for zoomed-out viewing",
+    )  # fmt: skip
+
+
 def add_store_flags(group: argparse._ActionsContainer, run: Callable[..., Any], *, resume_help: str) -> None:
     """``--store --storage-option --overwrite --resume --chunk-rows --retries``
     for a command that calls ``run`` (``render`` or ``zoom``: its defaults)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..cluster import connect
@@ -26,6 +27,7 @@ from .options import (
     add_color_flags,
     add_exact_flag,
     add_fractal_flags,
+    add_pyramid_flag,
     add_store_flags,
     add_view_flags,
     check_color_flags,
@@ -72,6 +74,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
              "float64 cannot resolve the view, e.g. --span 1e-30 with a many-digit --xpos)",
     )  # fmt: skip
     add_exact_flag(g)
+    add_pyramid_flag(g)
     g.add_argument(
         "--overlap", action=argparse.BooleanOptionalAction, default=True,
         help="colour and compress each block of a PNG on its worker as soon as it is computed, so the picture "
@@ -87,6 +90,18 @@ def _fractal_page(client) -> str:
     link = client.dashboard_link or ""
     base = link.rsplit("/status", 1)[0] if link.endswith("/status") else link.rstrip("/")
     return f"{base}/{PAGE_PATH}"
+
+
+def _started_later(label: str, unit: str) -> Callable[[int, int], None]:
+    # a progress bar whose clock starts with its first call (the pyramid's, after the blocks)
+    bar: list[Progress] = []
+
+    def call(done: int, total: int) -> None:
+        if not bar:
+            bar.append(Progress(label, unit))
+        bar[0](done, total)
+
+    return call
 
 
 def run(args: argparse.Namespace) -> int:
@@ -141,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
             perturbation=args.perturbation,
             exact=args.exact,
             picture=picture,
+            pyramid=args.pyramid,
+            pyramid_progress=None if args.quiet else _started_later("pyramid", "tile rows"),
         )
         report, workers_runtime = reports.collect(client, stats.render_id)
         if report:
@@ -157,6 +174,9 @@ def run(args: argparse.Namespace) -> int:
         f"({stats.bytes_written / 1e6:.1f} MB) in {elapsed:.1f} s"
         + (f"; {stats.resumed} blocks were already done, {stats.blocks} computed now" if args.resume else ""),
     )
+    if args.pyramid:
+        say(args, f"built its pyramid ({stats.pyramid_levels} levels above the samples) "
+                  f"in {stats.pyramid_seconds:.1f} s")  # fmt: skip
     client_runtime = reports.runtime_metrics()
     if args.metrics:
         print("\n".join(reports.format_metrics(elapsed, client_runtime, report, workers_runtime)))
