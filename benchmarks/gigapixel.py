@@ -39,6 +39,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -108,7 +109,7 @@ def _render(argv: list[str], cwd: Path, env: dict[str, str]) -> Run:
     metrics = cwd / "m.json"
     metrics.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    p = subprocess.Popen([BIN / "dfractal", "render", "-q", "--overwrite", "--metrics-json", metrics, *argv],
+    p = subprocess.Popen([BIN / "dfractal", "render", "--overwrite", "--metrics-json", metrics, *argv],
                          cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     proc, client_peak, tree_peak = psutil.Process(p.pid), 0, 0
     while p.poll() is None:
@@ -117,15 +118,18 @@ def _render(argv: list[str], cwd: Path, env: dict[str, str]) -> Run:
         tree_peak = max(tree_peak, _tree_rss(proc))
         time.sleep(0.05)
     wall = time.perf_counter() - t0
-    _, err = p.communicate()
+    out, err = p.communicate()
     if p.returncode:
         sys.exit(f"dfractal render {' '.join(map(str, argv))} failed: {err.strip()}")
     doc = json.loads(metrics.read_text())
-    total, pyramid = doc["render"]["total"], doc.get("pyramid") or {}
+    total = doc["render"]["total"]
+    # the pyramid's seconds: from the metrics if they have them, else from its line on stderr
+    built = re.search(r"built its pyramid .* in ([0-9.]+) s", out + err)
+    pyramid = (doc.get("pyramid") or {}).get("seconds", float(built.group(1)) if built else None)
     return Run(
         wall=wall,
         render=doc["render"]["ended"] - doc["render"]["started"],
-        pyramid=pyramid.get("seconds"),
+        pyramid=pyramid,
         samples=int(total["samples"]),
         iterations=int(total["iterations"]),
         client_peak=max(client_peak, int(doc["client"]["peak_rss_bytes"])),
