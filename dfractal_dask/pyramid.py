@@ -55,6 +55,7 @@ __all__ = [
     "Level",
     "build_pyramid",
     "level_shapes",
+    "level_view",
     "open_level",
     "pyramid_levels",
     "pyramid_summary",
@@ -143,9 +144,9 @@ def _reduce_kernel(it, norm, de, iters, lp, it_out, norm_out, de_out):  # pragma
             m = mu / (n - n_in)
             # mu = k + 1 - log2(0.5 * log2(norm)) / lp  =>  norm = 2 ** (2 * 2 ** ((k + 1 - mu) * lp))
             k = min(max(np.floor(m), 0.0), iters - 1.0)
-            e = 2.0 * 2.0 ** ((k + 1.0 - m) * lp)
+            e = 2.0 * np.exp2((k + 1.0 - m) * lp)
             it_out[i, j] = np.int64(k)
-            norm_out[i, j] = 2.0**e if e < 127.0 else 1.7e38  # (float32 ends at 2**128)
+            norm_out[i, j] = np.exp2(e) if e < 127.0 else 1.7e38  # (float32 ends at 2**128)
             if with_de:
                 de_out[i, j] = de_esc / n_de_esc if n_de_esc else np.nan
 

@@ -363,3 +363,17 @@ def test_ome_zarr_py_reads_the_pyramid(rendered, tmp_path):
     assert [a["name"] for a in got["axes"]] == ["im", "re"]
     for k in range(3):
         np.testing.assert_array_equal(np.load(tmp_path / f"{k}.npy"), pyr.open_level(rendered, k).iterations.values)
+
+
+def test_level_view_of_a_deep_view_keeps_its_digits():
+    deep = View("-1.749957683706093503602214506", "0.000000000000000000000000001", 1e-20, 301, 150, 1)
+    assert deep.deep
+    lv = pyr.level_view(deep, 1)
+    assert (lv.sample_width, lv.sample_height) == (151, 75) and lv.deep
+    assert lv.step == pytest.approx(2 * deep.step, rel=1e-12)
+    # an odd width: the level's centre is half a level-0 step right of the view's; an even height: on it
+    re, im = (a - b for a, b in zip(lv.centre, deep.centre, strict=True))
+    assert float(re) == pytest.approx(deep.step / 2, rel=1e-9) and im == 0
+    plain = pyr.level_view(VIEW, 2)
+    level0 = VIEW.re()
+    np.testing.assert_allclose(plain.re()[:150], level0[:600].reshape(150, 4).mean(axis=1), rtol=0, atol=1e-12)
