@@ -13,6 +13,15 @@ the full frame; the goals (issue 19) are a median of at most 0.3 s full and
 explorer's frame cache serves: their latency, and the tasks that ran on the
 cluster for them (the task stream: none).
 
+The stored section (issue 20, ``--stored-size``, 0 skips it) renders a
+square store of that many samples a side with its pyramid, once, in a temporary
+folder, then browses it with an explorer given the store: 12 wheel zooms and
+pans at the explorer's size, every one within the stored resolution, so each
+frame is read from the pyramid level that fits and coloured in this process
+(no task on the cluster).  Its latency, from the request to the pixels in the
+bokeh source, has a goal of a median under 0.2 s; printed with the load
+average, and the tiles each frame read.
+
 The baseline is the same full frames computed in this process with no dask
 at all: the kernel (with the explorer's shortcuts) and the colouring of the
 whole frame in one call, on one core.  ``full / bare`` is then the
@@ -27,13 +36,16 @@ a test: numbers, no assertions.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import dask
 from distributed import get_task_stream
 
-from dfractal_dask import View
+from dfractal_dask import View, render
 from dfractal_dask.cluster import connect
 from dfractal_dask.colorize import color_samples
 from dfractal_dask.explorer.panel import _to_bokeh
@@ -42,6 +54,7 @@ from dfractal_dask.kernels import CYCLES, INTERIOR, escape_block
 from dfractal_dask.widget import Explorer
 
 GOAL_FULL, GOAL_COARSE = 0.3, 0.1  # seconds, median over the zoom steps (issue 19)
+GOAL_STORED = 0.2  # seconds, median over the stored views (issue 20)
 
 
 def bare_frame(view: View, iters: int, palette: str, mode: str) -> tuple[float, float, float]:
@@ -65,6 +78,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=12, help="zoom steps (each 1.5x deeper)")
     p.add_argument("--palette", default="Hippi")
     p.add_argument("--mode", default="smooth")
+    p.add_argument("--stored-size", type=int, default=8192, help="the stored section's store, samples a side (0: skip)")
     args = p.parse_args()
 
     start = View(-0.5, 0.0, 3.0, args.width, args.height, 1)
@@ -81,6 +95,8 @@ def main() -> None:
     med = statistics.median
 
     with connect(None, n_workers=args.workers) as client:
+        if args.stored_size:
+            stored(client, args)
         ex = Explorer(client, start, args.iters, args.palette, args.mode)
         ex.wait(timeout=120)  # the first frame also warms the workers: not counted
         build = []
@@ -123,6 +139,46 @@ def main() -> None:
           f", total full/bare {sum(full) / sum(bare):.2f}")  # fmt: skip
     print(f"zooming back out: {sum(cached)} of {len(cached)} frames from the cache, median {1e3 * med(back):.1f} ms, "
           f"{ran} tasks ran on the cluster for them")  # fmt: skip
+
+
+def stored(client, args: argparse.Namespace) -> None:
+    """The stored section: browse a pyramid store of ``--stored-size`` squared samples (see the module's doc)."""
+    n = args.stored_size
+    med = statistics.median
+    with tempfile.TemporaryDirectory(prefix="dfractal-bench-") as tmp:
+        path = Path(tmp) / "big.zarr"
+        t0 = time.perf_counter()
+        render(View(-0.5, 0.0, 3.0, n, n, 1), args.iters, store_path=path, client=client, pyramid=True)
+        print(f"stored: {n}x{n} render with its pyramid {time.perf_counter() - t0:.1f} s")
+        start = View(-0.5, 0.0, 3.0, args.width, args.height, 1)
+        ex = Explorer(client, start, palette=args.palette, mode=args.mode, store=path)
+        ex.wait(timeout=120)  # the first frame compiles / loads the colouring: not counted
+        # 6 wheel zooms of 1.4x toward the seahorse valley, each followed by a pan of a quarter of the screen
+        v, steps = start, []
+        for k in range(12):
+            if k % 2 == 0:
+                v = View(v.xpos + 0.3 * (-0.7436 - v.xpos), v.ypos + 0.3 * (0.1318 - v.ypos), v.span / 1.4, v.width,
+                         v.height, 1)  # fmt: skip
+            else:
+                v = View(v.xpos + v.span / 4, v.ypos - v.span / 8, v.span, v.width, v.height, 1)
+            steps.append(v)
+        times, records = [], []
+        with get_task_stream(client) as stream:
+            for v in steps:
+                t0 = time.perf_counter()
+                records.append(ex.wait(ex.goto(v), "full", timeout=120))
+                times.append(time.perf_counter() - t0)
+            time.sleep(0.5)  # (the task stream reports what ran a moment later)
+        ex.close()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"{'step':>4} {'span':>10} {'level':>5} {'tiles':>5} {'read':>5} {'s':>7}")
+    for k, (v, r, t) in enumerate(zip(steps, records, times, strict=True)):
+        info = r.get("stored") or {}
+        print(f"{k + 1:>4} {v.span:>10.3g} {info.get('level', '-'):>5} {info.get('tiles', '-'):>5} "
+              f"{info.get('read', '-'):>5} {t:>7.3f}")  # fmt: skip
+    print(f"stored views at {args.width}x{args.height}: median {med(times):.3f} s (goal {GOAL_STORED} s: "
+          f"{'met' if med(times) <= GOAL_STORED else 'missed'}), max {max(times):.3f} s; {len(stream.data)} tasks "
+          f"ran on the cluster for them; load average {load}")  # fmt: skip
 
 
 if __name__ == "__main__":

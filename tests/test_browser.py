@@ -148,3 +148,72 @@ def test_jupyterlab_runs_the_explore_notebook_and_the_explorer_answers_a_zoom(br
         finally:
             page.close()
     assert not [e for e in errors if "dfractal" in e or "bokeh" in e.lower()], errors
+
+
+@pytest.fixture(scope="module")
+def pyramid_store(client, tmp_path_factory) -> Path:
+    """A 1280x960 render with its pyramid: levels 0: 1280x960, 1: 640x480, 2: 320x240."""
+    path = tmp_path_factory.mktemp("browse") / "big.zarr"
+    render(View(-0.5, 0.0, 3.0, 1280, 960, 1), 200, store_path=path, client=client, pyramid=True)
+    return path
+
+
+def _page_image(page) -> np.ndarray:
+    """The RGBA frame the page's image glyph got (bokeh's rows bottom first, put back top first)."""
+    flat = page.evaluate(
+        """() => {
+            for (const m of Bokeh.documents[0].all_models) {
+                const img = m.data && m.data.image && m.data.image[0];
+                if (img && img.length) {
+                    return Array.from(new Uint8Array(img.buffer, img.byteOffset, img.byteLength));
+                }
+            }
+            return null;
+        }"""
+    )
+    assert flat is not None, "no image in the page"
+    return np.array(flat, np.uint8).reshape(240, 320, 4)[::-1]
+
+
+def test_explore_store_page_shows_the_stored_levels_and_escapes_its_name(browser, client, pyramid_store, tmp_path):
+    """`dfractal explore --store`: the page shows the stored level 2 (the pixels the page got are the level's
+    nearest samples, coloured), a wheel zoom shows a finer level, and the store's name, hostile HTML, is text."""
+    from dfractal_dask import read_window
+    from dfractal_dask.colorize import color_samples
+
+    hostile = tmp_path / '<img src=x onerror="window.pwned=1">.zarr'
+    hostile.symlink_to(pyramid_store, target_is_directory=True)
+    with explore_process(client.scheduler.address, tmp_path, "--store", str(hostile), "--width", "320",
+                         "--height", "240") as url:  # fmt: skip
+        page = browser.new_page()
+        try:
+            page.goto(url)
+            status = page.get_by_text(re.compile(r"full frame 320x240 .* stored level 2 \(320x240\), \d+ tiles .*"
+                                                 r"frame 1$"))  # fmt: skip
+            status.wait_for(timeout=60_000)
+            assert '<img src=x onerror="window.pwned=1">.zarr' in status.text_content()  # shown as text
+            assert page.locator("img[src=x]").count() == 0 and page.evaluate("window.pwned") is None
+            # the pixels the page got: level 2's nearest samples, coloured with the default palette
+            store_view, screen = View(-0.5, 0.0, 3.0, 1280, 960, 1), View(-0.5, 0.0, 3.0, 320, 240, 1)
+            m, step0 = 4, store_view.step
+            cols = np.rint(((screen.re(np.arange(320)) - store_view.re0) / step0 - (m - 1) / 2) / m).astype(int)
+            rows = np.rint(((store_view.im0 - screen.im(np.arange(240))) / step0 - (m - 1) / 2) / m).astype(int)
+            level = read_window(pyramid_store, 2, 0, 240, 0, 320)
+            want = color_samples(level["iterations"][np.ix_(rows, cols)], level["norm"][np.ix_(rows, cols)], 200)
+            np.testing.assert_array_equal(_page_image(page), want)
+            box = page.locator("canvas").first.bounding_box()
+            before = _canvas_picture(page, box)
+            assert len(np.unique(before.reshape(-1, 3), axis=0)) > 50  # the picture is painted
+            page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+            page.mouse.wheel(0, -300)  # zoom in: a finer level
+            zoomed = page.get_by_text(
+                re.compile(r"full frame 320x240 .* stored level [01] \(\d+x\d+\), .* frame [2-9]$")
+            )
+            zoomed.wait_for(timeout=60_000)
+            assert float(re.search(r"span (\S+)", zoomed.text_content()).group(1)) < 3.0
+            page.wait_for_timeout(300)  # the canvas repaints after the data arrives
+            after = _canvas_picture(page, box)
+            assert np.mean(np.any(before != after, axis=-1)) > 0.3
+            page.screenshot(path=os.environ.get("DFRACTAL_STORE_SCREENSHOT", str(tmp_path / "explore-store.png")))
+        finally:
+            page.close()

@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from bokeh.events import RangesUpdate
+from distributed import get_task_stream
 from PIL import Image
 
 from dfractal_dask import View, colorize, open_render, render
@@ -368,5 +369,46 @@ def test_wheel_zooms_past_float64_in_plot_offsets(client):
         v = ex.wait(ex.zoom(1e6), timeout=300)["view"]
         assert exact(v.span) == Decimal("2E-407")
         assert (ex.figure.x_range.start, ex.figure.x_range.end) == pytest.approx((-0.5, 0.5))
+    finally:
+        ex.close()
+
+
+def test_the_widget_browses_a_stored_render(client, tmp_path):
+    """Given a store, the widget draws its pyramid's level that fits, the page's
+    modes gain histogram, and a wheel zoom reads the next level, all with no task."""
+    from jupyter_bokeh import BokehModel
+
+    from dfractal_dask import read_window
+    from dfractal_dask.colorize import color_samples
+
+    stored = View(-0.5, 0.0, 3.0, 480, 360, 1)  # levels 0: 480x360, 1: 240x180
+    path = tmp_path / "w.zarr"
+    render(stored, 150, store_path=path, client=client, pyramid=True)
+    ex = Explorer(client, VIEW, store=path)
+    try:
+        assert ex.stored is not None and ex.iters == 150
+        with get_task_stream(client) as stream:
+            record = ex.wait(1, timeout=30)
+            assert record["stored"]["level"] == 1  # 3/119 per pixel: 4.03 samples of level 0
+            assert "stored level 1 (240x180)" in ex.status.text and "of w.zarr" in ex.status.text
+            assert "histogram" in ex.mode_select.options
+            data = ex.source.data["image"][0].view(np.uint8).reshape(90, 120, 4)[::-1]
+            np.testing.assert_array_equal(data, ex.last_frame)
+            # each pixel: the level's nearest sample, from its own coordinate
+            m, step0 = 2, stored.step
+            cols = np.rint(((VIEW.re(np.arange(120)) - stored.re0) / step0 - (m - 1) / 2) / m).astype(int)
+            rows = np.rint(((stored.im0 - VIEW.im(np.arange(90))) / step0 - (m - 1) / 2) / m).astype(int)
+            level = read_window(path, 1, 0, 180, 0, 240)
+            want = color_samples(level["iterations"][np.ix_(rows, cols)], level["norm"][np.ix_(rows, cols)], 150)
+            np.testing.assert_array_equal(data, want)
+            # a wheel zoom to a span of 1: 1.34 samples of level 0 a pixel
+            ex.figure._trigger_event(RangesUpdate(ex.figure, x0=-1.0, x1=0.0, y0=-0.375, y1=0.375))
+            record = ex.wait(2, timeout=30)
+            assert record["stored"]["level"] == 0 and "stored level 0 (480x360)" in ex.status.text
+            ex.mode_select.value = "histogram"
+            assert ex.wait(3, timeout=30)["stored"]["read"] == 0  # recoloured: nothing read again
+            time.sleep(0.5)  # (the task stream hears of a task a moment after it ran)
+        assert stream.data == []
+        assert isinstance(ex.widget(), BokehModel)
     finally:
         ex.close()

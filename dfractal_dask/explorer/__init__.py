@@ -28,9 +28,10 @@ from distributed import Client
 from ..fractals import Fractal
 from ..location import Location
 from ..view import View
-from .session import EXPLORER_MODES, ITERS, MODE, PALETTE, SAVE_DIR, STEP, ExplorerSession, check_settings, frame_tasks
+from .session import EXPLORER_MODES, MODE, PALETTE, SAVE_DIR, STEP, ExplorerSession, check_settings, frame_tasks
+from .stored import StoredPicture, check_store
 
-__all__ = ["EXPLORER_MODES", "Explorer", "ExplorerSession", "frame_tasks", "serve"]
+__all__ = ["EXPLORER_MODES", "Explorer", "ExplorerSession", "StoredPicture", "frame_tasks", "serve"]
 
 
 def _part(part: str, name: str) -> property:
@@ -46,7 +47,8 @@ class Explorer:
     """An interactive view of a fractal, rendered on a Dask cluster: a session
     (:attr:`session`) drawn by a bokeh panel (:attr:`panel`).
 
-    The parameters are :class:`ExplorerSession`'s; in the page, ``iters``,
+    The parameters are :class:`ExplorerSession`'s (``store``: a stored render
+    to browse, read from its pyramid); in the page, ``iters``,
     the colouring and ``fractal`` are controls too (with Julia's ``c`` and
     Multibrot's power), and its Save button saves into ``save_dir``.
     ``dispatch`` runs the changes of the bokeh document, from the threads
@@ -59,7 +61,7 @@ class Explorer:
         self,
         client: Client,
         view: View | None = None,
-        iters: int = ITERS,
+        iters: int | None = None,
         palette: str = PALETTE,
         mode: str = MODE,
         step: int = STEP,
@@ -67,11 +69,12 @@ class Explorer:
         dispatch: Callable[[Callable[[], None]], Any] | None = None,
         save_dir: str | Path | Location = SAVE_DIR,
         fractal: Fractal | None = None,
+        store: str | Path | Location | StoredPicture | None = None,
     ) -> None:
         from .panel import ExplorerPanel  # bokeh: only for a page
 
         self.session = ExplorerSession(client, view, iters, palette, mode, step, dispatch=dispatch,
-                                       save_dir=save_dir, fractal=fractal)  # fmt: skip
+                                       save_dir=save_dir, fractal=fractal, store=store)  # fmt: skip
         self.panel = ExplorerPanel(self.session)
         self.session.goto(self.session.view)
 
@@ -84,6 +87,7 @@ class Explorer:
     mode = _part("session", "mode")
     step = _part("session", "step")
     fractal = _part("session", "fractal")
+    stored = _part("session", "stored")
     save_dir = _part("session", "save_dir")
     frames = _part("session", "frames")
     cancelled = _part("session", "cancelled")
@@ -163,18 +167,21 @@ def serve(
     port: int = 5006,
     address: str = "127.0.0.1",
     view: View | None = None,
-    iters: int = ITERS,
+    iters: int | None = None,
     palette: str = PALETTE,
     mode: str = MODE,
     save_dir: str | Path | Location = SAVE_DIR,
     fractal: Fractal | None = None,
+    store: str | Path | Location | StoredPicture | None = None,
 ):
     """A bokeh server of the explorer on ``address:port`` (each browser tab its
-    own :class:`Explorer`).  Returns the started, not yet running, server: run
-    its ``io_loop``.  Port 0 picks a free one (``server.port``)."""
+    own :class:`Explorer`; with a ``store``, all browsing it, sharing its tile
+    cache).  Returns the started, not yet running, server: run its
+    ``io_loop``.  Port 0 picks a free one (``server.port``)."""
     from bokeh.server.server import Server
 
-    check_settings(client, view, iters, palette, mode, fractal)
+    store = check_store(store)  # opened (and checked) once for every tab
+    check_settings(client, view, iters, palette, mode, fractal, store)
     if port == 0:  # the websocket origin check needs the real port up front
         with socket.socket() as s:
             s.bind((address, 0))
@@ -182,7 +189,7 @@ def serve(
 
     def app(doc) -> None:
         ex = Explorer(client, view, iters, palette, mode, dispatch=doc.add_next_tick_callback, save_dir=save_dir,
-                      fractal=fractal)  # fmt: skip
+                      fractal=fractal, store=store)  # fmt: skip
         doc.add_root(ex.layout)
         doc.title = "dfractal explorer"
         doc.on_session_destroyed(lambda ctx: ex.close())

@@ -27,7 +27,7 @@ from bokeh.plotting import figure
 from ..fractals import FAMILIES, MAX_POWER, Fractal
 from ..palettes import SEED_PALETTES
 from ..view import View, exact, parse_coordinate, parse_span
-from .session import EXPLORER_MODES, ExplorerSession, same_view
+from .session import ExplorerSession, same_view
 
 __all__ = ["PALETTE_CHOICES", "ExplorerPanel"]
 
@@ -155,7 +155,7 @@ class ExplorerPanel:
                                      name="palette")  # fmt: skip
         if self.palette_select.value not in PALETTE_CHOICES:
             self.palette_select.options = [self.palette_select.value, *PALETTE_CHOICES]
-        self.mode_select = Select(title="colouring", value=s.mode, options=_options(EXPLORER_MODES), name="mode")
+        self.mode_select = Select(title="colouring", value=s.mode, options=_options(s.modes), name="mode")
         self.iters_spinner = Spinner(title="max iterations", value=s.iters, low=1, high=1_000_000, step=100,
                                      name="iters")  # fmt: skip
         f = s.fractal

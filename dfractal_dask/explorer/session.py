@@ -40,14 +40,16 @@ import numpy as np
 from distributed import CancelledError, Client, Future
 
 from .. import graph, kernels
-from ..colorize import BLOCK_MODES, Picture, color_samples, colorize, picture_of
+from ..colorize import BLOCK_MODES, MODES, WHOLE_PICTURE_MODES, Picture, color_samples, colorize, picture_of
 from ..deprecation import warn_renamed
 from ..fractals import Fractal
 from ..location import Location, as_location
 from ..palettes import DEFAULT_PALETTE, DEFAULT_STEP, resolve_palette
 from ..png import save_png
+from ..pyramid import Level
 from ..spec import Block, RenderSpec
 from ..view import View, divide_span, exact, parse_coordinate
+from .stored import StoredFrame, StoredPicture, check_store
 
 __all__ = ["EXPLORER_MODES", "LEVELS", "ExplorerSession", "FrameCache", "check_settings", "frame_tasks", "same_view"]
 
@@ -216,9 +218,17 @@ def _cache_bytes() -> int:
     return value
 
 
-def _check_mode(mode: str) -> None:
-    if mode not in EXPLORER_MODES:
-        raise ValueError(f"unknown explorer mode {mode!r} (modes: {', '.join(EXPLORER_MODES)})")
+def _check_mode(mode: str, modes: tuple[str, ...] = EXPLORER_MODES) -> None:
+    if mode not in modes:
+        raise ValueError(f"unknown explorer mode {mode!r} (modes: {', '.join(modes)})")
+
+
+def store_modes(stored: StoredPicture | None) -> tuple[str, ...]:
+    """The colour modes an explorer of ``stored`` offers: a stored picture's views are coloured on the
+    client, so whole-picture modes too (histogram; distance if the store has distances)."""
+    if stored is None:
+        return EXPLORER_MODES
+    return tuple(m for m in MODES if m in (*EXPLORER_MODES, *WHOLE_PICTURE_MODES) or m in stored.names)
 
 
 def _check_view(view: object) -> View:
@@ -228,16 +238,28 @@ def _check_view(view: object) -> View:
 
 
 def check_settings(
-    client: Client, view: View | None, iters: int, palette, mode: str, fractal: Fractal | None = None
-) -> tuple[View, Fractal]:
-    """Check an explorer's arguments; return the first view (one sample a pixel) and the fractal."""
+    client: Client,
+    view: View | None,
+    iters: int | None,
+    palette,
+    mode: str,
+    fractal: Fractal | None = None,
+    store: StoredPicture | None = None,
+) -> tuple[View, int, Fractal]:
+    """Check an explorer's arguments; return the first view (one sample a pixel), the iteration limit and
+    the fractal.  With a ``store``, what is not given is the store's: its view (centre and span on
+    800x600 pixels), iterations and fractal."""
     if not isinstance(client, Client):
         raise TypeError(f"client must be a distributed.Client, got {type(client).__name__}")
-    view = View(-0.5, 0.0, 3.0, 800, 600, 1) if view is None else _check_view(view)
+    if view is None:
+        view = View(-0.5, 0.0, 3.0, 800, 600, 1) if store is None else store.home(800, 600)
+    view = _check_view(view)
+    iters = (ITERS if store is None else store.iters) if iters is None else iters
     graph.check_iters(iters)
     resolve_palette(palette)
-    _check_mode(mode)
-    return replace(view, supersample=1), graph.check_fractal(fractal)
+    _check_mode(mode, store_modes(store))
+    fractal = store.fractal if fractal is None and store is not None else fractal
+    return replace(view, supersample=1), int(iters), graph.check_fractal(fractal)
 
 
 def _span_text(v: View) -> str:
@@ -257,12 +279,14 @@ class ExplorerSession:
         The Dask client to render on.
     view
         The first view; its ``width``/``height`` are the frame size in pixels
-        (``supersample`` is ignored: frames are one sample a pixel).
+        (``supersample`` is ignored: frames are one sample a pixel).  Default:
+        the whole Mandelbrot set, or the ``store``'s view, on 800x600 pixels.
     iters
-        Iteration limit.
+        Iteration limit (default :data:`ITERS`, or the ``store``'s).
     palette, mode, step
         Colouring (see :func:`dfractal_dask.colorize`); ``mode`` is ``smooth``
-        or ``seed``.
+        or ``seed`` (with a ``store``, also ``histogram``, and ``distance`` if
+        it holds distances: for its views only).
     dispatch
         How subscribers are called, from the threads that collect frames and
         saves: ``doc.add_next_tick_callback`` for a bokeh server's document;
@@ -273,14 +297,24 @@ class ExplorerSession:
         folder, or a URL fsspec opens (``s3://bucket/saves``; a
         :class:`dfractal_dask.location.Location` to give storage options).
     fractal
-        The family (:class:`dfractal_dask.fractals.Fractal`; default Mandelbrot).
+        The family (:class:`dfractal_dask.fractals.Fractal`; default Mandelbrot,
+        or the ``store``'s).
+    store
+        A finished render store to browse (a path, a URL, a
+        :class:`~dfractal_dask.location.Location` for storage options, or a
+        :class:`~dfractal_dask.explorer.stored.StoredPicture`): a view the
+        store resolves, with its fractal and iterations, is read from its
+        pyramid level that fits the screen and coloured here, no task on the
+        cluster (:mod:`dfractal_dask.explorer.stored`; screen pixels outside
+        the stored picture are transparent).  A view zoomed past its
+        resolution, or other iterations or fractal, renders on the cluster.
     """
 
     def __init__(
         self,
         client: Client,
         view: View | None = None,
-        iters: int = ITERS,
+        iters: int | None = None,
         palette: str = PALETTE,
         mode: str = MODE,
         step: int = STEP,
@@ -288,12 +322,17 @@ class ExplorerSession:
         dispatch: Callable[[Callable[[], None]], Any] | None = None,
         save_dir: str | Path | Location = SAVE_DIR,
         fractal: Fractal | None = None,
+        store: str | Path | Location | StoredPicture | None = None,
     ) -> None:
-        view, self.fractal = check_settings(client, view, iters, palette, mode, fractal)
+        #: the stored picture browsed (:class:`~dfractal_dask.explorer.stored.StoredPicture`), or ``None``
+        self.stored = check_store(store)
+        #: the colour modes offered
+        self.modes = store_modes(self.stored)
+        view, iters, self.fractal = check_settings(client, view, iters, palette, mode, fractal, self.stored)
         cache_bytes = _cache_bytes()
         self.client = client
         self.home = self.view = view
-        self.iters, self.palette, self.mode, self.step = int(iters), palette, mode, step
+        self.iters, self.palette, self.mode, self.step = iters, palette, mode, step
         self.save_dir = as_location(save_dir, name="save_dir")
         self._lock = threading.RLock()
         self._dispatch = dispatch or self._direct
@@ -361,6 +400,15 @@ class ExplorerSession:
         view = replace(_check_view(view), supersample=1, width=self.view.width, height=self.view.height)
         with self._lock:
             settings = {"iters": self.iters, "palette": self.palette, "mode": self.mode, "fractal": self.fractal}
+            iters, fractal = self.iters, self.fractal
+        stored = None if self.stored is None else self.stored.level_for(view, iters, fractal)
+        if stored is not None:  # read from the store and coloured here: nothing for the cluster
+            return self._goto_stored(view, settings, stored)
+        if settings["mode"] not in EXPLORER_MODES:
+            self._dispatch(partial(self._status, f"cannot render this view on the cluster in {settings['mode']} "
+                                                 f"colouring (only the stored picture's views): choose "
+                                                 f"{' or '.join(EXPLORER_MODES)}"))  # fmt: skip
+            return self._gen
         key = self._cache_key(settings)
         k = int(dask.config.get("dfractal.explorer.coarse", COARSE))
         coarse = replace(view, width=max(1, view.width // k), height=max(1, view.height // k))
@@ -380,16 +428,7 @@ class ExplorerSession:
             except ValueError as exc:
                 self._dispatch(partial(self._status, f"cannot render this view: {exc}"))
                 return self._gen
-        with self._lock:
-            self._gen += 1
-            gen = self._gen
-            stale, self._pending = self._pending, []
-            self.view = view
-        live = [f for f in stale if not f.done()]
-        if live:
-            self.client.cancel(live)
-            with self._lock:
-                self.cancelled += len(live)
+        gen = self._next_view(view)
         t0 = time.perf_counter()
         # both levels in one graph: one message to the scheduler (the client sends its messages 10 ms apart)
         futures = iter(self.client.compute([t for _, _, tasks, _ in levels for t in tasks or ()]))
@@ -404,6 +443,46 @@ class ExplorerSession:
                 self._pending += mine
             self._pool.submit(self._collect, record, mine, key, t0)
         return gen
+
+    def _next_view(self, view: View) -> int:
+        """Make ``view`` the current one: a new generation, the older renders cancelled on the cluster."""
+        with self._lock:
+            self._gen += 1
+            gen = self._gen
+            stale, self._pending = self._pending, []
+            self.view = view
+        live = [f for f in stale if not f.done()]
+        if live:
+            self.client.cancel(live)
+            with self._lock:
+                self.cancelled += len(live)
+        return gen
+
+    def _goto_stored(self, view: View, settings: dict[str, Any], level: Level) -> int:
+        """Show ``view`` from the stored picture's ``level``: read and coloured on the session's thread."""
+        gen = self._next_view(view)
+        record = {"gen": gen, "level": "full", "view": view, **settings, "cached": False}
+        self._pool.submit(self._read_stored, record, level, time.perf_counter())
+        return gen
+
+    def _read_stored(self, record: dict[str, Any], level: Level, t0: float) -> None:
+        assert self.stored is not None
+        with self._lock:
+            stale = record["gen"] != self._gen
+        if stale:  # a newer view came first: nothing to read for this one
+            return self._not_shown(record, t0)
+        try:
+            rgba, info = self.stored.frame(record["view"], level, record["palette"], record["mode"], self.step)
+        except Exception as exc:  # a damaged or vanished store: say so, keep going
+            self._dispatch(partial(self._status, f"cannot read the stored picture: {exc}"))
+            return self._not_shown(record, t0)
+        record["stored"] = info
+        self._arrive(record, rgba, t0)
+
+    def _not_shown(self, record: dict[str, Any], t0: float) -> None:
+        """A stored frame that will not be shown (overtaken before it was read, or unreadable)."""
+        record["shown"], record["seconds"], record["stored"] = False, time.perf_counter() - t0, None
+        self._note(record)
 
     def _level_tasks(self, level: str, view: View, settings: dict[str, Any]) -> list:
         """The tasks of one level of a view: the coarse one first (a higher priority), in one block."""
@@ -440,7 +519,7 @@ class ExplorerSession:
         if palette is not None:
             resolve_palette(palette)
         if mode is not None:
-            _check_mode(mode)
+            _check_mode(mode, self.modes)
         with self._lock:
             self.palette = self.palette if palette is None else palette
             self.mode = self.mode if mode is None else mode
@@ -524,9 +603,14 @@ class ExplorerSession:
     @staticmethod
     def _describe(record: dict[str, Any], rgba: np.ndarray) -> str:
         v = record["view"]
+        stored: StoredFrame | None = record.get("stored")
+        where = "" if stored is None else (
+            f" · stored level {stored['level']} ({stored['width']}x{stored['height']}), {stored['tiles']} tiles "
+            f"of {stored['name']}"
+        )  # fmt: skip
         return (
             f"{record['level']} frame {rgba.shape[1]}x{rgba.shape[0]} in {record['seconds']:.3f} s"
-            f"{' from the cache' if record['cached'] else ''} · "
+            f"{' from the cache' if record['cached'] else ''}{where} · "
             f"centre ({v.xpos:.15g}, {v.ypos:.15g}) span {_span_text(v)} · {record['iters']} iterations · "
             f"{record['palette']} {record['mode']} · {record['fractal'].describe()} · frame {record['gen']}"
         )
@@ -541,7 +625,8 @@ class ExplorerSession:
 
         Returns its record (``shown`` false if a newer view overtook it); a
         ``TimeoutError`` after ``timeout`` seconds.  A generation served from
-        the cache has no coarse frame: waiting for it returns the full one.
+        the cache or the stored picture has no coarse frame: waiting for it
+        returns the full one.
         """
         if level not in LEVELS:
             raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
@@ -556,7 +641,8 @@ class ExplorerSession:
         with self._arrived:
             while True:
                 for r in self.frames:
-                    if r["gen"] == gen and (r["level"] == level or (r["level"] == "full" and r["cached"])):
+                    alone = r["cached"] or "stored" in r
+                    if r["gen"] == gen and (r["level"] == level or (r["level"] == "full" and alone)):
                         return r
                 left = deadline - time.monotonic()
                 if left <= 0:
