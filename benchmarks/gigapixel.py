@@ -112,11 +112,15 @@ def _render(argv: list[str], cwd: Path, env: dict[str, str]) -> Run:
     p = subprocess.Popen([BIN / "dfractal", "render", "--overwrite", "--metrics-json", metrics, *argv],
                          cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     proc, client_peak, tree_peak = psutil.Process(p.pid), 0, 0
-    while p.poll() is None:
-        with contextlib.suppress(psutil.Error):
-            client_peak = max(client_peak, proc.memory_info().rss)
-        tree_peak = max(tree_peak, _tree_rss(proc))
-        time.sleep(0.05)
+    try:
+        while p.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                client_peak = max(client_peak, proc.memory_info().rss)
+            tree_peak = max(tree_peak, _tree_rss(proc))
+            time.sleep(0.05)
+    finally:  # interrupted: the render (and its workers) with it
+        if p.poll() is None:
+            p.terminate()
     wall = time.perf_counter() - t0
     out, err = p.communicate()
     if p.returncode:
