@@ -75,6 +75,7 @@ class Run:
     iterations: int
     client_peak: int
     tree_peak: int
+    tasks: dict[str, float]  # the workers' seconds in the render's tasks: kernel, write, picture
 
     @property
     def busy(self) -> float:
@@ -139,6 +140,7 @@ def _render(argv: list[str], cwd: Path, env: dict[str, str]) -> Run:
         iterations=int(total["iterations"]),
         client_peak=max(client_peak, int(doc["client"]["peak_rss_bytes"])),
         tree_peak=max(tree_peak, client_peak),
+        tasks={k: float(total.get(f"{k}_seconds", 0.0)) for k in ("kernel", "write", "picture")},
     )
 
 
@@ -156,7 +158,9 @@ def _line(what: str, runs: list[Run], tree: bool) -> str:
     return (f"    {what}: wall {best.wall:.2f} s  render {best.render:.2f} s{pyramid}"
             f"  {best.samples / 1e6:.1f} M samples  {samples / 1e6:.2f} M samples/s/core"
             f"  {iterations / 1e9:.2f} G it/s/core{peak}"
-            f"  (best of {len(runs)}: {_list([r.busy for r in runs])})")  # fmt: skip
+            f"  (best of {len(runs)}: {_list([r.busy for r in runs])})\n"
+            f"      the workers' seconds in its tasks: {'  '.join(f'{k} {v:.2f}' for k, v in best.tasks.items())}"
+            f" of {CORES * best.render:.2f} core-seconds")  # fmt: skip
 
 
 def _levels(store: str, storage_options: dict[str, Any] | None) -> str:

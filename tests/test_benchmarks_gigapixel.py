@@ -38,6 +38,10 @@ RATIO = re.compile(
     rf"^      ratio to the seed default per core: samples ({NUMBER})  iterations ({NUMBER})  \(goal >= 0.9\);"
     rf" the render alone: samples ({NUMBER})  iterations ({NUMBER})$"
 )
+TASKS = re.compile(
+    rf"^      the workers' seconds in its tasks: kernel ({NUMBER})  write ({NUMBER})  picture ({NUMBER})"
+    rf" of ({NUMBER}) core-seconds$"
+)
 LEVELS = re.compile(r"^      store (?P<store>\S+) levels: (?P<levels>.+)$")
 RSS = re.compile(rf"^    client peak RSS 1024x1024 vs 512x512: ({NUMBER}) vs ({NUMBER}) MiB, ratio ({NUMBER})  \(goal")
 
@@ -74,6 +78,8 @@ def _check_setup(lines: list[str], tree: bool) -> dict[str, str]:
         assert (m["tree"] is not None) == tree
         if tree:
             assert float(m["tree"]) > client  # the workers' processes with it
+    tasks = [m for m in map(TASKS.match, lines) if m]
+    assert len(tasks) == len(runs) and all(float(m.group(1)) > 0 and float(m.group(3)) > 0 for m in tasks)
     ratios = [m for m in map(RATIO.match, lines) if m]
     assert len(ratios) == 2
     for m in ratios:  # without the pyramid's seconds, the ratios are higher
