@@ -31,6 +31,7 @@ NOTEBOOKS = [
     "05-strong-scaling",
     "06-families",
     "07-deep-zoom",
+    "08-gigapixel",
 ]
 SMALL_WIDTH = 160  # the notebooks' small size: 160x120 pixels
 
@@ -115,6 +116,18 @@ def test_notebook_runs(name, tmp_path, monkeypatch):
         assert strip.width == 5 * SMALL_WIDTH and all(
             _colours(strip.crop((k * SMALL_WIDTH, 0, (k + 1) * SMALL_WIDTH, strip.height))) > 30 for k in range(5)
         )
+    if name == "08-gigapixel":
+        text = _text(nb)
+        assert "4 levels: shapes halve, down to one tile" in text and "pyramid/3" in text
+        assert "xr.open_zarr(group='pyramid/2'): {'im': 205, 're': 275}" in text
+        assert "level 1 equals the reduction" in text and "counts equal" in text
+        # the widget given the store: levels read and recoloured with no task, then rendered past them
+        assert "home: stored level 2, " in text and "zoomed x4: level 0, " in text
+        assert "recoloured, read again: 0; tasks on the cluster: 0" in text and "zoomed x16: rendered on" in text
+        pair = [img for img in images if img.size == (2 * 550, 410)]  # level 0 shrunk beside level 1
+        assert len(pair) == 1 and _colours(pair[0]) > 30
+        (strip,) = [img for img in images if img.size == (3 * 275, 205)]  # level 2 in three palettes
+        assert all(_colours(strip.crop((k * 275, 0, (k + 1) * 275, 205))) > 30 for k in range(3))
     if name == "03-recolor-gallery":
         gallery = max(images, key=lambda img: img.width)
         assert gallery.width >= 7 * SMALL_WIDTH, f"gallery {gallery.size} cannot hold 7 tiles of {SMALL_WIDTH}"
