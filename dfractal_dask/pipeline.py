@@ -6,19 +6,21 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import dask
 import xarray as xr
-from distributed import CancelledError, Client, as_completed, default_client, get_worker
+from distributed import Client, default_client, get_worker
 from distributed.security import Security
 
 from . import graph, kernels, protocol, store
-from .cluster import SLOWEST_RATE, STALL_SECONDS, ClusterError, connect, stall_seconds
+from . import pyramid as pyramid_module
+from .cluster import SLOWEST_RATE, STALL_SECONDS, ClusterError, connect
 from .colorize import block_coloring, check_picture_memory, color_picture
 from .diagnostics import ensure_plugin
 from .fractals import Fractal
+from .gather import gather_results
 from .lease import Lease
 from .location import Location, as_location
 from .overlap import PictureFile, piece_tasks
@@ -49,9 +51,19 @@ class RenderStats:
     pyramid_levels: int = 0  # levels the pyramid has above level 0
 
 
-def _write(loc: Location, block: graph.Block, result: tuple, render_id: str, iters: int, store_id: str | None) -> dict:
+def _write(
+    loc: Location,
+    block: graph.Block,
+    result: tuple,
+    render_id: str,
+    iters: int,
+    store_id: str | None,
+    level1: int | None = None,
+) -> dict:
     started = time.time()  # about when the block's kernel ended (this runs next on its worker)
     it, norm, work, *distance = result  # (the distance estimate, if the render has it)
+    if level1 is not None:  # (the power) a pyramid render's level 1 from the block, before its done flag
+        pyramid_module.write_block_level(loc, block.row0, result, iters, level1, store_id)
     nbytes = store.write_block(loc, block, it, norm, *distance, store_id=store_id)
     row = {"block": block.index, "rows": block.nrows, "samples": it.size, "iterations": work, "bytes": nbytes,
            "started": started}  # fmt: skip
@@ -97,114 +109,6 @@ def _check_run(
             raise ValueError("storage_options need a store_path")
         return None
     return as_location(store_path, storage_options, name="store_path")
-
-
-def _holders(c: Client, fut) -> str:
-    # the workers holding a finished task's result, by name and address
-    try:
-        holders = c.who_has([fut]).get(fut.key, ())
-        info = c.scheduler_info(n_workers=-1)["workers"]
-    except Exception:
-        return "the scheduler does not answer"
-    return "held by " + (", ".join(f"{info.get(w, {}).get('name', w)} ({w})" for w in holders) or "no worker")
-
-
-def _busy_workers(c: Client, render_id: str) -> str:
-    # the workers processing this render's tasks (their keys hold its id), by name and address
-    try:
-        processing = c.processing()
-        info = c.scheduler_info(n_workers=-1)["workers"]
-    except Exception:  # the scheduler is not answering either
-        return "the scheduler does not answer"
-    busy = [f"{info.get(w, {}).get('name', w)} ({w})" for w, keys in processing.items()
-            if any(render_id in str(k) for k in keys)]  # fmt: skip
-    return "stalled: " + ", ".join(busy) if busy else "no worker is processing its blocks"
-
-
-def _scheduler_lost(c: Client) -> bool:
-    # whether the scheduler has gone (not merely a task's error): ask it directly, briefly
-    from .cluster import probe_scheduler
-
-    address = getattr(c.scheduler, "address", None)
-    if c.status not in ("running", "newly-created") or not address:
-        return True
-    try:
-        probe_scheduler(address, timeout=5, security=c.security)
-    except ConnectionError:
-        return True
-    return False
-
-
-def _gather(
-    c: Client,
-    futures: list,
-    progress: Callable[[int, int], None] | None,
-    render_id: str,
-    kind: str = "render",
-    more: Iterator | None = None,
-    total: int | None = None,
-    work: float = 0.0,
-    counts: Callable[[object], bool] | None = None,
-):
-    """Yield each future's result as it finishes, calling ``progress``; on
-    the first error, cancel the rest (a store that was replaced, or that a
-    worker cannot see, must not keep its other blocks computing).  ``more``:
-    further futures, one taken in as each finishes (a window of work in
-    flight), ``total`` in all; ``work``: the most iterations one of them may
-    take (see :func:`dfractal_dask.cluster.stall_seconds`); ``counts``: which
-    results are one of the ``total`` (default all; e.g. not a picture's pieces).
-
-    Raises :class:`ClusterError` when nothing finishes for
-    :data:`STALL_SECONDS` (naming the workers still holding its tasks) or when
-    the scheduler is lost."""
-    total, finished, stall = len(futures) if total is None else total, 0, stall_seconds(work)
-    unit = "frames" if kind == "zoom" else "blocks"
-    resume = "resume it (resume=True) to finish the store"
-    if progress:
-        progress(0, total)
-    ac = as_completed(futures, loop=c.loop)
-    last = time.monotonic()
-    try:
-        while not ac.is_empty():
-            batch = ac.next_batch(block=False)
-            if not batch:
-                if time.monotonic() - last > stall:
-                    raise ClusterError(
-                        f"nothing of this {kind} finished for {stall:g} s ({_busy_workers(c, render_id)}); "
-                        f"{finished} of {total} {unit} had finished: {resume}"
-                    )
-                time.sleep(0.02)
-                continue
-            last = time.monotonic()
-            for fut in batch:
-                try:
-                    # bounded: a finished task's result may sit on a worker that stopped since
-                    result = fut.result(timeout=stall)
-                except TimeoutError:
-                    raise ClusterError(
-                        f"the result of a finished task of this {kind} could not be fetched for {stall:g} s "
-                        f"({_holders(c, fut)}); {finished} of {total} {unit} had finished: {resume}"
-                    ) from None
-                except (CancelledError, OSError) as exc:  # OSError: distributed's CommClosedError and kin
-                    if not _scheduler_lost(c):
-                        raise
-                    raise ClusterError(
-                        f"lost the dask scheduler {getattr(c.scheduler, 'address', '')} while this {kind} ran "
-                        f"({type(exc).__name__}); {finished} of {total} {unit} had finished: {resume}"
-                    ) from None
-                counted = counts is None or counts(result)
-                finished += counted
-                yield result
-                if progress and counted:
-                    progress(finished, total)
-                nxt = next(more, None) if more is not None else None
-                if nxt is not None:
-                    futures.append(nxt)
-                    ac.add(nxt)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            c.cancel(futures)
-        raise
 
 
 def _lease_name(kind: str, render_id: str) -> str:
@@ -340,6 +244,8 @@ def render(
         raise ValueError("pyramid needs a store_path (its levels are stored beside the samples)")
     if pyramid_progress is not None and not callable(pyramid_progress):
         raise TypeError(f"pyramid_progress must be callable, got {pyramid_progress!r}")
+    if pyramid and chunk_rows is None:  # blocks that write level 1's tiles themselves, when the picture suits
+        chunk_rows = pyramid_module.block_rows(view)
     spec = RenderSpec.make(view, iters, chunk_rows, fractal, distance, perturbation, exact)
     if picture is not None:  # its colouring checked against the render before any cluster starts
         check_picture_memory(view.width, view.height)
@@ -398,7 +304,13 @@ def _run(
             with Lease(loc, _lease_name(spec.kind, render_id)) as lease:
                 run = _StoreRun(c, spec, render_id, loc, template, retries, workers, stats, picture)
                 run.start(overwrite, done, lease.token)
+                if pyramid:  # level 1 written by the blocks themselves when their rows make whole tiles
+                    in_blocks = pyramid_module.levels_in_blocks(spec.view, spec.block_rows)
+                    if pyramid_module.prepare_render(loc, done is None, in_blocks):
+                        run.level1 = int(template.attrs.get("power", 2))
                 run.write(done, priorities, shortcuts, progress)
+                if run.level1 is not None:
+                    pyramid_module.mark_block_level(loc, run.store_id)
                 if pyramid:  # from the blocks just written (and those a resume found), on the same workers
                     built = build_on(c, loc, pyramid_progress)
                     if stats is not None:
@@ -428,6 +340,7 @@ class _StoreRun:
     stats: RenderStats | None
     picture: PictureFile | None = None
     store_id: str | None = ""  # None: a resumed store of format 1, which has none
+    level1: int | None = None  # a pyramid render whose blocks write level 1: the map's power
 
     def start(self, overwrite: bool, done, token: str) -> None:
         """Make the store (``done`` ``None``), or take up the one to resume."""
@@ -470,7 +383,9 @@ class _StoreRun:
         for b, k in tasks:
             with dask.annotate(priority=0 if priorities is None else priorities[b.index]):
                 key = protocol.task_key("write", render_id, b.index)
-                writes.append(write(self.loc, b, k, render_id, spec.iters, self.store_id, dask_key_name=key))
+                writes.append(
+                    write(self.loc, b, k, render_id, spec.iters, self.store_id, self.level1, dask_key_name=key)
+                )
         overlap = self.picture is not None and self.picture.per_block
         pieces = self._pieces(tasks, done, priorities) if overlap else []
         futures = self.c.compute(writes + pieces, retries=self.retries, **_only(self.workers))
@@ -479,7 +394,7 @@ class _StoreRun:
         with contextlib.ExitStack() as stack:
             png = self._png(stack) if overlap else None
             # a small dict a block, and its compressed pixel rows: samples stay on the workers
-            for res in _gather(self.c, futures, progress, render_id, total=len(writes), work=work,
+            for res in gather_results(self.c, futures, progress, render_id, total=len(writes), work=work,
                                counts=lambda r: isinstance(r, dict)):  # fmt: skip
                 if not isinstance(res, dict):
                     index, piece, started = res
@@ -537,7 +452,8 @@ class _StoreRun:
         first = [frame(k) for k in todo[:window]]
         more = (frame(k) for k in todo[window:])
         work = self.spec.iters * self.spec.view.sample_width * self.spec.view.sample_height  # a frame's, at most
-        for _ in _gather(c, first, progress, self.render_id, ZOOM, more, len(todo), work):  # samples stay on workers
+        # samples stay on the workers
+        for _ in gather_results(c, first, progress, self.render_id, ZOOM, more, len(todo), work):
             pass
 
 

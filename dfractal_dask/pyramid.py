@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
@@ -38,11 +39,12 @@ import numba
 import numpy as np
 import xarray as xr
 import zarr
-from distributed import Client, as_completed, default_client
+from distributed import Client, default_client
 
 from . import store
 from .cluster import connect
 from .colorize import _log2_power
+from .gather import gather_results
 from .lease import Lease
 from .location import Location, as_location
 from .store import _COMPRESSORS, _SAMPLE_VARS, StoreError
@@ -53,6 +55,7 @@ __all__ = [
     "PYRAMID_ATTR",
     "TILE",
     "Level",
+    "block_rows",
     "build_pyramid",
     "level_shapes",
     "level_view",
@@ -229,8 +232,20 @@ def reduce_level(
     shape = (-(-it.shape[0] // 2), -(-it.shape[1] // 2))
     out = {"iterations": np.empty(shape, it.dtype), "norm": np.empty(shape, np.float32)}
     de_out = np.empty(shape if distance is not None else (0, 0), np.float32)
-    _reduce_kernel(it, nm, nm.view(np.uint32), de, int(iters), _log2_power(power), _LOGLOG, _LOGLOG_LOW, _LOGLOG_HIGH,
-                   out["iterations"], out["norm"], de_out)
+    _reduce_kernel(
+        it,
+        nm,
+        nm.view(np.uint32),
+        de,
+        int(iters),
+        _log2_power(power),
+        _LOGLOG,
+        _LOGLOG_LOW,
+        _LOGLOG_HIGH,
+        out["iterations"],
+        out["norm"],
+        de_out,
+    )
     if distance is not None:
         out["distance"] = de_out
     return out
@@ -541,6 +556,63 @@ def _prepare(loc: Location, attrs: dict[str, Any]) -> tuple[list[tuple[int, int]
     return shapes, set()
 
 
+def block_rows(view: View) -> int | None:
+    """Rows per block for a pyramid render of ``view``: ``2 * TILE``, so each
+    block writes a whole row of level 1's tiles itself (no reading level 0
+    back), when the picture is tall enough for 8 such blocks and it is a
+    multiple of the supersampling; else ``None`` (the default rows)."""
+    rows = 2 * TILE
+    if view.sample_height >= 8 * rows and rows % view.supersample == 0:
+        return rows
+    return None
+
+
+def levels_in_blocks(view: View, chunk_rows: int) -> bool:
+    """Whether a render of ``view`` in blocks of ``chunk_rows`` rows can write
+    level 1 from its blocks: each block's rows make whole rows of its tiles."""
+    return chunk_rows % (2 * TILE) == 0 and len(level_shapes(view.sample_height, view.sample_width)) > 1
+
+
+def prepare_render(loc: Location, fresh: bool, in_blocks: bool) -> bool:
+    """Before a pyramid render's blocks (on the client, its lease held): make
+    (or keep) the pyramid's arrays.  Returns whether level 1 comes from the
+    blocks: for a new store when ``in_blocks``; for a resumed one only if its
+    pyramid was begun so (blocks done before without it have no level 1)."""
+    attrs = store.store_attrs(loc)
+    meta = (_pyramid_attrs(loc) or {}).get(PYRAMID_ATTR) if not fresh else None
+    was = isinstance(meta, dict) and bool(meta.get("in_blocks")) and meta.get("store_id") == attrs.get("store_id")
+    _prepare(loc, attrs)
+    use = in_blocks and (fresh or was)
+    group = zarr.open_group(loc.zarr_store(), path=GROUP, mode="r+")
+    group.attrs[PYRAMID_ATTR] = {**dict(group.attrs[PYRAMID_ATTR]), "in_blocks": use}  # type: ignore[arg-type]
+    return use
+
+
+def write_block_level(loc: Location, row0: int, result: tuple, iters: int, power: int, store_id: str | None) -> int:
+    """Level 1's rows of one block (its level-0 samples ``result`` from row
+    ``row0``, a multiple of ``2 * TILE``): reduced and written on the worker
+    that computed them, before the block's own chunks (so a block marked done
+    has its level 1).  Returns the bytes given to the store."""
+    it, norm, _work, *distance = result
+    out = reduce_level(it, norm, iters, power, distance[0] if distance else None)
+    y0 = row0 // 2
+    if store_id is not None:
+        store.check_identity(loc, store_id)
+    nbytes = 0
+    for name, data in out.items():
+        arr = store._array(loc, _var_path(1, name), store_id)
+        with store._writing(loc, f"level 1 rows {y0}-{y0 + data.shape[0]} of {name}"):
+            arr[y0 : y0 + data.shape[0]] = data
+        nbytes += data.nbytes
+    return nbytes
+
+
+def mark_block_level(loc: Location, store_id: str | None) -> None:
+    """Level 1 done (every block wrote its rows): after a render's blocks."""
+    meta = (_pyramid_attrs(loc) or {}).get(PYRAMID_ATTR) or {}
+    _mark_done(loc, store_id, {1, *meta.get("done", [])})
+
+
 def _clear_partials(loc: Location) -> None:
     # what a killed tile write left in a local store (see store.clear_leftovers)
     if loc.is_local:
@@ -625,6 +697,7 @@ def build_on(c: Client, loc: Location, progress: Callable[[int, int], None] | No
     names = _names(attrs)
     iters, power = int(attrs["iters"]), int(attrs.get("power", 2))
     build = dask.delayed(_build_band, pure=False)
+    build_id = uuid.uuid4().hex  # in every task's key: the stall report names the workers holding them
     tasks: dict[tuple[int, int], Any] = {}
     for k in range(1, len(shapes)):
         if k in done:
@@ -634,7 +707,7 @@ def build_on(c: Client, loc: Location, progress: Callable[[int, int], None] | No
         for band in range(-(-h // TILE)):
             # the level-(k-1) tasks whose rows this band reads (none for a level already done)
             after = [tasks[(k - 1, b)] for b in (2 * band, 2 * band + 1) if (k - 1, b) in tasks]
-            key = f"pyramid-{k}-{band}-{store_id}-{time.time_ns()}"
+            key = f"pyramid-{k}-{band}-{build_id}"
             tasks[(k, band)] = build(loc, k, band, names, iters, power, store_id, below, *after, dask_key_name=key)
     total = len(tasks)
     left = {k: sum(1 for lk, _ in tasks if lk == k) for k in range(1, len(shapes)) if k not in done}
@@ -643,23 +716,19 @@ def build_on(c: Client, loc: Location, progress: Callable[[int, int], None] | No
         progress(0, total)
     futures = c.compute(list(tasks.values()))
     finished = 0
-    try:
-        for fut in as_completed(futures, loop=c.loop):
-            rec = fut.result()
-            finished += 1
-            stats["bytes"] += rec["bytes"]
-            stats["tiles"] += -(-shapes[rec["level"]][1] // TILE)
-            left[rec["level"]] -= 1
-            marked = len(done)
-            while left.get(len(done) + 1) == 0:  # (levels finish in order: each needs the one below)
-                done.add(len(done) + 1)
-            if len(done) > marked:
-                _mark_done(loc, store_id, done)
-            if progress:
-                progress(finished, total)
-    except BaseException:
-        c.cancel(futures)
-        raise
+    again = "build it again (build_pyramid, or render --resume --pyramid) to go on"
+    for rec in gather_results(c, futures, None, build_id, "pyramid", unit="rows of tiles", resume=again):
+        finished += 1
+        stats["bytes"] += rec["bytes"]
+        stats["tiles"] += -(-shapes[rec["level"]][1] // TILE)
+        left[rec["level"]] -= 1
+        marked = len(done)
+        while left.get(len(done) + 1) == 0:  # (levels finish in order: each needs the one below)
+            done.add(len(done) + 1)
+        if len(done) > marked:
+            _mark_done(loc, store_id, done)
+        if progress:
+            progress(finished, total)
     _write_ome(loc, names, len(shapes))
     stats["seconds"] = time.perf_counter() - t0
     return stats
