@@ -7,7 +7,9 @@ and noisy).
 The seed default view (its centre and span, 800 iterations) at 1 sample per
 pixel (``--smoothness 1``) and ``--pyramid``, square pictures of each of
 ``--sizes`` (16384 is 268 M samples), ``dfractal render`` in a fresh process,
-in two setups:
+writing the store and its pyramid and no picture (``--no-picture``: a gigapixel
+render's pictures come from its pyramid, ``dfractal recolor --dzi``; ``--picture``
+makes them write their PNG as well), in two setups:
 
 (a) ``embedded``: its own 2-worker LocalCluster in worker processes
     (``--cluster processes``, so the client is a process of its own), the store
@@ -174,11 +176,11 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def run_setup(setup: Setup, sizes: list[int], repeats: int, pyramid: bool, cwd: Path) -> None:
+def run_setup(setup: Setup, sizes: list[int], repeats: int, pyramid: bool, cwd: Path, picture: bool = False) -> None:
     """Time the baseline and every size of one setup, interleaved, and print them."""
     print(f"{setup.label} (load average before {_load()})")
     seed = [*setup.cluster, "--outfile", "seed.png", "--store", f"{setup.store}/seed.zarr"]
-    extra = ["--pyramid"] if pyramid else []
+    extra = (["--pyramid"] if pyramid else []) + ([] if picture else ["--no-picture"])
     big = {n: [*setup.cluster, "--width", str(n), "--height", str(n), "--smoothness", "1", *extra,
                "--outfile", f"g{n}.png", "--store", f"{setup.store}/g{n}.zarr"] for n in sizes}  # fmt: skip
     base: list[Run] = []
@@ -191,7 +193,8 @@ def run_setup(setup: Setup, sizes: list[int], repeats: int, pyramid: bool, cwd: 
     print(_line("seed default 1024x768 at 8x8", base, tree))
     b_samples, b_iterations = min(base, key=lambda r: r.busy).per_core()
     for n in sizes:
-        print(_line(f"{n}x{n} at 1x1{' with pyramid' if pyramid else ''}", runs[n], tree))
+        what = f"{n}x{n} at 1x1{' with pyramid' if pyramid else ''}{'' if picture else ', no picture'}"
+        print(_line(what, runs[n], tree))
         best = min(runs[n], key=lambda r: r.busy)
         samples, iterations = best.per_core()
         # the same without the pyramid's seconds: how much of the gap is the pyramid's
@@ -229,6 +232,9 @@ def main() -> None:
     p.add_argument("--setups", default=",".join(SETUPS), help="embedded, remote or both (%(default)s)")
     p.add_argument("--pyramid", action=argparse.BooleanOptionalAction, default=True,
                    help="render with --pyramid (default)")  # fmt: skip
+    p.add_argument("--picture", action=argparse.BooleanOptionalAction, default=False,
+                   help="the big renders write their PNG too (default --no-picture: the store and its pyramid, "
+                        "what a gigapixel render is for; the baseline always writes its PNG)")  # fmt: skip
     p.add_argument("--workdir", default=None, help="keep the local stores and pictures here (default: a temp dir)")
     p.add_argument("--s3-endpoint", default=None, help="an S3-compatible server to use (default: start moto's)")
     p.add_argument("--bucket", default="gigapixel", help="the bucket of the remote stores (%(default)s)")
@@ -257,7 +263,7 @@ def main() -> None:
             flags = ["--workers", str(CORES), "--cluster", "processes"]
             embedded = Setup("(a) embedded 2-worker cluster in processes, local store", flags, dict(os.environ),
                              str(cwd), None)  # fmt: skip
-            run_setup(embedded, sizes, args.repeats, args.pyramid, cwd)
+            run_setup(embedded, sizes, args.repeats, args.pyramid, cwd, args.picture)
         if "remote" in setups:
             remote_dir = tmp / "remote"
             (remote_dir / "client").mkdir(parents=True, exist_ok=True)
@@ -268,7 +274,7 @@ def main() -> None:
                 remote = Setup(
                     label, ["--scheduler", address], {**os.environ, **s3_env}, f"s3://{args.bucket}", options
                 )
-                run_setup(remote, sizes, args.repeats, args.pyramid, remote_dir / "client")
+                run_setup(remote, sizes, args.repeats, args.pyramid, remote_dir / "client", args.picture)
     finally:
         if not args.workdir:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -309,6 +309,24 @@ def test_cli_render_pyramid_and_info(tmp_path, capsys):
     assert "pyramid: unfinished, levels [] of 1..1 done" in capsys.readouterr().out
 
 
+def test_cli_render_no_picture(tmp_path, capsys):
+    # --no-picture: the store and its pyramid only; nothing is checked of the picture (an unwritable
+    # format would be refused otherwise), and a later recolour makes the PNG from the store
+    out = tmp_path / "big.bmp"
+    argv = ["render", "--width", "300", "--height", "200", "--smoothness", "1", "--iters", "100", "--outfile",
+            str(out), "--workers", "2", "--pyramid", "--no-picture"]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    store = tmp_path / "big.zarr"
+    assert not out.exists() and f"wrote {store} (" in err and "big.bmp" not in err
+    assert [lv.index for lv in pyr.pyramid_levels(store)] == [0, 1]
+    assert main(["recolor", str(store), "--outfile", str(tmp_path / "r.png")]) == 0
+    assert (tmp_path / "r.png").stat().st_size > 0
+    capsys.readouterr()
+    assert main(argv[:-1]) == 2  # without it, that format is refused in one line
+    assert capsys.readouterr().err.count("\n") == 1
+
+
 @pytest.fixture(scope="module")
 def s3():
     pytest.importorskip("s3fs")
@@ -377,3 +395,59 @@ def test_level_view_of_a_deep_view_keeps_its_digits():
     plain = pyr.level_view(VIEW, 2)
     level0 = VIEW.re()
     np.testing.assert_allclose(plain.re()[:150], level0[:600].reshape(150, 4).mean(axis=1), rtol=0, atol=1e-12)
+
+
+# tall enough for 8 blocks of 2 * TILE rows: its blocks write level 1 themselves
+TALL = View(-0.75, 0.1, 2.5, 40, 8 * 2 * pyr.TILE + 3, 1)
+TALL_LEVELS = len(pyr.level_shapes(TALL.sample_height, TALL.sample_width)) - 1  # 5: 4099 rows down to 129
+
+
+def test_blocks_write_level_one_as_the_separate_build_would(client, tmp_path):
+    assert pyr.block_rows(TALL) == 2 * pyr.TILE and pyr.block_rows(VIEW) is None
+    assert pyr.block_rows(View(-0.75, 0.1, 2.5, 40, 8 * 2 * pyr.TILE, 3)) is None  # 512 rows: no whole pixels of 3
+    inblock, apart = tmp_path / "in.zarr", tmp_path / "apart.zarr"
+    calls: list[tuple[int, int]] = []
+    render(TALL, 120, store_path=inblock, client=client, pyramid=True, distance=True,
+           pyramid_progress=lambda d, t: calls.append((d, t)))  # fmt: skip
+    assert open_render(inblock).attrs["chunk_rows"] == 2 * pyr.TILE
+    meta = zarr.open_group(str(inblock), path=pyr.GROUP, mode="r").attrs[pyr.PYRAMID_ATTR]
+    assert meta["in_blocks"] is True and meta["done"] == list(range(1, TALL_LEVELS + 1))
+    # the separate build made only levels 2-5: level 1's rows of tiles came from the blocks
+    assert calls[-1] == (len(calls) - 1, len(calls) - 1) and calls[-1][1] == sum(
+        -(-h // pyr.TILE) for h, _ in pyr.level_shapes(TALL.sample_height, TALL.sample_width)[2:]
+    )
+    render(TALL, 120, store_path=apart, client=client, chunk_rows=100, distance=True)
+    pyr.build_pyramid(apart, client=client)
+    assert zarr.open_group(str(apart), path=pyr.GROUP, mode="r").attrs[pyr.PYRAMID_ATTR].get("in_blocks") is None
+    for k in range(1, TALL_LEVELS + 1):
+        a, b = pyr.open_level(inblock, k), pyr.open_level(apart, k)
+        for v in ("iterations", "norm", "distance"):
+            np.testing.assert_array_equal(a[v].values, b[v].values)
+
+
+def test_a_resume_of_blocks_that_write_level_one(client, tmp_path):
+    path, whole = tmp_path / "r.zarr", tmp_path / "w.zarr"
+    render(TALL, 120, store_path=whole, client=client, pyramid=True)
+    render(TALL, 120, store_path=path, client=client, pyramid=True)
+    # killed: two blocks never marked done, their level 1 rows garbled, the pyramid not finished
+    flags = zarr.open_array(str(path), path="block_done", mode="r+")
+    flags[3:5] = 0
+    lvl = zarr.open_array(str(path), path=f"{pyr.GROUP}/1/iterations", mode="r+")
+    lvl[3 * pyr.TILE : 5 * pyr.TILE] = 7
+    g = zarr.open_group(str(path), path=pyr.GROUP, mode="r+")
+    g.attrs[pyr.PYRAMID_ATTR] = {**dict(g.attrs[pyr.PYRAMID_ATTR]), "done": []}
+    stats = RenderStats()
+    render(TALL, 120, store_path=path, client=client, pyramid=True, resume=True, stats=stats)
+    assert stats.blocks == 2
+    for k in range(1, TALL_LEVELS + 1):
+        for v in ("iterations", "norm"):
+            np.testing.assert_array_equal(pyr.open_level(path, k)[v].values, pyr.open_level(whole, k)[v].values)
+    # a plain render resumed with pyramid=True: its done blocks have no level 1, so the build makes it
+    plain = tmp_path / "p.zarr"
+    render(TALL, 120, store_path=plain, client=client, chunk_rows=2 * pyr.TILE)
+    zarr.open_array(str(plain), path="block_done", mode="r+")[0] = 0
+    render(TALL, 120, store_path=plain, client=client, pyramid=True, resume=True)
+    meta = zarr.open_group(str(plain), path=pyr.GROUP, mode="r").attrs[pyr.PYRAMID_ATTR]
+    assert meta["in_blocks"] is False
+    for k in range(1, TALL_LEVELS + 1):
+        np.testing.assert_array_equal(pyr.open_level(plain, k)["norm"].values, pyr.open_level(whole, k)["norm"].values)

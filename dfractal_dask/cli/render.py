@@ -20,6 +20,7 @@ from ..palettes import resolve_palette
 from ..pipeline import RenderStats
 from ..pipeline import render as render_view
 from ..protocol import PAGE_PATH
+from ..pyramid import block_rows
 from ..store import check_target, write_metrics
 from ..view import View
 from .options import (
@@ -55,6 +56,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     seed.add_argument("--outfile", default="mandelbrot.png",
                       help=f"picture to write, its format by its ending: {', '.join(PICTURE_FORMATS)} "
                            "(%(default)s)")  # fmt: skip
+    seed.add_argument("--no-picture", dest="picture", action="store_false",
+                      help="write the store (and its --pyramid) only, no picture: for pictures too big to want "
+                           "whole, coloured later by `dfractal recolor` (e.g. --dzi)")  # fmt: skip
     seed.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     seed.add_argument("-m", "--metrics", action="store_true", help="print METRICS lines after the render")
     seed.add_argument("--force-exit", action="store_true", help="accepted for the seed; exiting is the default")
@@ -112,11 +116,14 @@ def run(args: argparse.Namespace) -> int:
     distance = args.distance or args.mode == "distance"
     palette = resolve_palette(args.palette)
     check_color_flags(args, MODES)
+    if args.pyramid and args.chunk_rows is None:  # as render(pyramid=True): blocks that write level 1 too
+        args.chunk_rows = block_rows(view)
     n_blocks = len(blocks(view, args.chunk_rows))  # validates --chunk-rows
     outfile = Path(args.outfile)
     store_path = store_beside(args, outfile, "picture")
-    check_picture_format(outfile)  # after the path's own checks (e.g. /dev/null: not a regular file)
-    check_picture_memory(view.width, view.height)
+    if args.picture:
+        check_picture_format(outfile)  # after the path's own checks (e.g. /dev/null: not a regular file)
+        check_picture_memory(view.width, view.height)
     template = fractal_dataset(view, args.iters, args.chunk_rows, fr, distance, args.perturbation, exact=args.exact)
     check_target(store_path, template, n_blocks, overwrite=args.overwrite, resume=args.resume)
     sec = security(args)
@@ -125,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
 
     # a PNG is coloured block by block as the blocks are computed (histogram: after, by render_view too)
     picture = None
-    if args.overlap and check_picture_format(outfile) == "PNG":
+    if args.picture and args.overlap and check_picture_format(outfile) == "PNG":
         picture = PictureFile(outfile, palette, args.step, args.mode, interior=args.interior)
     stats = RenderStats()
     t0 = time.perf_counter()
@@ -162,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         report, workers_runtime = reports.collect(client, stats.render_id)
         if report:
             write_metrics(store_path, report)
-        if picture is None:
+        if picture is None and args.picture:
             # lazy, then computed (a PNG: written a strip at a time, the client
             # never holds the whole picture)
             save_picture(color_picture(ds, palette, args.step, args.mode, interior=args.interior), outfile)
@@ -170,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
     say(
         args,
-        f"wrote {outfile} ({view.width}x{view.height}) and {store_path} "
+        (f"wrote {outfile} ({view.width}x{view.height}) and " if args.picture else "wrote ") + f"{store_path} "
         f"({stats.bytes_written / 1e6:.1f} MB) in {elapsed:.1f} s"
         + (f"; {stats.resumed} blocks were already done, {stats.blocks} computed now" if args.resume else ""),
     )
@@ -183,7 +190,11 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_json:
         # the picture's seconds after the last block's kernel ended (None: no block was computed)
         after = stats.picture_at - stats.last_block_at if stats.last_block_at else None
-        picture_doc = {"overlapped": bool(picture and picture.per_block), "after_last_block_seconds": after}
+        picture_doc = {
+            "overlapped": bool(picture and picture.per_block),
+            "after_last_block_seconds": after,
+            "written": bool(args.picture),
+        }
         doc = {"client": {"time_seconds": elapsed, **client_runtime}, "render": report, "workers": workers_runtime,
                "picture": picture_doc}  # fmt: skip
         Path(args.metrics_json).parent.mkdir(parents=True, exist_ok=True)  # as for the picture
