@@ -862,7 +862,7 @@ def reading(path: str | os.PathLike | Location) -> Iterator[None]:
         yield
     except StoreError:
         raise
-    except (RuntimeError, OSError, KeyError, EOFError) as exc:
+    except (RuntimeError, OSError, KeyError, EOFError, ValueError) as exc:  # ValueError: e.g. a crc32c mismatch
         raise StoreError(
             f"{path} is damaged ({type(exc).__name__}: {exc}); render it again with overwrite=True"
         ) from None

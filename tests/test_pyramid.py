@@ -13,6 +13,7 @@ import dask
 import numpy as np
 import pytest
 import zarr
+from shards import drop_tile, garble_tile
 
 from dfractal_dask import RenderStats, View, color_picture, open_render, render
 from dfractal_dask import pyramid as pyr
@@ -176,13 +177,17 @@ def test_ome_metadata(rendered):
 def test_read_window_reads_only_its_chunks(rendered, tmp_path):
     copy = tmp_path / "w.zarr"
     shutil.copytree(rendered, copy)
-    whole = pyr.open_level(copy, 1)
-    # level 1 is 150x301 in tiles of 256: delete the second column of tiles
+    whole = pyr.open_level(copy, 1).compute()  # (read before the garbling)
+    # level 1 is 150x301 in tiles of 256 (one shard, a row of tiles): garble the second tile's bytes
     for v in ("iterations", "norm", "distance"):
-        (copy / "pyramid" / "1" / v / "c" / "0" / "1").unlink()
-    got = pyr.read_window(copy, 1, 10, 40, 20, 250)
+        garble_tile(copy / "pyramid" / "1" / v, 0, 1)
+    got = pyr.read_window(copy, 1, 10, 40, 20, 250)  # reads the first tile only: its checksum holds
     for v in ("iterations", "norm", "distance"):
         np.testing.assert_array_equal(got[v], whole[v].values[10:40, 20:250])
+    with pytest.raises(StoreError):  # the second one's does not
+        pyr.read_window(copy, 1, 10, 40, 200, 260)
+    for v in ("iterations", "norm", "distance"):
+        drop_tile(copy / "pyramid" / "1" / v, 0, 1)
     assert pyr.read_window(copy, 1, 10, 40, 200, 260)["iterations"][:, 56:].max() == 0  # (fill values there)
     w0 = pyr.read_window(copy, 0, 5, 8, 0, 601)
     np.testing.assert_array_equal(w0["norm"], open_render(copy)["norm"].values[5:8])
