@@ -110,10 +110,15 @@ EXERCISED = {
         "tests/test_notebooks.py::test_notebook_runs",
         "tests/test_browser.py::test_jupyterlab_runs_the_explore_notebook_and_the_explorer_answers_a_zoom"),
     # the benchmarks are not part of the tests (README: shared, noisy machines), but dfractal bench is
-    "python benchmarks/render.py": ("tests/test_bench.py::test_bench_command_writes_its_table_and_files",),
+    "python benchmarks/render.py": ("tests/test_bench.py::test_bench_command_writes_its_table_and_files",
+                                    "tests/test_benchmarks_gigapixel.py::test_tiny_sizes_on_both_setups_print_their_numbers_and_leave_readable_stores"),
     "dask scheduler --host 10.0.0.5": (
         "tests/test_integration.py::test_dfractal_render_on_a_real_scheduler_and_two_workers",),
     "dask scheduler --protocol tls": ("tests/test_integration.py::test_render_over_a_tls_cluster",),
+    "dfractal render --width 16384": ("tests/test_pyramid.py::test_cli_render_no_picture",
+                                      "tests/test_pyramid.py::test_cli_render_pyramid_and_info",
+                                      "tests/test_browser.py::test_explore_store_page_shows_the_stored_levels_and_escapes_its_name",
+                                      "tests/test_recolor.py::test_recolor_dzi_is_the_png_recolor_writes"),
     'pip install -e ".[s3]" "moto[server]"': ("tests/test_readme.py::test_the_object_storage_example_runs_as_written",),
 }  # fmt: skip
 
