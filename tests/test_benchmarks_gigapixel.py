@@ -61,8 +61,8 @@ def _check_setup(lines: list[str], tree: bool) -> dict[str, str]:
     runs = [m for m in map(RUN.match, lines) if m]
     assert [m["what"] for m in runs] == [
         "seed default 1024x768 at 8x8",
-        "512x512 at 1x1 with pyramid",
-        "1024x1024 at 1x1 with pyramid",
+        "512x512 at 1x1 with pyramid, no picture",
+        "1024x1024 at 1x1 with pyramid, no picture",
     ], lines
     seed, *big = runs
     assert float(seed["samples"]) == pytest.approx(50.3, abs=0.05)  # 1024x768 at 8x8 samples, in M
@@ -79,11 +79,13 @@ def _check_setup(lines: list[str], tree: bool) -> dict[str, str]:
         if tree:
             assert float(m["tree"]) > client  # the workers' processes with it
     tasks = [m for m in map(TASKS.match, lines) if m]
-    assert len(tasks) == len(runs) and all(float(m.group(1)) > 0 and float(m.group(3)) > 0 for m in tasks)
+    assert len(tasks) == len(runs) and all(float(m.group(1)) > 0 for m in tasks)
+    # the baseline colours its picture; the big renders (--no-picture) colour nothing
+    assert float(tasks[0].group(3)) > 0 and all(float(m.group(3)) == 0 for m in tasks[1:])
     ratios = [m for m in map(RATIO.match, lines) if m]
     assert len(ratios) == 2
-    for m in ratios:  # without the pyramid's seconds, the ratios are higher
-        assert 0 < float(m.group(1)) < float(m.group(3)) and 0 < float(m.group(2)) < float(m.group(4))
+    for m in ratios:  # without the pyramid's seconds, the ratios are higher (or equal: its 0.0 s, rounded)
+        assert 0 < float(m.group(1)) <= float(m.group(3)) and 0 < float(m.group(2)) <= float(m.group(4))
     (rss,) = [m for m in map(RSS.match, lines) if m]
     assert float(rss.group(3)) == pytest.approx(float(rss.group(1)) / float(rss.group(2)), abs=0.01)
     assert any(line.startswith("    load average after ") for line in lines)
@@ -111,7 +113,8 @@ def test_tiny_sizes_on_both_setups_print_their_numbers_and_leave_readable_stores
         # the stores are there and readable: on disk, and in the bucket, with their pyramid's levels
         for n in SIZES:
             path, url = tmp_path / "embedded" / f"g{n}.zarr", f"s3://giga/g{n}.zarr"
-            assert (tmp_path / "embedded" / f"g{n}.png").stat().st_size > 1000
+            assert not (tmp_path / "embedded" / f"g{n}.png").exists()  # (--no-picture: the store and its pyramid)
+            assert (tmp_path / "embedded" / "seed.png").stat().st_size > 1000  # the baseline writes its picture
             on_disk = open_render(path)
             in_s3 = open_render(url, storage_options=s3.storage_options)
             assert on_disk.iterations.shape == in_s3.iterations.shape == (n, n)
