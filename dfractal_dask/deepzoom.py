@@ -166,6 +166,16 @@ def _check_int(name: str, value: object, low: int) -> int:
     return int(value)
 
 
+def _check_tiling(tile_size: object, overlap: object, fmt: object) -> tuple[int, int]:
+    tile_size = _check_int("tile_size", tile_size, 1)
+    overlap = _check_int("overlap", overlap, 0)
+    if overlap >= tile_size:
+        raise ValueError(f"overlap must be below tile_size ({tile_size}), got {overlap}")
+    if fmt not in DZI_FORMATS:
+        raise ValueError(f"fmt must be one of {', '.join(DZI_FORMATS)}, got {fmt!r}")
+    return tile_size, overlap
+
+
 def check_dzi_target(
     path: str | os.PathLike, overwrite: bool = False, *, store: Location | None = None, name: str = "path"
 ) -> Path:
@@ -242,12 +252,7 @@ def write_dzi(
     """
     path = Path(path)
     sizes = dzi_level_sizes(width, height)
-    tile_size = _check_int("tile_size", tile_size, 1)
-    overlap = _check_int("overlap", overlap, 0)
-    if overlap >= tile_size:
-        raise ValueError(f"overlap must be below tile_size ({tile_size}), got {overlap}")
-    if fmt not in DZI_FORMATS:
-        raise ValueError(f"fmt must be one of {', '.join(DZI_FORMATS)}, got {fmt!r}")
+    tile_size, overlap = _check_tiling(tile_size, overlap, fmt)
     if not isinstance(levels, Mapping):
         raise TypeError(f"levels must map DZI levels to strips of rows, got {type(levels).__name__}")
     top = len(sizes) - 1
@@ -389,6 +394,7 @@ def write_deep_zoom(
     if client is not None and not isinstance(client, Client):
         raise TypeError(f"client must be a dask Client or None, got {client!r}")
     check_mode(mode)
+    _check_tiling(tile_size, overlap, fmt)  # (before the tasks: a tile row is one task's rows)
     loc = as_location(store, storage_options, name="store")
     levels = pyramid_of(loc)
     check_dzi_target(path, overwrite, store=loc)

@@ -424,6 +424,13 @@ def test_deep_zoom_bad_input(pyramid_store, client, tmp_path):
         write_deep_zoom(pyramid_store, tmp_path / "p.dzi", mode="smoth")
     with pytest.raises(TypeError, match="client must be a dask Client"):
         write_deep_zoom(pyramid_store, tmp_path / "p.dzi", client="tcp://x:1")  # type: ignore[arg-type]
+    # (a tile size of 0 was a bare "range() arg 3 must not be zero", 2.5 a TypeError of int())
+    bad = (({"tile_size": 0}, "tile_size must be an integer >= 1, got 0"),
+           ({"tile_size": 2.5}, "tile_size must be an integer >= 1, got 2.5"),
+           ({"overlap": -1}, "overlap must be an integer >= 0"), ({"fmt": "gif"}, "fmt must be one of"))  # fmt: skip
+    for kwargs, words in bad:
+        with pytest.raises(ValueError, match=words):
+            write_deep_zoom(pyramid_store, tmp_path / "p.dzi", **kwargs)
     assert sorted(os.listdir(tmp_path)) == ["plain.zarr"]
 
 
