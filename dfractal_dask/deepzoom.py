@@ -31,7 +31,7 @@ from distributed import Client
 from PIL import Image
 
 from .colorize import DEFAULT_INTERIOR, DEFAULT_MODE, BlockColoring, block_coloring, box_mean, check_mode, count_cdf
-from .location import Location, as_location
+from .location import Location, as_location, check_output
 from .palettes import DEFAULT_PALETTE, DEFAULT_STEP, Palette
 from .png import _strips as png_strips
 from .pyramid import Level, open_level, pyramid_levels, read_window
@@ -166,17 +166,32 @@ def _check_int(name: str, value: object, low: int) -> int:
     return int(value)
 
 
-def check_dzi_target(path: str | os.PathLike, overwrite: bool = False) -> Path:
+def _check_tiling(tile_size: object, overlap: object, fmt: object) -> tuple[int, int]:
+    tile_size = _check_int("tile_size", tile_size, 1)
+    overlap = _check_int("overlap", overlap, 0)
+    if overlap >= tile_size:
+        raise ValueError(f"overlap must be below tile_size ({tile_size}), got {overlap}")
+    if fmt not in DZI_FORMATS:
+        raise ValueError(f"fmt must be one of {', '.join(DZI_FORMATS)}, got {fmt!r}")
+    return tile_size, overlap
+
+
+def check_dzi_target(
+    path: str | os.PathLike, overwrite: bool = False, *, store: Location | None = None, name: str = "path"
+) -> Path:
     """Refuse (``ValueError``), before any work, a DZI picture ``path`` that
-    must not be written: not ending in ``.dzi``, not a regular file, or one that
-    exists (its header or its tile folder) unless ``overwrite``, and then only
-    one whose tile folder holds nothing but DZI levels.  Returns ``path``."""
+    must not be written: not ending in ``.dzi``, not a regular file, inside
+    ``store`` (the render it pictures), in a folder that is a file or not
+    writable, or one that exists (its header or its tile folder) unless
+    ``overwrite``, and then only one whose tile folder holds nothing but DZI
+    levels.  ``name``: the parameter (or flag) the messages name.  Returns ``path``."""
     path = Path(path)
     if path.suffix != ".dzi":
-        raise ValueError(f"path must end in .dzi, got {str(path)!r}")
+        raise ValueError(f"{name} must end in .dzi, got {str(path)!r}")
     folder = tiles_folder(path)
     if path.is_dir() or (path.exists() and not path.is_file()):
         raise ValueError(f"cannot write the DZI picture {path}: it exists and is not a regular file")
+    check_output(path, "DZI picture", store=store)  # (the tile folder is beside it: the same checks hold)
     if not (path.exists() or folder.exists()):
         return path
     if not overwrite:
@@ -237,12 +252,7 @@ def write_dzi(
     """
     path = Path(path)
     sizes = dzi_level_sizes(width, height)
-    tile_size = _check_int("tile_size", tile_size, 1)
-    overlap = _check_int("overlap", overlap, 0)
-    if overlap >= tile_size:
-        raise ValueError(f"overlap must be below tile_size ({tile_size}), got {overlap}")
-    if fmt not in DZI_FORMATS:
-        raise ValueError(f"fmt must be one of {', '.join(DZI_FORMATS)}, got {fmt!r}")
+    tile_size, overlap = _check_tiling(tile_size, overlap, fmt)
     if not isinstance(levels, Mapping):
         raise TypeError(f"levels must map DZI levels to strips of rows, got {type(levels).__name__}")
     top = len(sizes) - 1
@@ -384,9 +394,10 @@ def write_deep_zoom(
     if client is not None and not isinstance(client, Client):
         raise TypeError(f"client must be a dask Client or None, got {client!r}")
     check_mode(mode)
+    _check_tiling(tile_size, overlap, fmt)  # (before the tasks: a tile row is one task's rows)
     loc = as_location(store, storage_options, name="store")
     levels = pyramid_of(loc)
-    check_dzi_target(path, overwrite)
+    check_dzi_target(path, overwrite, store=loc)
     base = open_level(loc, 0)
     n = int(base.attrs.get("supersample", 1)) if supersample is None else supersample
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:

@@ -73,6 +73,7 @@ __all__ = [
     "pyramid_summary",
     "read_window",
     "reduce_level",
+    "verify_pyramid",
 ]
 
 #: Samples along each side of a level's chunks (level 0 keeps its row blocks).
@@ -263,6 +264,60 @@ def reduce_level(
 # -- reading ---------------------------------------------------------------------
 
 
+def _unwritten(name: str, base: zarr.Array, iters: int) -> Any:
+    # what a level's tile never written (or deleted) reads as: a count above the limit, which
+    # no sample has, so read_checked tells it from a written tile (norm: NaN, which none has either)
+    if name == "iterations" and iters < np.iinfo(base.dtype).max:
+        return iters + 1
+    return base.fill_value
+
+
+def read_checked(loc: Location, k: int, name: str, arr: zarr.Array, sel: tuple[slice, slice], iters: int) -> np.ndarray:
+    """``arr[sel]``, samples of the array ``name`` of level ``k`` of the store at ``loc``, checked.
+
+    Parameters
+    ----------
+    loc, k, name
+        The store, the level and the array (for the message).
+    arr
+        That array, open.
+    sel
+        The rows and columns to read.
+    iters
+        The store's iteration limit.
+
+    Raises
+    ------
+    StoreError
+        One line, for a tile that fails to decode (its crc32c) or that is
+        missing (read as :func:`_unwritten`'s values; a level above 0).
+    """
+    try:
+        data = np.asarray(arr[sel])
+    except Exception as exc:  # zarr and its codecs raise many kinds on damaged chunks
+        raise _tile_damaged(loc, k, name, sel, store._short(exc)) from None
+    if k > 0 and ((name == "iterations" and (data > iters).any()) or (name == "norm" and np.isnan(data).any())):
+        raise _tile_damaged(loc, k, name, sel, "a tile of it is missing")
+    return data
+
+
+def _tile_damaged(loc: Location, k: int, name: str, sel: tuple[slice, slice], why: str) -> StoreError:
+    (y0, y1), (x0, x1) = ((s.start, "" if s.stop is None else s.stop) for s in sel)
+    where = f"{_var_path(k, name)} [{y0}:{y1}, {x0}:{x1}]"
+    return StoreError(f"{loc} has a damaged pyramid: {where}: {why}; render it again with overwrite=True")
+
+
+class _CheckedLevel:
+    """A level's array as dask reads it (``da.from_array``): each chunk through :func:`read_checked`."""
+
+    def __init__(self, loc: Location, k: int, name: str, arr: zarr.Array, iters: int) -> None:
+        self.loc, self.k, self.name, self.arr, self.iters = loc, k, name, arr, iters
+        self.shape, self.dtype, self.ndim = arr.shape, arr.dtype, 2
+
+    def __getitem__(self, sel: tuple[slice, slice]) -> np.ndarray:
+        return read_checked(self.loc, self.k, self.name, self.arr, sel, self.iters)
+
+
 def _pyramid_attrs(loc: Location) -> dict[str, Any] | None:
     return store._attrs(loc.child(GROUP)) if loc.exists(f"{GROUP}/zarr.json") else None
 
@@ -275,9 +330,15 @@ def _damaged(loc: Location, why: str) -> StoreError:
     return StoreError(f"{loc} has a damaged pyramid: {why}; build it again (build_pyramid)")
 
 
+def _is_count(value: object, low: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= low
+
+
 def _levels_of(loc: Location, attrs: dict[str, Any], *, finished: bool = True) -> list[Level]:
     # the levels of the store at ``loc`` (its attrs checked), [] without a (finished) pyramid
     pyr = _pyramid_attrs(loc)
+    if pyr is None and loc.exists(f"{GROUP}/zarr.json"):
+        raise _damaged(loc, f"{GROUP}/zarr.json is no Zarr group's")
     meta = (pyr or {}).get(PYRAMID_ATTR)
     if meta is None:
         return []
@@ -285,26 +346,44 @@ def _levels_of(loc: Location, attrs: dict[str, Any], *, finished: bool = True) -
         raise _damaged(loc, f"its attribute {PYRAMID_ATTR} is {meta!r}")
     if meta["store_id"] != attrs.get("store_id"):
         return []  # the pyramid of a store this one replaced
+    # (a tile size below 1 would make level_shapes endless; a done list of other things, a wrong sort)
+    if not _is_count(meta["tile"], 1):
+        raise _damaged(loc, f"its tile size is {meta['tile']!r}")
+    if not isinstance(meta["done"], list) or not all(_is_count(k, 1) for k in meta["done"]):
+        raise _damaged(loc, f"its list of levels done is {meta['done']!r}")
+    tile = meta["tile"]
     view = View.from_attrs(attrs)
-    shapes = level_shapes(view.sample_height, view.sample_width, int(meta["tile"]))
-    if meta["levels"] != len(shapes) - 1 or not isinstance(meta["done"], list):
+    shapes = level_shapes(view.sample_height, view.sample_width, tile)
+    if meta["levels"] != len(shapes) - 1:
         raise _damaged(loc, f"it says {meta['levels']!r} levels, the store's size makes {len(shapes) - 1}")
     if finished and not set(range(1, len(shapes))) <= set(meta["done"]):
         return []
-    tile = int(meta["tile"])
+    if finished:
+        _check_arrays(loc, attrs, shapes, tile, range(1, len(shapes)))
+        # (written once every level is done: without it, OME-Zarr readers see no pyramid)
+        if attrs.get("ome") != _ome(_names(attrs), len(shapes)):
+            raise _damaged(loc, "the store's OME-Zarr metadata (its attribute ome) are missing or altered")
     levels = [Level(0, *shapes[0], 1, "", (int(attrs["chunk_rows"]), shapes[0][1]))]
-    zstore = loc.zarr_store(read_only=True)
-    for k, (h, w) in enumerate(shapes[1:], 1):
-        if finished:
-            for name in _names(attrs):
-                try:
-                    arr = zarr.open_array(zstore, path=_var_path(k, name), mode="r")
-                except Exception as exc:  # zarr raises many kinds on damaged stores
-                    raise _damaged(loc, f"{_var_path(k, name)}: {store._short(exc)}") from None
-                if arr.shape != (h, w):
-                    raise _damaged(loc, f"{_var_path(k, name)} is {arr.shape}, not {(h, w)}")
-        levels.append(Level(k, h, w, 2**k, _level_path(k), (tile, tile)))
+    levels += [Level(k, h, w, 2**k, _level_path(k), (tile, tile)) for k, (h, w) in enumerate(shapes[1:], 1)]
     return levels
+
+
+def _check_arrays(loc: Location, attrs: dict[str, Any], shapes: list[tuple[int, int]], tile: int, ks: range) -> None:
+    """A StoreError unless levels ``ks``' arrays are there, of their shapes, chunks and dtypes."""
+    zstore = loc.zarr_store(read_only=True)
+    for name in _names(attrs):
+        for k in ks:
+            try:
+                dtype = zarr.open_array(zstore, path=name, mode="r").dtype
+                arr = zarr.open_array(zstore, path=_var_path(k, name), mode="r")
+            except Exception as exc:  # zarr raises many kinds on damaged stores
+                raise _damaged(loc, f"{_var_path(k, name)}: {store._short(exc)}") from None
+            if arr.shape != shapes[k]:
+                raise _damaged(loc, f"{_var_path(k, name)} is {arr.shape}, not {shapes[k]}")
+            # (else its chunks are read as garbage, or fail to reshape, tile by tile)
+            if arr.chunks != (tile, tile) or arr.dtype != dtype:
+                raise _damaged(loc, f"{_var_path(k, name)} is {arr.dtype} in chunks of {arr.chunks}, not "
+                                    f"{dtype} in chunks of {(tile, tile)}")  # fmt: skip
 
 
 def pyramid_levels(path: str | os.PathLike | Location, storage_options: Mapping | None = None) -> list[Level]:
@@ -337,11 +416,11 @@ def pyramid_summary(path: str | os.PathLike | Location, storage_options: Mapping
     ``""`` if the store has none."""
     loc = as_location(path, storage_options, name="path")
     attrs = store.store_attrs(loc)
-    meta = (_pyramid_attrs(loc) or {}).get(PYRAMID_ATTR)
-    if meta is None:
-        return ""
     try:
-        levels = _levels_of(loc, attrs)
+        levels = _levels_of(loc, attrs)  # (first: it checks the attribute read below)
+        meta = (_pyramid_attrs(loc) or {}).get(PYRAMID_ATTR)
+        if meta is None:
+            return ""
         if levels:
             sizes = ", ".join(f"{lv.index}: {lv.width}x{lv.height}" for lv in levels[1:]) or "level 0 only"
             return f"pyramid: {len(levels) - 1} levels above the samples ({sizes}; tiles of {meta['tile']})"
@@ -352,6 +431,44 @@ def pyramid_summary(path: str | os.PathLike | Location, storage_options: Mapping
                 "(build_pyramid, or `dfractal render --resume --pyramid`, finishes it)")  # fmt: skip
     except StoreError as exc:
         return f"pyramid: damaged ({exc})"
+
+
+def verify_pyramid(path: str | os.PathLike | Location, storage_options: Mapping | None = None) -> list[str]:
+    """Read every tile of a store's finished pyramid: what is damaged, a line each.
+
+    Parameters
+    ----------
+    path
+        A render store.
+    storage_options
+        For a URL: fsspec options.
+
+    Returns
+    -------
+    list of str
+        A line for each tile that fails to decode or is missing; ``[]`` for
+        a sound pyramid, or none (or one not finished).
+
+    Raises
+    ------
+    StoreError
+        If ``path`` is no render store, or its pyramid's metadata are damaged.
+    """
+    loc = as_location(path, storage_options, name="path")
+    attrs = store.store_attrs(loc)
+    zstore = loc.zarr_store(read_only=True)
+    damaged = []
+    for level in _levels_of(loc, attrs)[1:]:
+        for name in _names(attrs):
+            arr = zarr.open_array(zstore, path=_var_path(level.index, name), mode="r")
+            for y in range(0, level.height, level.chunks[0]):
+                for x in range(0, level.width, level.chunks[1]):
+                    tile = (slice(y, y + level.chunks[0]), slice(x, x + level.chunks[1]))
+                    try:
+                        read_checked(loc, level.index, name, arr, tile, int(attrs["iters"]))
+                    except StoreError as exc:
+                        damaged.append(str(exc))
+    return damaged
 
 
 def _check_level(loc: Location, k: object) -> tuple[dict[str, Any], list[Level], int]:
@@ -435,7 +552,10 @@ def open_level(path: str | os.PathLike | Location, k: int, storage_options: Mapp
     data = {}
     for name in _names(attrs):
         arr = zarr.open_array(zstore, path=_var_path(k, name), mode="r")
-        data[name] = (("im", "re"), da.from_zarr(arr, name=f"pyramid-{k}-{name}-{attrs['store_id']}"))
+        checked = _CheckedLevel(loc, k, name, arr, int(attrs["iters"]))
+        lazy = da.from_array(checked, chunks=arr.chunks, name=f"pyramid-{k}-{name}-{attrs['store_id']}",
+                             asarray=True, meta=np.empty((0, 0), arr.dtype))  # fmt: skip
+        data[name] = (("im", "re"), lazy)
     return xr.Dataset(data, coords=view.coords(), attrs=level_attrs)
 
 
@@ -473,10 +593,10 @@ def read_window(
     if y1 <= y0 or x1 <= x0:
         raise ValueError(f"the window [{y0}:{y1}, {x0}:{x1}] is empty")
     out = {}
-    with store.reading(loc):
-        for name in _names(attrs):
-            arr = store._array(loc, _var_path(k, name), attrs.get("store_id"), read_only=True)
-            out[name] = np.asarray(arr[int(y0) : int(y1), int(x0) : int(x1)])
+    window = (slice(int(y0), int(y1)), slice(int(x0), int(x1)))
+    for name in _names(attrs):
+        arr = store._array(loc, _var_path(k, name), attrs.get("store_id"), read_only=True)
+        out[name] = read_checked(loc, k, name, arr, window, int(attrs["iters"]))
     return out
 
 
@@ -500,8 +620,9 @@ def _build_band(
     if store_id is not None:
         store.check_identity(loc, store_id)
     r0, r1 = 2 * band * TILE, min(2 * (band + 1) * TILE, below_height)
-    with store.reading(loc):
-        src = {n: np.asarray(store._array(loc, _var_path(k - 1, n), store_id, read_only=True)[r0:r1]) for n in names}
+    rows = (slice(r0, r1), slice(0, None))
+    below = {n: store._array(loc, _var_path(k - 1, n), store_id, read_only=True) for n in names}
+    src = {n: read_checked(loc, k - 1, n, below[n], rows, iters) for n in names}
     out = reduce_level(src["iterations"], src["norm"], iters, power, src.get("distance"))
     y0 = band * TILE
     nbytes = 0
@@ -546,8 +667,13 @@ def _prepare(loc: Location, attrs: dict[str, Any]) -> tuple[list[tuple[int, int]
         done, m = set(pyr["done"]), 0
         while m + 1 in done:
             m += 1
-        _clear_partials(loc)
-        return shapes, set(range(1, m + 1))
+        try:
+            _check_arrays(loc, attrs, shapes, TILE, range(1, len(shapes)))
+        except StoreError:
+            m = -1  # start again, below
+        if m >= 0:
+            _clear_partials(loc)
+            return shapes, set(range(1, m + 1))
     for key in loc.list_keys():  # another store's pyramid, or a damaged one: start again
         if key.startswith(GROUP + "/"):
             loc.delete(key)
@@ -560,7 +686,8 @@ def _prepare(loc: Location, attrs: dict[str, Any]) -> tuple[list[tuple[int, int]
             zarr.create_array(
                 zstore, name=_var_path(k, name), shape=shape, chunks=(TILE, TILE), dtype=base.dtype,
                 shards=(TILE, -(-shape[1] // TILE) * TILE),  # a row of tiles a shard: see the module docstring
-                compressors=list(_COMPRESSORS), fill_value=base.fill_value, dimension_names=("im", "re"),
+                compressors=list(_COMPRESSORS), fill_value=_unwritten(name, base, int(attrs["iters"])),
+                dimension_names=("im", "re"),
                 attributes=dict(base.attrs), overwrite=True,
             )  # fmt: skip
     return shapes, set()
@@ -736,6 +863,8 @@ def build_on(c: Client, loc: Location, progress: Callable[[int, int], None] | No
         while left.get(len(done) + 1) == 0:  # (levels finish in order: each needs the one below)
             done.add(len(done) + 1)
         if len(done) > marked:
+            if len(done) == len(shapes) - 1:  # first: a pyramid marked finished has its OME metadata
+                _write_ome(loc, names, len(shapes))
             _mark_done(loc, store_id, done)
         if progress:
             progress(finished, total)

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from dfractal_dask import View, build_pyramid, color_picture, colorize, open_level, open_render, render
+from dfractal_dask.cli import main
 from dfractal_dask.colorize import count_cdf, histogram_colors
 from dfractal_dask.deepzoom import DZI_NAMESPACE, dzi_level_sizes, tiles_folder, write_deep_zoom, write_dzi
 from dfractal_dask.palettes import resolve_palette
@@ -423,6 +424,13 @@ def test_deep_zoom_bad_input(pyramid_store, client, tmp_path):
         write_deep_zoom(pyramid_store, tmp_path / "p.dzi", mode="smoth")
     with pytest.raises(TypeError, match="client must be a dask Client"):
         write_deep_zoom(pyramid_store, tmp_path / "p.dzi", client="tcp://x:1")  # type: ignore[arg-type]
+    # (a tile size of 0 was a bare "range() arg 3 must not be zero", 2.5 a TypeError of int())
+    bad = (({"tile_size": 0}, "tile_size must be an integer >= 1, got 0"),
+           ({"tile_size": 2.5}, "tile_size must be an integer >= 1, got 2.5"),
+           ({"overlap": -1}, "overlap must be an integer >= 0"), ({"fmt": "gif"}, "fmt must be one of"))  # fmt: skip
+    for kwargs, words in bad:
+        with pytest.raises(ValueError, match=words):
+            write_deep_zoom(pyramid_store, tmp_path / "p.dzi", **kwargs)
     assert sorted(os.listdir(tmp_path)) == ["plain.zarr"]
 
 
@@ -439,3 +447,25 @@ def test_openseadragon_shows_a_stores_deep_zoom(pyramid_store, tmp_path):
     level1 = coloured_level(pyramid_store, 1, "Inferno256", "smooth", 2)
     loaded = show_in_openseadragon(tmp_path, "m.dzi", [(0, full), (1, level1)], size=(200, 120))
     assert loaded[1:] == [[9], [8]]
+
+
+def test_a_picture_inside_its_store_or_under_a_file_is_refused_before_anything(pyramid_store, tmp_path, capsys):
+    # inside the store it pictures: the tiles went into the store's folder; under a file: the
+    # NotADirectoryError came late and was reported as a damaged store
+    a_file = tmp_path / "a.png"
+    a_file.write_bytes(b"x")
+    before = sorted(p.relative_to(pyramid_store) for p in pyramid_store.rglob("*"))
+    for target, words in ((pyramid_store / "in.dzi", f"it is inside the store {pyramid_store}"),
+                          (pyramid_store / "pyramid" / "in.dzi", "it is inside the store"),
+                          (a_file / "under.dzi", f"{a_file} is not a folder")):  # fmt: skip
+        with pytest.raises(ValueError, match="cannot write the DZI picture") as err:
+            write_deep_zoom(pyramid_store, target)
+        assert words in str(err.value)
+        assert main(["recolor", str(pyramid_store), "--dzi", str(target)]) == 2
+        out = capsys.readouterr().err
+        assert out.count("\n") == 1 and words in out and "damaged" not in out, out
+    assert sorted(p.relative_to(pyramid_store) for p in pyramid_store.rglob("*")) == before
+    assert sorted(os.listdir(tmp_path)) == ["a.png"]
+    # the command line names its flag
+    assert main(["recolor", str(pyramid_store), "--dzi", str(tmp_path / "p.DZI")]) == 2
+    assert "--dzi must end in .dzi, got" in capsys.readouterr().err

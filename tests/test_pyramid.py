@@ -18,6 +18,7 @@ from shards import drop_tile, garble_tile
 from dfractal_dask import RenderStats, View, color_picture, open_render, render
 from dfractal_dask import pyramid as pyr
 from dfractal_dask.cli import main
+from dfractal_dask.explorer.stored import StoredPicture
 from dfractal_dask.store import StoreError
 
 # odd sizes on purpose: every level has an edge row and column of half squares
@@ -186,9 +187,15 @@ def test_read_window_reads_only_its_chunks(rendered, tmp_path):
         np.testing.assert_array_equal(got[v], whole[v].values[10:40, 20:250])
     with pytest.raises(StoreError):  # the second one's does not
         pyr.read_window(copy, 1, 10, 40, 200, 260)
+    # a tile never written (dropped from its shard's index): one line naming it, never fill values as samples
     for v in ("iterations", "norm", "distance"):
         drop_tile(copy / "pyramid" / "1" / v, 0, 1)
-    assert pyr.read_window(copy, 1, 10, 40, 200, 260)["iterations"][:, 56:].max() == 0  # (fill values there)
+    with pytest.raises(
+        StoreError, match=r"damaged pyramid: pyramid/1/iterations \[10:40, 200:260\]: a tile of it is missing"
+    ):
+        pyr.read_window(copy, 1, 10, 40, 200, 260)
+    with pytest.raises(StoreError, match="a tile of it is missing"):
+        pyr.open_level(copy, 1)["norm"].compute()
     w0 = pyr.read_window(copy, 0, 5, 8, 0, 601)
     np.testing.assert_array_equal(w0["norm"], open_render(copy)["norm"].values[5:8])
 
@@ -456,3 +463,121 @@ def test_a_resume_of_blocks_that_write_level_one(client, tmp_path):
     assert meta["in_blocks"] is False
     for k in range(1, TALL_LEVELS + 1):
         np.testing.assert_array_equal(pyr.open_level(plain, k)["norm"].values, pyr.open_level(whole, k)["norm"].values)
+
+
+def _edit_meta(store: Path, **changes) -> None:
+    group = zarr.open_group(str(store / "pyramid"), mode="r+")
+    group.attrs[pyr.PYRAMID_ATTR] = {**group.attrs[pyr.PYRAMID_ATTR], **changes}
+
+
+def _edit_json(path: Path, change) -> None:
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
+
+
+# each a damage done by hand, and words of the one line that must say so (a tile size of 0 made
+# level_shapes loop for ever; done ['a'] a TypeError in info; a junk group, dtype or chunk size and a
+# missing ome attribute were taken for a sound pyramid, or for none)
+DAMAGES = {
+    "tile 0": (lambda p: _edit_meta(p, tile=0), "its tile size is 0"),
+    "tile 'big'": (lambda p: _edit_meta(p, tile="big"), "its tile size is 'big'"),
+    "done junk": (lambda p: _edit_meta(p, done=["a", None]), "its list of levels done is"),
+    "done 5": (lambda p: _edit_meta(p, done=5), "its list of levels done is 5"),
+    "levels 3": (lambda p: _edit_meta(p, levels=3), "it says 3 levels, the store's size makes 2"),
+    "group junk": (lambda p: (p / "pyramid" / "zarr.json").write_text("{not json"), "pyramid/zarr.json is no"),
+    "no ome": (lambda p: _edit_json(p / "zarr.json", lambda d: d["attributes"].pop("ome")), "OME-Zarr metadata"),
+    "dtype": (lambda p: _edit_json(p / "pyramid/1/iterations/zarr.json", lambda d: d.update(data_type="float64")),
+              "pyramid/1/iterations is float64 in chunks of (256, 256), not uint16"),
+    # (a level is sharded: its tiles are the sharding codec's inner chunks)
+    "chunks": (lambda p: _edit_json(p / "pyramid/2/norm/zarr.json",
+                                    lambda d: d["codecs"][0]["configuration"].update(chunk_shape=[128, 128])),
+               "pyramid/2/norm is float32 in chunks of (128, 128)"),
+    "shape": (lambda p: _edit_json(p / "pyramid/1/norm/zarr.json", lambda d: d.update(shape=[100, 301])),
+              "pyramid/1/norm is (100, 301), not (150, 301)"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_damaged_pyramid_metadata_are_said_in_one_line_and_a_build_repairs_them(rendered, client, tmp_path, damage):
+    copy = tmp_path / "d.zarr"
+    shutil.copytree(rendered, copy)
+    edit, words = DAMAGES[damage]
+    edit(copy)
+    calls = [lambda: pyr.pyramid_levels(copy), lambda: pyr.open_level(copy, 1),
+             lambda: pyr.read_window(copy, 2, 0, 1, 0, 1), lambda: StoredPicture(copy)]  # fmt: skip
+    for call in calls:
+        with pytest.raises(StoreError, match="damaged") as err:
+            call()
+        # (a junk group makes the whole store unreadable to xarray: the explorer's open_render says that)
+        want = "is damaged: JSONDecodeError" if damage == "group junk" and call is calls[-1] else words
+        assert want in str(err.value) and "\n" not in str(err.value)
+    assert pyr.pyramid_summary(copy).startswith("pyramid: damaged (") and words in pyr.pyramid_summary(copy)
+    assert main(["recolor", str(copy), "--dzi", str(tmp_path / "d.dzi")]) == 2
+    assert not (tmp_path / "d.dzi").exists() and not (tmp_path / "d_files").exists()
+    # build_pyramid, as the message says, makes it sound again: its levels equal the original's
+    if damage != "group junk":  # (the store itself no longer opens: open_render says so, in one line too)
+        assert [lv.index for lv in pyr.build_pyramid(copy, client=client)] == [0, 1, 2]
+        for k in (1, 2):
+            for v in ("iterations", "norm"):
+                np.testing.assert_array_equal(pyr.open_level(copy, k)[v].values, pyr.open_level(rendered, k)[v].values)
+
+
+@pytest.mark.parametrize("how", ["garbled", "missing"])
+def test_a_garbled_or_missing_tile_is_a_store_error_everywhere(rendered, tmp_path, capsys, how):
+    if how == "garbled":
+        sound = tmp_path / "sound.zarr"
+        shutil.copytree(rendered, sound)
+        assert main(["info", str(sound)]) == 0
+        assert "and every tile of its pyramid decodes" in capsys.readouterr().out
+    copy = tmp_path / f"{how}.zarr"
+    shutil.copytree(rendered, copy)
+    tile = copy / "pyramid" / "2" / "norm" / "c" / "0" / "0"
+    if how == "garbled":  # one byte flipped: zarr's crc32c codec raised a bare ValueError
+        data = bytearray(tile.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        tile.write_bytes(bytes(data))
+        words = "Stored and computed checksum do not match"
+    else:  # its fill values were read as samples
+        tile.unlink()
+        words = "a tile of it is missing"
+    screen = View(-0.5, 0.0, 3.0, 40, 20, 1)
+    for call in (lambda: pyr.read_window(copy, 2, 0, 10, 0, 10), lambda: pyr.open_level(copy, 2)["norm"].compute(),
+                 lambda: StoredPicture(copy).samples(screen, pyr.pyramid_levels(copy)[2])):  # fmt: skip
+        with pytest.raises(StoreError, match=r"damaged pyramid: pyramid/2/norm \[") as err:
+            call()
+        assert words in str(err.value) and "\n" not in str(err.value)
+    # info reads every tile: exit 2, the tile named
+    assert main(["info", str(copy)]) == 2
+    out, err = capsys.readouterr()
+    assert "damaged: " in out and "pyramid/2/norm [0:256, 0:256]" in out and words in out
+    assert err.count("\n") == 1 and "1 damaged tiles in its pyramid" in err
+    assert main(["recolor", str(copy), "--dzi", str(tmp_path / f"{how}.dzi")]) == 2
+    assert words in capsys.readouterr().err and not (tmp_path / f"{how}.dzi").exists()
+    assert not (tmp_path / f"{how}_files").exists()
+
+
+def test_a_build_on_a_missing_tile_below_stops_in_one_line(rendered, client, tmp_path):
+    # level 2 is built from level 1: a tile of level 1 gone is said, not reduced from its fill values
+    copy = tmp_path / "b.zarr"
+    shutil.copytree(rendered, copy)
+    _edit_meta(copy, done=[1])
+    drop_tile(copy / "pyramid" / "1" / "iterations", 0, 1)  # (a row of tiles a shard: its index says it is gone)
+    with pytest.raises(StoreError, match=r"pyramid/1/iterations \[0:150, 0:\]: a tile of it is missing"):
+        pyr.build_pyramid(copy, client=client)
+
+
+def test_cli_no_picture_refuses_picture_flags(tmp_path, capsys):
+    base = ["render", "--width", "30", "--height", "20", "--smoothness", "1", "--iters", "50", "--no-picture",
+            "--outfile", str(tmp_path / "n.png"), "--scheduler", "tcp://127.0.0.1:1"]  # fmt: skip
+    cases = ((["--palette", "Plan9"], "so --palette would do nothing; drop it"),
+             (["--mode", "histogram", "--no-overlap"], "so --no-overlap, --mode histogram would"),
+             (["--step", "10"], "so --step would"), (["--interior", "#ffffff"], "so --interior would"))  # fmt: skip
+    for extra, words in cases:
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err, err
+    assert not (tmp_path / "n.zarr").exists()
+    # --mode distance stores the distances: not a picture flag (it fails here on the missing scheduler only)
+    assert main([*base, "--mode", "distance"]) == 2
+    assert "would do nothing" not in capsys.readouterr().err

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..diagnostics.report import format_metrics
 from ..fractals import Fractal
-from ..pyramid import pyramid_summary
+from ..pyramid import pyramid_levels, pyramid_summary, verify_pyramid
 from ..store import block_label, store_info
 from .errors import EXIT_BAD_INPUT, error_line
 from .options import add_storage_flag, fractal_name, location
@@ -80,11 +80,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"metrics: unreadable ({type(exc).__name__})")
     elif report is not None and not isinstance(report, dict):
         print("metrics: unreadable (not a mapping)")
+    # a finished pyramid's tiles, each read (its crc32c, and none missing): a third more than level 0
+    pyramid = verify_pyramid(loc) if "frames_done" not in info and pyramid_levels(loc) else []
+    for why in pyramid:
+        print(f"damaged: {why}")
+    if pyramid:
+        print(error_line(f"{loc} has {len(pyramid)} damaged tiles in its pyramid; `dfractal render --overwrite "
+                         "--pyramid` with the same flags renders it again"), file=sys.stderr)  # fmt: skip
+        return EXIT_BAD_INPUT
     if not info["verified"]:
         print("verified: no (a format-1 store: its chunks carry no checksums)")
         return 0
     if not info["damaged"]:
-        print(f"verified: every chunk of the {done} done {unit} matches its record")
+        tiles = " and every tile of its pyramid decodes" if "frames_done" not in info and pyramid_levels(loc) else ""
+        print(f"verified: every chunk of the {done} done {unit} matches its record{tiles}")
         return 0
     for _, why in info["damaged"]:
         print(f"damaged: {why}")

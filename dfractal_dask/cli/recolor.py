@@ -102,7 +102,7 @@ def _check_dzi(args: argparse.Namespace, ds: xr.Dataset, store_path: Location, o
     """--dzi's checks, before any cluster starts: the store's pyramid, the target; whether
     the plain picture is written too (refused when --outfile asks for one too big to hold)."""
     pyramid_of(store_path)
-    check_dzi_target(args.dzi, args.overwrite)
+    check_dzi_target(args.dzi, args.overwrite, store=store_path, name="--dzi")
     n = args.smoothness or int(ds.attrs.get("supersample", 1))
     try:
         check_picture_memory(ds.sizes["re"] // n, ds.sizes["im"] // n)

@@ -16,13 +16,14 @@ from ..diagnostics import report as reports
 from ..graph import blocks, fractal_dataset
 from ..lease import Lease
 from ..overlap import PictureFile
-from ..palettes import resolve_palette
+from ..palettes import DEFAULT_PALETTE, resolve_palette
 from ..pipeline import RenderStats
 from ..pipeline import render as render_view
 from ..protocol import PAGE_PATH
 from ..pyramid import block_rows
 from ..store import check_target, write_metrics
 from ..view import View
+from .errors import UsageError
 from .options import (
     add_cluster_flags,
     add_color_flags,
@@ -108,6 +109,21 @@ def _started_later(label: str, unit: str) -> Callable[[int, int], None]:
     return call
 
 
+def _check_no_picture(args: argparse.Namespace) -> None:
+    # a flag that only colours the picture, with --no-picture: a mistake, not a wish to ignore it
+    # (--mode distance stays: it stores the distances, as --distance)
+    given = [flag for flag, value, default in (
+        ("--palette", args.palette, DEFAULT_PALETTE), ("--step", args.step, default_of(color_picture, "step")),
+        ("--interior", args.interior, default_of(color_picture, "interior")), ("--no-overlap", args.overlap, True),
+    ) if value != default]  # fmt: skip
+    if args.mode not in (default_of(color_picture, "mode"), "distance"):
+        given.append(f"--mode {args.mode}")
+    if given:
+        them = "them" if len(given) > 1 else "it"
+        raise UsageError(f"--no-picture writes no picture, so {', '.join(given)} would do nothing; drop {them} "
+                         "(colour the store later: dfractal recolor)")  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     """Render, write the picture; 0, or an exception for :func:`main` to report."""
     # Everything is checked before a cluster starts or a store is touched.
@@ -116,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
     distance = args.distance or args.mode == "distance"
     palette = resolve_palette(args.palette)
     check_color_flags(args, MODES)
+    if not args.picture:
+        _check_no_picture(args)
     if args.pyramid and args.chunk_rows is None:  # as render(pyramid=True): blocks that write level 1 too
         args.chunk_rows = block_rows(view)
     n_blocks = len(blocks(view, args.chunk_rows))  # validates --chunk-rows

@@ -30,8 +30,8 @@ import zarr
 from ..colorize import BLOCK_MODES, color_samples, colorize
 from ..fractals import Fractal
 from ..location import Location, as_location
-from ..pyramid import Level, pyramid_levels
-from ..store import StoreError, open_render, reading
+from ..pyramid import Level, pyramid_levels, read_checked
+from ..store import StoreError, open_render
 from ..view import View
 
 __all__ = ["TILE_BYTES", "StoreError", "StoredFrame", "StoredPicture", "check_store"]
@@ -152,13 +152,10 @@ class StoredPicture:
         ch, cw = level.chunks
         y0, x0 = ty * ch, tx * cw
         y1, x1 = min(y0 + ch, level.height), min(x0 + cw, level.width)
-        try:
-            with reading(self.location):  # a chunk that fails to decode: a StoreError naming the store
-                tile = {n: np.asarray(self._array(level, n)[y0:y1, x0:x1]) for n in self.names}
-        except StoreError:
-            raise
-        except ValueError as exc:  # e.g. zarr's crc32c codec on an altered chunk
-            raise StoreError(f"{self.location} is damaged: level {level.index} tile ({ty}, {tx}): {exc}") from None
+        # a chunk that fails to decode (its crc32c) or is missing: a StoreError naming the store
+        window = (slice(y0, y1), slice(x0, x1))
+        tile = {n: read_checked(self.location, level.index, n, self._array(level, n), window, self.iters)
+                for n in self.names}  # fmt: skip
         size = sum(a.nbytes for a in tile.values())
         with self._lock:
             self.reads += 1
