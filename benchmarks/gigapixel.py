@@ -59,6 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the real cluster and S3 server of the tests
 
 from daskprocs import BIN, dask_processes  # noqa: E402
+from render import _tree_rss  # noqa: E402  (benchmarks/render.py: the process tree's resident memory)
 from s3server import s3_server  # noqa: E402
 
 CORES = 2  # two workers of one thread each, in both setups
@@ -98,14 +99,6 @@ class Setup:
     env: dict[str, str]
     store: str  # a folder or an s3:// prefix, without the trailing slash
     storage_options: dict[str, Any] | None
-
-
-def _tree_rss(proc: psutil.Process) -> int:
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
-    return total
 
 
 def _render(argv: list[str], cwd: Path, env: dict[str, str]) -> Run:

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 
 import dask
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, default_client
 from distributed.diagnostics.plugin import WorkerPlugin
 from distributed.security import Security
 
@@ -190,6 +190,14 @@ def probe_scheduler(address: str, timeout: float = 10.0, security: Security | No
             raise ConnectionError(f"cannot reach dask scheduler at {address}: {text}") from None
     if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
         raise ConnectionError(f"{address} answered, but not as a dask scheduler{hint}")
+
+
+def current_client() -> Client | None:
+    """The client of this context (``distributed.default_client``), or ``None``."""
+    try:
+        return default_client()
+    except ValueError:
+        return None
 
 
 @contextlib.contextmanager

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 
 import dask
 import xarray as xr
-from distributed import Client, default_client, get_worker
+from distributed import Client, get_worker
 from distributed.security import Security
 
 from . import graph, kernels, protocol, store
 from . import pyramid as pyramid_module
-from .cluster import SLOWEST_RATE, STALL_SECONDS, ClusterError, connect
+from .cluster import SLOWEST_RATE, STALL_SECONDS, ClusterError, connect, current_client
 from .colorize import block_coloring, check_picture_memory, color_picture
 from .diagnostics import ensure_plugin
 from .fractals import Fractal
@@ -86,13 +86,6 @@ def _only(workers: list[str] | None) -> dict:
     if isinstance(workers, str) or not workers or not all(isinstance(w, str) for w in workers):
         raise TypeError(f"workers must be a non-empty list of worker addresses, got {workers!r}")
     return {"workers": list(workers), "allow_other_workers": False}
-
-
-def _current_client() -> Client | None:
-    try:
-        return default_client()
-    except ValueError:
-        return None
 
 
 def _check_run(
@@ -295,7 +288,7 @@ def _run(
     done = None
     if loc is not None:  # before any cluster starts
         done = store.check_kind_target(loc, spec.kind, template, overwrite=overwrite, resume=resume)
-    with connect(client if client is not None else _current_client(), security=security) as c:
+    with connect(client if client is not None else current_client(), security=security) as c:
         t0 = time.perf_counter()
         if loc is None:
             lazy = graph.dataset_of(spec, graph.tasks_of(spec, render_id, priorities, shortcuts))

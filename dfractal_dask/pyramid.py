@@ -48,10 +48,10 @@ import numba
 import numpy as np
 import xarray as xr
 import zarr
-from distributed import Client, default_client
+from distributed import Client
 
 from . import store
-from .cluster import connect
+from .cluster import connect, current_client
 from .colorize import _log2_power
 from .gather import gather_results
 from .lease import Lease
@@ -770,13 +770,6 @@ def _write_ome(loc: Location, names: list[str], n_levels: int) -> None:
     group.attrs["ome"] = _ome(names, n_levels)
 
 
-def _current_client() -> Client | None:
-    try:
-        return default_client()
-    except ValueError:
-        return None
-
-
 def build_pyramid(
     path: str | os.PathLike | Location,
     client: Client | str | None = None,
@@ -818,7 +811,7 @@ def build_pyramid(
         raise TypeError(f"progress must be callable, got {progress!r}")
     loc = as_location(path, storage_options, name="path")
     store.open_render(loc)  # a finished render (not a zoom), or a StoreError saying what it is
-    with Lease(loc, "dfractal pyramid"), connect(client if client is not None else _current_client()) as c:
+    with Lease(loc, "dfractal pyramid"), connect(client if client is not None else current_client()) as c:
         build_on(c, loc, progress)
     return pyramid_levels(loc)
 

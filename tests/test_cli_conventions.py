@@ -74,7 +74,7 @@ HELP_CHOICES = [
                   "Hippi, Plan9, Vivid", ".png, .jpg, .jpeg, .webp, .tif, .tiff", "threads, processes"]),
     (["recolor"], ["seed, smooth, histogram, distance", "Hippi, Plan9, Vivid", ".jpg"]),
     (["zoom"], ["{seed,smooth,histogram}", "burning-ship", ".gif or .png", "threads, processes"]),
-    (["explore"], ["{smooth,seed}", "burning-ship", "Hippi, Plan9", "threads, processes"]),
+    (["explore"], ["{seed,smooth,histogram,distance}", "burning-ship", "Hippi, Plan9", "threads, processes"]),
     (["bench"], ["{store,gather}"]),
 ]  # fmt: skip
 
