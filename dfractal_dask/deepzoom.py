@@ -34,7 +34,7 @@ from .colorize import DEFAULT_INTERIOR, DEFAULT_MODE, BlockColoring, block_color
 from .location import Location, as_location, check_output
 from .palettes import DEFAULT_PALETTE, DEFAULT_STEP, Palette
 from .png import _strips as png_strips
-from .pyramid import Level, open_level, pyramid_levels, read_window
+from .pyramid import Level, level_names, open_level, pyramid_levels, read_level
 from .store import reading
 
 __all__ = [
@@ -307,22 +307,26 @@ def pixel_means(samples: np.ndarray, n: int) -> np.ndarray:
     return ((sums + counts // 2) // counts).astype(np.uint8)
 
 
-def _level_strip(loc: Location, k: int, s0: int, s1: int, width: int, n: int, rule: BlockColoring) -> np.ndarray:
-    # pixels of pyramid level k's sample rows s0..s1 (on a worker, or a thread here): read, coloured, averaged
-    window = read_window(loc, k, s0, s1, 0, width)
+def _level_strip(
+    loc: Location, k: int, source: tuple[list[str], int, str | None], s0: int, s1: int, n: int, rule: BlockColoring
+) -> np.ndarray:
+    # pixels of pyramid level k's sample rows s0..s1 (on a worker, or a thread here): read, coloured, averaged;
+    # source: (names, iters, store_id). read_level: the level was checked once, on the client, not by every task
+    window = read_level(loc, k, source[0], (slice(s0, s1), slice(None)), source[1], source[2])
     return pixel_means(rule(window["iterations"], window["norm"], window.get("distance")), n)
 
 
-def _level_pixels(loc: Location, level: Level, n: int, rule: BlockColoring, rows: int) -> da.Array:
-    """Pyramid ``level`` coloured by ``rule`` and averaged over ``n``x``n``
-    samples, lazily: one task per ``rows`` pixel rows (a tile row)."""
+def _level_pixels(loc: Location, level: Level, attrs: dict, n: int, rule: BlockColoring, rows: int) -> da.Array:
+    """Pyramid ``level`` of the store with ``attrs`` coloured by ``rule`` and
+    averaged over ``n``x``n`` samples, lazily: one task per ``rows`` pixel rows (a tile row)."""
     width = -(-level.width // n)
+    source = (level_names(attrs), int(attrs["iters"]), attrs.get("store_id"))
     strip = dask.delayed(_level_strip, pure=True)
     shared = dask.delayed(rule, pure=True)  # one key: its tables go to the workers once, not with every task
     blocks = []
     for p0 in range(0, -(-level.height // n), rows):
         s0, s1 = p0 * n, min((p0 + rows) * n, level.height)
-        task = strip(loc, level.index, s0, s1, level.width, n, shared)
+        task = strip(loc, level.index, source, s0, s1, n, shared)
         blocks.append(da.from_delayed(task, (-(-(s1 - s0) // n), width, 4), np.uint8))
     return da.concatenate(blocks)
 
@@ -411,12 +415,12 @@ def write_deep_zoom(
     with dask.config.set(scheduler=client) if client is not None else contextlib.nullcontext():
         cdf = None
         if mode == "histogram":
-            with reading(loc):  # (read_window reports a damaged chunk of the tiles' reads itself)
+            with reading(loc):  # (read_level reports a damaged chunk of the tiles' reads itself)
                 cdf = count_cdf(base["iterations"], int(base.attrs["iters"]))
         sources = {}
         for level in levels[: top + 1]:
             ds = base if level.index == 0 else open_level(loc, level.index)
             rule = replace(block_coloring(ds, palette, step, mode, interior=interior, cdf=cdf), n=1)  # averaged here
-            sources[top - level.index] = png_strips(_level_pixels(loc, level, n, rule, tile_size))
+            sources[top - level.index] = png_strips(_level_pixels(loc, level, base.attrs, n, rule, tile_size))
         return write_dzi(path, width, height, sources, tile_size=tile_size, overlap=overlap, fmt=fmt,
                          overwrite=overwrite)  # fmt: skip

@@ -66,11 +66,13 @@ __all__ = [
     "Level",
     "block_rows",
     "build_pyramid",
+    "level_names",
     "level_shapes",
     "level_view",
     "open_level",
     "pyramid_levels",
     "pyramid_summary",
+    "read_level",
     "read_window",
     "reduce_level",
     "verify_pyramid",
@@ -322,7 +324,8 @@ def _pyramid_attrs(loc: Location) -> dict[str, Any] | None:
     return store._attrs(loc.child(GROUP)) if loc.exists(f"{GROUP}/zarr.json") else None
 
 
-def _names(attrs: dict[str, Any]) -> list[str]:
+def level_names(attrs: dict[str, Any]) -> list[str]:
+    """The sample arrays a store with ``attrs`` has at every level (``distance`` if rendered with it)."""
     return [v for v in _SAMPLE_VARS if v != "distance" or attrs.get("distance")]
 
 
@@ -361,7 +364,7 @@ def _levels_of(loc: Location, attrs: dict[str, Any], *, finished: bool = True) -
     if finished:
         _check_arrays(loc, attrs, shapes, tile, range(1, len(shapes)))
         # (written once every level is done: without it, OME-Zarr readers see no pyramid)
-        if attrs.get("ome") != _ome(_names(attrs), len(shapes)):
+        if attrs.get("ome") != _ome(level_names(attrs), len(shapes)):
             raise _damaged(loc, "the store's OME-Zarr metadata (its attribute ome) are missing or altered")
     levels = [Level(0, *shapes[0], 1, "", (int(attrs["chunk_rows"]), shapes[0][1]))]
     levels += [Level(k, h, w, 2**k, _level_path(k), (tile, tile)) for k, (h, w) in enumerate(shapes[1:], 1)]
@@ -371,10 +374,12 @@ def _levels_of(loc: Location, attrs: dict[str, Any], *, finished: bool = True) -
 def _check_arrays(loc: Location, attrs: dict[str, Any], shapes: list[tuple[int, int]], tile: int, ks: range) -> None:
     """A StoreError unless levels ``ks``' arrays are there, of their shapes, chunks and dtypes."""
     zstore = loc.zarr_store(read_only=True)
-    for name in _names(attrs):
+    for name in level_names(attrs):
+        dtype = None
         for k in ks:
             try:
-                dtype = zarr.open_array(zstore, path=name, mode="r").dtype
+                if dtype is None:  # level 0's, once
+                    dtype = zarr.open_array(zstore, path=name, mode="r").dtype
                 arr = zarr.open_array(zstore, path=_var_path(k, name), mode="r")
             except Exception as exc:  # zarr raises many kinds on damaged stores
                 raise _damaged(loc, f"{_var_path(k, name)}: {store._short(exc)}") from None
@@ -459,7 +464,7 @@ def verify_pyramid(path: str | os.PathLike | Location, storage_options: Mapping 
     zstore = loc.zarr_store(read_only=True)
     damaged = []
     for level in _levels_of(loc, attrs)[1:]:
-        for name in _names(attrs):
+        for name in level_names(attrs):
             arr = zarr.open_array(zstore, path=_var_path(level.index, name), mode="r")
             for y in range(0, level.height, level.chunks[0]):
                 for x in range(0, level.width, level.chunks[1]):
@@ -546,11 +551,11 @@ def open_level(path: str | os.PathLike | Location, k: int, storage_options: Mapp
     level_attrs = _level_attrs(attrs, k)
     if k == 0:
         ds = store.open_render(loc)
-        return ds[_names(attrs)].assign_attrs(level_attrs)
+        return ds[level_names(attrs)].assign_attrs(level_attrs)
     view = View.from_attrs(level_attrs)
     zstore = loc.zarr_store(read_only=True)
     data = {}
-    for name in _names(attrs):
+    for name in level_names(attrs):
         arr = zarr.open_array(zstore, path=_var_path(k, name), mode="r")
         checked = _CheckedLevel(loc, k, name, arr, int(attrs["iters"]))
         lazy = da.from_array(checked, chunks=arr.chunks, name=f"pyramid-{k}-{name}-{attrs['store_id']}",
@@ -592,12 +597,30 @@ def read_window(
             raise ValueError(f"{name} must be in 0..{top} (level {k} is {level.width}x{level.height}), got {value}")
     if y1 <= y0 or x1 <= x0:
         raise ValueError(f"the window [{y0}:{y1}, {x0}:{x1}] is empty")
-    out = {}
     window = (slice(int(y0), int(y1)), slice(int(x0), int(x1)))
-    for name in _names(attrs):
-        arr = store._array(loc, _var_path(k, name), attrs.get("store_id"), read_only=True)
-        out[name] = read_checked(loc, k, name, arr, window, int(attrs["iters"]))
-    return out
+    return read_level(loc, k, level_names(attrs), window, int(attrs["iters"]), attrs.get("store_id"))
+
+
+def read_level(
+    loc: Location, k: int, names: list[str], sel: tuple[slice, slice], iters: int, store_id: str | None
+) -> dict[str, np.ndarray]:
+    """The arrays ``names`` of level ``k`` at ``sel``, each read through
+    :func:`read_checked`, for a caller that has checked the level exists
+    (:func:`read_window` does; a worker's task was given it): no metadata
+    read again but the arrays' own (cached by ``store_id``)."""
+    return {n: read_checked(loc, k, n, store._array(loc, _var_path(k, n), store_id, read_only=True), sel, iters)
+            for n in names}  # fmt: skip
+
+
+def _write_level(loc: Location, k: int, y0: int, out: dict[str, np.ndarray], store_id: str | None, what: str) -> int:
+    # the rows from y0 of level k's arrays (whole rows of its tiles: one task's alone); the bytes given
+    nbytes = 0
+    for name, data in out.items():
+        arr = store._array(loc, _var_path(k, name), store_id)
+        with store._writing(loc, f"level {k} {what} of {name}"):
+            arr[y0 : y0 + data.shape[0]] = data
+        nbytes += data.nbytes
+    return nbytes
 
 
 # -- building (the workers write; the client keeps the record) -------------------
@@ -620,18 +643,9 @@ def _build_band(
     if store_id is not None:
         store.check_identity(loc, store_id)
     r0, r1 = 2 * band * TILE, min(2 * (band + 1) * TILE, below_height)
-    rows = (slice(r0, r1), slice(0, None))
-    below = {n: store._array(loc, _var_path(k - 1, n), store_id, read_only=True) for n in names}
-    src = {n: read_checked(loc, k - 1, n, below[n], rows, iters) for n in names}
+    src = read_level(loc, k - 1, names, (slice(r0, r1), slice(0, None)), iters, store_id)
     out = reduce_level(src["iterations"], src["norm"], iters, power, src.get("distance"))
-    y0 = band * TILE
-    nbytes = 0
-    for name in names:
-        arr = store._array(loc, _var_path(k, name), store_id)
-        with store._writing(loc, f"level {k} tile row {band} of {name}"):
-            arr[y0 : y0 + out[name].shape[0]] = out[name]
-        nbytes += out[name].nbytes
-    return {"level": k, "band": band, "bytes": nbytes}
+    return {"level": k, "band": band, "bytes": _write_level(loc, k, band * TILE, out, store_id, f"tile row {band}")}
 
 
 def _ome(names: list[str], n_levels: int) -> dict[str, Any]:
@@ -659,7 +673,7 @@ def _prepare(loc: Location, attrs: dict[str, Any]) -> tuple[list[tuple[int, int]
     the levels already done (a prefix 1..m of them)."""
     view = View.from_attrs(attrs)
     shapes = level_shapes(view.sample_height, view.sample_width)
-    names = _names(attrs)
+    names = level_names(attrs)
     store_id = attrs.get("store_id")
     pyr = (_pyramid_attrs(loc) or {}).get(PYRAMID_ATTR)
     want = {"tile": TILE, "levels": len(shapes) - 1, "store_id": store_id}
@@ -735,13 +749,7 @@ def write_block_level(loc: Location, row0: int, result: tuple, iters: int, power
     y0 = row0 // 2
     if store_id is not None:
         store.check_identity(loc, store_id)
-    nbytes = 0
-    for name, data in out.items():
-        arr = store._array(loc, _var_path(1, name), store_id)
-        with store._writing(loc, f"level 1 rows {y0}-{y0 + data.shape[0]} of {name}"):
-            arr[y0 : y0 + data.shape[0]] = data
-        nbytes += data.nbytes
-    return nbytes
+    return _write_level(loc, 1, y0, out, store_id, f"rows {y0}-{y0 + out['iterations'].shape[0]}")
 
 
 def mark_block_level(loc: Location, store_id: str | None) -> None:
@@ -824,7 +832,7 @@ def build_on(c: Client, loc: Location, progress: Callable[[int, int], None] | No
     attrs = store.store_attrs(loc)
     store_id = attrs.get("store_id")
     shapes, done = _prepare(loc, attrs)
-    names = _names(attrs)
+    names = level_names(attrs)
     iters, power = int(attrs["iters"]), int(attrs.get("power", 2))
     build = dask.delayed(_build_band, pure=False)
     build_id = uuid.uuid4().hex  # in every task's key: the stall report names the workers holding them
@@ -861,6 +869,7 @@ def build_on(c: Client, loc: Location, progress: Callable[[int, int], None] | No
             _mark_done(loc, store_id, done)
         if progress:
             progress(finished, total)
-    _write_ome(loc, names, len(shapes))
+    if not tasks:  # every level was done already (e.g. level 1 alone, from the blocks)
+        _write_ome(loc, names, len(shapes))
     stats["seconds"] = time.perf_counter() - t0
     return stats
