@@ -25,7 +25,6 @@ from .lease import Lease
 from .location import Location, as_location
 from .overlap import PictureFile, piece_tasks
 from .png import PngWriter, partial_file, save_png
-from .pyramid import build_on
 from .spec import RENDER, ZOOM, RenderSpec
 from .view import View, zoom_views
 
@@ -305,7 +304,7 @@ def _run(
                 if run.level1 is not None:
                     pyramid_module.mark_block_level(loc, run.store_id)
                 if pyramid:  # from the blocks just written (and those a resume found), on the same workers
-                    built = build_on(c, loc, pyramid_progress)
+                    built = pyramid_module.build_on(c, loc, pyramid_progress)
                     if stats is not None:
                         stats.pyramid_seconds, stats.pyramid_levels = built["seconds"], built["levels"]
             ds = store.open_store(loc, spec.kind)

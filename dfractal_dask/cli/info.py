@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     elif report is not None and not isinstance(report, dict):
         print("metrics: unreadable (not a mapping)")
     # a finished pyramid's tiles, each read (its crc32c, and none missing): a third more than level 0
-    pyramid = verify_pyramid(loc) if "frames_done" not in info and pyramid_levels(loc) else []
+    has_pyramid = "frames_done" not in info and bool(pyramid_levels(loc))
+    pyramid = verify_pyramid(loc) if has_pyramid else []
     for why in pyramid:
         print(f"damaged: {why}")
     if pyramid:
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         print("verified: no (a format-1 store: its chunks carry no checksums)")
         return 0
     if not info["damaged"]:
-        tiles = " and every tile of its pyramid decodes" if "frames_done" not in info and pyramid_levels(loc) else ""
+        tiles = " and every tile of its pyramid decodes" if has_pyramid else ""
         print(f"verified: every chunk of the {done} done {unit} matches its record{tiles}")
         return 0
     for _, why in info["damaged"]:
