@@ -64,6 +64,7 @@ __all__ = [
     "PYRAMID_ATTR",
     "TILE",
     "Level",
+    "base_level",
     "block_rows",
     "build_pyramid",
     "level_names",
@@ -97,6 +98,16 @@ class Level:
     scale: int
     path: str
     chunks: tuple[int, int]
+
+    def array_path(self, name: str) -> str:
+        """The path in the store of this level's array ``name`` (``iterations``, ``norm``, ``distance``)."""
+        return _var_path(self.index, name)
+
+
+def base_level(attrs: dict[str, Any]) -> Level:
+    """Level 0 of the render store with ``attrs``: its own samples, in their row-block chunks."""
+    view = View.from_attrs(attrs)
+    return Level(0, view.sample_height, view.sample_width, 1, "", (int(attrs["chunk_rows"]), view.sample_width))
 
 
 def level_shapes(height: int, width: int, tile: int = TILE) -> list[tuple[int, int]]:
@@ -366,7 +377,7 @@ def _levels_of(loc: Location, attrs: dict[str, Any], *, finished: bool = True) -
         # (written once every level is done: without it, OME-Zarr readers see no pyramid)
         if attrs.get("ome") != _ome(level_names(attrs), len(shapes)):
             raise _damaged(loc, "the store's OME-Zarr metadata (its attribute ome) are missing or altered")
-    levels = [Level(0, *shapes[0], 1, "", (int(attrs["chunk_rows"]), shapes[0][1]))]
+    levels = [base_level(attrs)]
     levels += [Level(k, h, w, 2**k, _level_path(k), (tile, tile)) for k, (h, w) in enumerate(shapes[1:], 1)]
     return levels
 

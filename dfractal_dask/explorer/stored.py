@@ -30,7 +30,7 @@ import zarr
 from ..colorize import BLOCK_MODES, color_samples, colorize
 from ..fractals import Fractal
 from ..location import Location, as_location
-from ..pyramid import Level, pyramid_levels, read_checked
+from ..pyramid import Level, base_level, pyramid_levels, read_checked
 from ..store import StoreError, open_render
 from ..view import View
 
@@ -83,11 +83,9 @@ class StoredPicture:
         self.fractal = Fractal.from_attrs(self.attrs)
         self.names = tuple(n for n in ("iterations", "norm", "distance") if n in ds)
         self._dtypes = {n: ds[n].dtype for n in self.names}
-        levels = pyramid_levels(loc.url, self._options)
-        if not levels:  # no pyramid: the full-resolution samples alone, in their row chunks
-            v = self.view
-            levels = [Level(0, v.sample_height, v.sample_width, 1, "", (int(self.attrs["chunk_rows"]), v.sample_width))]
-        self.levels: list[Level] = levels
+        levels = pyramid_levels(loc)
+        # no pyramid: the full-resolution samples alone, in their row chunks
+        self.levels: list[Level] = levels or [base_level(self.attrs)]
         self.tile_bytes = tile_bytes
         self.nbytes = 0
         #: tiles read from the store, and served from the tile cache
@@ -99,13 +97,9 @@ class StoredPicture:
     def _array(self, level: Level, name: str) -> zarr.Array:
         key = (level.index, name)
         if key not in self._arrays:
-            path = f"{level.path}/{name}" if level.path else name
-            self._arrays[key] = zarr.open_array(self.location.zarr_store(read_only=True), path=path, mode="r")
+            self._arrays[key] = zarr.open_array(self.location.zarr_store(read_only=True), path=level.array_path(name),
+                                                mode="r")  # fmt: skip
         return self._arrays[key]
-
-    @property
-    def _options(self) -> dict[str, Any] | None:
-        return dict(self.location.storage_options) or None
 
     @property
     def name(self) -> str:
