@@ -184,6 +184,14 @@ def seed_colors(iterations: np.ndarray, norm: np.ndarray, iters: int, lut: np.nd
     return out.reshape((*shape, 4))
 
 
+def _seed_table_colors(iterations: np.ndarray, norm: np.ndarray, iters: int, palette: Palette, step: int) -> np.ndarray:
+    # seed_colors with the palette's table of ``step`` entries looked up where it runs: a colouring
+    # rule carries the palette and step, not the table (1 000 001 entries, 3 MB, at a 1 000 000
+    # limit: pickled into every task, unpickled and packed again on every block, ~50 ms a block);
+    # seed_lut and _packed keep one table a process
+    return seed_colors(iterations, norm, iters, seed_lut(palette, step))
+
+
 def _log2_power(power: int) -> float:
     if isinstance(power, bool) or not isinstance(power, int | np.integer) or power < 2:
         raise ValueError(f"power must be an integer >= 2, got {power!r}")
@@ -294,7 +302,9 @@ def _color_rule(pal: Palette, mode: str, iters: int, step: float, interior, cdf,
     (``step``: the colour table size, or in mode distance the sample step)."""
     rgb = _rgb(interior)  # checked in every mode: a bad colour is bad input even where unused
     if mode == "seed":
-        return seed_colors, {"iters": iters, "lut": seed_lut(pal, max(int(step), iters))}
+        n = max(int(step), iters)
+        _packed(seed_lut(pal, n))  # made here (cached): no table at n is bad input before any task runs
+        return _seed_table_colors, {"iters": iters, "palette": pal, "step": n}
     kwargs = {"iters": iters, "ramp": pal.ramp(), "interior": rgb, "power": power}
     if mode == "distance":
         return distance_colors, {**kwargs, "step": step}

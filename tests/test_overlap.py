@@ -2,6 +2,7 @@
 PNG-compressed on its kernel's worker as it is done (dfractal_dask.overlap)."""
 
 import json
+import pickle
 import re
 
 import dask
@@ -11,9 +12,22 @@ import zarr
 from distributed import get_task_stream
 from PIL import Image
 
-from dfractal_dask import RenderStats, View, color_picture, colorize, open_render, render, save_png
+from dfractal_dask import (
+    RenderStats,
+    View,
+    color_picture,
+    colorize,
+    open_render,
+    render,
+    save_png,
+    seed_colors,
+    seed_lut,
+)
 from dfractal_dask.cli import main
+from dfractal_dask.colorize import block_coloring
+from dfractal_dask.graph import template_of
 from dfractal_dask.overlap import PictureFile
+from dfractal_dask.spec import RenderSpec
 
 VIEW = View(xpos=-0.7436, ypos=0.1318, span=0.02, width=60, height=45, supersample=2)
 ITERS = 400
@@ -180,3 +194,15 @@ def test_bad_overlap_flags_one_line_exit_2(tmp_path, capsys, flags, words):
     assert err.count("\n") == 1 and err.startswith("dfractal: error: ") and words in err, err
     assert "\x1b" not in err
     assert not list(tmp_path.iterdir())
+
+
+def test_a_deep_limits_colouring_travels_as_its_palette_not_its_table():
+    # at a 1 000 000 limit the seed table has 1 000 001 entries (3 MB): a piece task
+    # carries the palette and step, and the table is made (once) where it colours
+    view = View(xpos=-0.75, ypos=0.0, span=3.0, width=40, height=30, supersample=1)
+    coloring = block_coloring(template_of(RenderSpec.make(view, 1_000_000)), mode="seed")
+    assert len(pickle.dumps(coloring)) < 20_000
+    it = np.array([[3, 999_999, 1_000_000]], np.uint32)
+    norm = np.array([[5.0, 7.0, 1.0]], np.float32)
+    want = seed_colors(it, norm, 1_000_000, seed_lut("Hippi", 1_000_000))
+    assert np.array_equal(pickle.loads(pickle.dumps(coloring))(it, norm), want)
