@@ -129,3 +129,19 @@ def test_the_protocol_loads_without_distributed_or_tornado():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "[]\n"
+
+
+@pytest.mark.parametrize("before", ["enabled", "disabled"])
+def test_the_package_imports_with_the_collector_off_and_leaves_it_as_it_found_it(before):
+    # dfractal_dask/__init__.py turns collection off for its imports (their full passes
+    # over a million objects), and back on only if it was on
+    code = (
+        "import gc\n"
+        + ("gc.disable()\n" if before == "disabled" else "")
+        + "import dfractal_dask\n"
+        + "print(gc.isenabled(), gc.get_stats()[2]['collections'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    enabled, full_passes = out.stdout.split()
+    assert enabled == ("True" if before == "enabled" else "False")
+    assert int(full_passes) <= 1  # (one may come from the interpreter's own start-up imports)

@@ -79,7 +79,12 @@ def run() -> NoReturn:
     then skips them (the memory goes back with the process).  That collection
     walks the whole of numba's, xarray's and distributed's objects: measured
     here at 0.4-1.2 s of every command (py-spy: ``gc_collect_main`` after
-    the last ``atexit`` handler), as long as a small render itself."""
+    the last ``atexit`` handler), as long as a small render itself.  The
+    same is done once the imports are in (the package imports with the
+    collector off, see ``dfractal_dask/__init__.py``): the collections during
+    the command (the dashboard's imports, the render's) then walk only what
+    it made."""
+    gc.freeze()
     code = main()
     sys.stdout.flush()
     gc.freeze()
