@@ -147,9 +147,10 @@ def test_the_cluster_flag_reaches_the_embedded_cluster(tmp_path, monkeypatch, ca
     started = []
     real = cluster_module.local_cluster
 
-    def spy(n_workers, cluster=None):
+    def spy(n_workers, cluster=None, dashboard_later=False):
         started.append(cluster)
-        return real(n_workers, cluster)
+        assert dashboard_later  # dfractal render starts the dashboard's pages with its graph
+        return real(n_workers, cluster, dashboard_later)
 
     monkeypatch.setattr(cluster_module, "local_cluster", spy)
     small = ["-q", "--width", "40", "--height", "30", "--smoothness", "2", "--iters", "200", "--workers", "2"]

@@ -21,6 +21,7 @@ from distributed import Client, LocalCluster
 from labserver import running_lab
 
 from dfractal_dask import RenderStats, View, render
+from dfractal_dask.cluster import DASHBOARD_JOIN_SECONDS, connect, late_dashboard
 from dfractal_dask.diagnostics import ensure_plugin, routes
 from dfractal_dask.protocol import PLUGIN_NAME
 
@@ -242,3 +243,45 @@ def test_the_dask_sidebar_in_jupyterlab_opens_the_page(cluster, tmp_path):
                 page.screenshot(path=str(tmp_path / "lab-fractal.png"))
             finally:
                 page.close()
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("kind", ["threads", "processes"])
+def test_a_late_dashboard_starts_its_pages_with_the_first_graph(kind, tmp_path):
+    # dfractal render's embedded cluster (connect(dashboard_later=True)): the HTTP server,
+    # its link and the /fractal page from the start, the Bokeh pages with the first graph
+    with connect(None, n_workers=1, cluster=kind, dashboard_later=True) as client:
+        base = client.dashboard_link.removesuffix("/status")
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", base), client.dashboard_link
+        ensure_plugin(client)
+        late = late_dashboard(client.cluster)
+        assert late is not None and late.thread is None  # nothing imported yet
+        assert _get(base + "/status")[0] == 404
+        status, ctype, _ = _get(base + "/fractal")
+        assert status == 200 and ctype.startswith("text/html")
+        render_id = _render_on(client, tmp_path / "r.zarr")  # the first graph
+        assert late.ready.wait(DASHBOARD_JOIN_SECONDS)
+        status, _, body = _get(base + "/status")
+        assert status == 200 and b"bokeh" in body.lower()
+        assert '<a href="fractal">Fractal</a>' in body.decode()  # listed in the pages' menu once they are up
+        assert _plots(base)["Fractal"] == "/fractal"
+        _check_links(base + "/fractal", render_id, 3)
+        assert late.thread is not None
+    assert not late.thread.is_alive()  # joined as the cluster closed
+
+
+def test_a_late_dashboard_without_a_graph_starts_when_asked(tmp_path):
+    with connect(None, n_workers=1, cluster="threads", dashboard_later=True) as client:
+        late = late_dashboard(client.cluster)
+        assert late.start_now(client.cluster.scheduler)
+        assert _get(client.dashboard_link)[0] == 200
+        first = late.thread
+        late.update_graph(client.cluster.scheduler)  # a later graph starts nothing more
+        assert late.thread is first
+
+
+def test_a_cluster_started_plainly_has_its_pages_at_once():
+    with connect(None, n_workers=1, cluster="threads") as client:
+        assert late_dashboard(client.cluster) is None
+        status, _, body = _get(client.dashboard_link)
+        assert status == 200 and b"bokeh" in body.lower()

@@ -155,14 +155,16 @@ def run(args: argparse.Namespace) -> int:
     stats = RenderStats()
     t0 = time.perf_counter()
     # the store's lease, held until the picture is written from it (render_view() shares it)
+    deep = bool(template.attrs["perturbation"])  # its kernels only: not the plain escape ones warmed
     with Lease(store_path, "dfractal render"), connect(args.scheduler, n_workers=args.workers,
-                                                       security=sec, cluster=args.cluster) as client:  # fmt: skip
+                                                       security=sec, cluster=args.cluster, dashboard_later=True,
+                                                       escape_kernels=not deep) as client:  # fmt: skip
         say(args, f"dashboard: {client.dashboard_link}  (render page: {_fractal_page(client)})")
         say(
             args,
             f"rendering {fractal_name(fr)} {view.width}x{view.height} "
             f"({view.supersample}x{view.supersample} samples/pixel, "
-            f"{args.iters} iterations{', by perturbation' if template.attrs['perturbation'] else ''}) "
+            f"{args.iters} iterations{', by perturbation' if deep else ''}) "
             f"on {len(client.scheduler_info()['workers'])} workers",
         )
         ds = render_view(

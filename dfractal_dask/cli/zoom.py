@@ -96,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     deep = int(template["deep"].sum())
     with Lease(store_path, "dfractal zoom"), connect(args.scheduler, n_workers=args.workers,
-                                                     security=sec, cluster=args.cluster) as client:  # fmt: skip
+                                                     security=sec, cluster=args.cluster,
+                                                     dashboard_later=True) as client:  # fmt: skip
         say(args, f"dashboard: {client.dashboard_link}")
         say(
             args,

@@ -22,6 +22,7 @@ listed module would otherwise shadow).
 
 from __future__ import annotations
 
+import sys
 from importlib import resources
 from typing import Any
 
@@ -134,6 +135,8 @@ def install(scheduler: Any) -> None:
 def _add_to_menu(scheduler: Any) -> None:
     # The menu lists distributed.dashboard.scheduler.template_variables(scheduler)["plots"]: memoized per
     # scheduler, its list is the one every bokeh page of the dashboard renders (distributed offers no other way).
+    if "bokeh" not in sys.modules:  # no bokeh pages yet (an embedded cluster adds them later: then again)
+        return
     try:
         from bokeh.server.tornado import BokehTornado
         from distributed.dashboard.scheduler import template_variables
