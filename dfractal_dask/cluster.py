@@ -203,14 +203,14 @@ def local_cluster(n_workers: int, cluster: str | None = None, dashboard_later: b
             scheduler_kwargs={"dashboard": False} if dashboard_later else None,  # its HTTP server all the same
             silence_logs=logging.CRITICAL,  # a failed task is reported once, by the client, not by every worker
         )
-    if dashboard_later:
+    if dashboard_later and embedded.scheduler is not None:  # (an embedded cluster's scheduler is here, started)
         embedded.scheduler.add_plugin(LateDashboard())
     return embedded
 
 
 def late_dashboard(embedded: LocalCluster) -> LateDashboard | None:
     """The embedded cluster's :class:`LateDashboard`, if it was started with one."""
-    plugin = embedded.scheduler.plugins.get(LateDashboard.name)
+    plugin = None if embedded.scheduler is None else embedded.scheduler.plugins.get(LateDashboard.name)
     return plugin if isinstance(plugin, LateDashboard) else None
 
 

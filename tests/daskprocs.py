@@ -20,12 +20,19 @@ from dfractal_dask import View
 
 BIN = Path(sys.executable).parent
 
-# A render long enough to be under way when a test interferes with it: seahorse
-# valley at a high iteration limit, ~20-30 s on two workers (too few interior
-# samples there for cycle detection to be used), 90 blocks.
-SLOW = ["--xpos", "-0.7436", "--ypos", "0.1318", "--escape-radius", "0.01", "--width", "240", "--height", "180",
-        "--smoothness", "2", "--iters", "3000000", "--chunk-rows", "4", "-q"]  # fmt: skip
-SLOW_VIEW = View(-0.7436, 0.1318, 0.01, 240, 180, 2)
+# A render long enough to be under way when a test interferes with it, by its
+# kernels' work alone: Fractalshades' flake (span 1.7e-157) iterated exactly
+# (--exact: no BLA, every sample ~31 000 perturbation steps), ~18 s on two
+# workers, 90 blocks.  (It was seahorse valley at 3 000 000 iterations, whose
+# 20-30 s were mostly its 3 000 001-entry colour table pickled into each of
+# the 90 picture tasks: its kernels took 0.5 s.)
+_FLAKE_X = ("-1.99996619445037030418434688506350579675531241540724851511761922944801584242342684381376129778868913"
+            "812287046406560949864353810575744772166485672496092803920095332")  # fmt: skip
+_FLAKE_Y = ("-0.000000000000000000000000000000000300138243679093832407249730397759249873468311907733352701742572801"
+            "20474975614823581185647299288414075519224186504978181625478529")  # fmt: skip
+SLOW = ["--xpos", _FLAKE_X, "--ypos", _FLAKE_Y, "--escape-radius", "1.7e-157", "--width", "480", "--height", "180",
+        "--smoothness", "2", "--exact", "--iters", "1000000", "--chunk-rows", "4", "-q"]  # fmt: skip
+SLOW_VIEW = View(_FLAKE_X, _FLAKE_Y, "1.7e-157", 480, 180, 2)
 
 
 def done_blocks(store: Path) -> int:
