@@ -167,7 +167,10 @@ class LateDashboard(SchedulerPlugin):
             finally:
                 self.ready.set()
 
-        scheduler.loop.add_callback(connect)
+        try:
+            scheduler.loop.add_callback(connect)
+        except RuntimeError:  # the loop closed meanwhile (a close that did not wait: no pages to add)
+            self.ready.set()
 
     def start_now(self, scheduler, timeout: float = DASHBOARD_JOIN_SECONDS) -> bool:
         """Start the pages now if no graph has, and wait for them (at most
