@@ -28,7 +28,16 @@ import numpy as np
 import xarray as xr
 
 from .deprecation import warn_renamed
-from .palettes import DEFAULT_PALETTE, DEFAULT_STEP, Palette, pack, parse_hex, resolve_palette, seed_lut
+from .palettes import (
+    DEFAULT_PALETTE,
+    DEFAULT_STEP,
+    Palette,
+    check_step,
+    pack,
+    parse_hex,
+    resolve_palette,
+    seed_lut,
+)
 from .view import View, zoom_views
 
 if TYPE_CHECKING:
@@ -336,7 +345,7 @@ def color_samples(
     """
     if mode not in BLOCK_MODES:
         raise ValueError(f"color_samples takes mode 'seed' or 'smooth', got {mode!r} (histogram: use colorize)")
-    func, kwargs = _color_rule(resolve_palette(palette), mode, int(iters), step, interior, None, power)
+    func, kwargs = _color_rule(resolve_palette(palette), mode, int(iters), check_step(step), interior, None, power)
     return func(iterations, norm, **kwargs)
 
 
@@ -564,6 +573,7 @@ class BlockColoring:
 
 def _block_rule(ds: xr.Dataset, palette, step, mode: str, interior, n: int, cdf) -> BlockColoring:
     # the colouring of ``ds`` (its attrs, and whether it has distances; cdf: histogram mode's)
+    step = check_step(step)  # in every mode, as the interior colour: bad input even where unused
     iters = int(ds.attrs["iters"])
     power = int(ds.attrs.get("power", 2))  # the map z**d + c: smooth colouring's log base
     pal = resolve_palette(palette)

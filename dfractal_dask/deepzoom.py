@@ -32,7 +32,7 @@ from PIL import Image
 
 from .colorize import DEFAULT_INTERIOR, DEFAULT_MODE, BlockColoring, block_coloring, box_mean, check_mode, count_cdf
 from .location import Location, as_location, check_output
-from .palettes import DEFAULT_PALETTE, DEFAULT_STEP, Palette
+from .palettes import DEFAULT_PALETTE, DEFAULT_STEP, Palette, check_step
 from .png import _strips as png_strips
 from .pyramid import Level, level_names, open_level, pyramid_levels, read_level
 from .store import reading
@@ -398,6 +398,7 @@ def write_deep_zoom(
     if client is not None and not isinstance(client, Client):
         raise TypeError(f"client must be a dask Client or None, got {client!r}")
     check_mode(mode)
+    check_step(step)
     _check_tiling(tile_size, overlap, fmt)  # (before the tasks: a tile row is one task's rows)
     loc = as_location(store, storage_options, name="store")
     levels = pyramid_of(loc)

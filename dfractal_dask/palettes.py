@@ -34,6 +34,7 @@ __all__ = [
     "seed_palette_names",
     "resolve_seed_name",
     "seed_lut",
+    "check_step",
     "pack",
     "unpack",
 ]
@@ -311,8 +312,14 @@ def seed_lut(name: str | Palette, step: int) -> np.ndarray:
     step
         Number of interpolation steps; the seed uses ``max(step, iters)``.
     """
+    return _seed_lut_cached(resolve_palette(name), check_step(step))
+
+
+def check_step(step: object) -> int:
+    """``step`` (a colour table's size) as an int; a ``TypeError`` for a
+    non-integer, a ``ValueError`` outside 1 .. :data:`MAX_STEP`, naming it."""
     if isinstance(step, bool) or not isinstance(step, int | np.integer):
         raise TypeError(f"step must be an integer, got {step!r}")
     if not 1 <= step <= MAX_STEP:
         raise ValueError(f"step must be between 1 and {MAX_STEP}, got {step}")
-    return _seed_lut_cached(resolve_palette(name), int(step))
+    return int(step)

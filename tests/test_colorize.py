@@ -252,3 +252,15 @@ def test_set_colouring_is_set_coloring_with_a_deprecation_warning(client):
         assert s.wait(gen)["palette"] == "Plan9" and s.palette == "Plan9"
     finally:
         s.close()
+
+
+@pytest.mark.parametrize(("step", "exc"), [(0, ValueError), (-3, ValueError), (10**8, ValueError), (2.5, TypeError),
+                                           (True, TypeError), ("9", TypeError)])  # fmt: skip
+@pytest.mark.parametrize("mode", ["seed", "smooth"])
+def test_a_bad_step_is_refused_naming_it(gradient, step, exc, mode):
+    # (0 and -3 were coloured as the limit's table, 2.5 as 2: the seed rule takes max(step, iters))
+    it, norm = np.zeros((2, 2), np.uint16), np.ones((2, 2), np.float32)
+    with pytest.raises(exc, match=r"^step must be"):
+        colorize(gradient, step=step, mode=mode)
+    with pytest.raises(exc, match=r"^step must be"):
+        colorize_module.color_samples(it, norm, 10, step=step, mode=mode)

@@ -431,6 +431,10 @@ def test_deep_zoom_bad_input(pyramid_store, client, tmp_path):
     for kwargs, words in bad:
         with pytest.raises(ValueError, match=words):
             write_deep_zoom(pyramid_store, tmp_path / "p.dzi", **kwargs)
+    # (step 0 and -3 wrote a picture: the seed rule took max(step, iters))
+    for step, exc in ((0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError)):
+        with pytest.raises(exc, match=r"^step must be"):
+            write_deep_zoom(pyramid_store, tmp_path / "p.dzi", step=step)  # type: ignore[arg-type]
     assert sorted(os.listdir(tmp_path)) == ["plain.zarr"]
 
 
