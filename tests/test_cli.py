@@ -211,6 +211,7 @@ def test_explore_bad_input_one_line_exit_2(flags, words, capsys):
     assert err.count("\n") == 1 and err.startswith("dfractal: error: ") and words in err, err
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # (tornado's socket was left open)
 def test_explore_on_a_taken_port(client, capsys):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -182,10 +182,13 @@ def serve(
 
     store = check_store(store)  # opened (and checked) once for every tab
     check_settings(client, view, iters, palette, mode, fractal, store)
-    if port == 0:  # the websocket origin check needs the real port up front
-        with socket.socket() as s:
-            s.bind((address, 0))
-            port = s.getsockname()[1]
+    with socket.socket() as s:
+        # port 0: the websocket origin check needs the real port up front; a taken port is
+        # refused here (OSError), where the socket is closed: tornado's bind_sockets leaves
+        # the one it made open when its bind fails (a ResourceWarning); SO_REUSEADDR as it sets it
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((address, port))
+        port = s.getsockname()[1]
 
     def app(doc) -> None:
         ex = Explorer(client, view, iters, palette, mode, dispatch=doc.add_next_tick_callback, save_dir=save_dir,
