@@ -34,7 +34,7 @@ from .colorize import DEFAULT_INTERIOR, DEFAULT_MODE, BlockColoring, block_color
 from .location import Location, as_location, check_output
 from .palettes import DEFAULT_PALETTE, DEFAULT_STEP, Palette, check_step
 from .png import _strips as png_strips
-from .pyramid import Level, level_names, open_level, pyramid_levels, read_level
+from .pyramid import Level, level_names, no_pyramid, open_level, pyramid_levels, read_level
 from .store import reading
 
 __all__ = [
@@ -336,7 +336,10 @@ def pyramid_of(store: Location) -> list[Level]:
     or a ``ValueError`` for a store without one: no Deep Zoom picture of it."""
     levels = pyramid_levels(store)
     if not levels:
-        raise ValueError(f"store {store} has no pyramid, so no Deep Zoom picture (render it with pyramid=True)")
+        reason = no_pyramid(store)
+        if reason.startswith("no pyramid "):
+            reason = "no pyramid, so no Deep Zoom picture (render it with pyramid=True)"
+        raise ValueError(f"store {store} has {reason}")
     return levels
 
 

@@ -68,6 +68,7 @@ __all__ = [
     "block_rows",
     "build_pyramid",
     "level_names",
+    "no_pyramid",
     "level_shapes",
     "level_view",
     "open_level",
@@ -449,6 +450,16 @@ def pyramid_summary(path: str | os.PathLike | Location, storage_options: Mapping
         return f"pyramid: damaged ({exc})"
 
 
+def no_pyramid(loc: Location) -> str:
+    """Why a render store gives no pyramid levels, for an error's words: ``no
+    pyramid (...)``, or an unfinished one and what finishes it
+    (:func:`pyramid_summary`'s words)."""
+    summary = pyramid_summary(loc).removeprefix("pyramid: ")
+    if not summary:
+        return "no pyramid (render it with pyramid=True, or build_pyramid)"
+    return f"no finished pyramid: {summary}"
+
+
 def verify_pyramid(path: str | os.PathLike | Location, storage_options: Mapping | None = None) -> list[str]:
     """Read every tile of a store's finished pyramid: what is damaged, a line each.
 
@@ -495,7 +506,7 @@ def _check_level(loc: Location, k: object) -> tuple[dict[str, Any], list[Level],
         raise ValueError(f"path {loc} holds a zoom, which has no pyramid")
     levels = _levels_of(loc, attrs)
     if not levels:
-        raise ValueError(f"path {loc} has no pyramid (render it with pyramid=True, or build_pyramid)")
+        raise ValueError(f"path {loc} has {no_pyramid(loc)}")
     if not 0 <= k < len(levels):
         raise ValueError(f"k must be a level of 0..{len(levels) - 1}, got {k}")
     return attrs, levels, int(k)

@@ -18,6 +18,7 @@ from shards import drop_tile, garble_tile
 from dfractal_dask import RenderStats, View, color_picture, open_render, render
 from dfractal_dask import pyramid as pyr
 from dfractal_dask.cli import main
+from dfractal_dask.deepzoom import write_deep_zoom
 from dfractal_dask.explorer.stored import StoredPicture
 from dfractal_dask.store import StoreError
 
@@ -319,6 +320,18 @@ def test_cli_render_pyramid_and_info(tmp_path, capsys):
     group.attrs[pyr.PYRAMID_ATTR] = {**group.attrs[pyr.PYRAMID_ATTR], "done": []}
     assert main(["info", str(store)]) == 0
     assert "pyramid: unfinished, levels [] of 1..1 done" in capsys.readouterr().out
+    # and its readers say so, and what finishes it (they said "has no pyramid")
+    for read in (lambda: pyr.open_level(store, 1), lambda: write_deep_zoom(store, tmp_path / "p.dzi")):
+        with pytest.raises(
+            ValueError,
+            match=r"has no finished pyramid: unfinished, levels \[\] of 1\.\.1 done "
+            r"\(build_pyramid, or `dfractal render --resume --pyramid`, finishes it\)",
+        ):
+            read()
+    assert main(["recolor", str(store), "--dzi", str(tmp_path / "p.dzi")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no finished pyramid: unfinished" in err, err
+    assert not (tmp_path / "p.dzi").exists()
 
 
 def test_cli_render_no_picture(tmp_path, capsys):
