@@ -83,7 +83,7 @@ __all__ = [
 #: Samples along each side of a level's chunks (level 0 keeps its row blocks).
 TILE = 256
 #: The group that holds levels 1, 2, ... and its attribute.
-GROUP = "pyramid"
+GROUP = store.PYRAMID_GROUP
 PYRAMID_ATTR = "dfractal_pyramid"
 
 

@@ -30,7 +30,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ import xarray as xr
 import zarr
 from dask.base import tokenize
 from zarr.codecs import BloscCodec, Crc32cCodec
+from zarr.storage import WrapperStore
 
 from .fractals import Fractal
 from .lease import LEASE_KEY, check_free
@@ -868,9 +869,24 @@ def reading(path: str | os.PathLike | Location) -> Iterator[None]:
         ) from None
 
 
+#: The group of a render store's pyramid (:mod:`dfractal_dask.pyramid`), beside its samples.
+PYRAMID_GROUP = "pyramid"
+
+
+class _WithoutPyramid(WrapperStore):
+    """A render store as its samples are opened: its root lists no pyramid group.
+    To list a group's arrays zarr decodes every member's metadata, so a damaged
+    ``pyramid/zarr.json`` made the samples unreadable too; xarray uses none of it."""
+
+    async def list_dir(self, prefix: str) -> AsyncIterator[str]:
+        async for key in self._store.list_dir(prefix):
+            if not (prefix.strip("/") == "" and key.strip("/") == PYRAMID_GROUP):
+                yield key
+
+
 def _open(loc: Location, attrs: dict[str, Any], names: list[str], done: np.ndarray, record) -> xr.Dataset:
     try:
-        ds = xr.open_zarr(loc.zarr_store(read_only=True), consolidated=False)
+        ds = xr.open_zarr(_WithoutPyramid(loc.zarr_store(read_only=True)), consolidated=False)
     except Exception as exc:  # zarr/xarray raise many kinds on damaged stores
         raise StoreError(f"{loc} is damaged: {_short(exc)}") from None
     for k, name in enumerate(names):

@@ -522,18 +522,20 @@ def test_damaged_pyramid_metadata_are_said_in_one_line_and_a_build_repairs_them(
     for call in calls:
         with pytest.raises(StoreError, match="damaged") as err:
             call()
-        # (a junk group makes the whole store unreadable to xarray: the explorer's open_render says that)
-        want = "is damaged: JSONDecodeError" if damage == "group junk" and call is calls[-1] else words
-        assert want in str(err.value) and "\n" not in str(err.value)
+        assert words in str(err.value) and "\n" not in str(err.value)
     assert pyr.pyramid_summary(copy).startswith("pyramid: damaged (") and words in pyr.pyramid_summary(copy)
     assert main(["recolor", str(copy), "--dzi", str(tmp_path / "d.dzi")]) == 2
     assert not (tmp_path / "d.dzi").exists() and not (tmp_path / "d_files").exists()
+    # the samples are sound whatever the pyramid's state (a junk pyramid/zarr.json made open_render fail:
+    # zarr decoded it to list the root's arrays), and recolour as before
+    np.testing.assert_array_equal(open_render(copy).iterations.values, open_render(rendered).iterations.values)
+    assert main(["recolor", "-q", str(copy), "--outfile", str(tmp_path / "d.png")]) == 0
+    assert (tmp_path / "d.png").exists()
     # build_pyramid, as the message says, makes it sound again: its levels equal the original's
-    if damage != "group junk":  # (the store itself no longer opens: open_render says so, in one line too)
-        assert [lv.index for lv in pyr.build_pyramid(copy, client=client)] == [0, 1, 2]
-        for k in (1, 2):
-            for v in ("iterations", "norm"):
-                np.testing.assert_array_equal(pyr.open_level(copy, k)[v].values, pyr.open_level(rendered, k)[v].values)
+    assert [lv.index for lv in pyr.build_pyramid(copy, client=client)] == [0, 1, 2]
+    for k in (1, 2):
+        for v in ("iterations", "norm"):
+            np.testing.assert_array_equal(pyr.open_level(copy, k)[v].values, pyr.open_level(rendered, k)[v].values)
 
 
 @pytest.mark.parametrize("how", ["garbled", "missing"])
