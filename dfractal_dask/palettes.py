@@ -11,6 +11,7 @@ palette can be put through it (``mode="seed"``).  The smooth modes use
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -272,26 +273,26 @@ def _seed_lut_cached(palette: Palette, n: int) -> np.ndarray:
     # (np.add.accumulate is sequential), kept while t <= 1.
     t = np.add.accumulate(np.concatenate([[0.0], np.full(n + 1, 1.0 / n)]))
     t = t[t <= 1.0]
-    rows, segs, vals = [], [], []
+    runs, vals = [], []  # (first row, end row, stop) of each segment's t, and its colours
     for j in range(len(stops) - 1):
         lo, hi = pos[j], pos[j + 1]
         # the t with lo <= t < hi: a run of the (non-decreasing) t
         a, b = np.searchsorted(t, lo, "left"), np.searchsorted(t, hi, "left")
         if a >= b:
             continue
-        idx = np.arange(a, b)
         mu = (t[a:b] - lo) / (hi - lo)
         w = (1.0 - np.cos(mu * math.pi)) / 2.0
         # note: the segment starts at the *next* stop's colour (seed quirk)
         vals.append(np.trunc(packed[j + 1] * (1.0 - w) + packed[j] * w))
-        rows.append(idx)
-        segs.append(np.full(idx.size, j))
+        runs.append((a, b, j))
     if not vals:
         raise ValueError(f"palette {name!r} has no colour table at step {n}")
     table = np.concatenate(vals)
-    rows_all = np.concatenate(rows)
-    if len(rows_all) > 1 and not (np.diff(rows_all) > 0).all():  # stops out of order: runs overlap
-        table = table[np.lexsort((np.concatenate(segs), rows_all))]
+    if any(a < end for (_, end, _), (a, _, _) in itertools.pairwise(runs)):  # stops out of order:
+        # runs overlap; the seed's order is by row, then by stop
+        rows = np.concatenate([np.arange(a, b) for a, b, _ in runs])
+        segs = np.concatenate([np.full(b - a, j) for a, b, j in runs])
+        table = table[np.lexsort((segs, rows))]
     table = table.astype(np.uint64).astype(np.uint32)
     lut = unpack(table)
     lut.flags.writeable = False
