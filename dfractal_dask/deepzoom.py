@@ -336,10 +336,8 @@ def pyramid_of(store: Location) -> list[Level]:
     or a ``ValueError`` for a store without one: no Deep Zoom picture of it."""
     levels = pyramid_levels(store)
     if not levels:
-        reason = no_pyramid(store)
-        if reason.startswith("no pyramid "):
-            reason = "no pyramid, so no Deep Zoom picture (render it with pyramid=True)"
-        raise ValueError(f"store {store} has {reason}")
+        none = "no pyramid, so no Deep Zoom picture (render it with pyramid=True)"
+        raise ValueError(f"store {store} has {no_pyramid(store, none)}")
     return levels
 
 

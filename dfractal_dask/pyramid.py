@@ -450,14 +450,12 @@ def pyramid_summary(path: str | os.PathLike | Location, storage_options: Mapping
         return f"pyramid: damaged ({exc})"
 
 
-def no_pyramid(loc: Location) -> str:
-    """Why a render store gives no pyramid levels, for an error's words: ``no
-    pyramid (...)``, or an unfinished one and what finishes it
+def no_pyramid(loc: Location, none: str = "no pyramid (render it with pyramid=True, or build_pyramid)") -> str:
+    """Why a render store gives no pyramid levels, for an error's words:
+    ``none`` if it has none, or an unfinished one and what finishes it
     (:func:`pyramid_summary`'s words)."""
     summary = pyramid_summary(loc).removeprefix("pyramid: ")
-    if not summary:
-        return "no pyramid (render it with pyramid=True, or build_pyramid)"
-    return f"no finished pyramid: {summary}"
+    return f"no finished pyramid: {summary}" if summary else none
 
 
 def verify_pyramid(path: str | os.PathLike | Location, storage_options: Mapping | None = None) -> list[str]:
