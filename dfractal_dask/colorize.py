@@ -52,6 +52,8 @@ __all__ = [
     "WHOLE_PICTURE_MODES",
     "Picture",
     "block_coloring",
+    "log2_power",
+    "rgb_of",
     "box_mean",
     "check_mode",
     "check_picture_memory",
@@ -201,7 +203,8 @@ def _seed_table_colors(iterations: np.ndarray, norm: np.ndarray, iters: int, pal
     return seed_colors(iterations, norm, iters, seed_lut(palette, step))
 
 
-def _log2_power(power: int) -> float:
+def log2_power(power: int) -> float:
+    """``log2(power)``, the smooth value's log base for ``z**power + c`` (a power below 2 refused)."""
     if isinstance(power, bool) or not isinstance(power, int | np.integer) or power < 2:
         raise ValueError(f"power must be an integer >= 2, got {power!r}")
     return float(np.log2(power))
@@ -218,7 +221,7 @@ def smooth_value(iterations: np.ndarray, norm: np.ndarray, iters: int, power: in
     """
     it, nm, shape = _flat(iterations, norm)
     out = np.empty(it.size, np.float64)
-    _smooth_value_kernel(it, nm, iters, _log2_power(power), out)
+    _smooth_value_kernel(it, nm, iters, log2_power(power), out)
     return out.reshape(shape)
 
 
@@ -229,7 +232,7 @@ def _ramp_colors(iterations, norm, iters, ramp, interior, cdf, power, distance=N
         raise ValueError(f"distance {np.shape(distance)} and iterations {shape} differ in shape")
     out = np.empty((it.size, 4), np.uint8)
     ramp = np.ascontiguousarray(ramp, np.float64)
-    _ramp_kernel(it, nm, de, iters, _log2_power(power), ramp, np.asarray(interior, np.uint8), cdf, float(step), out)
+    _ramp_kernel(it, nm, de, iters, log2_power(power), ramp, np.asarray(interior, np.uint8), cdf, float(step), out)
     return out.reshape((*shape, 4))
 
 
@@ -297,7 +300,8 @@ DEFAULT_INTERIOR = "#000000"
 BLOCK_MODES = ("smooth", "seed")
 
 
-def _rgb(colour) -> np.ndarray:
+def rgb_of(colour) -> np.ndarray:
+    """An interior colour (``"#rrggbb"`` or three 0-255 numbers) as float64 RGB, or a ValueError."""
     if isinstance(colour, str):
         return np.array(parse_hex(colour)[:3], np.float64)
     arr = np.asarray(colour, dtype=np.float64)
@@ -309,7 +313,7 @@ def _rgb(colour) -> np.ndarray:
 def _color_rule(pal: Palette, mode: str, iters: int, step: float, interior, cdf, power: int = 2) -> tuple:
     """The per-sample colouring function of ``mode`` and its keyword arguments
     (``step``: the colour table size, or in mode distance the sample step)."""
-    rgb = _rgb(interior)  # checked in every mode: a bad colour is bad input even where unused
+    rgb = rgb_of(interior)  # checked in every mode: a bad colour is bad input even where unused
     if mode == "seed":
         n = max(int(step), iters)
         _packed(seed_lut(pal, n))  # made here (cached): no table at n is bad input before any task runs
@@ -578,7 +582,7 @@ def _block_rule(ds: xr.Dataset, palette, step, mode: str, interior, n: int, cdf)
     power = int(ds.attrs.get("power", 2))  # the map z**d + c: smooth colouring's log base
     pal = resolve_palette(palette)
     colouring = {"palette": pal.name, "mode": mode, "iters": iters, "step": int(step),
-                 "interior": "#{:02x}{:02x}{:02x}".format(*np.asarray(_rgb(interior), np.uint8))}  # fmt: skip
+                 "interior": "#{:02x}{:02x}{:02x}".format(*np.asarray(rgb_of(interior), np.uint8))}  # fmt: skip
     rule_step: float = step
     if mode == "distance":
         if "distance" not in ds:

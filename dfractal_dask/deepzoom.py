@@ -33,7 +33,7 @@ from PIL import Image
 from .colorize import DEFAULT_INTERIOR, DEFAULT_MODE, BlockColoring, block_coloring, box_mean, check_mode, count_cdf
 from .location import Location, as_location, check_output
 from .palettes import DEFAULT_PALETTE, DEFAULT_STEP, Palette, check_step
-from .png import _strips as png_strips
+from .png import array_strips as png_strips
 from .pyramid import Level, level_names, no_pyramid, open_level, pyramid_levels, read_level
 from .store import reading
 

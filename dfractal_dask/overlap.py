@@ -29,7 +29,7 @@ import numpy as np
 import xarray as xr
 from dask.delayed import Delayed
 
-from .colorize import DEFAULT_INTERIOR, DEFAULT_MODE, MODES, WHOLE_PICTURE_MODES, BlockColoring, _rgb
+from .colorize import DEFAULT_INTERIOR, DEFAULT_MODE, MODES, WHOLE_PICTURE_MODES, BlockColoring, rgb_of
 from .palettes import DEFAULT_PALETTE, DEFAULT_STEP, Palette, resolve_palette
 from .png import Piece, encode_rows
 from .protocol import task_key
@@ -74,7 +74,7 @@ class PictureFile:
         if isinstance(self.step, bool) or not isinstance(self.step, int | np.integer) or self.step < 1:
             raise ValueError(f"picture step must be a positive integer, got {self.step!r}")
         resolve_palette(self.palette)
-        _rgb(self.interior)
+        rgb_of(self.interior)
 
     @property
     def per_block(self) -> bool:

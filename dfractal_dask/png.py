@@ -30,7 +30,7 @@ from PIL import Image
 from .cluster import ClusterError, stall_seconds
 from .location import Location
 
-__all__ = ["Piece", "PngWriter", "encode_rows", "partial_file", "save_png"]
+__all__ = ["Piece", "PngWriter", "array_strips", "encode_rows", "partial_file", "save_png"]
 
 
 def save_png(rgba: np.ndarray | da.Array | xr.DataArray, path: str | os.PathLike | Location) -> Path | Location:
@@ -64,7 +64,7 @@ def save_png(rgba: np.ndarray | da.Array | xr.DataArray, path: str | os.PathLike
         return path
     lazy = rgba.rechunk({1: -1, 2: -1})
     with partial_file(path) as f:
-        _write_png(f, lazy.shape[1], lazy.shape[0], lazy.shape[2], _strips(lazy))
+        _write_png(f, lazy.shape[1], lazy.shape[0], lazy.shape[2], array_strips(lazy))
     return path
 
 
@@ -81,7 +81,7 @@ def partial_file(path: Path) -> Iterator[BinaryIO]:
         part.unlink(missing_ok=True)
 
 
-def _strips(arr: da.Array, window: int = 8) -> Iterator[np.ndarray]:
+def array_strips(arr: da.Array, window: int = 8) -> Iterator[np.ndarray]:
     """The row blocks of ``arr`` in order.
 
     On a distributed client the whole picture is submitted as one graph and

@@ -20,6 +20,7 @@ __all__ = [
     "PLUGIN_NAME",
     "PREVIEW_WIDTH",
     "RENDER_TOPIC",
+    "parse_key",
     "preview_block",
     "preview_stride",
     "task_key",
@@ -53,7 +54,7 @@ def task_key(kind: str, render_id: str, index: int) -> str:
     return f"dfractal-{kind}-{render_id}-{index}"
 
 
-def _parse_key(key: Any) -> tuple[str, str, int] | None:
+def parse_key(key: Any) -> tuple[str, str, int] | None:
     """``(kind, render id, block)`` of a key :func:`task_key` made, else None."""
     if not isinstance(key, str) or not key.startswith("dfractal-"):
         return None

@@ -52,7 +52,7 @@ from distributed import Client
 
 from . import store
 from .cluster import connect, current_client
-from .colorize import _log2_power
+from .colorize import log2_power
 from .gather import gather_results
 from .lease import Lease
 from .location import Location, as_location
@@ -262,7 +262,7 @@ def reduce_level(
         nm.view(np.uint32),
         de,
         int(iters),
-        _log2_power(power),
+        log2_power(power),
         _LOGLOG,
         _LOGLOG_LOW,
         _LOGLOG_HIGH,

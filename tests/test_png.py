@@ -44,8 +44,8 @@ def test_save_png_on_a_cluster_streams_blocks_in_order(client, tmp_path):
     pic = rng.integers(0, 256, (95, 40, 4), dtype=np.uint8)
     lazy = da.from_array(pic, chunks=(8, 40, 4))  # 12 blocks, more than one window
     with dask.config.set(scheduler=client):
-        assert dask.base.get_scheduler().__self__ is client  # the client path of _strips
-        strips = list(png._strips(lazy, window=3))
+        assert dask.base.get_scheduler().__self__ is client  # the client path of array_strips
+        strips = list(png.array_strips(lazy, window=3))
         save_png(lazy, tmp_path / "c.png")
     assert [s.shape[0] for s in strips] == [8] * 11 + [7]
     np.testing.assert_array_equal(np.concatenate(strips), pic)

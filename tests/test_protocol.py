@@ -7,20 +7,20 @@ from pathlib import PurePosixPath
 import numpy as np
 import pytest
 
-from dfractal_dask.protocol import PREVIEW_WIDTH, _parse_key, preview_block, preview_stride, task_key, to_json
+from dfractal_dask.protocol import PREVIEW_WIDTH, parse_key, preview_block, preview_stride, task_key, to_json
 
 
 def test_task_keys_parse_back():
     key = task_key("kernel", "0a1b2c", 17)
     assert key == "dfractal-kernel-0a1b2c-17"
-    assert _parse_key(key) == ("kernel", "0a1b2c", 17)
+    assert parse_key(key) == ("kernel", "0a1b2c", 17)
 
 
 @pytest.mark.parametrize(
     "key", ["dfractal-kernel-abc", "dfractal-kernel-a-b-1", "dfractal-write-abc-x", "other-kernel-abc-1", ("t", 1), 3]
 )
 def test_other_keys_are_not_a_renders(key):
-    assert _parse_key(key) is None
+    assert parse_key(key) is None
 
 
 @pytest.mark.parametrize(("width", "stride"), [(1, 1), (PREVIEW_WIDTH, 1), (PREVIEW_WIDTH + 1, 2), (1000, 4)])

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from distributed.diagnostics.plugin import SchedulerPlugin
 
-from ..protocol import BLOCK_TOPIC, PLUGIN_NAME, RENDER_TOPIC, _parse_key, preview_stride
+from ..protocol import BLOCK_TOPIC, PLUGIN_NAME, RENDER_TOPIC, parse_key, preview_stride
 from .routes import install
 
 __all__ = ["FractalMetrics", "dask_setup", "ensure_plugin", "scheduler_report"]
@@ -134,7 +134,7 @@ class FractalMetrics(SchedulerPlugin):
                 r.preview[y0 : y0 + arr.shape[0]] = arr[: max(0, r.preview.shape[0] - y0)]
 
     def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
-        parsed = _parse_key(key)
+        parsed = parse_key(key)
         if parsed is None or finish != "memory" or "worker" not in kwargs:
             return
         kind, rid, _ = parsed
