@@ -21,11 +21,12 @@ from .colorize import block_coloring, check_picture_memory, color_picture
 from .diagnostics import ensure_plugin
 from .fractals import Fractal
 from .gather import gather_results
-from .lease import Lease
 from .location import Location, as_location
 from .overlap import PictureFile, piece_tasks
 from .png import PngWriter, partial_file, save_png
 from .spec import RENDER, ZOOM, RenderSpec
+from .store import integrity
+from .store.lease import Lease
 from .view import View, zoom_views
 
 __all__ = ["ClusterError", "PictureFile", "RenderStats", "SLOWEST_RATE", "STALL_SECONDS", "render", "zoom"]
@@ -295,18 +296,24 @@ def _run(
         else:
             with Lease(loc, _lease_name(spec.kind, render_id)) as lease:
                 run = _StoreRun(c, spec, render_id, loc, template, retries, workers, stats, picture)
-                run.start(overwrite, done, lease.token)
+                done = run.start(overwrite, done, lease.token)
+                # a resumed store's pyramid is repaired whether or not this run asks for one
+                pyramid = pyramid or (done is not None and spec.kind == RENDER and integrity.has_pyramid(loc))
                 if pyramid:  # level 1 written by the blocks themselves when their rows make whole tiles
                     in_blocks = pyramid_module.levels_in_blocks(spec.view, spec.block_rows)
                     if pyramid_module.prepare_render(loc, done is None, in_blocks):
                         run.level1 = int(template.attrs.get("power", 2))
                 run.write(done, priorities, shortcuts, progress)
                 if run.level1 is not None:
-                    pyramid_module.mark_block_level(loc, run.store_id)
+                    pyramid_module.mark_block_level(loc, run.store_id, done is None)
                 if pyramid:  # from the blocks just written (and those a resume found), on the same workers
-                    built = pyramid_module.build_on(c, loc, pyramid_progress)
+                    built = pyramid_module.build_on(c, loc, pyramid_progress, verify=done is not None)
                     if stats is not None:
                         stats.pyramid_seconds, stats.pyramid_levels = built["seconds"], built["levels"]
+                if done is not None:  # a resume ends with a store that verifies whole, or says what does not
+                    left = integrity.verify_store(loc).damaged
+                    if left:
+                        raise store.StoreError(f"{loc} is still damaged after the resume: {left[0]}")
             ds = store.open_store(loc, spec.kind)
             if picture is not None and not picture.per_block:  # (histogram) the whole picture's counts first
                 with dask.config.set(scheduler=c):
@@ -334,8 +341,10 @@ class _StoreRun:
     store_id: str | None = ""  # None: a resumed store of format 1, which has none
     level1: int | None = None  # a pyramid render whose blocks write level 1: the map's power
 
-    def start(self, overwrite: bool, done, token: str) -> None:
-        """Make the store (``done`` ``None``), or take up the one to resume."""
+    def start(self, overwrite: bool, done, token: str):
+        """Make the store (``done`` ``None``), or take up the one to resume:
+        its metadata and coordinates repaired, and the blocks (frames) that
+        need no computing found again now that its lease is held.  Returns those."""
         if done is None:
             store.create(self.loc, self.spec.kind, self.template, overwrite=overwrite, store_id=self.render_id,
                          lease_token=token)  # fmt: skip
@@ -343,9 +352,13 @@ class _StoreRun:
         else:  # resuming: only the blocks (frames) not marked done and verified (a half-written one is not)
             self.store_id = store.store_attrs(self.loc).get("store_id")  # a resumed store keeps its identity
             store.clear_leftovers(self.loc)
+            integrity.repair_base(self.loc, self.template)
+            done = store.check_kind_target(self.loc, self.spec.kind, self.template, overwrite=False, resume=True,
+                                           lease_token=token)  # fmt: skip
         if self.stats is not None:
             self.stats.resumed = 0 if done is None else int(done.sum())
         ensure_plugin(self.c)
+        return done
 
     def write(self, done, priorities: list[int] | None, shortcuts, progress) -> None:
         """Send the work not ``done`` and wait for it, ``progress`` told as it finishes."""

@@ -36,28 +36,36 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from decimal import Decimal, localcontext
-from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import dask
-import dask.array as da
 import numba
 import numpy as np
-import xarray as xr
 import zarr
 from distributed import Client
 
-from . import store
 from .cluster import connect, current_client
 from .colorize import log2_power
 from .gather import gather_results
-from .lease import Lease
 from .location import Location, as_location
-from .store import _COMPRESSORS, _SAMPLE_VARS, StoreError
-from .view import View, parse_coordinate, parse_span
+from .store import check_identity, open_render, store_attrs
+from .store import levels as stored
+from .store.layout import PYRAMID_ATTR, PYRAMID_GROUP, TILE, level_shapes
+from .store.lease import Lease
+from .store.levels import (
+    Level,
+    base_level,
+    level_names,
+    level_view,
+    no_pyramid,
+    open_level,
+    pyramid_levels,
+    pyramid_summary,
+    read_level,
+    read_window,
+    verify_pyramid,
+)
+from .view import View
 
 __all__ = [
     "GROUP",
@@ -80,53 +88,8 @@ __all__ = [
     "verify_pyramid",
 ]
 
-#: Samples along each side of a level's chunks (level 0 keeps its row blocks).
-TILE = 256
-#: The group that holds levels 1, 2, ... and its attribute.
-GROUP = store.PYRAMID_GROUP
-PYRAMID_ATTR = "dfractal_pyramid"
-
-
-@dataclass(frozen=True)
-class Level:
-    """One level of a store's pyramid: ``index`` k, its size in samples,
-    ``scale`` (``2**k`` level-0 samples a side per sample), its group ``path``
-    in the store (``""`` for level 0) and its chunks."""
-
-    index: int
-    height: int
-    width: int
-    scale: int
-    path: str
-    chunks: tuple[int, int]
-
-    def array_path(self, name: str) -> str:
-        """The path in the store of this level's array ``name`` (``iterations``, ``norm``, ``distance``)."""
-        return _var_path(self.index, name)
-
-
-def base_level(attrs: dict[str, Any]) -> Level:
-    """Level 0 of the render store with ``attrs``: its own samples, in their row-block chunks."""
-    view = View.from_attrs(attrs)
-    return Level(0, view.sample_height, view.sample_width, 1, "", (int(attrs["chunk_rows"]), view.sample_width))
-
-
-def level_shapes(height: int, width: int, tile: int = TILE) -> list[tuple[int, int]]:
-    """``(height, width)`` of level 0, 1, ... down to the first level whose
-    both sides are at most ``tile`` (level 0 alone if it already fits)."""
-    shapes = [(height, width)]
-    while max(shapes[-1]) > tile:
-        h, w = shapes[-1]
-        shapes.append((-(-h // 2), -(-w // 2)))
-    return shapes
-
-
-def _level_path(k: int) -> str:
-    return "" if k == 0 else f"{GROUP}/{k}"
-
-
-def _var_path(k: int, name: str) -> str:
-    return name if k == 0 else f"{GROUP}/{k}/{name}"
+#: The group that holds levels 1, 2, ... (its attribute: PYRAMID_ATTR; tiles of TILE samples a side).
+GROUP = PYRAMID_GROUP
 
 
 # -- the reduction (Numba, numpy arrays only) ------------------------------------
@@ -275,374 +238,6 @@ def reduce_level(
     return out
 
 
-# -- reading ---------------------------------------------------------------------
-
-
-def _unwritten(name: str, base: zarr.Array, iters: int) -> Any:
-    # what a level's tile never written (or deleted) reads as: a count above the limit, which
-    # no sample has, so read_checked tells it from a written tile (norm: NaN, which none has either)
-    if name == "iterations" and iters < np.iinfo(base.dtype).max:
-        return iters + 1
-    return base.fill_value
-
-
-def read_checked(loc: Location, k: int, name: str, arr: zarr.Array, sel: tuple[slice, slice], iters: int) -> np.ndarray:
-    """``arr[sel]``, samples of the array ``name`` of level ``k`` of the store at ``loc``, checked.
-
-    Parameters
-    ----------
-    loc, k, name
-        The store, the level and the array (for the message).
-    arr
-        That array, open.
-    sel
-        The rows and columns to read.
-    iters
-        The store's iteration limit.
-
-    Raises
-    ------
-    StoreError
-        One line, for a tile that fails to decode (its crc32c) or that is
-        missing (read as :func:`_unwritten`'s values; a level above 0).
-    """
-    try:
-        data = np.asarray(arr[sel])
-    except Exception as exc:  # zarr and its codecs raise many kinds on damaged chunks
-        raise _tile_damaged(loc, k, name, sel, store._short(exc)) from None
-    if k > 0 and ((name == "iterations" and (data > iters).any()) or (name == "norm" and np.isnan(data).any())):
-        raise _tile_damaged(loc, k, name, sel, "a tile of it is missing")
-    return data
-
-
-def _tile_damaged(loc: Location, k: int, name: str, sel: tuple[slice, slice], why: str) -> StoreError:
-    (y0, y1), (x0, x1) = ((s.start, "" if s.stop is None else s.stop) for s in sel)
-    where = f"{_var_path(k, name)} [{y0}:{y1}, {x0}:{x1}]"
-    return StoreError(f"{loc} has a damaged pyramid: {where}: {why}; render it again with overwrite=True")
-
-
-class _CheckedLevel:
-    """A level's array as dask reads it (``da.from_array``): each chunk through :func:`read_checked`."""
-
-    def __init__(self, loc: Location, k: int, name: str, arr: zarr.Array, iters: int) -> None:
-        self.loc, self.k, self.name, self.arr, self.iters = loc, k, name, arr, iters
-        self.shape, self.dtype, self.ndim = arr.shape, arr.dtype, 2
-
-    def __getitem__(self, sel: tuple[slice, slice]) -> np.ndarray:
-        return read_checked(self.loc, self.k, self.name, self.arr, sel, self.iters)
-
-
-def _pyramid_attrs(loc: Location) -> dict[str, Any] | None:
-    return store._attrs(loc.child(GROUP)) if loc.exists(f"{GROUP}/zarr.json") else None
-
-
-def level_names(attrs: dict[str, Any]) -> list[str]:
-    """The sample arrays a store with ``attrs`` has at every level (``distance`` if rendered with it)."""
-    return [v for v in _SAMPLE_VARS if v != "distance" or attrs.get("distance")]
-
-
-def _damaged(loc: Location, why: str) -> StoreError:
-    return StoreError(f"{loc} has a damaged pyramid: {why}; build it again (build_pyramid)")
-
-
-def _is_count(value: object, low: int) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int) and value >= low
-
-
-def _levels_of(loc: Location, attrs: dict[str, Any], *, finished: bool = True) -> list[Level]:
-    # the levels of the store at ``loc`` (its attrs checked), [] without a (finished) pyramid
-    pyr = _pyramid_attrs(loc)
-    if pyr is None and loc.exists(f"{GROUP}/zarr.json"):
-        raise _damaged(loc, f"{GROUP}/zarr.json is no Zarr group's")
-    meta = (pyr or {}).get(PYRAMID_ATTR)
-    if meta is None:
-        return []
-    if not isinstance(meta, dict) or not all(k in meta for k in ("tile", "levels", "store_id", "done")):
-        raise _damaged(loc, f"its attribute {PYRAMID_ATTR} is {meta!r}")
-    if meta["store_id"] != attrs.get("store_id"):
-        return []  # the pyramid of a store this one replaced
-    # (a tile size below 1 would make level_shapes endless; a done list of other things, a wrong sort)
-    if not _is_count(meta["tile"], 1):
-        raise _damaged(loc, f"its tile size is {meta['tile']!r}")
-    if not isinstance(meta["done"], list) or not all(_is_count(k, 1) for k in meta["done"]):
-        raise _damaged(loc, f"its list of levels done is {meta['done']!r}")
-    tile = meta["tile"]
-    view = View.from_attrs(attrs)
-    shapes = level_shapes(view.sample_height, view.sample_width, tile)
-    if meta["levels"] != len(shapes) - 1:
-        raise _damaged(loc, f"it says {meta['levels']!r} levels, the store's size makes {len(shapes) - 1}")
-    if finished and not set(range(1, len(shapes))) <= set(meta["done"]):
-        return []
-    if finished:
-        _check_arrays(loc, attrs, shapes, tile, range(1, len(shapes)))
-        # (written once every level is done: without it, OME-Zarr readers see no pyramid)
-        if attrs.get("ome") != _ome(level_names(attrs), len(shapes)):
-            raise _damaged(loc, "the store's OME-Zarr metadata (its attribute ome) are missing or altered")
-    levels = [base_level(attrs)]
-    levels += [Level(k, h, w, 2**k, _level_path(k), (tile, tile)) for k, (h, w) in enumerate(shapes[1:], 1)]
-    return levels
-
-
-def _check_arrays(loc: Location, attrs: dict[str, Any], shapes: list[tuple[int, int]], tile: int, ks: range) -> None:
-    """A StoreError unless levels ``ks``' arrays are there, of their shapes, chunks and dtypes."""
-    zstore = loc.zarr_store(read_only=True)
-    for name in level_names(attrs):
-        dtype = None
-        for k in ks:
-            try:
-                if dtype is None:  # level 0's, once
-                    dtype = zarr.open_array(zstore, path=name, mode="r").dtype
-                arr = zarr.open_array(zstore, path=_var_path(k, name), mode="r")
-            except Exception as exc:  # zarr raises many kinds on damaged stores
-                raise _damaged(loc, f"{_var_path(k, name)}: {store._short(exc)}") from None
-            if arr.shape != shapes[k]:
-                raise _damaged(loc, f"{_var_path(k, name)} is {arr.shape}, not {shapes[k]}")
-            # (else its chunks are read as garbage, or fail to reshape, tile by tile)
-            if arr.chunks != (tile, tile) or arr.dtype != dtype:
-                raise _damaged(loc, f"{_var_path(k, name)} is {arr.dtype} in chunks of {arr.chunks}, not "
-                                    f"{dtype} in chunks of {(tile, tile)}")  # fmt: skip
-
-
-def pyramid_levels(path: str | os.PathLike | Location, storage_options: Mapping | None = None) -> list[Level]:
-    """The levels of a render store's pyramid, level 0 first.
-
-    Parameters
-    ----------
-    path
-        A render store (a local path or a URL fsspec opens).
-    storage_options
-        For a URL: fsspec options.
-
-    Returns
-    -------
-    list of Level
-        ``[]`` if the store has no pyramid, or one not (yet) fully built.
-
-    Raises
-    ------
-    StoreError
-        If ``path`` is no render store, or its pyramid is damaged.
-    """
-    loc = as_location(path, storage_options, name="path")
-    return _levels_of(loc, store.store_attrs(loc))
-
-
-def pyramid_summary(path: str | os.PathLike | Location, storage_options: Mapping | None = None) -> str:
-    """One line on the pyramid of the render store at ``path`` (``dfractal info``):
-    its levels and sizes, how far an unfinished one got, or why it is damaged;
-    ``""`` if the store has none."""
-    loc = as_location(path, storage_options, name="path")
-    attrs = store.store_attrs(loc)
-    try:
-        levels = _levels_of(loc, attrs)  # (first: it checks the attribute read below)
-        meta = (_pyramid_attrs(loc) or {}).get(PYRAMID_ATTR)
-        if meta is None:
-            return ""
-        if levels:
-            sizes = ", ".join(f"{lv.index}: {lv.width}x{lv.height}" for lv in levels[1:]) or "level 0 only"
-            return f"pyramid: {len(levels) - 1} levels above the samples ({sizes}; tiles of {meta['tile']})"
-        if meta.get("store_id") != attrs.get("store_id"):
-            return "pyramid: of a store this one replaced (build_pyramid builds it again)"
-        built = _levels_of(loc, attrs, finished=False)
-        return (f"pyramid: unfinished, levels {sorted(meta['done'])} of 1..{len(built) - 1} done "
-                "(build_pyramid, or `dfractal render --resume --pyramid`, finishes it)")  # fmt: skip
-    except StoreError as exc:
-        return f"pyramid: damaged ({exc})"
-
-
-def no_pyramid(loc: Location, none: str = "no pyramid (render it with pyramid=True, or build_pyramid)") -> str:
-    """Why a render store gives no pyramid levels, for an error's words:
-    ``none`` if it has none, or an unfinished one and what finishes it
-    (:func:`pyramid_summary`'s words)."""
-    summary = pyramid_summary(loc).removeprefix("pyramid: ")
-    return f"no finished pyramid: {summary}" if summary else none
-
-
-def verify_pyramid(path: str | os.PathLike | Location, storage_options: Mapping | None = None) -> list[str]:
-    """Read every tile of a store's finished pyramid: what is damaged, a line each.
-
-    Parameters
-    ----------
-    path
-        A render store.
-    storage_options
-        For a URL: fsspec options.
-
-    Returns
-    -------
-    list of str
-        A line for each tile that fails to decode or is missing; ``[]`` for
-        a sound pyramid, or none (or one not finished).
-
-    Raises
-    ------
-    StoreError
-        If ``path`` is no render store, or its pyramid's metadata are damaged.
-    """
-    loc = as_location(path, storage_options, name="path")
-    attrs = store.store_attrs(loc)
-    zstore = loc.zarr_store(read_only=True)
-    damaged = []
-    for level in _levels_of(loc, attrs)[1:]:
-        for name in level_names(attrs):
-            arr = zarr.open_array(zstore, path=_var_path(level.index, name), mode="r")
-            for y in range(0, level.height, level.chunks[0]):
-                for x in range(0, level.width, level.chunks[1]):
-                    tile = (slice(y, y + level.chunks[0]), slice(x, x + level.chunks[1]))
-                    try:
-                        read_checked(loc, level.index, name, arr, tile, int(attrs["iters"]))
-                    except StoreError as exc:
-                        damaged.append(str(exc))
-    return damaged
-
-
-def _check_level(loc: Location, k: object) -> tuple[dict[str, Any], list[Level], int]:
-    attrs = store.store_attrs(loc)
-    if isinstance(k, bool) or not isinstance(k, int | np.integer):
-        raise TypeError(f"k must be an integer level, got {k!r}")
-    if attrs.get("dfractal_kind") == store.ZOOM:
-        raise ValueError(f"path {loc} holds a zoom, which has no pyramid")
-    levels = _levels_of(loc, attrs)
-    if not levels:
-        raise ValueError(f"path {loc} has {no_pyramid(loc)}")
-    if not 0 <= k < len(levels):
-        raise ValueError(f"k must be a level of 0..{len(levels) - 1}, got {k}")
-    return attrs, levels, int(k)
-
-
-def level_view(view: View, k: int) -> View:
-    """The view whose samples are level ``k``'s of ``view``'s: ``2**k`` times
-    the step, centred where the level's samples are (an odd size shifts the
-    centre by a fraction of a step)."""
-    if k == 0:
-        return view
-    s = 2**k
-    h, w = level_shapes(view.sample_height, view.sample_width, 1)[k]
-    step = view.step_exact
-    # level-k sample p covers level-0 samples p*s .. p*s + s-1: its centre is at p*s + (s-1)/2
-    dx = Fraction(s * w - view.sample_width, 2) * step
-    dy = -Fraction(s * h - view.sample_height, 2) * step
-    span = s * step * max(w - 1, 1)
-    if not view.deep:
-        return View(float(view.xpos) + float(dx), float(view.ypos) + float(dy), float(span), w, h, 1)
-    cre, cim = view.centre
-    with localcontext() as ctx:
-        ctx.prec = max(len(cre.as_tuple().digits), len(cim.as_tuple().digits)) + 40
-
-        def dec(q: Fraction) -> Decimal:
-            return Decimal(q.numerator) / Decimal(q.denominator)
-
-        return View(parse_coordinate("xpos", cre + dec(dx)), parse_coordinate("ypos", cim + dec(dy)),
-                    parse_span("span", dec(span)), w, h, 1)  # fmt: skip
-
-
-def _level_attrs(attrs: dict[str, Any], k: int) -> dict[str, Any]:
-    view = level_view(View.from_attrs(attrs), k)
-    return {**attrs, **view.to_attrs(), "pyramid_level": k, "pyramid_scale": 2**k}
-
-
-def open_level(path: str | os.PathLike | Location, k: int, storage_options: Mapping | None = None) -> xr.Dataset:
-    """Level ``k`` of a store's pyramid, lazily (dask arrays, chunked as stored).
-
-    Parameters
-    ----------
-    path
-        A render store with a finished pyramid.
-    k
-        The level: 0 (the store's own samples) .. ``len(pyramid_levels(path)) - 1``.
-    storage_options
-        For a URL: fsspec options.
-
-    Returns
-    -------
-    xarray.Dataset
-        ``iterations``, ``norm`` (and ``distance``) on ``(im, re)``, with the
-        coordinates of the level's sample centres; attrs: the store's, its view
-        that of the level (:func:`level_view`, so colouring works on it as on a
-        store), and ``pyramid_level`` k, ``pyramid_scale`` ``2**k``.
-
-    Raises
-    ------
-    TypeError, ValueError
-        For a ``k`` that is not a level, or a store without a pyramid.
-    """
-    loc = as_location(path, storage_options, name="path")
-    attrs, _, k = _check_level(loc, k)
-    level_attrs = _level_attrs(attrs, k)
-    if k == 0:
-        ds = store.open_render(loc)
-        return ds[level_names(attrs)].assign_attrs(level_attrs)
-    view = View.from_attrs(level_attrs)
-    zstore = loc.zarr_store(read_only=True)
-    data = {}
-    for name in level_names(attrs):
-        arr = zarr.open_array(zstore, path=_var_path(k, name), mode="r")
-        checked = _CheckedLevel(loc, k, name, arr, int(attrs["iters"]))
-        lazy = da.from_array(checked, chunks=arr.chunks, name=f"pyramid-{k}-{name}-{attrs['store_id']}",
-                             asarray=True, meta=np.empty((0, 0), arr.dtype))  # fmt: skip
-        data[name] = (("im", "re"), lazy)
-    return xr.Dataset(data, coords=view.coords(), attrs=level_attrs)
-
-
-def read_window(
-    path: str | os.PathLike | Location,
-    k: int,
-    y0: int,
-    y1: int,
-    x0: int,
-    x1: int,
-    storage_options: Mapping | None = None,
-) -> dict[str, np.ndarray]:
-    """Samples ``[y0:y1, x0:x1]`` of level ``k``, reading only the chunks that overlap them.
-
-    Returns
-    -------
-    dict
-        ``iterations``, ``norm`` (and ``distance``): numpy arrays of the window.
-
-    Raises
-    ------
-    TypeError, ValueError
-        For a ``k`` that is not a level, a store without a pyramid, or a
-        window that is empty or reaches outside the level.
-    """
-    loc = as_location(path, storage_options, name="path")
-    attrs, levels, k = _check_level(loc, k)
-    level = levels[k]
-    for name, value, top in (("y0", y0, level.height), ("y1", y1, level.height),
-                             ("x0", x0, level.width), ("x1", x1, level.width)):  # fmt: skip
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise TypeError(f"{name} must be an integer, got {value!r}")
-        if not 0 <= value <= top:
-            raise ValueError(f"{name} must be in 0..{top} (level {k} is {level.width}x{level.height}), got {value}")
-    if y1 <= y0 or x1 <= x0:
-        raise ValueError(f"the window [{y0}:{y1}, {x0}:{x1}] is empty")
-    window = (slice(int(y0), int(y1)), slice(int(x0), int(x1)))
-    return read_level(loc, k, level_names(attrs), window, int(attrs["iters"]), attrs.get("store_id"))
-
-
-def read_level(
-    loc: Location, k: int, names: list[str], sel: tuple[slice, slice], iters: int, store_id: str | None
-) -> dict[str, np.ndarray]:
-    """The arrays ``names`` of level ``k`` at ``sel``, each read through
-    :func:`read_checked`, for a caller that has checked the level exists
-    (:func:`read_window` does; a worker's task was given it): no metadata
-    read again but the arrays' own (cached by ``store_id``)."""
-    return {n: read_checked(loc, k, n, store._array(loc, _var_path(k, n), store_id, read_only=True), sel, iters)
-            for n in names}  # fmt: skip
-
-
-def _write_level(loc: Location, k: int, y0: int, out: dict[str, np.ndarray], store_id: str | None, what: str) -> int:
-    # the rows from y0 of level k's arrays (whole rows of its tiles: one task's alone); the bytes given
-    nbytes = 0
-    for name, data in out.items():
-        arr = store._array(loc, _var_path(k, name), store_id)
-        with store._writing(loc, f"level {k} {what} of {name}"):
-            arr[y0 : y0 + data.shape[0]] = data
-        nbytes += data.nbytes
-    return nbytes
-
-
 # -- building (the workers write; the client keeps the record) -------------------
 
 
@@ -661,70 +256,15 @@ def _build_band(
     ``k-1`` below them (runs on a worker; ``_after``: the tasks that wrote those).
     Returns a small record."""
     if store_id is not None:
-        store.check_identity(loc, store_id)
+        check_identity(loc, store_id)
     r0, r1 = 2 * band * TILE, min(2 * (band + 1) * TILE, below_height)
     src = read_level(loc, k - 1, names, (slice(r0, r1), slice(0, None)), iters, store_id)
     out = reduce_level(src["iterations"], src["norm"], iters, power, src.get("distance"))
-    return {"level": k, "band": band, "bytes": _write_level(loc, k, band * TILE, out, store_id, f"tile row {band}")}
-
-
-def _ome(names: list[str], n_levels: int) -> dict[str, Any]:
-    axes = [{"name": "im", "type": "space"}, {"name": "re", "type": "space"}]
-    multiscales = []
-    for name in names[:2]:  # iterations and norm (the distance rides along, as the contract has it)
-        datasets = [{"path": name, "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0]}]}]
-        for k in range(1, n_levels):
-            t = (2**k - 1) / 2
-            datasets.append(
-                {
-                    "path": _var_path(k, name),
-                    "coordinateTransformations": [
-                        {"type": "scale", "scale": [float(2**k)] * 2},
-                        {"type": "translation", "translation": [t, t]},
-                    ],
-                }
-            )
-        multiscales.append({"name": name, "axes": axes, "datasets": datasets})
-    return {"version": "0.5", "multiscales": multiscales}
-
-
-def _prepare(loc: Location, attrs: dict[str, Any]) -> tuple[list[tuple[int, int]], set[int]]:
-    """Make (or keep) the pyramid's group and arrays; the level shapes and
-    the levels already done (a prefix 1..m of them)."""
-    view = View.from_attrs(attrs)
-    shapes = level_shapes(view.sample_height, view.sample_width)
-    names = level_names(attrs)
-    store_id = attrs.get("store_id")
-    pyr = (_pyramid_attrs(loc) or {}).get(PYRAMID_ATTR)
-    want = {"tile": TILE, "levels": len(shapes) - 1, "store_id": store_id}
-    if isinstance(pyr, dict) and {k: pyr.get(k) for k in want} == want and isinstance(pyr.get("done"), list):
-        done, m = set(pyr["done"]), 0
-        while m + 1 in done:
-            m += 1
-        try:
-            _check_arrays(loc, attrs, shapes, TILE, range(1, len(shapes)))
-        except StoreError:
-            m = -1  # start again, below
-        if m >= 0:
-            _clear_partials(loc)
-            return shapes, set(range(1, m + 1))
-    for key in loc.list_keys():  # another store's pyramid, or a damaged one: start again
-        if key.startswith(GROUP + "/"):
-            loc.delete(key)
-    zstore = loc.zarr_store()
-    zarr.create_group(zstore, path=GROUP, attributes={PYRAMID_ATTR: {**want, "done": []}}, overwrite=True)
-    for k, shape in enumerate(shapes[1:], 1):
-        zarr.create_group(zstore, path=_level_path(k), overwrite=True)
-        for name in names:
-            base = zarr.open_array(zstore, path=name, mode="r")
-            zarr.create_array(
-                zstore, name=_var_path(k, name), shape=shape, chunks=(TILE, TILE), dtype=base.dtype,
-                shards=(TILE, -(-shape[1] // TILE) * TILE),  # a row of tiles a shard: see the module docstring
-                compressors=list(_COMPRESSORS), fill_value=_unwritten(name, base, int(attrs["iters"])),
-                dimension_names=("im", "re"),
-                attributes=dict(base.attrs), overwrite=True,
-            )  # fmt: skip
-    return shapes, set()
+    return {
+        "level": k,
+        "band": band,
+        "bytes": stored.write_band(loc, k, band * TILE, out, store_id, f"tile row {band}"),
+    }
 
 
 def block_rows(view: View) -> int | None:
@@ -746,56 +286,36 @@ def levels_in_blocks(view: View, chunk_rows: int) -> bool:
 
 def prepare_render(loc: Location, fresh: bool, in_blocks: bool) -> bool:
     """Before a pyramid render's blocks (on the client, its lease held): make
-    (or keep) the pyramid's arrays.  Returns whether level 1 comes from the
-    blocks: for a new store when ``in_blocks``; for a resumed one only if its
-    pyramid was begun so (blocks done before without it have no level 1)."""
-    attrs = store.store_attrs(loc)
-    meta = (_pyramid_attrs(loc) or {}).get(PYRAMID_ATTR) if not fresh else None
-    was = isinstance(meta, dict) and bool(meta.get("in_blocks")) and meta.get("store_id") == attrs.get("store_id")
-    _prepare(loc, attrs)
-    use = in_blocks and (fresh or was)
+    (or keep, or repair) the pyramid's arrays.  Returns whether level 1 comes
+    from the blocks (``in_blocks``): each block computed now writes its rows
+    of tiles; the rest are checked and, where missing, computed by
+    :func:`build_on` after the blocks."""
+    attrs = store_attrs(loc)
+    stored.prepare(loc, attrs, verify=False)
     group = zarr.open_group(loc.zarr_store(), path=GROUP, mode="r+")
-    group.attrs[PYRAMID_ATTR] = {**dict(group.attrs[PYRAMID_ATTR]), "in_blocks": use}  # type: ignore[arg-type]
-    return use
+    group.attrs[PYRAMID_ATTR] = {**dict(group.attrs[PYRAMID_ATTR]), "in_blocks": in_blocks}  # type: ignore[arg-type]
+    return in_blocks
 
 
 def write_block_level(loc: Location, row0: int, result: tuple, iters: int, power: int, store_id: str | None) -> int:
     """Level 1's rows of one block (its level-0 samples ``result`` from row
     ``row0``, a multiple of ``2 * TILE``): reduced and written on the worker
-    that computed them, before the block's own chunks (so a block marked done
-    has its level 1).  Returns the bytes given to the store."""
+    that computed them, with their record, before the block's own chunks (so
+    a block marked done has its level 1).  Returns the bytes given to the store."""
     it, norm, _work, *distance = result
     out = reduce_level(it, norm, iters, power, distance[0] if distance else None)
     y0 = row0 // 2
     if store_id is not None:
-        store.check_identity(loc, store_id)
-    return _write_level(loc, 1, y0, out, store_id, f"rows {y0}-{y0 + out['iterations'].shape[0]}")
+        check_identity(loc, store_id)
+    return stored.write_band(loc, 1, y0, out, store_id, f"rows {y0}-{y0 + out['iterations'].shape[0]}")
 
 
-def mark_block_level(loc: Location, store_id: str | None) -> None:
-    """Level 1 done (every block wrote its rows): after a render's blocks."""
-    meta = (_pyramid_attrs(loc) or {}).get(PYRAMID_ATTR) or {}
-    _mark_done(loc, store_id, {1, *meta.get("done", [])})
-
-
-def _clear_partials(loc: Location) -> None:
-    # what a killed tile write left in a local store (see store.clear_leftovers)
-    if loc.is_local:
-        for leftover in Path(loc.url, GROUP).glob("*/*/c/**/*.partial"):
-            leftover.unlink(missing_ok=True)
-
-
-def _mark_done(loc: Location, store_id: str | None, done: set[int]) -> None:
-    if store_id is not None:
-        store.check_identity(loc, store_id)
-    group = zarr.open_group(loc.zarr_store(), path=GROUP, mode="r+")
-    meta = dict(group.attrs[PYRAMID_ATTR])  # type: ignore[arg-type]  # (a dict: _prepare wrote it)
-    group.attrs[PYRAMID_ATTR] = {**meta, "done": sorted(done)}
-
-
-def _write_ome(loc: Location, names: list[str], n_levels: int) -> None:
-    group = zarr.open_group(loc.zarr_store(), mode="r+")
-    group.attrs["ome"] = _ome(names, n_levels)
+def mark_block_level(loc: Location, store_id: str | None, fresh: bool) -> None:
+    """Level 1 done after a new render's blocks (each wrote its rows); a
+    resumed render's level 1 is checked by :func:`build_on` instead."""
+    if fresh:
+        meta = (stored.pyramid_attrs(loc) or {}).get(PYRAMID_ATTR) or {}
+        stored.mark_levels_done(loc, store_id, {1, *meta.get("done", [])})
 
 
 def build_pyramid(
@@ -838,58 +358,64 @@ def build_pyramid(
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be callable, got {progress!r}")
     loc = as_location(path, storage_options, name="path")
-    store.open_render(loc)  # a finished render (not a zoom), or a StoreError saying what it is
+    open_render(loc)  # a finished render (not a zoom), or a StoreError saying what it is
     with Lease(loc, "dfractal pyramid"), connect(client if client is not None else current_client()) as c:
         build_on(c, loc, progress)
     return pyramid_levels(loc)
 
 
-def build_on(c: Client, loc: Location, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def build_on(
+    c: Client, loc: Location, progress: Callable[[int, int], None] | None = None, *, verify: bool = False
+) -> dict[str, Any]:
     """:func:`build_pyramid` on the client ``c`` of a store whose lease the
-    caller holds (e.g. :func:`dfractal_dask.render` after its blocks); returns
-    what it did: ``levels``, ``tiles`` and ``bytes`` written, ``seconds``."""
+    caller holds (e.g. :func:`dfractal_dask.render` after its blocks); with
+    ``verify`` (a resume, a repair) every tile is checked against its record
+    first and only rows of tiles holding a damaged or missing one are
+    computed (:func:`dfractal_dask.store.levels.prepare`).  Returns what it
+    did: ``levels``, ``tiles`` and ``bytes`` written, ``seconds``."""
     t0 = time.perf_counter()
-    attrs = store.store_attrs(loc)
+    attrs = store_attrs(loc)
     store_id = attrs.get("store_id")
-    shapes, done = _prepare(loc, attrs)
+    shapes, todo = stored.prepare(loc, attrs, verify=verify)
     names = level_names(attrs)
     iters, power = int(attrs["iters"]), int(attrs.get("power", 2))
     build = dask.delayed(_build_band, pure=False)
     build_id = uuid.uuid4().hex  # in every task's key: the stall report names the workers holding them
     tasks: dict[tuple[int, int], Any] = {}
     for k in range(1, len(shapes)):
-        if k in done:
-            continue
-        h = shapes[k][0]
         below = shapes[k - 1][0]
-        for band in range(-(-h // TILE)):
-            # the level-(k-1) tasks whose rows this band reads (none for a level already done)
+        for band in sorted(todo[k]):
+            # the level-(k-1) tasks whose rows this band reads (none where they are sound)
             after = [tasks[(k - 1, b)] for b in (2 * band, 2 * band + 1) if (k - 1, b) in tasks]
             key = f"pyramid-{k}-{band}-{build_id}"
             tasks[(k, band)] = build(loc, k, band, names, iters, power, store_id, below, *after, dask_key_name=key)
     total = len(tasks)
-    left = {k: sum(1 for lk, _ in tasks if lk == k) for k in range(1, len(shapes)) if k not in done}
+    left = {k: len(todo[k]) for k in range(1, len(shapes))}
+    done: set[int] = set()
     stats = {"levels": len(shapes) - 1, "tiles": 0, "bytes": 0, "seconds": 0.0}
+
+    def mark() -> None:
+        marked = len(done)
+        while left.get(len(done) + 1) == 0:  # (levels finish in order: each needs the one below)
+            done.add(len(done) + 1)
+        if len(done) > marked or not tasks:
+            if len(done) == len(shapes) - 1:  # first: a pyramid marked finished has its OME metadata
+                stored.write_ome(loc, names, len(shapes))
+            stored.mark_levels_done(loc, store_id, done)
+
+    mark()
     if progress:
         progress(0, total)
     futures = c.compute(list(tasks.values()))
     finished = 0
-    again = "build it again (build_pyramid, or render --resume --pyramid) to go on"
+    again = "resume it (build_pyramid, or render --resume --pyramid) to go on"
     for rec in gather_results(c, futures, None, build_id, "pyramid", unit="rows of tiles", resume=again):
         finished += 1
         stats["bytes"] += rec["bytes"]
         stats["tiles"] += -(-shapes[rec["level"]][1] // TILE)
         left[rec["level"]] -= 1
-        marked = len(done)
-        while left.get(len(done) + 1) == 0:  # (levels finish in order: each needs the one below)
-            done.add(len(done) + 1)
-        if len(done) > marked:
-            if len(done) == len(shapes) - 1:  # first: a pyramid marked finished has its OME metadata
-                _write_ome(loc, names, len(shapes))
-            _mark_done(loc, store_id, done)
+        mark()
         if progress:
             progress(finished, total)
-    if not tasks:  # every level was done already (e.g. level 1 alone, from the blocks)
-        _write_ome(loc, names, len(shapes))
     stats["seconds"] = time.perf_counter() - t0
     return stats

@@ -9,8 +9,9 @@ from typing import Any
 
 from ..diagnostics.report import format_metrics
 from ..fractals import Fractal
-from ..pyramid import pyramid_levels, pyramid_summary, verify_pyramid
-from ..store import block_label, store_info
+from ..pyramid import pyramid_summary
+from ..store import StoreError, store_info
+from ..store.integrity import verify_store
 from .errors import EXIT_BAD_INPUT, error_line
 from .options import add_storage_flag, fractal_name, location
 
@@ -52,7 +53,13 @@ def _metrics_lines(report: dict[str, Any]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Print the store's description; 0, or 2 for a damaged store."""
     loc = location(args, args.store)
-    info = store_info(loc)
+    try:
+        info = store_info(loc)
+    except StoreError as exc:  # an array's metadata lost or garbled: say what else is damaged too
+        if "is damaged:" not in str(exc):
+            raise
+        print(f"store: {loc}")
+        return _verify(loc, "render", True)
     a = info["attrs"]
     print(f"store: {loc}")
     print(f"fractal: {fractal_name(Fractal.from_attrs(a))}  iters: {a['iters']}")
@@ -60,7 +67,6 @@ def run(args: argparse.Namespace) -> int:
     how = "  (by perturbation)" if a.get("perturbation") else ""
     print(f"view: centre ({centre[0]}, {centre[1]}) span {a['span']!r}{how}")
     print(f"picture: {a['width']}x{a['height']} pixels, {a['supersample']}x{a['supersample']} samples/pixel")
-    done, unit = (info["frames_done"], "frames") if "frames_done" in info else (info["blocks_done"], "blocks")
     if "frames_done" in info:
         print(f"zoom: {a['frames']} frames, span {a['span']!r} to {a['to_span']!r}; "
               f"{info['frames_done']} of {a['frames']} frames written ({a['chunk_rows']} rows a block)")  # fmt: skip
@@ -80,26 +86,21 @@ def run(args: argparse.Namespace) -> int:
             print(f"metrics: unreadable ({type(exc).__name__})")
     elif report is not None and not isinstance(report, dict):
         print("metrics: unreadable (not a mapping)")
-    # a finished pyramid's tiles, each read (its crc32c, and none missing): a third more than level 0
-    has_pyramid = "frames_done" not in info and bool(pyramid_levels(loc))
-    pyramid = verify_pyramid(loc) if has_pyramid else []
-    for why in pyramid:
-        print(f"damaged: {why}")
-    if pyramid:
-        print(error_line(f"{loc} has {len(pyramid)} damaged tiles in its pyramid; `dfractal render --overwrite "
-                         "--pyramid` with the same flags renders it again"), file=sys.stderr)  # fmt: skip
-        return EXIT_BAD_INPUT
-    if not info["verified"]:
+    return _verify(loc, "zoom" if "frames_done" in info else "render", info["verified"])
+
+
+def _verify(loc, command: str, recorded: bool) -> int:
+    # every piece read back against its record (blocks, coordinates, metadata, metrics, pyramid tiles)
+    if not recorded:
         print("verified: no (a format-1 store: its chunks carry no checksums)")
         return 0
-    if not info["damaged"]:
-        tiles = " and every tile of its pyramid decodes" if has_pyramid else ""
-        print(f"verified: every chunk of the {done} done {unit} matches its record{tiles}")
+    report = verify_store(loc)
+    if not report.damaged:
+        print(f"verified: {report.summary()}: every one matches its record")
         return 0
-    for _, why in info["damaged"]:
+    for why in report.damaged:
         print(f"damaged: {why}")
-    names = ", ".join(block_label(index) for index, _ in info["damaged"])
-    command = "zoom" if "frames_done" in info else "render"
-    why = f"`dfractal {command} --resume` with the same flags computes them again"
-    print(error_line(f"{loc} has {len(info['damaged'])} damaged {unit} ({names}); {why}"), file=sys.stderr)
+    how = f"`dfractal {command} --resume` with the same flags repairs it"
+    print(error_line(f"{loc} has {len(report.damaged)} damaged pieces (first: {report.damaged[0]}); {how}"),
+          file=sys.stderr)  # fmt: skip
     return EXIT_BAD_INPUT

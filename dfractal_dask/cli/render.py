@@ -14,7 +14,6 @@ from ..cluster import connect
 from ..colorize import MODES, check_picture_memory, color_picture
 from ..diagnostics import report as reports
 from ..graph import blocks, fractal_dataset
-from ..lease import Lease
 from ..overlap import PictureFile
 from ..palettes import DEFAULT_PALETTE, resolve_palette
 from ..pipeline import RenderStats
@@ -22,6 +21,7 @@ from ..pipeline import render as render_view
 from ..protocol import PAGE_PATH
 from ..pyramid import block_rows
 from ..store import check_target, write_metrics
+from ..store.lease import Lease
 from ..view import View
 from .errors import UsageError
 from .options import (

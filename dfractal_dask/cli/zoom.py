@@ -12,10 +12,10 @@ from ..cluster import connect
 from ..colorize import MODES, check_picture_memory
 from ..fractals import HOME
 from ..graph import check_zoom_size, zoom_template
-from ..lease import Lease
 from ..palettes import resolve_palette
 from ..pipeline import zoom as zoom_view
 from ..store import check_zoom_target, reading
+from ..store.lease import Lease
 from ..view import View, zoom_views
 from .options import (
     ViewFlagDefaults,

@@ -30,8 +30,8 @@ import zarr
 from ..colorize import BLOCK_MODES, color_samples, colorize
 from ..fractals import Fractal
 from ..location import Location, as_location
-from ..pyramid import Level, base_level, pyramid_levels, read_checked
 from ..store import StoreError, open_render
+from ..store.levels import Level, base_level, pyramid_levels, read_checked
 from ..view import View
 
 __all__ = ["TILE_BYTES", "StoreError", "StoredFrame", "StoredPicture", "check_store"]

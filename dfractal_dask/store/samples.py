@@ -43,18 +43,33 @@ from dask.base import tokenize
 from zarr.codecs import BloscCodec, Crc32cCodec
 from zarr.storage import WrapperStore
 
-from .fractals import Fractal
-from .lease import LEASE_KEY, check_free
-from .location import Location, LocationError, as_location, check_output, nearest_existing
-from .spec import RENDER, ZOOM, Block, check_iters
-from .view import View
+from ..fractals import Fractal
+from ..location import Location, LocationError, as_location, check_output, nearest_existing
+from ..spec import RENDER, ZOOM, Block
+from ..view import View
+from .layout import (
+    BLOCK_CRC,
+    LEASE_KEY,
+    METADATA,
+    PYRAMID_GROUP,
+    SAMPLE_VARS,
+    chunk_key,
+    coordinates,
+    foreign_keys,
+    owns,
+    store_arrays,
+)
+from .lease import check_free
+from .meta import RECORDS_ATTR, MetaError, StoreMeta, metrics_record
 
 __all__ = [
+    "COMPRESSORS",
     "FORMAT",
     "ZOOM",
     "StoreError",
     "block_label",
     "blocks_to_resume",
+    "check_identity",
     "check_space",
     "check_kind_target",
     "check_target",
@@ -64,6 +79,16 @@ __all__ = [
     "create",
     "create_store",
     "create_zoom_store",
+    "crc",
+    "damaged_blocks",
+    "foreign",
+    "group_attrs",
+    "listing",
+    "open_array",
+    "read_block",
+    "short",
+    "store_keys",
+    "writing",
     "default_store_path",
     "is_render_store",
     "is_zoom_store",
@@ -82,8 +107,8 @@ __all__ = [
 ]
 
 #: The store format this version writes; it reads these:
-FORMAT = 2
-_READS = (1, 2)  # format 1: no checksums and no store_id (read, never verified)
+FORMAT = 3
+_READS = (1, 2, 3)  # format 1: no checksums and no store_id (read, never verified); 2: blocks' only
 
 # ZOOM (from .spec): the ``dfractal_kind`` attribute of a zoom store (a render store has none)
 
@@ -92,10 +117,7 @@ _READS = (1, 2)  # format 1: no checksums and no store_id (read, never verified)
 # norms at ~850 MB/s where zstd-3 + bitshuffle managed ~120 MB/s (it was a third
 # of the workers' time), for a store ~10% larger.  crc32c last: every chunk
 # carries its checksum, which every Zarr v3 reader checks.
-_COMPRESSORS = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec())
-
-#: The per-sample variables a store may hold (``distance`` only if rendered with it).
-_SAMPLE_VARS = ("iterations", "norm", "distance")
+COMPRESSORS = (BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"), Crc32cCodec())
 
 
 class StoreError(ValueError):
@@ -108,7 +130,7 @@ def default_store_path(outfile: str | os.PathLike) -> str:
     return os.path.splitext(os.fspath(outfile))[0] + ".zarr"
 
 
-def _attrs(loc: Location) -> dict[str, Any] | None:
+def group_attrs(loc: Location) -> dict[str, Any] | None:
     """The group attributes at ``loc``, read fresh (no cache), or ``None`` if
     there is no Zarr group there."""
     try:
@@ -130,7 +152,7 @@ def _reachable(loc: Location) -> None:
     try:
         loc.fs.info(bucket)  # exists() would say False for refused credentials too
     except PermissionError as exc:
-        raise LocationError(f"{loc}: access refused ({_short(exc)}); check the credentials") from None
+        raise LocationError(f"{loc}: access refused ({short(exc)}); check the credentials") from None
     except FileNotFoundError:
         raise LocationError(f"{loc}: there is no bucket {bucket!r}") from None
     except Exception as exc:  # botocore and aiohttp raise many kinds for an unreachable endpoint
@@ -139,10 +161,10 @@ def _reachable(loc: Location) -> None:
                 f"{loc}: no credentials found; set the storage's usual environment variables "
                 "(e.g. AWS_ACCESS_KEY_ID) or give storage_options"
             ) from None
-        raise LocationError(f"{loc}: cannot reach the storage ({_short(exc)})") from None
+        raise LocationError(f"{loc}: cannot reach the storage ({short(exc)})") from None
 
 
-def _short(exc: BaseException) -> str:
+def short(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
@@ -152,7 +174,7 @@ def is_render_store(path: str | os.PathLike | Location, storage_options: Mapping
     :func:`create_zoom_store` (a :class:`LocationError` if its storage cannot be reached)."""
     loc = as_location(path, storage_options)
     _reachable(loc)
-    attrs = _attrs(loc)
+    attrs = group_attrs(loc)
     return attrs is not None and "dfractal_format" in attrs
 
 
@@ -160,30 +182,34 @@ def is_zoom_store(path: str | os.PathLike | Location, storage_options: Mapping |
     """True if ``path`` holds a zoom written by :func:`create_zoom_store` (see :func:`is_render_store`)."""
     loc = as_location(path, storage_options)
     _reachable(loc)
-    return (_attrs(loc) or {}).get("dfractal_kind") == ZOOM
+    return (group_attrs(loc) or {}).get("dfractal_kind") == ZOOM
 
 
-def _foreign(loc: Location) -> list[str]:
-    """Files under ``loc`` that are not a dfractal store's own (its metadata,
-    its arrays' chunks, its lease)."""
-    keys = loc.list_keys()
-    arrays = {k.split("/")[0] for k in keys if k.count("/") == 1 and k.endswith("/zarr.json")}
-    own = ("zarr.json", LEASE_KEY)
-    return [
-        k for k in keys
-        if k not in own and not (k.split("/")[0] in arrays and (k.count("/") == 1 or k.split("/")[1] == "c"))
-        and not _pyramid_own(k)
-    ]  # fmt: skip
+def listing(loc: Location) -> list[str]:
+    """Every key under the store at ``loc``; on a local disk also each
+    symbolic link to a folder (as ``name/``), which a store never holds."""
+    if not loc.is_local:
+        return loc.list_keys()
+    keys = []
+    for top, dirs, files in os.walk(loc.url):  # (never into a linked folder)
+        rel = os.path.relpath(top, loc.url).replace(os.sep, "/")
+        rel = "" if rel == "." else rel + "/"
+        keys += [rel + d + "/" for d in dirs if os.path.islink(os.path.join(top, d))]
+        keys += [rel + f for f in files]
+    return sorted(keys)
 
 
-def _pyramid_own(key: str) -> bool:
-    # the pyramid's metadata and chunks (dfractal_dask.pyramid): pyramid/zarr.json, pyramid/<k>/<var>/...
-    parts = key.split("/")
-    if key == "pyramid/zarr.json":
-        return True
-    if parts[0] != "pyramid" or len(parts) < 3 or not parts[1].isdigit():
-        return False
-    return (parts[-1] == "zarr.json" and len(parts) <= 4) or (len(parts) > 4 and parts[3] == "c")
+def _meta_or_none(loc: Location) -> StoreMeta | None:
+    # the store's attributes, or None when they are too damaged to say its shape
+    try:
+        return StoreMeta.from_attrs(group_attrs(loc) or {})
+    except (MetaError, KeyError):
+        return None
+
+
+def foreign(loc: Location) -> list[str]:
+    """What is under the store at ``loc`` that it did not write (:func:`~.layout.foreign_keys`)."""
+    return foreign_keys(_meta_or_none(loc), listing(loc))
 
 
 def check_writable(
@@ -212,27 +238,21 @@ def check_writable(
         raise StoreError(f"store {loc} already exists (pass overwrite=True to replace it)")
     if not is_render_store(loc):
         raise StoreError(f"{loc} exists and is not a dfractal render store; refusing to overwrite it")
-    foreign = _foreign(loc)
-    if foreign:
-        listed = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+    others = foreign(loc)
+    if others:
+        listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
         raise StoreError(f"{loc} holds files that are not the store's own ({listed}); refusing to overwrite it")
     return loc
 
 
 def _clear(loc: Location) -> None:
-    """Delete everything of the store at ``loc`` but its lease (held by the caller)."""
-    if loc.is_local:
-        for entry in os.scandir(loc.url):
-            if entry.name == LEASE_KEY.split("/")[0]:
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path)
-            else:
-                os.unlink(entry.path)
-        return
-    for key in loc.list_keys():
-        if key != LEASE_KEY:
+    """Delete every key of the store at ``loc`` but its lease (held by the
+    caller): only keys it owns (:func:`~.layout.owns`); anything else stays."""
+    meta = _meta_or_none(loc)
+    for key in listing(loc):
+        if key != LEASE_KEY and owns(meta, key):
             loc.delete(key)
+    # (Location.delete removes the folders a key's deletion leaves empty, no other)
 
 
 def clear_leftovers(path: str | os.PathLike | Location) -> int:
@@ -251,8 +271,8 @@ def clear_leftovers(path: str | os.PathLike | Location) -> int:
     return n
 
 
-def _create(loc: Location, ds: xr.Dataset, encoding: dict, *, overwrite: bool) -> Location:
-    # the caller holds the lease (or is alone, e.g. a test): clear, then write the metadata
+def _create(loc: Location, keys: dict[str, bytes], *, overwrite: bool) -> Location:
+    # the caller holds the lease (or is alone, e.g. a test): clear, then write the store's keys
     if loc.exists() and is_render_store(loc):
         if not overwrite:
             raise StoreError(f"store {loc} already exists (pass overwrite=True to replace it)")
@@ -261,13 +281,15 @@ def _create(loc: Location, ds: xr.Dataset, encoding: dict, *, overwrite: bool) -
         raise StoreError(f"{loc} exists and is not a dfractal render store; refusing to overwrite it")
     if loc.is_local:
         os.makedirs(loc.url, exist_ok=True)
-    # mode "a": the folder may hold our lease already; it holds nothing else
-    ds.to_zarr(loc.zarr_store(), mode="a", compute=False, consolidated=False, zarr_format=3, encoding=encoding)
+    for key, data in keys.items():  # the root's metadata last: until then it is no store
+        if key != METADATA:
+            loc.write_bytes(key, data)
+    loc.write_bytes(METADATA, keys[METADATA])
     return loc
 
 
 def _sample_encoding(ds: xr.Dataset, chunks: tuple[int, ...]) -> dict:
-    return {name: {"compressors": list(_COMPRESSORS), "chunks": chunks} for name in _SAMPLE_VARS if name in ds}
+    return {name: {"compressors": list(COMPRESSORS), "chunks": chunks} for name in SAMPLE_VARS if name in ds}
 
 
 def create_store(
@@ -333,8 +355,17 @@ def create(
     done flags are per block (``n_blocks``, default: as the template's
     blocks), a zoom's per frame, and a zoom's arrays lead with ``frame``."""
     loc = check_writable(path, overwrite=overwrite, storage_options=storage_options, lease_token=lease_token)
+    return _create(loc, store_keys(kind, template, n_blocks, store_id or uuid.uuid4().hex), overwrite=overwrite)
+
+
+def store_keys(kind: str, template: xr.Dataset, n_blocks: int | None, store_id: str) -> dict[str, bytes]:
+    """Every key a new store of ``template`` starts with, and its bytes: the
+    metadata of its root and arrays and the chunks of its coordinates (made
+    in memory, by xarray and zarr as any store is).  The root's attributes
+    hold the records of the coordinates and of the arrays' metadata, so the
+    same call, given the store's own ``store_id``, repairs any of them."""
     zoom = kind == ZOOM
-    names = [v for v in _SAMPLE_VARS if v in template]
+    names = [v for v in SAMPLE_VARS if v in template]
     rows = int(template.attrs["chunk_rows"])
     n_blocks = _n_blocks(template) if n_blocks is None else n_blocks
     lead: tuple[str, ...] = ("frame",) if zoom else ()
@@ -342,16 +373,33 @@ def create(
     dim = "frame" if zoom else "block"  # what the done flags are of
     ds = template.assign(
         {f"{dim}_done": (dim, np.zeros(sizes[0] if zoom else n_blocks, np.uint8)),
-         "block_crc": ((*lead, "block", "variable"), np.zeros((*sizes, n_blocks, len(names)), np.uint32),
-                       {"variables": names})},
+         BLOCK_CRC: ((*lead, "block", "variable"), np.zeros((*sizes, n_blocks, len(names)), np.uint32),
+                     {"variables": names})},
     )  # fmt: skip
     kind_attr = {"dfractal_kind": ZOOM} if zoom else {}
-    ds.attrs.update(dfractal_format=FORMAT, **kind_attr, n_blocks=n_blocks, store_id=store_id or uuid.uuid4().hex)
+    ds.attrs.update(dfractal_format=FORMAT, **kind_attr, n_blocks=n_blocks, store_id=store_id)
     ones = (1,) * len(lead)
     encoding = _sample_encoding(ds, (*ones, rows, ds.sizes["re"]))
-    encoding[f"{dim}_done"] = {"chunks": (1,)}
-    encoding["block_crc"] = {"chunks": (*ones, 1, len(names))}
-    return _create(loc, ds, encoding, overwrite=overwrite)
+    # the records carry their own checksums (crc32c), as the samples do
+    encoding[f"{dim}_done"] = {"chunks": (1,), "compressors": [Crc32cCodec()]}
+    encoding[BLOCK_CRC] = {"chunks": (*ones, 1, len(names)), "compressors": [Crc32cCodec()]}
+    written: dict = {}
+    ds.to_zarr(zarr.storage.MemoryStore(written), mode="w", compute=False, consolidated=False, zarr_format=3,
+               encoding=encoding)  # fmt: skip
+    keys = {k: v.to_bytes() for k, v in written.items()}
+    meta = StoreMeta.from_attrs(dict(ds.attrs))
+    records = {
+        "coords": {c: crc(np.asarray(ds[c].values)) for c in coordinates(meta)},
+        "metadata": {a: _crc_bytes(keys[f"{a}/{METADATA}"]) for a in store_arrays(meta) if f"{a}/{METADATA}" in keys},
+    }
+    root = json.loads(keys[METADATA])
+    root["attributes"][RECORDS_ATTR] = records
+    keys[METADATA] = json.dumps(root, indent=2).encode()
+    return keys
+
+
+def _crc_bytes(data: bytes) -> int:
+    return int(google_crc32c.value(data))
 
 
 # -- the workers' side: write a block through zarr, after checking the store -----
@@ -363,7 +411,7 @@ def create(
 _ARRAYS: dict[tuple, zarr.Array] = {}
 
 
-def _array(loc: Location, name: str, store_id: str | None, read_only: bool = False) -> zarr.Array:
+def open_array(loc: Location, name: str, store_id: str | None, read_only: bool = False) -> zarr.Array:
     key = (loc.url, tokenize(loc), store_id, name, read_only)
     arr = _ARRAYS.get(key) if store_id else None
     if arr is None:
@@ -388,7 +436,7 @@ def check_identity(loc: Location, store_id: str) -> None:
     """Refuse (:class:`StoreError`) to write into ``loc`` unless it is the store
     whose identity is ``store_id``: it cannot be seen from here (a worker on
     another filesystem), or was replaced since the render began."""
-    attrs = _attrs(loc)
+    attrs = group_attrs(loc)
     if attrs is None:
         raise StoreError(
             f"{_where()} cannot see the store {loc} (no Zarr group there): every worker must reach "
@@ -407,10 +455,6 @@ def crc(data: np.ndarray) -> int:
     return int(google_crc32c.value(data.astype(data.dtype.newbyteorder("<"), copy=False).tobytes()))
 
 
-def _chunk_key(name: str, index: tuple[int, ...]) -> str:
-    return f"{name}/c/{'/'.join(str(i) for i in index)}/0"
-
-
 def _write_vars(
     loc: Location, block: Block, arrays: list[tuple[str, np.ndarray]], store_id: str | None, frame: int | None
 ) -> int:
@@ -419,29 +463,29 @@ def _write_vars(
     lead = () if frame is None else (frame,)
     crcs, nbytes = [], 0
     for name, data in arrays:
-        arr = _array(loc, name, store_id)
+        arr = open_array(loc, name, store_id)
         rows = arr.chunks[-2]
         if data.shape != (block.nrows, arr.shape[-1]) or block.row0 != block.index * rows or arr.ndim != 2 + len(lead):
             raise ValueError(f"block {block.index} does not match the chunks of {name!r} in {loc}")
         data = np.asarray(data, arr.dtype)
-        with _writing(loc, f"{block_label((*lead, block.index))} of {name}"):
+        with writing(loc, f"{block_label((*lead, block.index))} of {name}"):
             arr[(*lead, slice(block.row0, block.row1), slice(None))] = data
         crcs.append(crc(data))
-        nbytes += _size(loc, _chunk_key(name, (*lead, block.index)))
-    with _writing(loc, f"the record of {block_label((*lead, block.index))}"):
-        _array(loc, "block_crc", store_id)[(*lead, block.index)] = np.array(crcs, np.uint32)
+        nbytes += _size(loc, chunk_key(name, (*lead, block.index, 0)))
+    with writing(loc, f"the record of {block_label((*lead, block.index))}"):
+        open_array(loc, "block_crc", store_id)[(*lead, block.index)] = np.array(crcs, np.uint32)
     return nbytes
 
 
 @contextlib.contextmanager
-def _writing(loc: Location, what: str) -> Iterator[None]:
+def writing(loc: Location, what: str) -> Iterator[None]:
     """A full disk or a lost mount while a worker writes ``what``: one
     :class:`StoreError` saying where, not an errno."""
     try:
         yield
     except OSError as exc:
         raise StoreError(
-            f"{_where()} cannot write {what} into {loc}: {exc.strerror or _short(exc)}; "
+            f"{_where()} cannot write {what} into {loc}: {exc.strerror or short(exc)}; "
             "the blocks written so far are kept: free the space, then resume"
         ) from None
 
@@ -507,8 +551,8 @@ def _write_block(
         if frame is None:  # only now, with the chunks and their record written, is the block complete
             if store_id is not None:  # (again: the store may have been replaced during the writes)
                 check_identity(loc, store_id)
-            with _writing(loc, f"the done flag of block {block.index}"):
-                _array(loc, "block_done", store_id)[block.index] = 1
+            with writing(loc, f"the done flag of block {block.index}"):
+                open_array(loc, "block_done", store_id)[block.index] = 1
     except StoreError:
         raise
     except Exception:
@@ -525,17 +569,18 @@ def mark_frame_done(path: str | os.PathLike | Location, frame: int, *written: in
     loc = as_location(path)
     if store_id is not None:
         check_identity(loc, store_id)
-    with _writing(loc, f"the done flag of frame {frame}"):
-        _array(loc, "frame_done", store_id)[frame] = 1
+    with writing(loc, f"the done flag of frame {frame}"):
+        open_array(loc, "frame_done", store_id)[frame] = 1
     return int(sum(written))
 
 
 def write_metrics(path: str | os.PathLike | Location, metrics: dict[str, Any]) -> None:
-    """Keep a render's metrics in the store's attributes (``dfractal info``)."""
+    """Keep a render's metrics in the store's attributes (``dfractal info``), with their checksum."""
     group = zarr.open_group(as_location(path).zarr_store(), mode="r+")
-    group.attrs["metrics"] = json.loads(
-        json.dumps(metrics, default=lambda o: o.item() if hasattr(o, "item") else str(o))
-    )
+    kept = json.loads(json.dumps(metrics, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+    records = dict(group.attrs.get(RECORDS_ATTR) or {})  # type: ignore[call-overload]
+    records["metrics"] = metrics_record(kept)
+    group.attrs.update({"metrics": kept, RECORDS_ATTR: records})
 
 
 # -- checking a store before work ---------------------------------------------
@@ -570,7 +615,7 @@ def _check_store(loc: Location) -> dict[str, Any]:
         raise StoreError(f"no render store at {loc}")
     if loc.is_local and not os.path.isdir(loc.url):
         raise StoreError(f"{loc} is a file, not a render store (a .zarr folder)")
-    attrs = _attrs(loc)
+    attrs = group_attrs(loc)
     if attrs is None or "dfractal_format" not in attrs:
         raise StoreError(f"{loc} is not a dfractal render store")
     if attrs["dfractal_format"] not in _READS:
@@ -594,16 +639,22 @@ def blocks_to_resume(
     return _done_to_resume(loc, {**template.attrs, "n_blocks": n_blocks}, (*_IDENTITY, "n_blocks"), zoom=False)
 
 
-def _done_to_resume(loc: Location, want: dict[str, Any], keys: tuple[str, ...], *, zoom: bool) -> np.ndarray:
+def _done_to_resume(
+    loc: Location, want: dict[str, Any], keys: tuple[str, ...], *, zoom: bool, token: str | None = None
+) -> np.ndarray:
     # blocks_to_resume, for a render or (zoom=True, flags per frame) a zoom
     attrs = _check_store(loc)
-    check_free(loc)
+    check_free(loc, token)
     if (attrs.get("dfractal_kind") == ZOOM) != zoom:
         held, other = ("a render", "a zoom") if zoom else ("a zoom (resume it as a zoom)", "a render")
         raise StoreError(f"cannot resume {loc}: it holds {held}, not {other}")
-    names, done, record = _layout(loc, attrs)  # its arrays agree with its attributes
     _refuse_another(loc, attrs, want, keys)
     _refuse_unverifiable(loc, attrs)
+    try:
+        names, done, record = _layout(loc, attrs)  # its arrays agree with its attributes
+    except StoreError:
+        # an array's metadata lost or garbled: the resume rewrites it (its lease held) and asks again
+        return np.zeros(attrs["frames"] if zoom else attrs["n_blocks"], bool)
     for index, _ in _damaged(loc, attrs, names, done, record):
         done[index[0]] = False
     return done
@@ -679,6 +730,7 @@ def check_kind_target(
     overwrite: bool,
     resume: bool,
     storage_options: Mapping | None = None,
+    lease_token: str | None = None,
 ) -> np.ndarray | None:
     """:func:`check_target` (``kind`` :data:`~dfractal_dask.spec.RENDER`;
     ``n_blocks``, default: as the template's blocks) or :func:`check_zoom_target`
@@ -689,8 +741,10 @@ def check_kind_target(
     _reachable(loc)
     if resume and is_render_store(loc):
         if kind == ZOOM:
-            return _done_to_resume(loc, dict(template.attrs), _ZOOM_IDENTITY, zoom=True)
-        return blocks_to_resume(loc, template, _n_blocks(template) if n_blocks is None else n_blocks)
+            return _done_to_resume(loc, dict(template.attrs), _ZOOM_IDENTITY, zoom=True, token=lease_token)
+        n = _n_blocks(template) if n_blocks is None else n_blocks
+        return _done_to_resume(loc, {**template.attrs, "n_blocks": n}, (*_IDENTITY, "n_blocks"), zoom=False,
+                               token=lease_token)  # fmt: skip
     _check_new(loc, template, overwrite)
     return None
 
@@ -729,10 +783,23 @@ def _layout(loc: Location, attrs: dict[str, Any]) -> tuple[list[str], np.ndarray
             if arr.shape != shape_wanted:
                 raise ValueError(f"its shape is {arr.shape}, its store's attributes say {shape_wanted}")
             if name in (flags_name, "block_crc"):  # small: read now
-                read[name] = np.asarray(arr[:])
+                read[name] = _tolerant(arr)
         except Exception as exc:  # zarr raises many kinds on damaged stores
-            raise StoreError(f"{loc} is damaged: {name}: {_short(exc)}") from None
+            raise StoreError(f"{loc} is damaged: {name}: {short(exc)}") from None
     return names, read[flags_name].astype(bool), read.get("block_crc")
+
+
+def _tolerant(arr: zarr.Array) -> np.ndarray:
+    # a flag or record array, each chunk that fails to decode read as 0 (not done, no
+    # record): the block it is of is computed again on resume, which rewrites it
+    try:
+        return np.asarray(arr[:])
+    except Exception:  # a damaged chunk (crc32c): read the others one by one
+        out = np.zeros(arr.shape, arr.dtype)
+        for i in range(arr.shape[0]):
+            with contextlib.suppress(Exception):
+                out[i] = arr[i]
+        return out
 
 
 def block_label(index: tuple[int, ...]) -> str:
@@ -748,15 +815,36 @@ def _read_checked(
     what = f"{loc}: {block_label(index)} of {name}"
     try:
         selection: tuple[int | slice, ...] = (*index[:-1], slice(*rows))
-        data = np.asarray(_array(loc, name, store_id, read_only=True)[selection])  # (an ndarray already)
+        data = np.asarray(open_array(loc, name, store_id, read_only=True)[selection])  # (an ndarray already)
     except Exception as exc:  # a truncated or altered chunk: blosc or crc32c complains
-        why = "fails its checksum" if "checksum" in str(exc) else f"cannot be decoded ({_short(exc)})"
+        why = "fails its checksum" if "checksum" in str(exc) else f"cannot be decoded ({short(exc)})"
         raise StoreError(f"{what} is damaged: it {why}; resume=True computes it again") from None
     if expected is not None and crc(data) != expected:
-        missing = not loc.exists(_chunk_key(name, index))
+        missing = not loc.exists(chunk_key(name, (*index, 0)))
         why = "is missing" if missing else "does not hold what was written (checksum)"
         raise StoreError(f"{what} {why}; resume=True computes it again")
     return data
+
+
+_RECORDED: dict[tuple, tuple[list[str], np.ndarray, np.ndarray | None]] = {}
+
+
+def read_block(loc: Location, attrs: dict[str, Any], name: str, b: int) -> np.ndarray:
+    """Block ``b`` of a render's sample array ``name``, checked against its
+    record (a :class:`StoreError` naming it if missing, truncated or altered).
+    The flags and records of a finished store are read once (by its identity)."""
+    key = (loc.url, attrs.get("store_id"))
+    if key not in _RECORDED:
+        names, done, record = _layout(loc, attrs)
+        if not done.all():
+            raise StoreError(f"{loc} is incomplete: block {int(np.argmin(done))} was never written")
+        _RECORDED[key] = (names, done, record)
+        if len(_RECORDED) > 64:
+            _RECORDED.pop(next(iter(_RECORDED)))
+    names, done, record = _RECORDED[key]
+    rows, height = int(attrs["chunk_rows"]), _height(attrs)
+    expected = None if record is None else int(record[b, names.index(name)])
+    return _read_checked(loc, name, attrs.get("store_id"), (b,), (b * rows, min((b + 1) * rows, height)), expected)
 
 
 def verify(path: str | os.PathLike | Location, storage_options: Mapping | None = None) -> list[tuple[tuple, str]]:
@@ -791,6 +879,13 @@ def _damaged(
     return damaged
 
 
+def damaged_blocks(loc: Location, attrs: dict[str, Any]) -> tuple[int, list[tuple[tuple, str]]]:
+    """How many blocks (frames' blocks in a zoom) are marked done, and those of them that fail their record."""
+    names, done, record = _layout(loc, attrs)
+    n = int(done.sum()) * (record.shape[-2] if record is not None and record.ndim == 3 else 1)
+    return n, _damaged(loc, attrs, names, done, record)
+
+
 def _height(attrs: dict[str, Any]) -> int:
     return int(attrs["height"]) * int(attrs["supersample"])
 
@@ -806,42 +901,12 @@ def store_info(path: str | os.PathLike | Location, storage_options: Mapping | No
 
 
 def _check_attrs(loc: Location, attrs: dict[str, Any]) -> None:
-    """The one check of a store's attributes that every reader shares (info,
-    recolor, resume, open_render, open_zoom): each one a store needs is
-    present and of its kind, and they agree with each other, or a
-    :class:`StoreError` names the first that is not."""
-
-    def bad(what: str) -> StoreError:
-        return StoreError(f"{loc} is damaged: its attribute {what}; render it again with overwrite=True")
-
-    zoom = attrs.get("dfractal_kind") == ZOOM
-    if "dfractal_kind" in attrs and not zoom:
-        raise bad(f"dfractal_kind is {attrs['dfractal_kind']!r}, not {ZOOM!r}")
-    need = ["iters", "chunk_rows", "width", "height", "supersample", "span", "xpos", "ypos"]
-    need += ["frames", "to_span"] if zoom else ["n_blocks"]
-    for key in need:
-        if key not in attrs:
-            raise bad(f"{key} is missing")
-    for key in ("iters", "chunk_rows", "width", "height", "supersample", "frames", "n_blocks"):
-        value = attrs.get(key, 1)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise bad(f"{key} is {value!r}, not a positive whole number")
+    """The one check of a store's attributes that every reader shares
+    (:meth:`StoreMeta.from_attrs`), or a :class:`StoreError` naming the first wrong one."""
     try:
-        check_iters(attrs["iters"])
-        view = View.from_attrs(attrs)
-        Fractal.from_attrs(attrs)
-        if zoom:
-            View(view.xpos, view.ypos, attrs["to_span"], view.width, view.height, view.supersample)
-    except (TypeError, ValueError, KeyError, OverflowError) as exc:
-        raise bad(f"values do not make a view, fractal and iteration limit ({exc})") from None
-    for key in ("distance", "perturbation", "bla"):
-        if not isinstance(attrs.get(key, False), bool):
-            raise bad(f"{key} is {attrs[key]!r}, not true or false")
-    if not zoom and attrs["n_blocks"] != -(-view.sample_height // attrs["chunk_rows"]):
-        raise bad(
-            f"n_blocks is {attrs['n_blocks']}, but {view.sample_height} sample rows in blocks of "
-            f"{attrs['chunk_rows']} make {-(-view.sample_height // attrs['chunk_rows'])}"
-        )
+        StoreMeta.from_attrs(attrs)
+    except MetaError as exc:
+        raise StoreError(f"{loc} is damaged: its attribute {exc}; render it again with overwrite=True") from None
 
 
 def store_attrs(path: str | os.PathLike | Location, storage_options: Mapping | None = None) -> dict[str, Any]:
@@ -869,10 +934,6 @@ def reading(path: str | os.PathLike | Location) -> Iterator[None]:
         ) from None
 
 
-#: The group of a render store's pyramid (:mod:`dfractal_dask.pyramid`), beside its samples.
-PYRAMID_GROUP = "pyramid"
-
-
 class _WithoutPyramid(WrapperStore):
     """A render store as its samples are opened: its root lists no pyramid group.
     To list a group's arrays zarr decodes every member's metadata, so a damaged
@@ -888,7 +949,7 @@ def _open(loc: Location, attrs: dict[str, Any], names: list[str], done: np.ndarr
     try:
         ds = xr.open_zarr(_WithoutPyramid(loc.zarr_store(read_only=True)), consolidated=False)
     except Exception as exc:  # zarr/xarray raise many kinds on damaged stores
-        raise StoreError(f"{loc} is damaged: {_short(exc)}") from None
+        raise StoreError(f"{loc} is damaged: {short(exc)}") from None
     for k, name in enumerate(names):
         ds[name] = ds[name].copy(data=_lazy_blocks(loc, name, attrs, ds[name].data.chunks, done, record, k))
     return ds.drop_vars(["block_crc"], errors="ignore")
@@ -909,7 +970,7 @@ def _lazy_blocks(loc, name, attrs, chunks, done, record, k) -> da.Array:
         done,
         None if record is None else record[..., k],
         chunks=chunks,
-        dtype=_array(loc, name, attrs.get("store_id"), read_only=True).dtype,
+        dtype=open_array(loc, name, attrs.get("store_id"), read_only=True).dtype,
         name=f"read-{name}-{token}",
     )
 

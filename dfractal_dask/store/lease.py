@@ -23,7 +23,7 @@ from typing import Any
 
 import dask
 
-from .location import Location
+from ..location import Location
 
 __all__ = ["LEASE_KEY", "LEASE_SECONDS", "Lease", "StoreBusy", "holder", "is_stale"]
 

@@ -1,0 +1,175 @@
+"""The whole store checked against its records, and repaired from what is intact.
+
+:func:`verify_store` reads every piece a store holds and compares it with
+the checksum written with it: each level-0 block (``block_crc``), the
+coordinates and every array's metadata (the root's ``dfractal_records``), the
+metrics, and every tile of every pyramid level (``tile_crc``).
+:func:`repair_base` rewrites level 0's metadata and coordinates from the
+render itself (:func:`~dfractal_dask.store.samples.store_keys`); blocks and
+tiles are computed again by the render's resume and the pyramid's build.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import google_crc32c
+import numpy as np
+import xarray as xr
+
+from ..location import Location, as_location
+from ..spec import RENDER, ZOOM
+from .layout import METADATA, TILE, coordinates, level_shapes, store_arrays
+from .levels import check_metadata, pyramid_attrs, verify_levels
+from .meta import StoreMeta, metrics_record
+from .samples import (
+    StoreError,
+    block_label,
+    crc,
+    damaged_blocks,
+    open_array,
+    short,
+    store_attrs,
+    store_keys,
+)
+
+__all__ = ["Verified", "has_pyramid", "repair_base", "verify_store"]
+
+
+@dataclass
+class Verified:
+    """What :func:`verify_store` read: how many of each piece, and a line for each damaged one."""
+
+    blocks: int = 0
+    coordinates: int = 0
+    metadata: int = 0
+    levels: int = 0
+    tiles: int = 0
+    metrics: bool = False
+    damaged: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line: what was verified."""
+        parts = [f"{self.blocks} blocks", f"{self.coordinates} coordinates", f"{self.metadata} arrays' metadata"]
+        if self.levels:
+            parts.append(f"{self.levels} pyramid levels ({self.tiles} tiles)")
+        if self.metrics:
+            parts.append("the metrics")
+        return ", ".join(parts)
+
+
+def has_pyramid(loc: Location, meta: StoreMeta | None = None) -> bool:
+    """Whether the render store at ``loc`` holds a pyramid of its own (finished or not, sound or not)."""
+    meta = StoreMeta.from_attrs(store_attrs(loc)) if meta is None else meta
+    pyr = (pyramid_attrs(loc) or {}).get("dfractal_pyramid")
+    begun = loc.exists("pyramid/zarr.json") or loc.exists("pyramid/1/iterations/zarr.json")
+    return not meta.zoom and begun and not (isinstance(pyr, dict) and pyr.get("store_id") != meta.store_id)
+
+
+def verify_store(path: str | os.PathLike | Location, storage_options: Mapping | None = None) -> Verified:
+    """Read back every piece of a store and compare it with its record.
+
+    Returns
+    -------
+    Verified
+        Counts of what was read, and a line naming each damaged piece
+        (block, coordinate, array's metadata, metrics, pyramid tile).
+
+    Raises
+    ------
+    StoreError
+        If ``path`` is no dfractal store (or its attributes are damaged).
+    """
+    loc = as_location(path, storage_options, name="path")
+    attrs = store_attrs(loc)
+    meta = StoreMeta.from_attrs(attrs)
+    out = Verified()
+    for array in store_arrays(meta):
+        if array.startswith("pyramid/"):
+            continue
+        want = meta.record("metadata", array)
+        if want is None:
+            continue
+        out.metadata += 1
+        try:
+            data = loc.read_bytes(f"{array}/{METADATA}")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            out.damaged.append(f"{array}/{METADATA} is missing")
+            continue
+        if int(google_crc32c.value(data)) != want:
+            out.damaged.append(f"{array}/{METADATA} is not what was written (checksum)")
+    for name in coordinates(meta):
+        want = meta.record("coords", name)
+        if want is None:
+            continue
+        out.coordinates += 1
+        why = _coordinate_damage(loc, name, want)
+        if why:
+            out.damaged.append(f"coordinate {name} {why}")
+    if not out.damaged:  # (the blocks' flags and records are read through the metadata just checked)
+        blocks, damaged = damaged_blocks(loc, attrs)
+        out.blocks = blocks
+        out.damaged += [f"{block_label(index)}: {why}" for index, why in damaged]
+    if "metrics" in attrs:
+        want = meta.record("metrics")
+        if want is not None:
+            out.metrics = True
+            if metrics_record(attrs["metrics"]) != want:
+                out.damaged.append("the metrics are not what was written (checksum)")
+    if has_pyramid(loc, meta):
+        try:
+            bad = check_metadata(loc, attrs)
+        except StoreError as exc:
+            bad = [str(exc)]
+        out.damaged += [f"pyramid: {b}" for b in bad]
+        if not bad:
+            shapes = level_shapes(meta.view.sample_height, meta.view.sample_width)
+            out.levels = len(shapes) - 1
+            out.tiles = sum(-(-h // TILE) * -(-w // TILE) for h, w in shapes[1:])
+            out.damaged += [why for _k, _band, why in verify_levels(loc, attrs)]
+    return out
+
+
+def _coordinate_damage(loc: Location, name: str, want: int) -> str:
+    try:
+        values = np.asarray(open_array(loc, name, None, read_only=True)[:])
+    except Exception as exc:  # zarr and its codecs raise many kinds on damaged chunks
+        return f"cannot be read ({short(exc)})"
+    return "" if crc(values) == want else "is not what was written (checksum)"
+
+
+def repair_base(loc: Location, template: xr.Dataset, n_blocks: int | None = None) -> list[str]:
+    """Rewrite level 0's array metadata and coordinates where they are missing
+    or fail their records, from the render ``template`` (the caller holds the
+    store's lease); the blocks are the render's to compute.  Returns what was
+    rewritten, a line each."""
+    attrs = store_attrs(loc)
+    meta = StoreMeta.from_attrs(attrs)
+    if meta.store_id is None or not meta.records:
+        return []  # an older store: nothing to repair from
+    keys = store_keys(ZOOM if meta.zoom else RENDER, template, n_blocks, meta.store_id)
+    fixed = []
+    for array in store_arrays(meta):
+        key = f"{array}/{METADATA}"
+        want = meta.record("metadata", array)
+        if array.startswith("pyramid/") or want is None or key not in keys:
+            continue
+        try:
+            same = int(google_crc32c.value(loc.read_bytes(key))) == want
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            same = False
+        if not same:
+            if int(google_crc32c.value(keys[key])) != want:
+                raise StoreError(f"cannot repair {loc}: {key} made again differs from its record")
+            loc.write_bytes(key, keys[key])
+            fixed.append(key)
+    for name in coordinates(meta):
+        want = meta.record("coords", name)
+        if want is not None and _coordinate_damage(loc, name, want):
+            for key, data in keys.items():
+                if key.startswith(f"{name}/c/"):
+                    loc.write_bytes(key, data)
+            fixed.append(f"coordinate {name}")
+    return fixed
