@@ -171,7 +171,9 @@ def test_info_says_a_sound_store_is_verified(tmp_path, capsys):
 
     _make(tmp_path / "r.zarr")
     assert main(["info", str(tmp_path / "r.zarr")]) == 0
-    assert "verified: every chunk of the 3 done blocks matches its record" in capsys.readouterr().out
+    assert (
+        "verified: 3 blocks, 2 coordinates, 6 arrays' metadata: every one matches its record" in capsys.readouterr().out
+    )
 
 
 def test_a_store_replaced_meanwhile_is_not_written(tmp_path):

@@ -100,7 +100,9 @@ def _verify(loc, command: str, recorded: bool) -> int:
         return 0
     for why in report.damaged:
         print(f"damaged: {why}")
-    how = f"`dfractal {command} --resume` with the same flags repairs it"
-    print(error_line(f"{loc} has {len(report.damaged)} damaged pieces (first: {report.damaged[0]}); {how}"),
-          file=sys.stderr)  # fmt: skip
+    how = f"`dfractal {command} --resume` with the same flags computes them again"
+    labels = [why.split(":")[0] for why in report.damaged]
+    unit = "frames" if command == "zoom" else "blocks"
+    kind = unit if all(label.startswith(("block ", "frame ")) for label in labels) else "pieces"
+    print(error_line(f"{loc} has {len(labels)} damaged {kind} ({', '.join(labels[:5])}); {how}"), file=sys.stderr)
     return EXIT_BAD_INPUT

@@ -27,10 +27,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .meta import StoreMeta
+
+class StoreMeta(Protocol):
+    """What the layout needs of a store's attributes (:class:`dfractal_dask.store.meta.StoreMeta`)."""
+
+    @property
+    def names(self) -> list[str]: ...
+    @property
+    def zoom(self) -> bool: ...
+    @property
+    def view(self) -> Any: ...
+
 
 __all__ = [
     "BLOCK_CRC",
