@@ -328,7 +328,8 @@ def build_pyramid(
 
     Every level is computed from the one below it by the workers (one task a
     row of tiles, each tile written by exactly one task); only small records
-    come back.  Levels already done are kept; a level is marked done once all
+    come back.  Every tile already written is checked against its record and kept if sound (a build
+    repairs: only rows of tiles holding a damaged or missing one are made again); a level is marked done once all
     its tiles are written.
 
     Parameters
@@ -360,7 +361,7 @@ def build_pyramid(
     loc = as_location(path, storage_options, name="path")
     open_render(loc)  # a finished render (not a zoom), or a StoreError saying what it is
     with Lease(loc, "dfractal pyramid"), connect(client if client is not None else current_client()) as c:
-        build_on(c, loc, progress)
+        build_on(c, loc, progress, verify=True)  # (a build repairs: every tile checked, only damaged ones made)
     return pyramid_levels(loc)
 
 

@@ -21,6 +21,7 @@ from dfractal_dask.cli import main
 from dfractal_dask.deepzoom import write_deep_zoom
 from dfractal_dask.explorer.stored import StoredPicture
 from dfractal_dask.store import StoreError
+from dfractal_dask.store.integrity import verify_store
 
 # odd sizes on purpose: every level has an edge row and column of half squares
 VIEW = View(-0.5, 0.0, 3.0, 601, 299, 1)
@@ -570,14 +571,19 @@ def test_a_garbled_or_missing_tile_is_a_store_error_everywhere(rendered, tmp_pat
     assert not (tmp_path / f"{how}_files").exists()
 
 
-def test_a_build_on_a_missing_tile_below_stops_in_one_line(rendered, client, tmp_path):
-    # level 2 is built from level 1: a tile of level 1 gone is said, not reduced from its fill values
+def test_a_build_repairs_a_missing_tile_below_before_the_levels_above(rendered, client, tmp_path):
+    # level 2 is built from level 1: a tile of level 1 gone is computed again from level 0 first,
+    # never reduced from its fill values; the sound tiles are kept
     copy = tmp_path / "b.zarr"
     shutil.copytree(rendered, copy)
     _edit_meta(copy, done=[1])
     drop_tile(copy / "pyramid" / "1" / "iterations", 0, 1)  # (a row of tiles a shard: its index says it is gone)
-    with pytest.raises(StoreError, match=r"pyramid/1/iterations tile \(row 0, column 0\) is missing"):
-        pyr.build_pyramid(copy, client=client)
+    assert any("pyramid/1/iterations tile (row 0, column 1) is missing" in d for d in verify_store(copy).damaged)
+    pyr.build_pyramid(copy, client=client)
+    assert verify_store(copy).damaged == []
+    for k in range(1, len(pyr.pyramid_levels(rendered))):
+        for v in ("iterations", "norm"):
+            np.testing.assert_array_equal(pyr.open_level(copy, k)[v].values, pyr.open_level(rendered, k)[v].values)
 
 
 def test_cli_no_picture_refuses_picture_flags(tmp_path, capsys):

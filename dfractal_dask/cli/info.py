@@ -95,6 +95,11 @@ def _verify(loc, command: str, recorded: bool) -> int:
         print("verified: no (a format-1 store: its chunks carry no checksums)")
         return 0
     report = verify_store(loc)
+    if report.unwritten:
+        listed = ", ".join(report.unwritten[:8]) + (
+            f" and {len(report.unwritten) - 8} more" if len(report.unwritten) > 8 else ""
+        )
+        print(f"not written: {listed} (`dfractal {command} --resume` computes them)")
     if not report.damaged:
         print(f"verified: {report.summary()}: every one matches its record")
         return 0

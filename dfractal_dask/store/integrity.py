@@ -16,21 +16,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import google_crc32c
-import numpy as np
 import xarray as xr
+import zarr
 
 from ..location import Location, as_location
 from ..spec import RENDER, ZOOM
 from .layout import METADATA, TILE, coordinates, level_shapes, store_arrays
-from .levels import check_metadata, pyramid_attrs, verify_levels
-from .meta import StoreMeta, metrics_record
+from .levels import check_metadata, group_damage, pyramid_attrs, verify_levels
+from .meta import RECORDS_ATTR, StoreMeta, metrics_record
 from .samples import (
     StoreError,
+    base_damage,
     block_label,
-    crc,
+    coordinate_damage,
     damaged_blocks,
-    open_array,
-    short,
     store_attrs,
     store_keys,
 )
@@ -49,6 +48,7 @@ class Verified:
     tiles: int = 0
     metrics: bool = False
     damaged: list[str] = field(default_factory=list)
+    unwritten: list[str] = field(default_factory=list)  # blocks (frames) not marked done: resume computes them
 
     def summary(self) -> str:
         """One line: what was verified."""
@@ -86,31 +86,11 @@ def verify_store(path: str | os.PathLike | Location, storage_options: Mapping | 
     attrs = store_attrs(loc)
     meta = StoreMeta.from_attrs(attrs)
     out = Verified()
-    for array in store_arrays(meta):
-        if array.startswith("pyramid/"):
-            continue
-        want = meta.record("metadata", array)
-        if want is None:
-            continue
-        out.metadata += 1
-        try:
-            data = loc.read_bytes(f"{array}/{METADATA}")
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            out.damaged.append(f"{array}/{METADATA} is missing")
-            continue
-        if int(google_crc32c.value(data)) != want:
-            out.damaged.append(f"{array}/{METADATA} is not what was written (checksum)")
-    for name in coordinates(meta):
-        want = meta.record("coords", name)
-        if want is None:
-            continue
-        out.coordinates += 1
-        why = _coordinate_damage(loc, name, want)
-        if why:
-            out.damaged.append(f"coordinate {name} {why}")
+    (out.metadata, out.coordinates), out.damaged = base_damage(loc, attrs)
     if not out.damaged:  # (the blocks' flags and records are read through the metadata just checked)
-        blocks, damaged = damaged_blocks(loc, attrs)
+        blocks, damaged, unwritten = damaged_blocks(loc, attrs)
         out.blocks = blocks
+        out.unwritten = [f"{'frame' if meta.zoom else 'block'} {i}" for i in unwritten]
         out.damaged += [f"{block_label(index)}: {why}" for index, why in damaged]
     if "metrics" in attrs:
         want = meta.record("metrics")
@@ -123,6 +103,8 @@ def verify_store(path: str | os.PathLike | Location, storage_options: Mapping | 
             bad = check_metadata(loc, attrs)
         except StoreError as exc:
             bad = [str(exc)]
+        if group_damage(loc, attrs):
+            bad.insert(0, group_damage(loc, attrs))
         out.damaged += [f"pyramid: {b}" for b in bad]
         if not bad:
             shapes = level_shapes(meta.view.sample_height, meta.view.sample_width)
@@ -130,14 +112,6 @@ def verify_store(path: str | os.PathLike | Location, storage_options: Mapping | 
             out.tiles = sum(-(-h // TILE) * -(-w // TILE) for h, w in shapes[1:])
             out.damaged += [why for _k, _band, why in verify_levels(loc, attrs)]
     return out
-
-
-def _coordinate_damage(loc: Location, name: str, want: int) -> str:
-    try:
-        values = np.asarray(open_array(loc, name, None, read_only=True)[:])
-    except Exception as exc:  # zarr and its codecs raise many kinds on damaged chunks
-        return f"cannot be read ({short(exc)})"
-    return "" if crc(values) == want else "is not what was written (checksum)"
 
 
 def repair_base(loc: Location, template: xr.Dataset, n_blocks: int | None = None) -> list[str]:
@@ -165,9 +139,16 @@ def repair_base(loc: Location, template: xr.Dataset, n_blocks: int | None = None
                 raise StoreError(f"cannot repair {loc}: {key} made again differs from its record")
             loc.write_bytes(key, keys[key])
             fixed.append(key)
+    if meta.record("metrics") is not None and metrics_record(attrs.get("metrics")) != meta.record("metrics"):
+        # damaged metrics are no good piece: dropped (a render's command line writes them again)
+        group = zarr.open_group(loc.zarr_store(), mode="r+")
+        records = {k: v for k, v in meta.records.items() if k != "metrics"}
+        group.attrs.update({RECORDS_ATTR: records})
+        group.attrs.pop("metrics", None)  # type: ignore[attr-defined]
+        fixed.append("the metrics (dropped)")
     for name in coordinates(meta):
         want = meta.record("coords", name)
-        if want is not None and _coordinate_damage(loc, name, want):
+        if want is not None and coordinate_damage(loc, name, want):
             for key, data in keys.items():
                 if key.startswith(f"{name}/c/"):
                     loc.write_bytes(key, data)

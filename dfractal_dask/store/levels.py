@@ -35,6 +35,7 @@ from .layout import (
     SAMPLE_VARS,
     TILE,
     array_path,
+    chunk_key,
     level_group,
     level_shapes,
     owns,
@@ -63,6 +64,7 @@ __all__ = [
     "no_pyramid",
     "open_level",
     "check_metadata",
+    "group_damage",
     "level_keys",
     "mark_levels_done",
     "prepare",
@@ -520,6 +522,9 @@ def write_band(loc: Location, k: int, y0: int, out: dict[str, np.ndarray], store
         arr = open_array(loc, array_path(k, name), store_id)
         data = np.asarray(data, arr.dtype)
         with writing(loc, f"level {k} {what} of {name}"):
+            # this task's shards are written whole: one left damaged is not read back to be updated
+            for band in range(y0 // TILE, -(-(y0 + data.shape[0]) // TILE)):
+                loc.delete(chunk_key(array_path(k, name), (band, 0)))
             arr[y0 : y0 + data.shape[0]] = data
         for ty in range(crcs.shape[0]):
             for tx in range(crcs.shape[1]):
@@ -656,6 +661,19 @@ def prepare(loc: Location, attrs: dict[str, Any], *, verify: bool) -> tuple[list
         return shapes, todo
     done = set(meta["done"]) if isinstance(meta, dict) else set()
     return shapes, {k: set() if k in done else b for k, b in bands.items()}
+
+
+def group_damage(loc: Location, attrs: dict[str, Any]) -> str:
+    """Why the pyramid group's document is not one this store wrote, or ``""``."""
+    if not loc.exists(f"{PYRAMID_GROUP}/zarr.json"):
+        return f"{PYRAMID_GROUP}/zarr.json is missing"
+    meta = (pyramid_attrs(loc) or {}).get(PYRAMID_ATTR)
+    view = View.from_attrs(attrs)
+    want = {"tile": TILE, "levels": len(level_shapes(view.sample_height, view.sample_width)) - 1,
+            "store_id": attrs.get("store_id")}  # fmt: skip
+    if not isinstance(meta, dict) or {k: meta.get(k) for k in want} != want or not isinstance(meta.get("done"), list):
+        return f"{PYRAMID_GROUP}/zarr.json is not what was written"
+    return ""
 
 
 def verify_levels(loc: Location, attrs: dict[str, Any]) -> list[tuple[int, int, str]]:

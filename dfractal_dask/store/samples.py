@@ -31,7 +31,6 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import dask.array as da
@@ -80,6 +79,8 @@ __all__ = [
     "create_store",
     "create_zoom_store",
     "crc",
+    "base_damage",
+    "coordinate_damage",
     "damaged_blocks",
     "foreign",
     "group_attrs",
@@ -263,10 +264,11 @@ def clear_leftovers(path: str | os.PathLike | Location) -> int:
     loc = as_location(path)
     if not loc.is_local:
         return 0  # object storage writes each key whole
+    meta = _meta_or_none(loc)
     n = 0
-    for pattern in ("*/c/**/*.partial", "pyramid/*/*/c/**/*.partial"):  # (and the pyramid's tiles)
-        for leftover in Path(loc.url).glob(pattern):
-            leftover.unlink(missing_ok=True)
+    for key in listing(loc):  # (a file of that name that is not the store's own stays)
+        if key.endswith(".partial") and owns(meta, key):
+            loc.delete(key)
             n += 1
     return n
 
@@ -469,6 +471,8 @@ def _write_vars(
             raise ValueError(f"block {block.index} does not match the chunks of {name!r} in {loc}")
         data = np.asarray(data, arr.dtype)
         with writing(loc, f"{block_label((*lead, block.index))} of {name}"):
+            # the block's chunk is written whole: one left damaged is never read back to be updated
+            loc.delete(chunk_key(name, (*lead, block.index, 0)))
             arr[(*lead, slice(block.row0, block.row1), slice(None))] = data
         crcs.append(crc(data))
         nbytes += _size(loc, chunk_key(name, (*lead, block.index, 0)))
@@ -879,11 +883,49 @@ def _damaged(
     return damaged
 
 
-def damaged_blocks(loc: Location, attrs: dict[str, Any]) -> tuple[int, list[tuple[tuple, str]]]:
-    """How many blocks (frames' blocks in a zoom) are marked done, and those of them that fail their record."""
+def base_damage(loc: Location, attrs: dict[str, Any]) -> tuple[tuple[int, int], list[str]]:
+    """Level 0's array metadata and coordinates checked against the root's
+    records: how many of each were checked, and a line for each that fails."""
+    meta = StoreMeta.from_attrs(attrs)
+    damaged: list[str] = []
+    n_meta = n_coords = 0
+    for array in store_arrays(meta):
+        want = meta.record("metadata", array)
+        if array.startswith(f"{PYRAMID_GROUP}/") or want is None:
+            continue
+        n_meta += 1
+        try:
+            data = loc.read_bytes(f"{array}/{METADATA}")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            damaged.append(f"{array}/{METADATA} is missing")
+            continue
+        if _crc_bytes(data) != want:
+            damaged.append(f"{array}/{METADATA} is not what was written (checksum)")
+    for name in coordinates(meta):
+        want = meta.record("coords", name)
+        if want is not None:
+            n_coords += 1
+            why = coordinate_damage(loc, name, want)
+            if why:
+                damaged.append(f"coordinate {name} {why}")
+    return (n_meta, n_coords), damaged
+
+
+def coordinate_damage(loc: Location, name: str, want: int) -> str:
+    """Why the coordinate array ``name`` fails its record ``want``, or ``""``."""
+    try:
+        values = np.asarray(open_array(loc, name, None, read_only=True)[:])
+    except Exception as exc:  # zarr and its codecs raise many kinds on damaged chunks
+        return f"cannot be read ({short(exc)})"
+    return "" if crc(values) == want else "is not what was written (checksum)"
+
+
+def damaged_blocks(loc: Location, attrs: dict[str, Any]) -> tuple[int, list[tuple[tuple, str]], list[int]]:
+    """How many blocks (frames' blocks in a zoom) are marked done, those of
+    them that fail their record, and the blocks (frames) not marked done."""
     names, done, record = _layout(loc, attrs)
     n = int(done.sum()) * (record.shape[-2] if record is not None and record.ndim == 3 else 1)
-    return n, _damaged(loc, attrs, names, done, record)
+    return n, _damaged(loc, attrs, names, done, record), [int(i) for i in np.flatnonzero(~done)]
 
 
 def _height(attrs: dict[str, Any]) -> int:
@@ -922,16 +964,16 @@ def store_view(path: str | os.PathLike | Location, storage_options: Mapping | No
 
 @contextlib.contextmanager
 def reading(path: str | os.PathLike | Location) -> Iterator[None]:
-    """Report a store whose chunks fail to decode while read (truncated or
-    garbled files) as a :class:`StoreError` naming it, not a codec's traceback."""
+    """Report a store whose chunks cannot be read (truncated or garbled
+    files, a lost mount) as a :class:`StoreError` naming it, not a codec's
+    traceback.  The checked reads name a damaged piece themselves; this says
+    only that reading failed and why, never that the store is damaged."""
     try:
         yield
     except StoreError:
         raise
     except (RuntimeError, OSError, KeyError, EOFError, ValueError) as exc:  # ValueError: e.g. a crc32c mismatch
-        raise StoreError(
-            f"{path} is damaged ({type(exc).__name__}: {exc}); render it again with overwrite=True"
-        ) from None
+        raise StoreError(f"cannot read {path} ({type(exc).__name__}: {exc}); `dfractal info` verifies it") from None
 
 
 class _WithoutPyramid(WrapperStore):
@@ -1045,6 +1087,9 @@ def open_store(
     if (attrs.get("dfractal_kind") == ZOOM) != zoom:
         held, other, opener = ("a render", "a zoom", "open_render") if zoom else ("a zoom", "a render", "open_zoom")
         raise StoreError(f"{loc} holds {held}, not {other}: open it with {opener}")
+    damage = base_damage(loc, attrs)[1]
+    if damage:  # (what the samples are read through, and their coordinates, each against its record)
+        raise StoreError(f"{loc} is damaged: {damage[0]}; `dfractal render --resume` repairs it")
     names, done, record = _layout(loc, attrs)
     missing, unit = int((~done).sum()), "frames" if zoom else "blocks"
     if missing and not allow_incomplete:
