@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
+import re
+import stat
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import BinaryIO
 from xml.sax.saxutils import quoteattr
 
 import dask
@@ -49,6 +52,16 @@ DZI_FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
 #: A tile's own pixels a side, the pixels it holds of each neighbour, its format.
 DEFAULT_TILE_SIZE, DEFAULT_OVERLAP, DEFAULT_FORMAT = 256, 1, "png"
 
+# The names write_dzi gives, and the only ones a picture it replaces may hold: a level
+# folder ``<level>``, a tile ``<col>_<row>.<fmt>`` (decimal, no leading zeros; ASCII
+# digits: str.isdigit also takes "²" and "١")
+_LEVEL_NAME = re.compile(r"0|[1-9][0-9]*")
+_TILE_NAME = re.compile(rf"(?:0|[1-9][0-9]*)_(?:0|[1-9][0-9]*)\.(?:{'|'.join(DZI_FORMATS)})")
+#: A header is a few hundred bytes: a bigger file at its name is not one (and is not read).
+_HEADER_BYTES = 1 << 16
+# a file created new: never one already there, never through a symbolic link at its name
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+
 
 def dzi_level_sizes(width: int, height: int) -> list[tuple[int, int]]:
     """``(width, height)`` of each DZI level, level 0 (1x1) first, the full size last.
@@ -75,6 +88,11 @@ def tiles_folder(path: str | os.PathLike) -> Path:
     return path.with_name(path.stem + "_files")
 
 
+def _part(path: Path) -> Path:
+    # the header as it is written, renamed to ``path`` when the tiles are all there
+    return path.with_name(path.name + ".part")
+
+
 def _header(width: int, height: int, tile_size: int, overlap: int, fmt: str) -> str:
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -90,9 +108,10 @@ class _LevelWriter:
     complete; hands its rows, halved, to the writer of the level below when that
     level has no source of its own."""
 
-    def __init__(self, folder: Path, level: int, size: tuple[int, int], tile_size: int, overlap: int, fmt: str,
+    def __init__(self, picture: Path, level: int, size: tuple[int, int], tile_size: int, overlap: int, fmt: str,
                  below: _LevelWriter | None) -> None:  # fmt: skip
-        self.folder, self.level, (self.width, self.height) = folder / str(level), level, size
+        self.picture, self.folder = picture, tiles_folder(picture) / str(level)
+        self.level, (self.width, self.height) = level, size
         self.tile_size, self.overlap, self.fmt, self.below = tile_size, overlap, fmt, below
         self.cols = tile_spans(self.width, tile_size, overlap)
         self.rows = tile_spans(self.height, tile_size, overlap)
@@ -100,7 +119,8 @@ class _LevelWriter:
         self.top = 0
         self.next_row = 0  # the tile row to write next
         self.odd: np.ndarray | None = None  # a row waiting for its pair, to be halved for the level below
-        self.folder.mkdir(parents=True)
+        self.made = 0  # the tiles made so far, in order (row by row): the ones remove() removes
+        _new_folder(picture, self.folder)
 
     @property
     def received(self) -> int:
@@ -127,7 +147,26 @@ class _LevelWriter:
         y0, y1 = self.rows[r]
         rows = self.buf[y0 - self.top : y1 - self.top]
         for c, (x0, x1) in enumerate(self.cols):
-            _save_tile(rows[:, x0:x1], self.folder / f"{c}_{r}.{self.fmt}", self.fmt)
+            self._save(rows[:, x0:x1], self.folder / f"{c}_{r}.{self.fmt}")
+
+    def _save(self, pixels: np.ndarray, path: Path) -> None:
+        image = Image.fromarray(np.ascontiguousarray(pixels), "RGBA")
+        if self.fmt == "jpg":  # no alpha in a JPEG
+            image = image.convert("RGB")
+        with _writing(self.picture):
+            _check_unlinked(self.folder, self.folder.parent)
+            with _new_file(path) as file:
+                self.made += 1  # ours from here, written whole or not
+                image.save(file, format=DZI_FORMATS[self.fmt])
+
+    def remove(self) -> None:
+        """Remove the tiles this writer made and its folder, if nothing else is in it (a failed picture)."""
+        with contextlib.suppress(OSError):
+            _check_unlinked(self.folder, self.folder.parent)
+            for i in range(self.made):
+                r, c = divmod(i, len(self.cols))
+                (self.folder / f"{c}_{r}.{self.fmt}").unlink(missing_ok=True)
+            os.rmdir(self.folder)
 
     def _halve(self, strip: np.ndarray) -> None:
         # pairs of rows → a row of the level below (the last row of an odd height alone, in finish)
@@ -153,11 +192,36 @@ def _reduce(strip: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(strip, "RGBA").reduce(2))
 
 
-def _save_tile(pixels: np.ndarray, path: Path, fmt: str) -> None:
-    image = Image.fromarray(np.ascontiguousarray(pixels), "RGBA")
-    if fmt == "jpg":  # no alpha in a JPEG
-        image = image.convert("RGB")
-    image.save(path, format=DZI_FORMATS[fmt])
+@contextlib.contextmanager
+def _writing(picture: Path) -> Iterator[None]:
+    """An error writing the DZI picture ``picture`` (a full disk, a folder not
+    writable): one line naming the picture (and the file), never the store's."""
+    try:
+        yield
+    except OSError as exc:
+        where = f"{_shown(exc.filename)}: " if exc.filename else ""
+        raise OSError(f"cannot write the DZI picture {picture}: {where}{exc.strerror or exc}") from None
+
+
+def _new_file(path: Path) -> BinaryIO:
+    # created here (O_EXCL): not a file that appeared since the checks, not through a symbolic link
+    return os.fdopen(os.open(path, _NEW_FILE, 0o666), "wb")
+
+
+def _new_folder(picture: Path, folder: Path) -> None:
+    # os.mkdir makes the folder itself, never one a symbolic link at its name points to
+    with _writing(picture):
+        if folder != tiles_folder(picture):  # a level's: in the tile folder
+            _check_unlinked(folder.parent)
+        os.mkdir(folder)
+
+
+def _check_unlinked(*folders: Path) -> None:
+    # the tile folder and a level's, looked at again as they are written into or emptied: a
+    # symbolic link put there since the checks is not gone through (OSError: a write that fails)
+    for p in folders:
+        if os.path.islink(p):
+            raise OSError(f"{p} was made a symbolic link while the picture was written")
 
 
 def _check_int(name: str, value: object, low: int) -> int:
@@ -180,34 +244,110 @@ def check_dzi_target(
     path: str | os.PathLike, overwrite: bool = False, *, store: Location | None = None, name: str = "path"
 ) -> Path:
     """Refuse (``ValueError``), before any work, a DZI picture ``path`` that
-    must not be written: not ending in ``.dzi``, not a regular file, inside
-    ``store`` (the render it pictures), in a folder that is a file or not
-    writable, or one that exists (its header or its tile folder) unless
-    ``overwrite``, and then only one whose tile folder holds nothing but DZI
-    levels.  ``name``: the parameter (or flag) the messages name.  Returns ``path``."""
+    must not be written: not ending in ``.dzi``; its header or its tile folder
+    a symbolic link (nothing is written through one) or not a regular file or
+    folder; inside ``store`` (the render it pictures); in a folder that is a
+    file or not writable; or one that exists unless ``overwrite``, and then
+    only one that holds nothing but what :func:`write_dzi` writes (a DZI
+    header; tiles ``<level>/<col>_<row>.<fmt>``): anything else there is named
+    and never deleted.  ``name``: the parameter (or flag) the messages name.
+    Returns ``path``."""
     path = Path(path)
     if path.suffix != ".dzi":
         raise ValueError(f"{name} must end in .dzi, got {str(path)!r}")
     folder = tiles_folder(path)
+    for p in (path, _part(path), folder):
+        _refuse_link(path, p)
     if path.is_dir() or (path.exists() and not path.is_file()):
         raise ValueError(f"cannot write the DZI picture {path}: it exists and is not a regular file")
     check_output(path, "DZI picture", store=store)  # (the tile folder is beside it: the same checks hold)
-    if not (path.exists() or folder.exists()):
+    there = [p for p in (path, _part(path), folder) if p.exists()]
+    if not there:
         return path
+    for _ in _own_files(path):  # (before the advice to overwrite: it would not be taken)
+        pass
     if not overwrite:
-        there = path if path.exists() else folder
-        raise ValueError(f"the DZI picture {path} exists ({there}); pass overwrite=True to replace it")
-    if folder.exists() and (
-        not folder.is_dir() or any(not (p.is_dir() and p.name.isdigit()) for p in folder.iterdir())
-    ):
-        raise ValueError(f"cannot replace the DZI picture {path}: {folder} holds more than DZI levels")
+        raise ValueError(f"the DZI picture {path} exists ({there[0]}); pass overwrite=True to replace it")
     return path
 
 
+def _refuse_link(picture: Path, p: Path) -> None:
+    if os.path.islink(p):  # (a dangling one too: it would be written through)
+        raise ValueError(
+            f"cannot write the DZI picture {picture}: {_shown(p)} is a symbolic link; nothing is written through one"
+        )
+
+
+def _shown(p: str | os.PathLike) -> str:
+    # a name found on the disk, on the message's one line (a newline in it escaped)
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(p))
+
+
+def _own_files(picture: Path) -> Iterator[tuple[Path, bool]]:
+    """The files of the DZI picture ``picture`` there are, as ``(path, is_folder)``
+    in the order they are deleted: its header (and a ``.part`` one) first (a
+    picture being replaced never looks finished), its tiles, each level folder
+    after its tiles, the tile folder last.  Anything else, at any depth, is a
+    ``ValueError`` naming it, when it is come to."""
+
+    def foreign(p: Path, what: str) -> ValueError:
+        return ValueError(f"cannot replace the DZI picture {picture}: {_shown(p)} {what}; refusing to delete it")
+
+    for p in (picture, _part(picture)):
+        if os.path.lexists(p):
+            _refuse_link(picture, p)
+            if not _is_dzi_header(p):
+                raise foreign(p, "is not a DZI header")
+            yield p, False
+    folder = tiles_folder(picture)
+    if not os.path.lexists(folder):
+        return
+    _refuse_link(picture, folder)
+    if not folder.is_dir():
+        raise foreign(folder, "is not a folder of DZI tiles")
+    for level in _listing(picture, folder):
+        _refuse_link(picture, level)
+        if not (_LEVEL_NAME.fullmatch(level.name) and level.is_dir()):
+            raise foreign(level, "is not a DZI level folder")
+        for tile in _listing(picture, level):
+            _refuse_link(picture, tile)
+            if not (_TILE_NAME.fullmatch(tile.name) and tile.is_file()):
+                raise foreign(tile, "is not a DZI tile")
+            yield tile, False
+        yield level, True
+    yield folder, True
+
+
+def _listing(picture: Path, folder: Path) -> Iterator[Path]:
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                yield Path(entry.path)
+    except OSError as exc:
+        raise ValueError(
+            f"cannot replace the DZI picture {picture}: cannot list {_shown(folder)}: {exc.strerror}"
+        ) from None
+
+
+def _is_dzi_header(p: Path) -> bool:
+    # a header write_dzi could have written: a small regular file, XML, its root a DZI Image
+    try:
+        st = os.lstat(p)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _HEADER_BYTES:
+            return False
+        with open(p, "rb") as file:
+            root = ET.fromstring(file.read(_HEADER_BYTES + 1))
+    except (OSError, ET.ParseError):
+        return False
+    return root.tag == f"{{{DZI_NAMESPACE}}}Image"
+
+
 def _clear_target(path: Path) -> None:
-    # a picture check_dzi_target let be replaced
-    path.unlink(missing_ok=True)  # first: a picture being replaced never looks finished
-    shutil.rmtree(tiles_folder(path), ignore_errors=True)
+    """Delete the picture ``path`` check_dzi_target let be replaced: its own files
+    alone, found again as they are deleted (anything else stops it, untouched)."""
+    for p, is_folder in _own_files(path):
+        with _writing(path):
+            (os.rmdir if is_folder else os.unlink)(p)
 
 
 def write_dzi(
@@ -241,7 +381,8 @@ def write_dzi(
     fmt
         The tiles' format: one of :data:`DZI_FORMATS` (``jpg`` drops alpha).
     overwrite
-        Replace an existing picture (its header and a tile folder holding only levels).
+        Replace an existing picture: its header and tiles alone are deleted,
+        and only when that is all there is (:func:`check_dzi_target`).
 
     Returns
     -------
@@ -249,6 +390,16 @@ def write_dzi(
         ``path``.  The header is written last (by way of a ``.part`` file):
         until it exists, the tile folder is not a finished picture; a failed
         write removes the tiles it wrote.
+
+    Raises
+    ------
+    ValueError
+        For bad input or a target :func:`check_dzi_target` refuses, before
+        anything is written or deleted.
+    OSError
+        For an error writing the picture (a full disk, a folder not
+        writable): one line naming it.  Every file is created new, never
+        through a symbolic link.
     """
     path = Path(path)
     sizes = dzi_level_sizes(width, height)
@@ -259,26 +410,36 @@ def write_dzi(
     if top not in levels or any(not (isinstance(k, int) and 0 <= k <= top) for k in levels):
         raise ValueError(f"levels must give the full level {top} and only levels 0-{top}, got {sorted(levels)}")
     check_dzi_target(path, overwrite)
-    folder = tiles_folder(path)
-    _clear_target(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
+    _clear_target(path)  # (its own files: check_dzi_target found nothing else there)
+    part, made_part = _part(path), False
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    _new_folder(path, tiles_folder(path))
+    writers: list[_LevelWriter] = []
     try:
         for first in sorted(levels, reverse=True):  # each given level and the levels made from it
             writer = None
             for k in range(max([j for j in levels if j < first], default=-1) + 1, first + 1):
-                writer = _LevelWriter(folder, k, sizes[k], tile_size, overlap, fmt, writer)
+                writer = _LevelWriter(path, k, sizes[k], tile_size, overlap, fmt, writer)
+                writers.append(writer)
             assert writer is not None
             for strip in _strips(levels[first]):
                 writer.add(strip)
             writer.finish()
-        part.write_text(_header(width, height, tile_size, overlap, fmt), encoding="utf-8")
-        part.replace(path)
+        with _writing(path):
+            with _new_file(part) as file:
+                made_part = True
+                file.write(_header(width, height, tile_size, overlap, fmt).encode())
+            part.replace(path)
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)  # ours: made above (an old one was cleared first)
+        for writer in writers:  # the tiles made here, by name (a file put beside them is left)
+            writer.remove()
+        with contextlib.suppress(OSError):
+            os.rmdir(tiles_folder(path))  # (made above: not a link; left if anything else is in it)
         raise
     finally:
-        part.unlink(missing_ok=True)
+        if made_part:
+            part.unlink(missing_ok=True)
     return path
 
 
@@ -394,7 +555,11 @@ def write_deep_zoom(
     ------
     ValueError
         For bad input, a store without a pyramid or an existing picture
-        (before anything is written); StoreError for a store that is not one.
+        (before anything is written); StoreError for a store that is not one,
+        or one damaged.
+    OSError
+        For an error writing the picture (:func:`write_dzi`): it names the
+        picture, not the store.
     """
     if client is not None and not isinstance(client, Client):
         raise TypeError(f"client must be a dask Client or None, got {client!r}")

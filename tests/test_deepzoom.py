@@ -8,6 +8,8 @@ import http.server
 import math
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -209,7 +211,7 @@ def test_an_existing_picture_is_refused_unless_overwrite(tmp_path):
     assert np.array_equal(tile(tiles_folder(path), 5, 0, 0), blocks_picture(20, 10, 10, seed=2))
     assert sorted(p.name for p in tiles_folder(path).iterdir()) == [str(k) for k in range(6)]  # no level 6 left
     (tiles_folder(path) / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match="holds more than DZI levels"):
+    with pytest.raises(ValueError, match=r"notes\.txt is not a DZI level folder; refusing to delete it"):
         write_dzi(path, 20, 10, {5: [blocks_picture(20, 10, 10)]}, overwrite=True)
     assert (tiles_folder(path) / "notes.txt").read_text() == "mine" and path.exists()
     (tmp_path / "d.dzi").mkdir()
@@ -473,3 +475,319 @@ def test_a_picture_inside_its_store_or_under_a_file_is_refused_before_anything(p
     # the command line names its flag
     assert main(["recolor", str(pyramid_store), "--dzi", str(tmp_path / "p.DZI")]) == 2
     assert "--dzi must end in .dzi, got" in capsys.readouterr().err
+
+
+# -- replacing a picture deletes its own files alone; nothing is written through a symbolic link ------------------
+# (--overwrite deleted y_files/0/thesis.docx: any folder of digit-named folders was rmtree'd; a symlinked
+# y_files had the tiles written into the folder it points to, and the run then called the store damaged)
+
+
+def old_picture(path: Path) -> None:
+    """A picture of several levels and tiles a level (100x60: levels 0-7; tiles of 16)."""
+    write_dzi(path, 100, 60, {7: [blocks_picture(100, 60, 10, seed=7)]}, tile_size=16)
+
+
+def everything(root: Path) -> dict[str, bytes | str | None]:
+    """Every path under ``root`` (itself too): a file's bytes, a link's target, None for a folder,
+    "pipe" for a pipe (not read: it would wait for a writer)."""
+    out: dict[str, bytes | str | None] = {}
+    for p in [root, *root.rglob("*")]:
+        key = str(p.relative_to(root))
+        if p.is_symlink():
+            out[key] = os.readlink(p)
+        else:
+            out[key] = None if p.is_dir() else "pipe" if p.is_fifo() else p.read_bytes()
+    return out
+
+
+def shown(text: str) -> str:
+    """``text`` as a message shows a name found on the disk: what is not printable escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def refused(call, words: str) -> str:
+    """The one-line ValueError ``call`` raises, which has ``words``."""
+    with pytest.raises(ValueError) as err:
+        call()
+    message = str(err.value)
+    assert words in message and "\n" not in message, message
+    return message
+
+
+#: A thing put in an old picture's tile folder that is not a tile of it, by how it is made: the
+#: foreign path (relative to the tile folder) and what is made there ("dir", "fifo" or a file's text).
+FOREIGN = {
+    "a file in a level folder": ("6/thesis.docx", "my thesis"),
+    "a file beside the levels": ("notes.txt", "mine"),
+    "a hidden file": (".DS_Store", "finder"),
+    "a level with a leading zero": ("00", "dir"),
+    "a tile in a level with a leading zero": ("07/0_0.png", "not a tile"),
+    "a tile with a leading zero": ("6/0_00.png", "x"),
+    "a backup of a tile": ("6/0_0.png.bak", "x"),
+    "an upper-case ending": ("6/0_0.PNG", "x"),
+    "an ending DZI has not": ("6/0_0.gif", "x"),
+    "a folder named as a tile": ("6/7_7.png", "dir"),
+    "a folder named as a tile, a tile inside": ("6/9_9.png/0_0.png", "x"),
+    "a level inside a level": ("6/1", "dir"),
+    "a folder in a level": ("6/sub/0_0.png", "x"),
+    "a superscript-two level (isdigit)": ("\N{SUPERSCRIPT TWO}", "dir"),
+    "an Arabic-Indic one level": ("\N{ARABIC-INDIC DIGIT ONE}/0_0.png", "x"),
+    "a full-width digit tile": ("6/\N{FULLWIDTH DIGIT ZERO}_0.png", "x"),
+    "a unicode name": ("6/th\u00e8se \u6587.png", "x"),
+    "a newline at the end of a tile's name": ("6/0_0.png\n", "x"),
+    "a name not UTF-8": ("6/" + os.fsdecode(b"0_0.p\xffng"), "x"),
+    "a pipe named as a tile": ("6/5_5.png", "fifo"),
+}
+
+
+def make_foreign(folder: Path, rel: str, what: str) -> None:
+    target = folder / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if what == "dir":
+        target.mkdir(exist_ok=True)
+    elif what == "fifo":
+        os.mkfifo(target)
+    else:
+        target.write_text(what)
+
+
+@pytest.mark.parametrize("case", list(FOREIGN))
+def test_a_picture_holding_anything_else_is_refused_and_nothing_deleted(tmp_path, case):
+    path = tmp_path / "y.dzi"
+    old_picture(path)
+    folder = tiles_folder(path)
+    rel, what = FOREIGN[case]
+    make_foreign(folder, rel, what)
+    before = everything(tmp_path)
+    for overwrite in (True, False):  # (without overwrite too: passing it would not help)
+        call = functools.partial(write_dzi, path, 20, 10, {5: [blocks_picture(20, 10, 10)]}, overwrite=overwrite)
+        message = refused(call, f"cannot replace the DZI picture {path}: {folder}/")
+        assert "refusing to delete it" in message and "overwrite" not in message
+        # the first thing there that is not the picture's is named (a folder, or the file in it)
+        named = message.split(": ")[1].split(" is not ")[0]
+        assert shown(str(folder / rel)).startswith(named) and Path(named) != folder, message
+    assert everything(tmp_path) == before  # not a tile of the old picture deleted, nothing written
+
+
+def test_a_header_that_is_not_a_dzi_header_is_refused(tmp_path):
+    path = tmp_path / "y.dzi"
+    source = {5: [blocks_picture(20, 10, 10)]}
+    for text in ("my notes", '<?xml version="1.0"?><Image TileSize="4"/>',  # (no DZI namespace)
+                 "<Image xmlns='http://schemas.microsoft.com/deepzoom/2008'", ""):  # fmt: skip
+        path.write_text(text)
+        refused(lambda: write_dzi(path, 20, 10, source, overwrite=True), f"{path} is not a DZI header")
+        assert path.read_text() == text and not tiles_folder(path).exists()
+    path.write_text(f"<Image xmlns='{DZI_NAMESPACE}'/>" + " " * 70_000)  # a DZI header is small: not read
+    refused(lambda: write_dzi(path, 20, 10, source, overwrite=True), "is not a DZI header")
+    # entities that expand a billionfold (expat refuses them, at once)
+    entities = "".join(f'<!ENTITY e{i} "{f"&e{i - 1};" * 10 if i else "lol"}">' for i in range(10))
+    path.write_text(f'<!DOCTYPE Image [{entities}]><Image xmlns="{DZI_NAMESPACE}">&e9;</Image>')
+    refused(lambda: write_dzi(path, 20, 10, source, overwrite=True), "is not a DZI header")
+    # nor a header beside ours that is being written (.part), unless it is one
+    path.unlink()
+    write_dzi(path, 20, 10, source)
+    part = tmp_path / "y.dzi.part"
+    part.write_text("mine")
+    refused(lambda: write_dzi(path, 20, 10, source, overwrite=True), f"{part} is not a DZI header")
+    assert part.read_text() == "mine"
+    shutil.copy(path, part)  # (a header left by a write that was killed: the picture's own)
+    with pytest.raises(ValueError, match="exists"):
+        write_dzi(path, 20, 10, source)
+    write_dzi(path, 20, 10, source, overwrite=True)
+    assert not part.exists() and sorted(os.listdir(tmp_path)) == ["y.dzi", "y_files"]
+
+
+def test_the_tile_folder_a_file_is_refused(tmp_path):
+    path = tmp_path / "y.dzi"
+    tiles_folder(path).write_text("mine")
+    refused(lambda: write_dzi(path, 4, 4, {2: [np.zeros((4, 4, 4), np.uint8)]}, overwrite=True),
+            f"{tiles_folder(path)} is not a folder of DZI tiles")  # fmt: skip
+    assert tiles_folder(path).read_text() == "mine" and not path.exists()
+
+
+#: Symbolic links where a picture's files go: the link (relative to the picture's folder) and where it points.
+LINKS = {
+    "the tile folder, to a user's folder": ("y_files", "mine"),
+    "the tile folder, dangling": ("y_files", "nowhere"),
+    "the header, to another picture's": ("y.dzi", "other.dzi"),
+    "the header, dangling": ("y.dzi", "nowhere.dzi"),
+    "the header being written, dangling": ("y.dzi.part", "nowhere.txt"),
+    "a level folder, to a user's folder": ("y_files/6", "../../mine"),
+    "a level folder, dangling": ("y_files/3", "../../nowhere"),
+    "a tile, to a user's file": ("y_files/6/0_0.png", "../../../mine/notes.txt"),
+}
+
+
+@pytest.mark.parametrize("case", list(LINKS))
+def test_a_symbolic_link_is_refused_and_nothing_written_through_it(tmp_path, case):
+    rel, target = LINKS[case]
+    pics, mine = tmp_path / "pics", tmp_path / "mine"
+    pics.mkdir()
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    old_picture(pics / "other.dzi")
+    if rel.startswith("y_files/"):
+        old_picture(pics / "y.dzi")
+        if (pics / rel).is_dir():
+            shutil.rmtree(pics / rel)
+        else:
+            (pics / rel).unlink()
+    (pics / rel).symlink_to(target)
+    before = everything(tmp_path)
+    for overwrite in (True, False):
+        call = functools.partial(
+            write_dzi, pics / "y.dzi", 20, 10, {5: [blocks_picture(20, 10, 10)]}, overwrite=overwrite
+        )
+        refused(call, f"cannot write the DZI picture {pics / 'y.dzi'}: {pics / rel} is a symbolic link")
+    assert everything(tmp_path) == before
+    assert not (tmp_path / "nowhere").exists() and not (pics / "nowhere.dzi").exists()
+
+
+def test_overwrite_replaces_a_bigger_picture_with_the_new_ones_tiles_alone(tmp_path):
+    path, fresh = tmp_path / "y.dzi", tmp_path / "fresh" / "y.dzi"
+    old_picture(path)
+    (tiles_folder(path) / "9").mkdir()  # an empty level folder (digits) is the picture's: removed
+    (tmp_path / "z.dzi").write_text("another picture's")  # other names are never touched
+    tiles_folder(tmp_path / "z.dzi").mkdir()
+    (tiles_folder(tmp_path / "z.dzi") / "0").mkdir()
+    (tiles_folder(tmp_path / "z.dzi") / "0" / "0_0.png").write_text("z")
+    new = {5: [blocks_picture(20, 10, 10, seed=9)]}
+    write_dzi(path, 20, 10, new, tile_size=8, overwrite=True)
+    write_dzi(fresh, 20, 10, new, tile_size=8)
+    got, want = everything(tiles_folder(path)), everything(tiles_folder(fresh))
+    assert got == want and "7" not in got and "5/2_1.png" in got  # the old levels 6, 7 and tiles 3_0.. gone
+    assert path.read_bytes() == fresh.read_bytes()
+    assert (tiles_folder(tmp_path / "z.dzi") / "0" / "0_0.png").read_text() == "z"
+    assert sorted(os.listdir(tmp_path)) == ["fresh", "y.dzi", "y_files", "z.dzi", "z_files"]
+
+
+def test_a_picture_in_a_folder_reached_through_a_link_is_written(tmp_path):
+    # the links refused are the picture's own files' and folders': the folder the user names may be one
+    (tmp_path / "real").mkdir()
+    (tmp_path / "out").symlink_to("real")
+    path = tmp_path / "out" / "y.dzi"
+    old_picture(path)
+    write_dzi(path, 20, 10, {5: [blocks_picture(20, 10, 10)]}, tile_size=8, overwrite=True)
+    assert sorted(os.listdir(tmp_path / "real")) == ["y.dzi", "y_files"]
+    assert sorted(os.listdir(tmp_path / "real" / "y_files")) == [str(k) for k in range(6)]
+
+
+def test_a_file_put_where_a_tile_goes_while_writing_is_not_written_into(tmp_path):
+    # every file is created new: one that appears since the checks (a file, a link) is an error writing
+    # the picture, which names it, and leaves it alone; the tiles written are removed
+    path, mine = tmp_path / "y.dzi", tmp_path / "mine.txt"
+    mine.write_text("mine")
+    folder = tiles_folder(path)
+
+    def source(put) -> Iterator[np.ndarray]:
+        pic = blocks_picture(40, 30, 10)
+        yield pic[:10]
+        put(folder / "6" / "0_1.png")  # the second tile row's first tile, not written yet
+        yield pic[10:]
+
+    for name, put in (("file", lambda p: p.write_text("appeared")), ("link", lambda p: p.symlink_to(mine))):
+        with pytest.raises(OSError) as err:
+            write_dzi(path, 40, 30, {6: source(put)}, tile_size=8)
+        message = str(err.value)
+        assert message == f"cannot write the DZI picture {path}: {folder / '6' / '0_1.png'}: File exists", name
+        assert mine.read_text() == "mine" and not path.exists()
+        assert everything(folder) == {".": None, "6": None, "6/0_1.png": os.readlink(folder / "6" / "0_1.png")
+                                      if name == "link" else b"appeared"}  # fmt: skip
+        shutil.rmtree(folder)
+
+
+def test_the_tile_folder_made_a_link_while_writing_is_not_written_through(tmp_path):
+    path, mine = tmp_path / "y.dzi", tmp_path / "mine"
+    mine.mkdir()
+
+    def source() -> Iterator[np.ndarray]:
+        pic = blocks_picture(40, 30, 10)
+        yield pic[:10]
+        shutil.move(tiles_folder(path), tmp_path / "moved")
+        tiles_folder(path).symlink_to(mine)
+        yield pic[10:]
+
+    with pytest.raises(OSError, match=f"^cannot write the DZI picture {path}: "):
+        write_dzi(path, 40, 30, {6: source()}, tile_size=8)
+    assert os.listdir(mine) == [] and not path.exists()
+
+
+def test_the_cli_refuses_a_foreign_file_or_a_link_in_one_line(pyramid_store, tmp_path, capsys):
+    out = tmp_path / "y.dzi"
+    folder = tiles_folder(out)
+    write_deep_zoom(pyramid_store, out, tile_size=64)
+    (folder / "0" / "thesis.docx").write_text("my thesis")
+    before = everything(tmp_path)
+    argv = ["recolor", str(pyramid_store), "--dzi", str(out), "--outfile", str(tmp_path / "y.png"), "--overwrite"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{folder / '0' / 'thesis.docx'} is not a DZI tile" in err, err
+    assert everything(tmp_path) == before  # the thesis, the old tiles and header; no PNG
+    # through the Python API too
+    refused(lambda: write_deep_zoom(pyramid_store, out, overwrite=True), f"{folder / '0' / 'thesis.docx'}")
+    assert everything(tmp_path) == before
+    # a name that would break the line is escaped in it
+    (folder / "0" / "thesis.docx").unlink()
+    (folder / "0" / "a\nb").write_text("x")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a\\nb is not a DZI tile" in err, err
+    # the tile folder a link to a user's folder: refused, nothing written into it (the tiles were
+    # written there, then the intact store was called damaged)
+    shutil.rmtree(folder)
+    out.unlink()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    folder.symlink_to(mine)
+    for flags in ([], ["--overwrite"]):
+        assert main([*argv[:-1], *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{folder} is a symbolic link" in err and "damaged" not in err, err
+        assert os.listdir(mine) == ["notes.txt"] and not out.exists() and not (tmp_path / "y.png").exists()
+    refused(lambda: write_deep_zoom(pyramid_store, out, overwrite=True), f"{folder} is a symbolic link")
+    assert os.listdir(mine) == ["notes.txt"]
+    # a header that is not one
+    folder.unlink()
+    out.write_text("my notes")
+    assert main([*argv[:-1], "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{out} is not a DZI header; refusing to delete it" in err, err
+    assert out.read_text() == "my notes" and not folder.exists()
+
+
+def test_a_store_at_the_tile_folders_name_is_refused(pyramid_store, tmp_path, capsys):
+    # a store named y_files and a picture y.dzi: its tile folder is the store (check_output looks at y.dzi)
+    store = tmp_path / "y_files"
+    shutil.copytree(pyramid_store, store)
+    before = everything(tmp_path)
+    refused(lambda: write_deep_zoom(store, tmp_path / "y.dzi", overwrite=True), f"{store}/")
+    assert main(["recolor", str(store), "--dzi", str(tmp_path / "y.dzi"), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "refusing to delete it" in err, err
+    assert everything(tmp_path) == before
+
+
+def test_the_cli_overwrite_replaces_a_bigger_picture(pyramid_store, tmp_path, capsys):
+    out, fresh = tmp_path / "y.dzi", tmp_path / "fresh.dzi"
+    write_dzi(out, 1000, 700, {10: strips(blocks_picture(1000, 700, 50), 100)})  # levels 0-10, 4x3 tiles at 10
+    assert main(["recolor", "-q", str(pyramid_store), "--dzi", str(out), "--overwrite", "--palette", "Hippi"]) == 0
+    write_deep_zoom(pyramid_store, fresh, "Hippi")
+    assert everything(tiles_folder(out)) == everything(tiles_folder(fresh))
+    assert sorted(os.listdir(tiles_folder(out))) == [str(k) for k in range(10)]
+    assert sorted(os.listdir(tiles_folder(out) / "9")) == ["0_0.png", "1_0.png"]  # 290x145 in tiles of 256
+    assert out.read_bytes() == fresh.read_bytes()
+
+
+def test_an_error_writing_the_picture_names_it_not_the_store(pyramid_store, tmp_path):
+    # a real one: files limited to 2048 bytes (ulimit -f; Python ignores SIGXFSZ, so a write past it is
+    # EFBIG): the tiles cannot be written; it was "<store> is damaged ...; render it again with --overwrite"
+    out = tmp_path / "y.dzi"
+    argv = ["sh", "-c", 'ulimit -f 4 && exec "$@"', "sh", sys.executable, "-m", "dfractal_dask", "recolor",
+            str(pyramid_store), "--dzi", str(out), "--outfile", str(tmp_path / "y.png")]  # fmt: skip
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr
+    err = run.stderr
+    assert err.count("\n") == 1 and err.startswith(f"dfractal: error: cannot write the DZI picture {out}: "), err
+    assert "File too large" in err and "damaged" not in err and "overwrite" not in err, err
+    assert sorted(os.listdir(tmp_path)) == []  # the tiles written were removed; no header, no PNG

@@ -80,16 +80,20 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     # on a cluster if asked, else block by block on dask's local threads
     cluster = connect(args.scheduler, security=sec) if args.scheduler else contextlib.nullcontext()
-    with cluster as client, reading(store_path):
+    with cluster as client:
         if args.dzi is not None:
+            # not in reading(): it says which errors are the store's, and an error writing the
+            # picture (the tiles' folder, a full disk) names the picture, never a "damaged" store
             dzi = write_deep_zoom(store_path, args.dzi, palette, args.step, args.mode, interior=args.interior,
                                   supersample=args.smoothness, overwrite=args.overwrite, client=client)  # fmt: skip
             say(args, f"wrote {dzi} and its tiles in {tiles_folder(dzi)} ({palette.name}, {args.mode}) "
                       f"in {time.perf_counter() - t0:.1f} s")  # fmt: skip
         if picture:
-            # lazy: a PNG is computed and written a strip at a time
-            rgba = color_picture(ds, palette, args.step, args.mode, interior=args.interior, supersample=args.smoothness)
-            save_picture(rgba, outfile)
+            with reading(store_path):
+                # lazy: a PNG is computed and written a strip at a time
+                rgba = color_picture(ds, palette, args.step, args.mode, interior=args.interior,
+                                     supersample=args.smoothness)  # fmt: skip
+                save_picture(rgba, outfile)
             say(
                 args,
                 f"wrote {outfile} ({rgba.shape[1]}x{rgba.shape[0]}, {palette.name}, {args.mode}) "
