@@ -71,7 +71,7 @@ def test_api_bad_input_raises_a_useful_error(call, exc, words, small_ds, tmp_pat
 def test_a_store_that_would_not_fit_on_the_disk_is_refused(monkeypatch, tmp_path, capsys):
     import shutil as real_shutil
 
-    from dfractal_dask import store
+    from dfractal_dask.store import samples as store
 
     usage = real_shutil.disk_usage(tmp_path)
     monkeypatch.setattr(store.shutil, "disk_usage", lambda p: usage._replace(free=10_000))  # a full disk

@@ -98,7 +98,7 @@ def test_bad_input_one_line_exit_2_store_untouched(flags, words, tmp_path, capsy
     # a real render store, offered for --overwrite: bad input must still leave it be
     store = tmp_path / "keep.zarr"
     view = View(width=4, height=4, supersample=1)
-    create_store(store, fractal_dataset(view, 10), 1)
+    create_store(store, fractal_dataset(view, 10), len(blocks(view)))
     write_block(store, blocks(view)[0], *compute_block(view, 10, blocks(view)[0])[:2])
     before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
     argv = ["render", "--outfile", str(tmp_path / "x.png"), "--store", str(store), "--overwrite", *shlex.split(flags)]

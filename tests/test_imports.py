@@ -145,3 +145,46 @@ def test_the_package_imports_with_the_collector_off_and_leaves_it_as_it_found_it
     enabled, full_passes = out.stdout.split()
     assert enabled == ("True" if before == "enabled" else "False")
     assert int(full_passes) <= 1  # (one may come from the interpreter's own start-up imports)
+
+
+def private_crossings(root: Path, name: str) -> list[str]:
+    """``module: name`` for each private name (``_x``) of another module of the
+    package that a module imports or reaches for as ``module._x``."""
+    mods = modules(root, name)
+    found = []
+    for mod, path in mods.items():
+        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        tree = ast.parse(path.read_text(), str(path))
+        aliases: set[str] = set()  # names bound to the package's modules here
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                base = node.module or ""
+                if node.level:
+                    up = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                    base = f"{up}.{node.module}" if node.module else up
+                for a in node.names:
+                    if f"{base}.{a.name}" in mods:
+                        aliases.add(a.asname or a.name)
+                    elif base in mods and a.name.startswith("_") and not a.name.startswith("__"):
+                        found.append(f"{mod}: from {base} import {a.name}")
+            elif isinstance(node, ast.Import):
+                aliases.update((a.asname or a.name).split(".")[0] for a in node.names if a.name in mods)
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                    and node.attr.startswith("_") and not node.attr.startswith("__")):  # fmt: skip
+                found.append(f"{mod}: {node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_module_uses_another_modules_private_names():
+    # (issue 27: the store's layout and records are reached through public names only)
+    assert private_crossings(PACKAGE, "dfractal_dask") == []
+
+
+def test_the_private_name_check_can_fail(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("_hidden = 1\n")
+    (pkg / "b.py").write_text("from .a import _hidden\nfrom . import a\nx = a._hidden\n")
+    assert private_crossings(pkg, "pkg") == ["pkg.b: from pkg.a import _hidden", "pkg.b: a._hidden"]

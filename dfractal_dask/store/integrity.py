@@ -144,7 +144,7 @@ def repair_base(loc: Location, template: xr.Dataset, n_blocks: int | None = None
         group = zarr.open_group(loc.zarr_store(), mode="r+")
         records = {k: v for k, v in meta.records.items() if k != "metrics"}
         group.attrs.update({RECORDS_ATTR: records})
-        group.attrs.pop("metrics", None)  # type: ignore[attr-defined]
+        group.attrs.pop("metrics", None)
         fixed.append("the metrics (dropped)")
     for name in coordinates(meta):
         want = meta.record("coords", name)

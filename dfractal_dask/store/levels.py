@@ -17,7 +17,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import dask.array as da
@@ -46,6 +45,7 @@ from .samples import (
     COMPRESSORS,
     StoreError,
     check_identity,
+    clear_leftovers,
     crc,
     group_attrs,
     open_array,
@@ -195,7 +195,8 @@ def tile_record_of(loc: Location, k: int, name: str) -> tuple[np.ndarray, int]:
     key = (loc.url, store_id, k)
     if key not in _RECORDS:
         rec = open_array(loc, tile_record(k), store_id, read_only=True)
-        _RECORDS[key] = (_read_record(rec), list(rec.attrs.get("variables", [])))
+        names = rec.attrs.get("variables", [])
+        _RECORDS[key] = (_read_record(rec), [str(n) for n in names] if isinstance(names, list) else [])
         if len(_RECORDS) > 64:
             _RECORDS.pop(next(iter(_RECORDS)))
     record, names = _RECORDS[key]
@@ -522,9 +523,9 @@ def write_band(loc: Location, k: int, y0: int, out: dict[str, np.ndarray], store
         arr = open_array(loc, array_path(k, name), store_id)
         data = np.asarray(data, arr.dtype)
         with writing(loc, f"level {k} {what} of {name}"):
-            # this task's shards are written whole: one left damaged is not read back to be updated
-            for band in range(y0 // TILE, -(-(y0 + data.shape[0]) // TILE)):
-                loc.delete(chunk_key(array_path(k, name), (band, 0)))
+            # a last, short row of tiles: zarr would read its shard back to update it (a damaged one fails)
+            if data.shape[0] % TILE:
+                loc.delete(chunk_key(array_path(k, name), ((y0 + data.shape[0]) // TILE, 0)))
             arr[y0 : y0 + data.shape[0]] = data
         for ty in range(crcs.shape[0]):
             for tx in range(crcs.shape[1]):
@@ -650,12 +651,12 @@ def prepare(loc: Location, attrs: dict[str, Any], *, verify: bool) -> tuple[list
             same = False
         if not same:
             loc.write_bytes(key, data)
-    _clear_partials(loc)
+    clear_leftovers(loc)  # (what a killed tile write left: the store's own .partial files alone)
     bands = {k: set(range(-(-h // TILE))) for k, (h, _) in enumerate(shapes) if k}
     if not begun:
         return shapes, bands
     if verify or not ours:
-        todo = {k: set() for k in bands}
+        todo: dict[int, set[int]] = {k: set() for k in bands}
         for k, band, _why in verify_levels(loc, attrs):
             todo[k].add(band)
         return shapes, todo
@@ -708,13 +709,6 @@ def verify_levels(loc: Location, attrs: dict[str, Any]) -> list[tuple[int, int, 
 def _forget_records(loc: Location) -> None:
     for key in [k for k in _RECORDS if k[0] == loc.url]:
         del _RECORDS[key]
-
-
-def _clear_partials(loc: Location) -> None:
-    # what a killed tile write left in a local store (see store.clear_leftovers)
-    if loc.is_local:
-        for leftover in Path(loc.url, PYRAMID_GROUP).glob("*/*/c/**/*.partial"):
-            leftover.unlink(missing_ok=True)
 
 
 def mark_levels_done(loc: Location, store_id: str | None, done: set[int]) -> None:

@@ -471,8 +471,8 @@ def _write_vars(
             raise ValueError(f"block {block.index} does not match the chunks of {name!r} in {loc}")
         data = np.asarray(data, arr.dtype)
         with writing(loc, f"{block_label((*lead, block.index))} of {name}"):
-            # the block's chunk is written whole: one left damaged is never read back to be updated
-            loc.delete(chunk_key(name, (*lead, block.index, 0)))
+            if block.nrows < rows:  # (a last, short block: zarr would read its damaged chunk back to update it)
+                loc.delete(chunk_key(name, (*lead, block.index, 0)))
             arr[(*lead, slice(block.row0, block.row1), slice(None))] = data
         crcs.append(crc(data))
         nbytes += _size(loc, chunk_key(name, (*lead, block.index, 0)))
@@ -582,7 +582,8 @@ def write_metrics(path: str | os.PathLike | Location, metrics: dict[str, Any]) -
     """Keep a render's metrics in the store's attributes (``dfractal info``), with their checksum."""
     group = zarr.open_group(as_location(path).zarr_store(), mode="r+")
     kept = json.loads(json.dumps(metrics, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
-    records = dict(group.attrs.get(RECORDS_ATTR) or {})  # type: ignore[call-overload]
+    old = group.attrs.get(RECORDS_ATTR)
+    records: dict[str, Any] = dict(old) if isinstance(old, Mapping) else {}
     records["metrics"] = metrics_record(kept)
     group.attrs.update({"metrics": kept, RECORDS_ATTR: records})
 
