@@ -48,7 +48,7 @@ from .cluster import connect, current_client
 from .colorize import log2_power
 from .gather import gather_results
 from .location import Location, as_location
-from .store import check_identity, open_render, store_attrs
+from .store import check_identity, open_render, store_attrs, store_meta
 from .store import levels as stored
 from .store.layout import PYRAMID_ATTR, PYRAMID_GROUP, TILE, level_shapes
 from .store.lease import Lease
@@ -375,11 +375,9 @@ def build_on(
     computed (:func:`dfractal_dask.store.levels.prepare`).  Returns what it
     did: ``levels``, ``tiles`` and ``bytes`` written, ``seconds``."""
     t0 = time.perf_counter()
-    attrs = store_attrs(loc)
-    store_id = attrs.get("store_id")
-    shapes, todo = stored.prepare(loc, attrs, verify=verify)
-    names = level_names(attrs)
-    iters, power = int(attrs["iters"]), int(attrs.get("power", 2))
+    meta = store_meta(loc)
+    store_id, names, iters, power = meta.store_id, meta.names, meta.iters, meta.fractal.power
+    shapes, todo = stored.prepare(loc, meta.attrs, verify=verify)
     build = dask.delayed(_build_band, pure=False)
     build_id = uuid.uuid4().hex  # in every task's key: the stall report names the workers holding them
     tasks: dict[tuple[int, int], Any] = {}

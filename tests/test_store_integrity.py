@@ -5,6 +5,7 @@ Real stores rendered on a cluster of worker processes."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -147,15 +148,24 @@ def test_overwrite_never_deletes_what_is_not_the_stores(pristine, client, tmp_pa
     assert (precious / "thesis.txt").exists() and verify_store(copy).damaged == []
 
 
-def test_a_symlink_in_the_store_is_foreign(pristine, tmp_path):
+def test_a_symlink_in_the_store_is_refused_never_gone_through(pristine, client, tmp_path):
     copy = _copy(pristine, tmp_path)
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "keep.txt").write_text("keep")
     (copy / "norm" / "c" / "9").symlink_to(outside)
-    with pytest.raises(StoreError, match=r"norm/c/9/"):
+    with pytest.raises(StoreError, match=r"holds a symbolic link \(norm/c/9\); refusing to overwrite"):
         check_writable(copy, overwrite=True)
-    assert (outside / "keep.txt").read_text() == "keep"
+    with pytest.raises(StoreError, match=r"holds a symbolic link \(norm/c/9\); refusing to resume"):
+        render(VIEW, ITERS, store_path=copy, client=client, chunk_rows=ROWS, pyramid=True, resume=True)
+    (copy / "norm" / "c" / "9").unlink()
+    # a link where a chunk goes: never written through on resume, never deleted on overwrite
+    (copy / "iterations/c/2/0").unlink()
+    (copy / "iterations/c/2/0").symlink_to(outside / "keep.txt")
+    for call in (lambda: check_writable(copy, overwrite=True), lambda: _render(copy, client, resume=True)):
+        with pytest.raises(StoreError, match=r"symbolic link \(iterations/c/2/0\)"):
+            call()
+    assert (outside / "keep.txt").read_text() == "keep" and (copy / "iterations/c/2/0").is_symlink()
 
 
 def test_leftovers_are_cleared_only_where_the_store_writes(pristine, tmp_path):
@@ -189,7 +199,15 @@ def test_the_layout_owns_only_its_keys():
                "pyramid/0/norm/c/0/0", "pyramid/1/other/zarr.json", "zarr.json.bak",
                "iterations/c/3/0/extra.txt"]  # fmt: skip
     assert layout.foreign_keys(meta, own + foreign) == foreign
-    assert layout.foreign_keys(None, ["pyramid/9/norm/c/0/0", "distance/zarr.json"]) == []
+    # only ASCII digits, as many as the array's dimensions; zarr's and Location's temporary names
+    odd = ["iterations/c/\u0663/0", "iterations/c/7/3/1", "block_done/c/2/0", "pyramid/1/tile_crc/c/0/0"]
+    assert layout.foreign_keys(meta, odd) == odd
+    assert (
+        layout.foreign_keys(meta, ["re/.zarr.json.k2j3hx_a", "norm/c/3/.0.ab12cd34", "norm/c/3/0.12ab.partial"]) == []
+    )
+    # attributes too damaged to say the store's shape: a distance array or a pyramid is not taken for its own
+    gone = ["pyramid/9/norm/c/0/0", "distance/zarr.json", "pyramid/zarr.json"]
+    assert layout.foreign_keys(None, [*gone, "iterations/c/0/0", "re/zarr.json"]) == gone
 
 
 # -- any piece damaged any way: info names it, resume restores it -----------------
@@ -293,3 +311,79 @@ def test_s3_resume_repairs_a_coordinate_a_tile_and_metadata(s3, client, pristine
     assert verify_store(loc).damaged == []
     _same(_decoded(loc), whole)
     _same(whole, _decoded(pristine))
+
+
+# -- what the hostile pass found (each was a break) -------------------------------
+
+
+def test_a_folder_of_someone_elses_in_the_store_is_left_out_of_reading(pristine, client, tmp_path, capsys):
+    copy = _copy(pristine, tmp_path)
+    (copy / "myarr").mkdir()
+    (copy / "myarr" / "zarr.json").write_text("{}")  # zarr decoded it to list the root's arrays
+    _same(_decoded(copy), _decoded(pristine))
+    assert main(["info", str(copy)]) == 0
+    assert main(["recolor", str(copy), "--outfile", str(tmp_path / "r.png")]) == 0
+    _render(copy, client, resume=True)
+    assert (copy / "myarr" / "zarr.json").read_text() == "{}"
+    with pytest.raises(StoreError, match=r"not the store's own \(myarr/zarr.json\)"):
+        check_writable(copy, overwrite=True)
+
+
+def test_keys_that_only_look_like_the_stores_are_never_deleted(pristine, tmp_path):
+    copy = _copy(pristine, tmp_path)
+    for name in ("iterations/c/\u0663/0", "iterations/c/7/3/1/2"):
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        (copy / name).write_text("mine")
+    with pytest.raises(StoreError, match="not the store's own"):
+        check_writable(copy, overwrite=True)
+    # attributes too damaged to read: a pyramid or a distance array is not taken for the store's
+    copy2 = _copy(pristine, tmp_path, "g.zarr")
+    meta = json.loads((copy2 / "zarr.json").read_text())
+    meta["attributes"]["width"] = "x"
+    (copy2 / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match=r"not the store's own \(pyramid/1/"):
+        check_writable(copy2, overwrite=True)
+    # a temporary file of dfractal's own (killed before its rename) is the store's: it does not block an overwrite
+    copy3 = _copy(pristine, tmp_path, "t.zarr")
+    (copy3 / "re" / ".zarr.json.k2j3hx_a").write_text("half")
+    assert check_writable(copy3, overwrite=True)
+
+
+@pytest.mark.parametrize("record", ["coords", "metadata", "all"])
+def test_a_wrong_or_missing_record_is_named_and_written_again(pristine, client, tmp_path, record):
+    copy = _copy(pristine, tmp_path)
+    meta = json.loads((copy / "zarr.json").read_text())
+    records = meta["attributes"]["dfractal_records"]
+    if record == "all":  # (a store of this format always has them)
+        del meta["attributes"]["dfractal_records"]
+    else:
+        records[record][next(iter(records[record]))] = 1
+    (copy / "zarr.json").write_text(json.dumps(meta))
+    assert verify_store(copy).damaged
+    _render(copy, client, resume=True)  # (it advised itself, then refused: "made again differs from its record")
+    assert verify_store(copy).damaged == []
+
+    def kept(path):
+        return json.loads((path / "zarr.json").read_text())["attributes"]["dfractal_records"]
+
+    assert kept(copy) == kept(pristine)
+    _same(_decoded(copy), _decoded(pristine))
+
+
+def test_a_zoom_resume_removes_a_chunk_that_does_not_belong_to_a_coordinate(client, tmp_path):
+    from dfractal_dask import open_zoom, zoom
+
+    view = View(-0.5, 0.0, 3.0, 80, 60, 1)
+    path = tmp_path / "z.zarr"
+    zoom(view, 100, to_span=0.3, frames=3, store_path=path, client=client, chunk_rows=20)
+    whole = {v: open_zoom(path)[v].values for v in ("iterations", "norm", "span", "deep")}
+    copy = tmp_path / "d.zarr"
+    shutil.copytree(path, copy)
+    (copy / "deep" / "c").mkdir(parents=True, exist_ok=True)
+    shutil.copy(copy / "frame" / "c" / "0", copy / "deep" / "c" / "0")
+    assert any("coordinate deep" in d for d in verify_store(copy).damaged)
+    with pytest.raises(StoreError, match=r"`dfractal zoom --resume` repairs it"):
+        open_zoom(copy)
+    zoom(view, 100, to_span=0.3, frames=3, store_path=copy, client=client, chunk_rows=20, resume=True)
+    assert verify_store(copy).damaged == []
+    _same({v: open_zoom(copy)[v].values for v in whole}, whole)

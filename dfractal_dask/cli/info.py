@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from datetime import datetime
 from typing import Any
@@ -106,8 +107,10 @@ def _verify(loc, command: str, recorded: bool) -> int:
     for why in report.damaged:
         print(f"damaged: {why}")
     how = f"`dfractal {command} --resume` with the same flags computes them again"
-    labels = [why.split(":")[0] for why in report.damaged]
+    labels = [re.split(r": | is | cannot | does not ", why.removeprefix("pyramid: "))[0] for why in report.damaged]
     unit = "frames" if command == "zoom" else "blocks"
     kind = unit if all(label.startswith(("block ", "frame ")) for label in labels) else "pieces"
-    print(error_line(f"{loc} has {len(labels)} damaged {kind} ({', '.join(labels[:5])}); {how}"), file=sys.stderr)
+    more = f" and {len(labels) - 5} more" if len(labels) > 5 else ""
+    print(error_line(f"{loc} has {len(labels)} damaged {kind} ({', '.join(labels[:5])}{more}); {how}"),
+          file=sys.stderr)  # fmt: skip
     return EXIT_BAD_INPUT

@@ -30,7 +30,7 @@ import zarr
 from ..colorize import BLOCK_MODES, color_samples, colorize
 from ..fractals import Fractal
 from ..location import Location, as_location
-from ..store import StoreError, open_render
+from ..store import StoreError, StoreMeta, open_render
 from ..store.levels import Level, base_level, pyramid_levels, read_checked
 from ..view import View
 
@@ -77,10 +77,9 @@ class StoredPicture:
             raise ValueError(f"tile_bytes must be an integer >= 0, got {tile_bytes!r}")
         self.location = loc = as_location(path, storage_options, name="store")
         ds = open_render(loc)  # missing, of another kind, unfinished, damaged attributes: one StoreError
-        self.attrs: dict[str, Any] = dict(ds.attrs)
-        self.view = View.from_attrs(self.attrs)
-        self.iters = int(self.attrs["iters"])
-        self.fractal = Fractal.from_attrs(self.attrs)
+        meta = StoreMeta.from_attrs(dict(ds.attrs))  # (the store's attributes, checked once)
+        self.attrs: dict[str, Any] = meta.attrs
+        self.view, self.iters, self.fractal = meta.view, meta.iters, meta.fractal
         self.names = tuple(n for n in ("iterations", "norm", "distance") if n in ds)
         self._dtypes = {n: ds[n].dtype for n in self.names}
         levels = pyramid_levels(loc)

@@ -11,20 +11,21 @@ tiles are computed again by the render's resume and the pyramid's build.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import google_crc32c
 import xarray as xr
 import zarr
 
 from ..location import Location, as_location
 from ..spec import RENDER, ZOOM
-from .layout import METADATA, TILE, coordinates, level_shapes, store_arrays
+from .layout import METADATA, PYRAMID_GROUP, TILE, coordinates, level_shapes, store_arrays
 from .levels import check_metadata, group_damage, pyramid_attrs, verify_levels
 from .meta import RECORDS_ATTR, StoreMeta, metrics_record
 from .samples import (
+    FORMAT,
     StoreError,
     base_damage,
     block_label,
@@ -64,7 +65,7 @@ def has_pyramid(loc: Location, meta: StoreMeta | None = None) -> bool:
     """Whether the render store at ``loc`` holds a pyramid of its own (finished or not, sound or not)."""
     meta = StoreMeta.from_attrs(store_attrs(loc)) if meta is None else meta
     pyr = (pyramid_attrs(loc) or {}).get("dfractal_pyramid")
-    begun = loc.exists("pyramid/zarr.json") or loc.exists("pyramid/1/iterations/zarr.json")
+    begun = loc.exists(PYRAMID_GROUP)  # (any of it: its documents may be the damaged part)
     return not meta.zoom and begun and not (isinstance(pyr, dict) and pyr.get("store_id") != meta.store_id)
 
 
@@ -87,8 +88,13 @@ def verify_store(path: str | os.PathLike | Location, storage_options: Mapping | 
     meta = StoreMeta.from_attrs(attrs)
     out = Verified()
     (out.metadata, out.coordinates), out.damaged = base_damage(loc, attrs)
-    if not out.damaged:  # (the blocks' flags and records are read through the metadata just checked)
+    if meta.format == FORMAT and not (meta.records.get("coords") and meta.records.get("metadata")):
+        out.damaged.append(f"its records ({RECORDS_ATTR}) are missing")
+    try:  # (the blocks' flags and records are read through their arrays' metadata)
         blocks, damaged, unwritten = damaged_blocks(loc, attrs)
+    except StoreError as exc:
+        out.damaged.append(f"the blocks cannot be read ({str(exc).split(' is damaged: ')[-1]})")
+    else:
         out.blocks = blocks
         out.unwritten = [f"{'frame' if meta.zoom else 'block'} {i}" for i in unwritten]
         out.damaged += [f"{block_label(index)}: {why}" for index, why in damaged]
@@ -115,42 +121,47 @@ def verify_store(path: str | os.PathLike | Location, storage_options: Mapping | 
 
 
 def repair_base(loc: Location, template: xr.Dataset, n_blocks: int | None = None) -> list[str]:
-    """Rewrite level 0's array metadata and coordinates where they are missing
-    or fail their records, from the render ``template`` (the caller holds the
-    store's lease); the blocks are the render's to compute.  Returns what was
-    rewritten, a line each."""
+    """Rewrite level 0's array metadata, coordinates and records where they
+    are missing or differ from the render's own (``template``, made again in
+    memory: :func:`~dfractal_dask.store.samples.store_keys`), the caller
+    holding the store's lease; the blocks are the render's to compute.  A
+    record that is wrong while its piece is sound is written again too.
+    Returns what was rewritten, a line each."""
     attrs = store_attrs(loc)
     meta = StoreMeta.from_attrs(attrs)
-    if meta.store_id is None or not meta.records:
-        return []  # an older store: nothing to repair from
+    if meta.store_id is None or meta.format != FORMAT:
+        return []  # an older store: nothing to repair from (and it is not resumed)
     keys = store_keys(ZOOM if meta.zoom else RENDER, template, n_blocks, meta.store_id)
+    truth = json.loads(keys[METADATA])["attributes"][RECORDS_ATTR]
     fixed = []
     for array in store_arrays(meta):
         key = f"{array}/{METADATA}"
-        want = meta.record("metadata", array)
-        if array.startswith("pyramid/") or want is None or key not in keys:
+        if key not in keys:  # (the pyramid's: its build repairs them)
             continue
         try:
-            same = int(google_crc32c.value(loc.read_bytes(key))) == want
+            same = loc.read_bytes(key) == keys[key]
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             same = False
         if not same:
-            if int(google_crc32c.value(keys[key])) != want:
-                raise StoreError(f"cannot repair {loc}: {key} made again differs from its record")
             loc.write_bytes(key, keys[key])
             fixed.append(key)
-    if meta.record("metrics") is not None and metrics_record(attrs.get("metrics")) != meta.record("metrics"):
-        # damaged metrics are no good piece: dropped (a render's command line writes them again)
-        group = zarr.open_group(loc.zarr_store(), mode="r+")
-        records = {k: v for k, v in meta.records.items() if k != "metrics"}
-        group.attrs.update({RECORDS_ATTR: records})
-        group.attrs.pop("metrics", None)
-        fixed.append("the metrics (dropped)")
     for name in coordinates(meta):
-        want = meta.record("coords", name)
-        if want is not None and coordinate_damage(loc, name, want):
+        if coordinate_damage(loc, name, truth["coords"][name]):
+            for key in loc.child(name).list_keys():  # chunks that do not belong there (e.g. of an all-fill array)
+                if key.startswith("c/") and f"{name}/{key}" not in keys:
+                    loc.delete(f"{name}/{key}")
             for key, data in keys.items():
                 if key.startswith(f"{name}/c/"):
                     loc.write_bytes(key, data)
             fixed.append(f"coordinate {name}")
+    records = dict(meta.records)
+    if meta.record("metrics") is not None and metrics_record(attrs.get("metrics")) != meta.record("metrics"):
+        records.pop("metrics")  # damaged metrics are no good piece: dropped (a render's command line writes them again)
+        fixed.append("the metrics (dropped)")
+    if {k: records.get(k) for k in truth} != truth or ("metrics" not in records and "metrics" in meta.records):
+        group = zarr.open_group(loc.zarr_store(), mode="r+")
+        if "metrics" not in records:
+            group.attrs.pop("metrics", None)
+        group.attrs.update({RECORDS_ATTR: {**records, **truth}})
+        fixed.append("the records")
     return fixed

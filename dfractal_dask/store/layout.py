@@ -26,7 +26,7 @@ accepts, and a store holding anything else is refused, naming it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 
@@ -53,6 +53,7 @@ __all__ = [
     "array_path",
     "chunk_key",
     "coordinates",
+    "array_dims",
     "done_flags",
     "foreign_keys",
     "level_count",
@@ -84,7 +85,6 @@ _RENDER_COORDS = ("re", "im")
 _ZOOM_COORDS = ("frame", "span", "deep")
 # a chunk's key below its array's ``c/``: its grid indices, or zarr's
 # ``<chunk>.<uuid>.partial`` of a local write killed before its rename
-_CHUNK = re.compile(r"\d+(/\d+)*(\.[0-9a-f]+\.partial)?")
 
 
 def level_group(k: int) -> str:
@@ -135,11 +135,18 @@ def done_flags(meta: StoreMeta) -> str:
 def store_arrays(meta: StoreMeta) -> list[str]:
     """Every array the store with ``meta`` may hold: level 0's samples, its
     coordinates, done flags and record; each pyramid level's samples and record."""
-    arrays = [*meta.names, *coordinates(meta), done_flags(meta), BLOCK_CRC]
+    return list(array_dims(meta))
+
+
+def array_dims(meta: StoreMeta) -> dict[str, int]:
+    """:func:`store_arrays`, each with its number of dimensions (the indices of its chunks' keys)."""
+    lead = 1 if meta.zoom else 0
+    dims = {**{n: 2 + lead for n in meta.names}, **dict.fromkeys(coordinates(meta), 1), done_flags(meta): 1,
+            BLOCK_CRC: 2 + lead}  # fmt: skip
     if not meta.zoom:
         for k in range(1, level_count(meta) + 1):
-            arrays += [*(array_path(k, n) for n in meta.names), tile_record(k)]
-    return arrays
+            dims |= {**{array_path(k, n): 2 for n in meta.names}, tile_record(k): 3}
+    return dims
 
 
 def store_groups(meta: StoreMeta) -> list[str]:
@@ -151,37 +158,43 @@ def store_groups(meta: StoreMeta) -> list[str]:
 
 def owns(meta: StoreMeta | None, key: str) -> bool:
     """Whether ``key`` (relative to the store) is one the store with ``meta``
-    writes; ``meta`` ``None`` (attributes too damaged to read): one that a
-    store of any shape could write."""
+    writes; ``meta`` ``None`` (attributes too damaged to read): one that
+    every store writes (its level 0, without distance or pyramid)."""
     return not foreign_keys(meta, [key])
 
 
 def foreign_keys(meta: StoreMeta | None, keys: Iterable[str]) -> list[str]:
     """The ``keys`` (a listing of the store) that are not the store's own (see :func:`owns`)."""
-    if meta is None:
-        return [k for k in keys if not _owner(_any_array, _any_group, k)]
-    arrays, groups = set(store_arrays(meta)), set(store_groups(meta))
-    return [k for k in keys if not _owner(arrays.__contains__, groups.__contains__, k)]
+    dims = array_dims(meta) if meta is not None else _LEVEL0
+    groups = set(store_groups(meta)) if meta is not None else {""}
+    return [k for k in keys if not _owner(dims, groups, k)]
 
 
-_TOP = {*SAMPLE_VARS, *_RENDER_COORDS, *_ZOOM_COORDS, "block_done", "frame_done", BLOCK_CRC}
-_LEVEL_ARRAY = re.compile(rf"{PYRAMID_GROUP}/[1-9]\d*/({'|'.join((*SAMPLE_VARS, TILE_CRC))})")
-_LEVEL_GROUP = re.compile(rf"({PYRAMID_GROUP}(/[1-9]\d*)?)?")
+# a store whose attributes cannot be read: only what every store has (no distance, no pyramid:
+# whether they are its own cannot be told, so they are refused, never deleted)
+_LEVEL0 = {**dict.fromkeys(("iterations", "norm", "block_crc"), 2), **dict.fromkeys(_RENDER_COORDS, 1),
+           **dict.fromkeys(_ZOOM_COORDS, 1), "block_done": 1, "frame_done": 1}  # fmt: skip
+# zarr's own temporary names: Location.write_bytes's ``.<name>.<8 characters>`` (mkstemp) and
+# LocalStore's ``<chunk>.<uuid>.partial``, left by a process killed between writing and renaming
+_TEMP = re.compile(r"\.(zarr\.json|[0-9]+)\.[a-z0-9_]{8}")
 
 
-def _any_array(path: str) -> bool:
-    return path in _TOP or _LEVEL_ARRAY.fullmatch(path) is not None
-
-
-def _any_group(path: str) -> bool:
-    return _LEVEL_GROUP.fullmatch(path) is not None
-
-
-def _owner(is_array: Callable[[str], bool], is_group: Callable[[str], bool], key: str) -> bool:
+def _owner(dims: dict[str, int], groups: set[str], key: str) -> bool:
     if key == LEASE_KEY:
         return True
     head, _, tail = key.rpartition("/")
-    if tail == METADATA:
-        return is_array(head) or is_group(head)
+    if tail == METADATA or (_TEMP.fullmatch(tail) and tail.startswith(".zarr.json")):
+        return head in dims or head in groups
     path, sep, chunk = key.partition("/c/")
-    return bool(sep) and is_array(path) and _CHUNK.fullmatch(chunk) is not None
+    if not sep or path not in dims:
+        return False
+    *index, last = chunk.split("/")
+    if _TEMP.fullmatch(last):  # a chunk's temporary file, beside where the chunk goes
+        last = last.split(".")[1]
+    elif last.endswith(".partial"):
+        last, _, uid = last[: -len(".partial")].partition(".")
+        if not re.fullmatch(r"[0-9a-f]+", uid):
+            return False
+    index.append(last)
+    # ASCII digits only (\d takes any script's), as many indices as the array has dimensions
+    return len(index) == dims[path] and all(re.fullmatch(r"[0-9]+", i) for i in index)

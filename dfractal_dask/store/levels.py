@@ -149,7 +149,7 @@ def read_checked(loc: Location, k: int, name: str, arr: zarr.Array, sel: tuple[s
     try:
         data = np.asarray(arr[whole])
     except Exception as exc:  # zarr and its codecs raise many kinds on damaged chunks
-        raise _tile_damaged(loc, k, name, (ty0, tx0), short(exc)) from None
+        raise _tile_damaged(loc, k, name, (ty0, tx0), f"cannot be decoded ({short(exc)})") from None
     record, index = tile_record_of(loc, k, name)
     fresh = False
     for ty in range(ty0, ty1):
@@ -180,8 +180,9 @@ def _read_base(loc: Location, name: str, arr: zarr.Array, sel: tuple[slice, slic
 
 
 def _tile_damaged(loc: Location, k: int, name: str, tile: tuple[int, int], why: str) -> StoreError:
+    why = why if why.startswith("cannot") else f"is {why}"
     return StoreError(f"{loc} has a damaged pyramid: {array_path(k, name)} tile (row {tile[0]}, column {tile[1]}) "
-                      f"is {why}; `dfractal render --resume` repairs it")  # fmt: skip
+                      f"{why}; `dfractal render --resume` repairs it")  # fmt: skip
 
 
 _RECORDS: dict[tuple, tuple[np.ndarray, list[str]]] = {}

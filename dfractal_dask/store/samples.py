@@ -84,11 +84,13 @@ __all__ = [
     "damaged_blocks",
     "foreign",
     "group_attrs",
+    "links",
     "listing",
     "open_array",
     "read_block",
     "short",
     "store_keys",
+    "store_meta",
     "writing",
     "default_store_path",
     "is_render_store",
@@ -200,6 +202,27 @@ def listing(loc: Location) -> list[str]:
     return sorted(keys)
 
 
+def links(loc: Location) -> list[str]:
+    """The symbolic links under a local store (none on object storage): a
+    store holds none, and nothing is ever written or deleted through one."""
+    if not loc.is_local:
+        return []
+    found = []
+    for top, dirs, files in os.walk(loc.url):
+        rel = os.path.relpath(top, loc.url).replace(os.sep, "/")
+        rel = "" if rel == "." else rel + "/"
+        found += [rel + n for n in (*dirs, *files) if os.path.islink(os.path.join(top, n))]
+    return sorted(found)
+
+
+def refuse_links(loc: Location, doing: str) -> None:
+    """A :class:`StoreError` naming the first symbolic link in the store, if any."""
+    found = links(loc)
+    if found:
+        more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+        raise StoreError(f"{loc} holds a symbolic link ({found[0]}{more}); refusing to {doing} through it")
+
+
 def _meta_or_none(loc: Location) -> StoreMeta | None:
     # the store's attributes, or None when they are too damaged to say its shape
     try:
@@ -239,6 +262,7 @@ def check_writable(
         raise StoreError(f"store {loc} already exists (pass overwrite=True to replace it)")
     if not is_render_store(loc):
         raise StoreError(f"{loc} exists and is not a dfractal render store; refusing to overwrite it")
+    refuse_links(loc, "overwrite it")
     others = foreign(loc)
     if others:
         listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
@@ -655,6 +679,7 @@ def _done_to_resume(
         raise StoreError(f"cannot resume {loc}: it holds {held}, not {other}")
     _refuse_another(loc, attrs, want, keys)
     _refuse_unverifiable(loc, attrs)
+    refuse_links(loc, "resume it")
     try:
         names, done, record = _layout(loc, attrs)  # its arrays agree with its attributes
     except StoreError:
@@ -957,6 +982,11 @@ def store_attrs(path: str | os.PathLike | Location, storage_options: Mapping | N
     return _check_store(as_location(path, storage_options))
 
 
+def store_meta(path: str | os.PathLike | Location, storage_options: Mapping | None = None) -> StoreMeta:
+    """The attributes of the store at ``path``, checked and parsed once (a :class:`StoreError` if it is none)."""
+    return StoreMeta.from_attrs(_check_store(as_location(path, storage_options)))
+
+
 def store_view(path: str | os.PathLike | Location, storage_options: Mapping | None = None) -> tuple[View, int]:
     """The view and iteration limit a store was made for."""
     attrs = _check_store(as_location(path, storage_options))
@@ -977,20 +1007,25 @@ def reading(path: str | os.PathLike | Location) -> Iterator[None]:
         raise StoreError(f"cannot read {path} ({type(exc).__name__}: {exc}); `dfractal info` verifies it") from None
 
 
-class _WithoutPyramid(WrapperStore):
-    """A render store as its samples are opened: its root lists no pyramid group.
-    To list a group's arrays zarr decodes every member's metadata, so a damaged
-    ``pyramid/zarr.json`` made the samples unreadable too; xarray uses none of it."""
+class _OwnMembers(WrapperStore):
+    """A store as its samples are opened: its root lists only its own level-0
+    arrays.  To list a group's members zarr decodes every member's metadata,
+    so a damaged ``pyramid/zarr.json``, or a folder of someone else's with a
+    ``zarr.json`` of its own, made the samples unreadable too; xarray uses none of it."""
+
+    own: frozenset[str] = frozenset()
 
     async def list_dir(self, prefix: str) -> AsyncIterator[str]:
         async for key in self._store.list_dir(prefix):
-            if not (prefix.strip("/") == "" and key.strip("/") == PYRAMID_GROUP):
+            if prefix.strip("/") != "" or key.strip("/") in self.own or key == METADATA:
                 yield key
 
 
 def _open(loc: Location, attrs: dict[str, Any], names: list[str], done: np.ndarray, record) -> xr.Dataset:
     try:
-        ds = xr.open_zarr(_WithoutPyramid(loc.zarr_store(read_only=True)), consolidated=False)
+        members = _OwnMembers(loc.zarr_store(read_only=True))
+        members.own = frozenset(a for a in store_arrays(StoreMeta.from_attrs(attrs)) if "/" not in a)
+        ds = xr.open_zarr(members, consolidated=False)
     except Exception as exc:  # zarr/xarray raise many kinds on damaged stores
         raise StoreError(f"{loc} is damaged: {short(exc)}") from None
     for k, name in enumerate(names):
@@ -1090,7 +1125,8 @@ def open_store(
         raise StoreError(f"{loc} holds {held}, not {other}: open it with {opener}")
     damage = base_damage(loc, attrs)[1]
     if damage:  # (what the samples are read through, and their coordinates, each against its record)
-        raise StoreError(f"{loc} is damaged: {damage[0]}; `dfractal render --resume` repairs it")
+        command = "zoom" if zoom else "render"
+        raise StoreError(f"{loc} is damaged: {damage[0]}; `dfractal {command} --resume` repairs it")
     names, done, record = _layout(loc, attrs)
     missing, unit = int((~done).sum()), "frames" if zoom else "blocks"
     if missing and not allow_incomplete:
