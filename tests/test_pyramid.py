@@ -565,7 +565,7 @@ def test_a_garbled_or_missing_tile_is_a_store_error_everywhere(rendered, tmp_pat
     assert main(["info", str(copy)]) == 2
     out, err = capsys.readouterr()
     assert "damaged: " in out and "pyramid/2/norm tile (row 0, column 0)" in out and words in out
-    assert err.count("\n") == 1 and "1 damaged pieces (pyramid/2/norm tile (row 0, column 0) is" in err
+    assert err.count("\n") == 1 and "1 damaged pieces (pyramid/2/norm tile (row 0, column 0)): " in err
     assert main(["recolor", str(copy), "--dzi", str(tmp_path / f"{how}.dzi")]) == 2
     assert words in capsys.readouterr().err and not (tmp_path / f"{how}.dzi").exists()
     assert not (tmp_path / f"{how}_files").exists()

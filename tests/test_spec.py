@@ -6,7 +6,11 @@ aside), of its arrays, its attributes, and the keys of its graph.  Renders
 and zooms made today must match it byte for byte.  The deep entries were
 updated once, deliberately, for the bilinear approximation (issue 18): their
 stores gained the attribute ``bla`` and their graphs the ``dfractal-bla-*``
-task; their arrays did not change.
+task; their arrays did not change.  Every store digest was updated once more,
+deliberately, for store format 3 (issue 27): the root's ``dfractal_records``
+(checksums of the coordinates and of each array's metadata) and CRC-32C on the
+done flags and block records, and ``dfractal_format`` 3 in the attributes; the
+arrays' digests are still those of 0280724.
 """
 
 from __future__ import annotations

@@ -387,3 +387,39 @@ def test_a_zoom_resume_removes_a_chunk_that_does_not_belong_to_a_coordinate(clie
     zoom(view, 100, to_span=0.3, frames=3, store_path=copy, client=client, chunk_rows=20, resume=True)
     assert verify_store(copy).damaged == []
     _same({v: open_zoom(copy)[v].values for v in whole}, whole)
+
+
+def test_second_hostile_pass(pristine, client, tmp_path):
+    # a file of someone else's beside a damaged coordinate's chunk stays
+    copy = _copy(pristine, tmp_path)
+    (copy / "re/c/notes.txt").write_text("notes")
+    (copy / "re/c/0").write_bytes(b"garbage")
+    # a tile of a full row of tiles garbled in its shard's index (zarr read the shard back to update it)
+    shard = copy / "pyramid/1/iterations/c/0/0"
+    shard.write_bytes(b"junk")
+    # a coordinate's record gone: named, not "1 coordinates verified"
+    meta = json.loads((copy / "zarr.json").read_text())
+    del meta["attributes"]["dfractal_records"]["coords"]["im"]
+    (copy / "zarr.json").write_text(json.dumps(meta))
+    # a level's record document lost and a tile of another level damaged: both named
+    (copy / "pyramid/1/tile_crc/zarr.json").unlink()
+    (copy / "pyramid/2/norm/c/0/0").write_bytes(b"junk")
+    said = "\n".join(verify_store(copy).damaged)
+    for words in ("coordinate re", "coordinate im has no record", "pyramid/1/tile_crc/zarr.json is missing",
+                  "pyramid/2/norm tile (row 0, column 0)", "pyramid/1/iterations tile (row 0, column 0)"):  # fmt: skip
+        assert words in said, said
+    _render(copy, client, resume=True)
+    assert (copy / "re/c/notes.txt").read_text() == "notes"
+    after = verify_store(copy)
+    assert after.damaged == [] and after.coordinates == 2
+    _same(_decoded(copy), _decoded(pristine))
+    # level 0's metadata altered: named alone, not blamed on the pyramid's documents made from it
+    copy2 = _copy(pristine, tmp_path, "m.zarr")
+    doc = json.loads((copy2 / "iterations/zarr.json").read_text())
+    doc["attributes"] = {"x": 1}
+    (copy2 / "iterations/zarr.json").write_text(json.dumps(doc))
+    assert verify_store(copy2).damaged == ["iterations/zarr.json is not what was written (checksum)"]
+    # zarr's temporary file of a document (killed before its rename) is the store's; leading zeros are not
+    meta3 = type("M", (), {"names": ["iterations", "norm"], "zoom": False, "view": VIEW})()
+    assert layout.foreign_keys(meta3, ["zarr.4e74ab.partial", "pyramid/zarr.00ff.partial"]) == []
+    assert layout.foreign_keys(meta3, ["iterations/c/00/0", "norm/c/007/0"]) == ["iterations/c/00/0", "norm/c/007/0"]

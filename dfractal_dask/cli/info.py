@@ -111,6 +111,7 @@ def _verify(loc, command: str, recorded: bool) -> int:
     unit = "frames" if command == "zoom" else "blocks"
     kind = unit if all(label.startswith(("block ", "frame ")) for label in labels) else "pieces"
     more = f" and {len(labels) - 5} more" if len(labels) > 5 else ""
-    print(error_line(f"{loc} has {len(labels)} damaged {kind} ({', '.join(labels[:5])}{more}); {how}"),
+    first = report.damaged[0].removeprefix("pyramid: ").removeprefix(labels[0]).lstrip(": ").split("; ")[0]
+    print(error_line(f"{loc} has {len(labels)} damaged {kind} ({', '.join(labels[:5])}{more}): {first}; {how}"),
           file=sys.stderr)  # fmt: skip
     return EXIT_BAD_INPUT

@@ -21,7 +21,7 @@ import zarr
 
 from ..location import Location, as_location
 from ..spec import RENDER, ZOOM
-from .layout import METADATA, PYRAMID_GROUP, TILE, coordinates, level_shapes, store_arrays
+from .layout import METADATA, PYRAMID_GROUP, TILE, coordinates, level_shapes, owns, store_arrays
 from .levels import check_metadata, group_damage, pyramid_attrs, verify_levels
 from .meta import RECORDS_ATTR, StoreMeta, metrics_record
 from .samples import (
@@ -88,8 +88,6 @@ def verify_store(path: str | os.PathLike | Location, storage_options: Mapping | 
     meta = StoreMeta.from_attrs(attrs)
     out = Verified()
     (out.metadata, out.coordinates), out.damaged = base_damage(loc, attrs)
-    if meta.format == FORMAT and not (meta.records.get("coords") and meta.records.get("metadata")):
-        out.damaged.append(f"its records ({RECORDS_ATTR}) are missing")
     try:  # (the blocks' flags and records are read through their arrays' metadata)
         blocks, damaged, unwritten = damaged_blocks(loc, attrs)
     except StoreError as exc:
@@ -105,14 +103,16 @@ def verify_store(path: str | os.PathLike | Location, storage_options: Mapping | 
             if metrics_record(attrs["metrics"]) != want:
                 out.damaged.append("the metrics are not what was written (checksum)")
     if has_pyramid(loc, meta):
-        try:
-            bad = check_metadata(loc, attrs)
-        except StoreError as exc:
-            bad = [str(exc)]
-        if group_damage(loc, attrs):
-            bad.insert(0, group_damage(loc, attrs))
+        # (a level's documents carry level 0's attributes: while those are damaged, only level 0 is named)
+        base_meta = any(d.startswith(tuple(f"{n}/" for n in meta.names)) for d in out.damaged)
+        bad = [group_damage(loc, attrs)] if group_damage(loc, attrs) else []
+        if not base_meta and meta.format >= FORMAT:
+            try:
+                bad += check_metadata(loc, attrs)
+            except StoreError as exc:
+                bad.append(str(exc).removeprefix(f"{loc} "))
         out.damaged += [f"pyramid: {b}" for b in bad]
-        if not bad:
+        if meta.format >= FORMAT:  # (an older pyramid has no record of its tiles: unverified)
             shapes = level_shapes(meta.view.sample_height, meta.view.sample_width)
             out.levels = len(shapes) - 1
             out.tiles = sum(-(-h // TILE) * -(-w // TILE) for h, w in shapes[1:])
@@ -147,9 +147,10 @@ def repair_base(loc: Location, template: xr.Dataset, n_blocks: int | None = None
             fixed.append(key)
     for name in coordinates(meta):
         if coordinate_damage(loc, name, truth["coords"][name]):
-            for key in loc.child(name).list_keys():  # chunks that do not belong there (e.g. of an all-fill array)
-                if key.startswith("c/") and f"{name}/{key}" not in keys:
-                    loc.delete(f"{name}/{key}")
+            for key in loc.child(name).list_keys():  # its chunks that do not belong there (e.g. of an all-fill array)
+                full = f"{name}/{key}"
+                if key.startswith("c/") and full not in keys and owns(meta, full):
+                    loc.delete(full)
             for key, data in keys.items():
                 if key.startswith(f"{name}/c/"):
                     loc.write_bytes(key, data)

@@ -176,6 +176,7 @@ _LEVEL0 = {**dict.fromkeys(("iterations", "norm", "block_crc"), 2), **dict.fromk
            **dict.fromkeys(_ZOOM_COORDS, 1), "block_done": 1, "frame_done": 1}  # fmt: skip
 # zarr's own temporary names: Location.write_bytes's ``.<name>.<8 characters>`` (mkstemp) and
 # LocalStore's ``<chunk>.<uuid>.partial``, left by a process killed between writing and renaming
+_META_PARTIAL = re.compile(r"zarr\.[0-9a-f]+\.partial")  # (zarr's, of a document: with_suffix on zarr.json)
 _TEMP = re.compile(r"\.(zarr\.json|[0-9]+)\.[a-z0-9_]{8}")
 
 
@@ -183,7 +184,7 @@ def _owner(dims: dict[str, int], groups: set[str], key: str) -> bool:
     if key == LEASE_KEY:
         return True
     head, _, tail = key.rpartition("/")
-    if tail == METADATA or (_TEMP.fullmatch(tail) and tail.startswith(".zarr.json")):
+    if tail == METADATA or (_TEMP.fullmatch(tail) and tail.startswith(".zarr.json")) or _META_PARTIAL.fullmatch(tail):
         return head in dims or head in groups
     path, sep, chunk = key.partition("/c/")
     if not sep or path not in dims:
@@ -197,4 +198,4 @@ def _owner(dims: dict[str, int], groups: set[str], key: str) -> bool:
             return False
     index.append(last)
     # ASCII digits only (\d takes any script's), as many indices as the array has dimensions
-    return len(index) == dims[path] and all(re.fullmatch(r"[0-9]+", i) for i in index)
+    return len(index) == dims[path] and all(re.fullmatch(r"0|[1-9][0-9]*", i) for i in index)

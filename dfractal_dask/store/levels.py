@@ -43,6 +43,7 @@ from .layout import (
 from .meta import StoreMeta
 from .samples import (
     COMPRESSORS,
+    FORMAT,
     StoreError,
     check_identity,
     clear_leftovers,
@@ -150,6 +151,10 @@ def read_checked(loc: Location, k: int, name: str, arr: zarr.Array, sel: tuple[s
         data = np.asarray(arr[whole])
     except Exception as exc:  # zarr and its codecs raise many kinds on damaged chunks
         raise _tile_damaged(loc, k, name, (ty0, tx0), f"cannot be decoded ({short(exc)})") from None
+    if store_attrs(loc)["dfractal_format"] < FORMAT:  # an older pyramid: no record of its tiles, only gaps told
+        if (name == "iterations" and (data > iters).any()) or (name == "norm" and np.isnan(data).any()):
+            raise _tile_damaged(loc, k, name, (ty0, tx0), "missing")
+        return data[rows[0] - ty0 * TILE : rows[1] - ty0 * TILE, cols[0] - tx0 * TILE : cols[1] - tx0 * TILE]
     record, index = tile_record_of(loc, k, name)
     fresh = False
     for ty in range(ty0, ty1):
@@ -195,7 +200,10 @@ def tile_record_of(loc: Location, k: int, name: str) -> tuple[np.ndarray, int]:
     store_id = store_attrs(loc).get("store_id")
     key = (loc.url, store_id, k)
     if key not in _RECORDS:
-        rec = open_array(loc, tile_record(k), store_id, read_only=True)
+        try:
+            rec = open_array(loc, tile_record(k), store_id, read_only=True)
+        except Exception as exc:  # zarr raises many kinds on a missing or damaged document
+            raise StoreError(f"{loc} has a damaged pyramid: {tile_record(k)}: {short(exc)}") from None
         names = rec.attrs.get("variables", [])
         _RECORDS[key] = (_read_record(rec), [str(n) for n in names] if isinstance(names, list) else [])
         if len(_RECORDS) > 64:
@@ -272,7 +280,7 @@ def _levels_of(loc: Location, attrs: dict[str, Any], *, finished: bool = True) -
     if finished and not set(range(1, len(shapes))) <= set(meta["done"]):
         return []
     if finished:
-        bad = check_metadata(loc, attrs)
+        bad = check_metadata(loc, attrs) if attrs["dfractal_format"] >= FORMAT else []  # (older: made otherwise)
         if bad:
             raise _damaged(loc, bad[0])
         # (written once every level is done: without it, OME-Zarr readers see no pyramid)
@@ -524,9 +532,10 @@ def write_band(loc: Location, k: int, y0: int, out: dict[str, np.ndarray], store
         arr = open_array(loc, array_path(k, name), store_id)
         data = np.asarray(data, arr.dtype)
         with writing(loc, f"level {k} {what} of {name}"):
-            # a last, short row of tiles: zarr would read its shard back to update it (a damaged one fails)
-            if data.shape[0] % TILE:
-                loc.delete(chunk_key(array_path(k, name), ((y0 + data.shape[0]) // TILE, 0)))
+            # a shard is wider than its level (whole tiles) and a last row may be short: zarr would read
+            # it back to update it, and a damaged one fails; the rows are this task's alone
+            for band in range(y0 // TILE, -(-(y0 + data.shape[0]) // TILE)):
+                loc.delete(chunk_key(array_path(k, name), (band, 0)))
             arr[y0 : y0 + data.shape[0]] = data
         for ty in range(crcs.shape[0]):
             for tx in range(crcs.shape[1]):

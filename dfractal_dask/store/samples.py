@@ -85,6 +85,7 @@ __all__ = [
     "foreign",
     "group_attrs",
     "links",
+    "undecodable",
     "listing",
     "open_array",
     "read_block",
@@ -813,23 +814,39 @@ def _layout(loc: Location, attrs: dict[str, Any]) -> tuple[list[str], np.ndarray
             if arr.shape != shape_wanted:
                 raise ValueError(f"its shape is {arr.shape}, its store's attributes say {shape_wanted}")
             if name in (flags_name, "block_crc"):  # small: read now
-                read[name] = _tolerant(arr)
+                read[name], bad = _tolerant(arr)
+                _UNDECODABLE[(loc.url, name)] = bad
         except Exception as exc:  # zarr raises many kinds on damaged stores
             raise StoreError(f"{loc} is damaged: {name}: {short(exc)}") from None
     return names, read[flags_name].astype(bool), read.get("block_crc")
 
 
-def _tolerant(arr: zarr.Array) -> np.ndarray:
+# the chunks of the flags and records that failed to decode at the last read, by (store, array)
+_UNDECODABLE: dict[tuple[str, str], list[int]] = {}
+
+
+def _tolerant(arr: zarr.Array) -> tuple[np.ndarray, list[int]]:
     # a flag or record array, each chunk that fails to decode read as 0 (not done, no
-    # record): the block it is of is computed again on resume, which rewrites it
+    # record; the block it is of is computed again on resume, which rewrites it) and named
     try:
-        return np.asarray(arr[:])
+        return np.asarray(arr[:]), []
     except Exception:  # a damaged chunk (crc32c): read the others one by one
-        out = np.zeros(arr.shape, arr.dtype)
+        out, bad = np.zeros(arr.shape, arr.dtype), []
         for i in range(arr.shape[0]):
-            with contextlib.suppress(Exception):
+            try:
                 out[i] = arr[i]
-        return out
+            except Exception:  # zarr and its codecs raise many kinds on damaged chunks
+                bad.append(i)
+        return out, bad
+
+
+def undecodable(loc: Location, attrs: dict[str, Any]) -> list[str]:
+    """The done flags and block records of the store that failed to decode when last read, a line each."""
+    flags = "frame_done" if attrs.get("dfractal_kind") == ZOOM else "block_done"
+    unit = "frame" if flags == "frame_done" else "block"
+    return [f"{unit} {i}: its {what} ({name}) cannot be decoded"
+            for name, what in ((flags, "done flag"), (BLOCK_CRC, "record"))
+            for i in _UNDECODABLE.get((loc.url, name), [])]  # fmt: skip
 
 
 def block_label(index: tuple[int, ...]) -> str:
@@ -915,11 +932,15 @@ def base_damage(loc: Location, attrs: dict[str, Any]) -> tuple[tuple[int, int], 
     meta = StoreMeta.from_attrs(attrs)
     damaged: list[str] = []
     n_meta = n_coords = 0
+    recorded = meta.format >= FORMAT  # (older formats kept no such records)
     for array in store_arrays(meta):
         want = meta.record("metadata", array)
-        if array.startswith(f"{PYRAMID_GROUP}/") or want is None:
+        if array.startswith(f"{PYRAMID_GROUP}/") or not recorded:
             continue
         n_meta += 1
+        if want is None:
+            damaged.append(f"{array}/{METADATA} has no record in {RECORDS_ATTR}")
+            continue
         try:
             data = loc.read_bytes(f"{array}/{METADATA}")
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -929,7 +950,9 @@ def base_damage(loc: Location, attrs: dict[str, Any]) -> tuple[tuple[int, int], 
             damaged.append(f"{array}/{METADATA} is not what was written (checksum)")
     for name in coordinates(meta):
         want = meta.record("coords", name)
-        if want is not None:
+        if recorded and want is None:
+            damaged.append(f"coordinate {name} has no record in {RECORDS_ATTR}")
+        elif want is not None:
             n_coords += 1
             why = coordinate_damage(loc, name, want)
             if why:
@@ -950,8 +973,13 @@ def damaged_blocks(loc: Location, attrs: dict[str, Any]) -> tuple[int, list[tupl
     """How many blocks (frames' blocks in a zoom) are marked done, those of
     them that fail their record, and the blocks (frames) not marked done."""
     names, done, record = _layout(loc, attrs)
+    lost = undecodable(loc, attrs)
     n = int(done.sum()) * (record.shape[-2] if record is not None and record.ndim == 3 else 1)
-    return n, _damaged(loc, attrs, names, done, record), [int(i) for i in np.flatnonzero(~done)]
+    damaged = [((int(w.split()[1].rstrip(":")),), w.split(": ", 1)[1]) for w in lost] + _damaged(
+        loc, attrs, names, done, record
+    )
+    unwritten = [int(i) for i in np.flatnonzero(~done) if not any(d[0] == (int(i),) for d in damaged)]
+    return n, damaged, unwritten
 
 
 def _height(attrs: dict[str, Any]) -> int:
@@ -1030,6 +1058,7 @@ def _open(loc: Location, attrs: dict[str, Any], names: list[str], done: np.ndarr
         raise StoreError(f"{loc} is damaged: {short(exc)}") from None
     for k, name in enumerate(names):
         ds[name] = ds[name].copy(data=_lazy_blocks(loc, name, attrs, ds[name].data.chunks, done, record, k))
+    ds.attrs.pop(RECORDS_ATTR, None)  # (the store's bookkeeping, as block_crc: not the render's)
     return ds.drop_vars(["block_crc"], errors="ignore")
 
 
@@ -1128,6 +1157,10 @@ def open_store(
         command = "zoom" if zoom else "render"
         raise StoreError(f"{loc} is damaged: {damage[0]}; `dfractal {command} --resume` repairs it")
     names, done, record = _layout(loc, attrs)
+    lost = undecodable(loc, attrs)
+    if lost and not allow_incomplete:  # (incomplete allowed: such a block is one not written, as a resume sees it)
+        command = "zoom" if zoom else "render"
+        raise StoreError(f"{loc} is damaged: {lost[0]}; `dfractal {command} --resume` repairs it")
     missing, unit = int((~done).sum()), "frames" if zoom else "blocks"
     if missing and not allow_incomplete:
         raise StoreError(f"{loc} is incomplete: {missing} of {done.size} {unit} were never written")
