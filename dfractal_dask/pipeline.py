@@ -147,7 +147,7 @@ def render(
         (``s3://bucket/m.zarr``, ``gs://``, ``az://``, ``file://``).
         ``None``: compute in memory and return numpy-backed data (for small
         renders).  While the render writes it, the store holds a lease
-        (:mod:`dfractal_dask.lease`): a second writer is refused.
+        (:mod:`dfractal_dask.store.lease`): a second writer is refused.
     client
         A Client, a scheduler address, or ``None`` for the current default
         client or else an embedded LocalCluster started for this call.

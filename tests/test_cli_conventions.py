@@ -146,7 +146,7 @@ def test_the_dfractal_yaml_is_dask_configs_default():
 
 
 def test_the_config_tunes_the_library():
-    from dfractal_dask.lease import _seconds
+    from dfractal_dask.store.lease import _seconds
 
     from dfractal_dask import View
     from dfractal_dask.cluster import stall_seconds

@@ -9,7 +9,7 @@ import time
 import dask
 import pytest
 from daskprocs import BIN, SLOW, SLOW_VIEW, dask_processes, done_blocks, wait_for
-from dfractal_dask.lease import LEASE_KEY, Lease, StoreBusy, check_free, holder
+from dfractal_dask.store.lease import LEASE_KEY, Lease, StoreBusy, check_free, holder
 
 from dfractal_dask import View, open_render
 from dfractal_dask.location import as_location
@@ -17,7 +17,7 @@ from dfractal_dask.store import verify
 
 
 def _other_process_acquires(loc) -> subprocess.CompletedProcess:
-    code = ("import sys\nfrom dfractal_dask.lease import Lease, StoreBusy\n"
+    code = ("import sys\nfrom dfractal_dask.store.lease import Lease, StoreBusy\n"
             "from dfractal_dask.location import as_location\n"
             f"try: Lease(as_location({loc.url!r}), 'dfractal render B').acquire().release()\n"
             "except StoreBusy as e: sys.exit(str(e))")  # fmt: skip

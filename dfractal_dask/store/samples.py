@@ -335,7 +335,7 @@ def create_store(
     Refuses an existing path unless ``overwrite``, and even then replaces only a
     render store, never some other file or folder, nor a store whose lease
     another writer holds (``lease_token``: the caller's own
-    :class:`dfractal_dask.lease.Lease`).  ``store_id`` (default: a new one)
+    :class:`dfractal_dask.store.lease.Lease`).  ``store_id`` (default: a new one)
     is the identity every block write checks.
     """
     return create(path, RENDER, template, n_blocks, overwrite=overwrite, storage_options=storage_options,
