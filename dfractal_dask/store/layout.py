@@ -43,6 +43,8 @@ class StoreMeta(Protocol):
 
 __all__ = [
     "BLOCK_CRC",
+    "BLOCK_DONE",
+    "FRAME_DONE",
     "LEASE_KEY",
     "METADATA",
     "PYRAMID_ATTR",
@@ -71,8 +73,9 @@ METADATA = "zarr.json"
 LEASE_KEY = "dfractal_lease/zarr.json"
 #: The per-sample variables a store may hold (``distance`` only if rendered with it).
 SAMPLE_VARS = ("iterations", "norm", "distance")
-#: The checksum record of level 0's blocks.
+#: The checksum record of level 0's blocks, and the done flags of a render's blocks and of a zoom's frames.
 BLOCK_CRC = "block_crc"
+BLOCK_DONE, FRAME_DONE = "block_done", "frame_done"
 #: The group of the pyramid (levels 1, 2, ...) and the attribute that describes it.
 PYRAMID_GROUP = "pyramid"
 PYRAMID_ATTR = "dfractal_pyramid"
@@ -129,7 +132,7 @@ def coordinates(meta: StoreMeta) -> tuple[str, ...]:
 
 def done_flags(meta: StoreMeta) -> str:
     """The array of done flags: per frame of a zoom, else per block."""
-    return "frame_done" if meta.zoom else "block_done"
+    return FRAME_DONE if meta.zoom else BLOCK_DONE
 
 
 def store_arrays(meta: StoreMeta) -> list[str]:
@@ -173,7 +176,7 @@ def foreign_keys(meta: StoreMeta | None, keys: Iterable[str]) -> list[str]:
 # a store whose attributes cannot be read: only what every store has (no distance, no pyramid:
 # whether they are its own cannot be told, so they are refused, never deleted)
 _LEVEL0 = {**dict.fromkeys(("iterations", "norm", "block_crc"), 2), **dict.fromkeys(_RENDER_COORDS, 1),
-           **dict.fromkeys(_ZOOM_COORDS, 1), "block_done": 1, "frame_done": 1}  # fmt: skip
+           **dict.fromkeys(_ZOOM_COORDS, 1), BLOCK_DONE: 1, FRAME_DONE: 1}  # fmt: skip
 # zarr's own temporary names: Location.write_bytes's ``.<name>.<8 characters>`` (mkstemp) and
 # LocalStore's ``<chunk>.<uuid>.partial``, left by a process killed between writing and renaming
 _META_PARTIAL = re.compile(r"zarr\.[0-9a-f]+\.partial")  # (zarr's, of a document: with_suffix on zarr.json)

@@ -24,11 +24,11 @@ from typing import Any
 import dask
 
 from ..location import Location
+from .layout import LEASE_KEY
 
 __all__ = ["LEASE_KEY", "LEASE_SECONDS", "Lease", "StoreBusy", "holder", "is_stale"]
 
 #: The record's key inside a store: the metadata of a group that holds nothing.
-LEASE_KEY = "dfractal_lease/zarr.json"
 #: How long a lease lives without renewal (dask config ``dfractal.lease-seconds``
 #: overrides it); the client renews it every third of that.
 LEASE_SECONDS = 60.0

@@ -29,6 +29,7 @@ from ..location import Location, as_location
 from ..spec import ZOOM
 from ..view import View, parse_coordinate, parse_span
 from .layout import (
+    METADATA,
     PYRAMID_ATTR,
     PYRAMID_GROUP,
     SAMPLE_VARS,
@@ -606,7 +607,7 @@ def level_keys(loc: Location, attrs: dict[str, Any]) -> dict[str, bytes]:
         )  # fmt: skip
     # (zarr writes the parents' documents too: the root's and the pyramid group's are not the levels')
     own = tuple(f"{level_group(k)}/" for k in range(1, len(shapes)))
-    return {k: v.to_bytes() for k, v in written.items() if k.endswith("zarr.json") and k.startswith(own)}
+    return {k: v.to_bytes() for k, v in written.items() if k.endswith(METADATA) and k.startswith(own)}
 
 
 def _count_dtype(iters: int) -> np.dtype:

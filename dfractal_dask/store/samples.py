@@ -48,6 +48,8 @@ from ..spec import RENDER, ZOOM, Block
 from ..view import View
 from .layout import (
     BLOCK_CRC,
+    BLOCK_DONE,
+    FRAME_DONE,
     LEASE_KEY,
     METADATA,
     PYRAMID_GROUP,
@@ -138,7 +140,7 @@ def group_attrs(loc: Location) -> dict[str, Any] | None:
     """The group attributes at ``loc``, read fresh (no cache), or ``None`` if
     there is no Zarr group there."""
     try:
-        meta = json.loads(loc.read_bytes("zarr.json"))
+        meta = json.loads(loc.read_bytes(METADATA))
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError):
         return None
     if not isinstance(meta, dict) or meta.get("node_type") != "group":
@@ -399,7 +401,7 @@ def store_keys(kind: str, template: xr.Dataset, n_blocks: int | None, store_id: 
     sizes: tuple[int, ...] = (template.sizes["frame"],) if zoom else ()
     dim = "frame" if zoom else "block"  # what the done flags are of
     ds = template.assign(
-        {f"{dim}_done": (dim, np.zeros(sizes[0] if zoom else n_blocks, np.uint8)),
+        {(FRAME_DONE if zoom else BLOCK_DONE): (dim, np.zeros(sizes[0] if zoom else n_blocks, np.uint8)),
          BLOCK_CRC: ((*lead, "block", "variable"), np.zeros((*sizes, n_blocks, len(names)), np.uint32),
                      {"variables": names})},
     )  # fmt: skip
@@ -408,7 +410,7 @@ def store_keys(kind: str, template: xr.Dataset, n_blocks: int | None, store_id: 
     ones = (1,) * len(lead)
     encoding = _sample_encoding(ds, (*ones, rows, ds.sizes["re"]))
     # the records carry their own checksums (crc32c), as the samples do
-    encoding[f"{dim}_done"] = {"chunks": (1,), "compressors": [Crc32cCodec()]}
+    encoding[FRAME_DONE if zoom else BLOCK_DONE] = {"chunks": (1,), "compressors": [Crc32cCodec()]}
     encoding[BLOCK_CRC] = {"chunks": (*ones, 1, len(names)), "compressors": [Crc32cCodec()]}
     written: dict = {}
     ds.to_zarr(zarr.storage.MemoryStore(written), mode="w", compute=False, consolidated=False, zarr_format=3,
@@ -502,7 +504,7 @@ def _write_vars(
         crcs.append(crc(data))
         nbytes += _size(loc, chunk_key(name, (*lead, block.index, 0)))
     with writing(loc, f"the record of {block_label((*lead, block.index))}"):
-        open_array(loc, "block_crc", store_id)[(*lead, block.index)] = np.array(crcs, np.uint32)
+        open_array(loc, BLOCK_CRC, store_id)[(*lead, block.index)] = np.array(crcs, np.uint32)
     return nbytes
 
 
@@ -581,7 +583,7 @@ def _write_block(
             if store_id is not None:  # (again: the store may have been replaced during the writes)
                 check_identity(loc, store_id)
             with writing(loc, f"the done flag of block {block.index}"):
-                open_array(loc, "block_done", store_id)[block.index] = 1
+                open_array(loc, BLOCK_DONE, store_id)[block.index] = 1
     except StoreError:
         raise
     except Exception:
@@ -599,7 +601,7 @@ def mark_frame_done(path: str | os.PathLike | Location, frame: int, *written: in
     if store_id is not None:
         check_identity(loc, store_id)
     with writing(loc, f"the done flag of frame {frame}"):
-        open_array(loc, "frame_done", store_id)[frame] = 1
+        open_array(loc, FRAME_DONE, store_id)[frame] = 1
     return int(sum(written))
 
 
@@ -801,11 +803,11 @@ def _layout(loc: Location, attrs: dict[str, Any]) -> tuple[list[str], np.ndarray
     view = View.from_attrs(attrs)  # (checked by _check_attrs)
     shape = (view.sample_height, view.sample_width)
     blocks = -(-shape[-2] // attrs["chunk_rows"])
-    flags_name = "frame_done" if zoom else "block_done"
+    flags_name = FRAME_DONE if zoom else BLOCK_DONE
     want: dict[str, tuple[int, ...]] = {name: (attrs["frames"], *shape) if zoom else shape for name in names}
     want[flags_name] = (attrs["frames"],) if zoom else (attrs["n_blocks"],)
     if attrs["dfractal_format"] >= 2:
-        want["block_crc"] = (attrs["frames"], blocks, len(names)) if zoom else (blocks, len(names))
+        want[BLOCK_CRC] = (attrs["frames"], blocks, len(names)) if zoom else (blocks, len(names))
     read: dict[str, np.ndarray] = {}
     zstore = loc.zarr_store(read_only=True)
     for name, shape_wanted in want.items():
@@ -813,12 +815,12 @@ def _layout(loc: Location, attrs: dict[str, Any]) -> tuple[list[str], np.ndarray
             arr = zarr.open_array(zstore, path=name, mode="r")
             if arr.shape != shape_wanted:
                 raise ValueError(f"its shape is {arr.shape}, its store's attributes say {shape_wanted}")
-            if name in (flags_name, "block_crc"):  # small: read now
+            if name in (flags_name, BLOCK_CRC):  # small: read now
                 read[name], bad = _tolerant(arr)
                 _UNDECODABLE[(loc.url, name)] = bad
         except Exception as exc:  # zarr raises many kinds on damaged stores
             raise StoreError(f"{loc} is damaged: {name}: {short(exc)}") from None
-    return names, read[flags_name].astype(bool), read.get("block_crc")
+    return names, read[flags_name].astype(bool), read.get(BLOCK_CRC)
 
 
 # the chunks of the flags and records that failed to decode at the last read, by (store, array)
@@ -842,8 +844,8 @@ def _tolerant(arr: zarr.Array) -> tuple[np.ndarray, list[int]]:
 
 def undecodable(loc: Location, attrs: dict[str, Any]) -> list[str]:
     """The done flags and block records of the store that failed to decode when last read, a line each."""
-    flags = "frame_done" if attrs.get("dfractal_kind") == ZOOM else "block_done"
-    unit = "frame" if flags == "frame_done" else "block"
+    flags = FRAME_DONE if attrs.get("dfractal_kind") == ZOOM else BLOCK_DONE
+    unit = "frame" if flags == FRAME_DONE else "block"
     return [f"{unit} {i}: its {what} ({name}) cannot be decoded"
             for name, what in ((flags, "done flag"), (BLOCK_CRC, "record"))
             for i in _UNDECODABLE.get((loc.url, name), [])]  # fmt: skip
@@ -1059,7 +1061,7 @@ def _open(loc: Location, attrs: dict[str, Any], names: list[str], done: np.ndarr
     for k, name in enumerate(names):
         ds[name] = ds[name].copy(data=_lazy_blocks(loc, name, attrs, ds[name].data.chunks, done, record, k))
     ds.attrs.pop(RECORDS_ATTR, None)  # (the store's bookkeeping, as block_crc: not the render's)
-    return ds.drop_vars(["block_crc"], errors="ignore")
+    return ds.drop_vars([BLOCK_CRC], errors="ignore")
 
 
 def _lazy_blocks(loc, name, attrs, chunks, done, record, k) -> da.Array:
