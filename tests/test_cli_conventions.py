@@ -146,11 +146,10 @@ def test_the_dfractal_yaml_is_dask_configs_default():
 
 
 def test_the_config_tunes_the_library():
-    from dfractal_dask.store.lease import _seconds
-
     from dfractal_dask import View
     from dfractal_dask.cluster import stall_seconds
     from dfractal_dask.graph import default_chunk_rows
+    from dfractal_dask.store.lease import _seconds
 
     view = View(width=1024, height=768, supersample=1)
     with dask.config.set({"dfractal.block-samples": 1024 * 8}):

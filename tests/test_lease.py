@@ -9,11 +9,11 @@ import time
 import dask
 import pytest
 from daskprocs import BIN, SLOW, SLOW_VIEW, dask_processes, done_blocks, wait_for
-from dfractal_dask.store.lease import LEASE_KEY, Lease, StoreBusy, check_free, holder
 
 from dfractal_dask import View, open_render
 from dfractal_dask.location import as_location
 from dfractal_dask.store import verify
+from dfractal_dask.store.lease import LEASE_KEY, Lease, StoreBusy, check_free, holder
 
 
 def _other_process_acquires(loc) -> subprocess.CompletedProcess:

@@ -423,3 +423,23 @@ def test_second_hostile_pass(pristine, client, tmp_path):
     meta3 = type("M", (), {"names": ["iterations", "norm"], "zoom": False, "view": VIEW})()
     assert layout.foreign_keys(meta3, ["zarr.4e74ab.partial", "pyramid/zarr.00ff.partial"]) == []
     assert layout.foreign_keys(meta3, ["iterations/c/00/0", "norm/c/007/0"]) == ["iterations/c/00/0", "norm/c/007/0"]
+
+
+def test_third_hostile_pass(pristine, tmp_path, capsys):
+    # a store's own attribute edited (a limit that would recolour it wrongly): named by info and every reader
+    copy = _copy(pristine, tmp_path)
+    meta = json.loads((copy / "zarr.json").read_text())
+    meta["attributes"]["iters"] = 300
+    (copy / "zarr.json").write_text(json.dumps(meta))
+    assert main(["info", str(copy)]) == 2
+    assert "its attributes are not what was written" in capsys.readouterr().err
+    assert main(["recolor", str(copy), "--outfile", str(tmp_path / "r.png")]) == 2
+    assert "its attributes are not what was written" in capsys.readouterr().err
+    with pytest.raises(StoreError, match="its attributes are not what was written"):
+        open_render(copy)
+    # a folder that is no store is refused as such, not with advice to overwrite it
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "data.bin").write_text("mine")
+    with pytest.raises(StoreError, match="exists and is not a dfractal render store"):
+        check_writable(other, overwrite=False)

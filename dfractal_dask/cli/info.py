@@ -107,7 +107,9 @@ def _verify(loc, command: str, recorded: bool) -> int:
     for why in report.damaged:
         print(f"damaged: {why}")
     how = f"`dfractal {command} --resume` with the same flags computes them again"
-    labels = [re.split(r": | is | cannot | does not ", why.removeprefix("pyramid: "))[0] for why in report.damaged]
+    labels = [
+        re.split(r": | is | cannot | does not | has ", why.removeprefix("pyramid: "))[0] for why in report.damaged
+    ]
     unit = "frames" if command == "zoom" else "blocks"
     kind = unit if all(label.startswith(("block ", "frame ")) for label in labels) else "pieces"
     more = f" and {len(labels) - 5} more" if len(labels) > 5 else ""

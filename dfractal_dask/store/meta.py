@@ -13,7 +13,7 @@ from ..spec import ZOOM, check_iters
 from ..view import View
 from .layout import SAMPLE_VARS
 
-__all__ = ["RECORDS_ATTR", "MetaError", "StoreMeta", "metrics_record"]
+__all__ = ["RECORDS_ATTR", "MetaError", "StoreMeta", "attrs_record", "metrics_record"]
 
 #: The root attribute holding the checksums of what is not a block or a tile:
 #: ``{"coords": {name: crc}, "metadata": {array path: crc}, "metrics": crc}``.
@@ -133,3 +133,13 @@ class StoreMeta:
 def metrics_record(metrics: Any) -> int:
     """The CRC-32C of a store's metrics as kept (their canonical JSON)."""
     return int(google_crc32c.value(json.dumps(metrics, sort_keys=True).encode()))
+
+
+#: Root attributes written after a store is made (their own records, or none): not in :func:`attrs_record`.
+_LATER = (RECORDS_ATTR, "metrics", "ome")
+
+
+def attrs_record(attrs: dict[str, Any]) -> int:
+    """The CRC-32C of a store's own attributes as made (its view, fractal, limit, identity...), canonical JSON."""
+    own = {k: v for k, v in attrs.items() if k not in _LATER}
+    return int(google_crc32c.value(json.dumps(own, sort_keys=True, default=str).encode()))

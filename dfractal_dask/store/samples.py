@@ -61,7 +61,7 @@ from .layout import (
     store_arrays,
 )
 from .lease import check_free
-from .meta import RECORDS_ATTR, MetaError, StoreMeta, metrics_record
+from .meta import RECORDS_ATTR, MetaError, StoreMeta, attrs_record, metrics_record
 
 __all__ = [
     "COMPRESSORS",
@@ -261,10 +261,10 @@ def check_writable(
     check_free(loc, lease_token)
     if not [k for k in loc.list_keys() if k != LEASE_KEY]:  # an empty folder (or prefix) takes a store
         return loc
+    if not is_render_store(loc):  # (first: overwrite would not help)
+        raise StoreError(f"{loc} exists and is not a dfractal render store; refusing to overwrite it")
     if not overwrite:
         raise StoreError(f"store {loc} already exists (pass overwrite=True to replace it)")
-    if not is_render_store(loc):
-        raise StoreError(f"{loc} exists and is not a dfractal render store; refusing to overwrite it")
     refuse_links(loc, "overwrite it")
     others = foreign(loc)
     if others:
@@ -417,11 +417,12 @@ def store_keys(kind: str, template: xr.Dataset, n_blocks: int | None, store_id: 
                encoding=encoding)  # fmt: skip
     keys = {k: v.to_bytes() for k, v in written.items()}
     meta = StoreMeta.from_attrs(dict(ds.attrs))
+    root = json.loads(keys[METADATA])
     records = {
+        "attrs": attrs_record(root["attributes"]),  # (as a reader will parse them)
         "coords": {c: crc(np.asarray(ds[c].values)) for c in coordinates(meta)},
         "metadata": {a: _crc_bytes(keys[f"{a}/{METADATA}"]) for a in store_arrays(meta) if f"{a}/{METADATA}" in keys},
     }
-    root = json.loads(keys[METADATA])
     root["attributes"][RECORDS_ATTR] = records
     keys[METADATA] = json.dumps(root, indent=2).encode()
     return keys
@@ -653,6 +654,10 @@ def _check_store(loc: Location) -> dict[str, Any]:
     if attrs["dfractal_format"] not in _READS:
         raise StoreError(f"{loc} has store format {attrs['dfractal_format']!r}, this version reads {FORMAT}")
     _check_attrs(loc, attrs)
+    want = StoreMeta.from_attrs(attrs).record("attrs")
+    if want is not None and attrs_record(attrs) != want:
+        raise StoreError(f"{loc} is damaged: its attributes are not what was written (their record in "
+                         f"{RECORDS_ATTR}); render it again with overwrite=True")  # fmt: skip
     return attrs
 
 
@@ -867,11 +872,11 @@ def _read_checked(
         data = np.asarray(open_array(loc, name, store_id, read_only=True)[selection])  # (an ndarray already)
     except Exception as exc:  # a truncated or altered chunk: blosc or crc32c complains
         why = "fails its checksum" if "checksum" in str(exc) else f"cannot be decoded ({short(exc)})"
-        raise StoreError(f"{what} is damaged: it {why}; resume=True computes it again") from None
+        raise StoreError(f"{what} is damaged: it {why}; a resume computes it again") from None
     if expected is not None and crc(data) != expected:
         missing = not loc.exists(chunk_key(name, (*index, 0)))
-        why = "is missing" if missing else "does not hold what was written (checksum)"
-        raise StoreError(f"{what} {why}; resume=True computes it again")
+        why = "is missing" if missing else "does not match its record (the block or its record was altered)"
+        raise StoreError(f"{what} {why}; a resume computes it again")
     return data
 
 
