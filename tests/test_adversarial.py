@@ -235,7 +235,8 @@ DAMAGE = {
     "n_blocks 7": (lambda p: _edit_attrs(p, lambda a: a.update(n_blocks=7)), "n_blocks is 7"),
     "block_done chunk garbled": (lambda p: (p / "block_done" / "c" / "1").write_bytes(b"\x00"), "block_done"),
     "iterations metadata gone": (lambda p: (p / "iterations" / "zarr.json").unlink(), "damaged"),
-    "width 17": (lambda p: _edit_attrs(p, lambda a: a.update(width=17)), "attributes say"),
+    # (issue 27: the attributes' own record catches the edit first)
+    "width 17": (lambda p: _edit_attrs(p, lambda a: a.update(width=17)), "its attributes are not what was written"),
 }
 REPAIRED = {"block_done chunk garbled", "iterations metadata gone"}
 
@@ -260,7 +261,7 @@ def test_a_damaged_store_is_one_line_for_every_command(damage, tmp_path, capsys)
         assert main(["info", str(path)]) == 0
         return
     assert main(resume) == 2
-    _one_line(capsys, "width 16 here, 17 in the store" if damage == "width 17" else words)
+    _one_line(capsys, words)
     assert _snapshot(path) == before
 
 

@@ -4,6 +4,7 @@ import io
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,18 @@ def _canvas_picture(page, box) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def _repainted(page, box, before: np.ndarray, seconds: float = 60.0) -> np.ndarray:
+    """The frame's pixels once the canvas has repainted after the data arrived
+    (more than 30% of them changed), or as they are after ``seconds``: the
+    repaint follows the status line by a moment that a busy machine stretches."""
+    deadline = time.monotonic() + seconds
+    while True:
+        after = _canvas_picture(page, box)
+        if np.mean(np.any(before != after, axis=-1)) > 0.3 or time.monotonic() > deadline:
+            return after
+        page.wait_for_timeout(100)
+
+
 @pytest.fixture
 def explore_server(client, tmp_path):
     """`dfractal explore` as a user starts it, on the test cluster."""
@@ -78,8 +91,7 @@ def test_explore_page_renders_and_a_wheel_zoom_renders_the_new_view(browser, exp
         zoomed.wait_for(timeout=60_000)
         span = float(re.search(r"span (\S+)", zoomed.text_content()).group(1))
         assert span < 3.0
-        page.wait_for_timeout(300)  # the canvas repaints after the data arrives
-        after = _canvas_picture(page, box)
+        after = _repainted(page, box, before)
         assert np.mean(np.any(before != after, axis=-1)) > 0.3  # a new picture, not the old one
         page.screenshot(path=os.environ.get("DFRACTAL_EXPLORE_SCREENSHOT", "/tmp/dfractal-explore.png"))
     finally:
@@ -99,8 +111,7 @@ def test_explore_page_fractal_select_draws_a_julia_set(browser, explore_server):
         status = page.get_by_text(re.compile(r"full frame 320x240 .*julia c=\(-0\.8\+0\.156j\) · frame 2$"))
         status.wait_for(timeout=60_000)
         assert "span 3.2 " in status.text_content()
-        page.wait_for_timeout(300)  # the canvas repaints after the data arrives
-        after = _canvas_picture(page, box)
+        after = _repainted(page, box, before)
         assert np.mean(np.any(before != after, axis=-1)) > 0.3
         assert len(np.unique(after.reshape(-1, 3), axis=0)) > 50
     finally:
@@ -211,8 +222,7 @@ def test_explore_store_page_shows_the_stored_levels_and_escapes_its_name(browser
             )
             zoomed.wait_for(timeout=60_000)
             assert float(re.search(r"span (\S+)", zoomed.text_content()).group(1)) < 3.0
-            page.wait_for_timeout(300)  # the canvas repaints after the data arrives
-            after = _canvas_picture(page, box)
+            after = _repainted(page, box, before)
             assert np.mean(np.any(before != after, axis=-1)) > 0.3
             page.screenshot(path=os.environ.get("DFRACTAL_STORE_SCREENSHOT", str(tmp_path / "explore-store.png")))
         finally:

@@ -229,7 +229,7 @@ def _named(key: str) -> list[str]:
     raise AssertionError(key)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_damaged_piece_is_named_and_resume_restores_it(pristine, client, tmp_path_factory, data):
     keys = sorted(k for k in _keys(pristine) if k not in ("zarr.json", layout.LEASE_KEY))
