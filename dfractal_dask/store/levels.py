@@ -53,6 +53,7 @@ from .samples import (
     open_array,
     open_render,
     read_block,
+    rewrite,
     short,
     store_attrs,
     writing,
@@ -533,11 +534,10 @@ def write_band(loc: Location, k: int, y0: int, out: dict[str, np.ndarray], store
         arr = open_array(loc, array_path(k, name), store_id)
         data = np.asarray(data, arr.dtype)
         with writing(loc, f"level {k} {what} of {name}"):
-            # a shard is wider than its level (whole tiles) and a last row may be short: zarr would read
-            # it back to update it, and a damaged one fails; the rows are this task's alone
-            for band in range(y0 // TILE, -(-(y0 + data.shape[0]) // TILE)):
-                loc.delete(chunk_key(array_path(k, name), (band, 0)))
-            arr[y0 : y0 + data.shape[0]] = data
+            # (a shard is wider than its level, and zarr reads it back: a damaged one is rewritten whole)
+            bands = range(y0 // TILE, -(-(y0 + data.shape[0]) // TILE))
+            rewrite(loc, arr, (slice(y0, y0 + data.shape[0]),), data,
+                    [chunk_key(array_path(k, name), (band, 0)) for band in bands])  # fmt: skip
         for ty in range(crcs.shape[0]):
             for tx in range(crcs.shape[1]):
                 crcs[ty, tx, names.index(name)] = _tile_crc(data, ty, tx)

@@ -91,6 +91,7 @@ __all__ = [
     "listing",
     "open_array",
     "read_block",
+    "rewrite",
     "short",
     "store_keys",
     "store_meta",
@@ -499,14 +500,28 @@ def _write_vars(
             raise ValueError(f"block {block.index} does not match the chunks of {name!r} in {loc}")
         data = np.asarray(data, arr.dtype)
         with writing(loc, f"{block_label((*lead, block.index))} of {name}"):
-            if block.nrows < rows:  # (a last, short block: zarr would read its damaged chunk back to update it)
-                loc.delete(chunk_key(name, (*lead, block.index, 0)))
-            arr[(*lead, slice(block.row0, block.row1), slice(None))] = data
+            rewrite(loc, arr, (*lead, slice(block.row0, block.row1), slice(None)), data,
+                    [chunk_key(name, (*lead, block.index, 0))])  # fmt: skip
         crcs.append(crc(data))
         nbytes += _size(loc, chunk_key(name, (*lead, block.index, 0)))
     with writing(loc, f"the record of {block_label((*lead, block.index))}"):
         open_array(loc, BLOCK_CRC, store_id)[(*lead, block.index)] = np.array(crcs, np.uint32)
     return nbytes
+
+
+def rewrite(loc: Location, arr: zarr.Array, sel: tuple, data: np.ndarray, keys: list[str]) -> None:
+    """``arr[sel] = data`` into chunks ``keys``, the caller's alone.  zarr reads a
+    chunk back to update part of it (a short last block, a shard wider than its
+    level): one that is damaged fails to decode, and is then deleted and
+    written whole (never before: a reader never sees it missing meanwhile)."""
+    try:
+        arr[sel] = data
+    except OSError:
+        raise
+    except Exception:  # a damaged chunk read back (its crc32c, blosc, the shard's index)
+        for key in keys:
+            loc.delete(key)
+        arr[sel] = data
 
 
 @contextlib.contextmanager
