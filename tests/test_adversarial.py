@@ -174,7 +174,10 @@ def test_a_stopped_worker_is_named_and_the_store_resumes(tmp_path):
                 "--outfile", tmp_path / "s.png"]  # fmt: skip
         client = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env)
         try:
-            wait_for(lambda: done_blocks(store) >= 3, "the render to be under way", timeout=120)
+            # (a render that ended first says why, not a time-out)
+            wait_for(lambda: done_blocks(store) >= 3 or client.poll() is not None, "the render to be under way",
+                     timeout=240)  # fmt: skip
+            assert client.poll() is None, client.communicate(timeout=30)[1]
             procs["w2"].send_signal(signal.SIGSTOP)  # alive to the OS, silent to the cluster
             _, err = client.communicate(timeout=240)
         finally:
