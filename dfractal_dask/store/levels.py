@@ -10,7 +10,6 @@ by :func:`verify_levels` and by every read (:func:`read_checked`).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import Mapping
@@ -53,6 +52,7 @@ from .samples import (
     open_array,
     open_render,
     read_block,
+    read_tolerant,
     rewrite,
     short,
     store_attrs,
@@ -162,12 +162,13 @@ def read_checked(loc: Location, k: int, name: str, arr: zarr.Array, sel: tuple[s
     for ty in range(ty0, ty1):
         for tx in range(tx0, tx1):
             tile = data[(ty - ty0) * TILE : (ty - ty0 + 1) * TILE, (tx - tx0) * TILE : (tx - tx0 + 1) * TILE]
-            if crc(tile) != record[ty, tx, index] and not fresh:
+            got = crc(tile)
+            if got != record[ty, tx, index] and not fresh:
                 # the record as cached may predate this tile (a build writes a level while reading it)
                 _forget_records(loc)
                 record, index = tile_record_of(loc, k, name)
                 fresh = True
-            if crc(tile) != record[ty, tx, index]:
+            if got != record[ty, tx, index]:
                 missing = (name == "iterations" and (tile > iters).all()) or (
                     name != "iterations" and np.isnan(tile).all()
                 )
@@ -207,25 +208,13 @@ def tile_record_of(loc: Location, k: int, name: str) -> tuple[np.ndarray, int]:
         except Exception as exc:  # zarr raises many kinds on a missing or damaged document
             raise StoreError(f"{loc} has a damaged pyramid: {tile_record(k)}: {short(exc)}") from None
         names = rec.attrs.get("variables", [])
-        _RECORDS[key] = (_read_record(rec), [str(n) for n in names] if isinstance(names, list) else [])
+        _RECORDS[key] = (read_tolerant(rec)[0], [str(n) for n in names] if isinstance(names, list) else [])
         if len(_RECORDS) > 64:
             _RECORDS.pop(next(iter(_RECORDS)))
     record, names = _RECORDS[key]
     if name not in names:
         raise StoreError(f"{loc} has a damaged pyramid: {tile_record(k)} records no {name}")
     return record, names.index(name)
-
-
-def _read_record(arr: zarr.Array) -> np.ndarray:
-    # a record array, each chunk that fails to decode read as 0 (no tile checks against it)
-    try:
-        return np.asarray(arr[:])
-    except Exception:  # a damaged chunk: read the others
-        out = np.zeros(arr.shape, arr.dtype)
-        for i in range(arr.shape[0]):
-            with contextlib.suppress(Exception):
-                out[i] = arr[i]
-        return out
 
 
 class _CheckedLevel:
@@ -695,7 +684,6 @@ def verify_levels(loc: Location, attrs: dict[str, Any]) -> list[tuple[int, int, 
     shapes = level_shapes(view.sample_height, view.sample_width)
     names = level_names(attrs)
     iters = int(attrs["iters"])
-    store_id = attrs.get("store_id")
     damaged = []
     _forget_records(loc)
     for k in range(1, len(shapes)):
@@ -713,7 +701,6 @@ def verify_levels(loc: Location, attrs: dict[str, Any]) -> list[tuple[int, int, 
                     why = str(exc).removeprefix(f"{loc} has a damaged pyramid: ").split("; `dfractal")[0]
                     damaged.append((k, band, why))
                     break
-    del store_id
     return damaged
 
 

@@ -91,6 +91,7 @@ __all__ = [
     "listing",
     "open_array",
     "read_block",
+    "read_tolerant",
     "rewrite",
     "short",
     "store_keys",
@@ -836,7 +837,7 @@ def _layout(loc: Location, attrs: dict[str, Any]) -> tuple[list[str], np.ndarray
             if arr.shape != shape_wanted:
                 raise ValueError(f"its shape is {arr.shape}, its store's attributes say {shape_wanted}")
             if name in (flags_name, BLOCK_CRC):  # small: read now
-                read[name], bad = _tolerant(arr)
+                read[name], bad = read_tolerant(arr)
                 _UNDECODABLE[(loc.url, name)] = bad
         except Exception as exc:  # zarr raises many kinds on damaged stores
             raise StoreError(f"{loc} is damaged: {name}: {short(exc)}") from None
@@ -847,9 +848,10 @@ def _layout(loc: Location, attrs: dict[str, Any]) -> tuple[list[str], np.ndarray
 _UNDECODABLE: dict[tuple[str, str], list[int]] = {}
 
 
-def _tolerant(arr: zarr.Array) -> tuple[np.ndarray, list[int]]:
-    # a flag or record array, each chunk that fails to decode read as 0 (not done, no
-    # record; the block it is of is computed again on resume, which rewrites it) and named
+def read_tolerant(arr: zarr.Array) -> tuple[np.ndarray, list[int]]:
+    """A flag or record array (chunks along its first axis), each chunk that fails
+    to decode read as 0 (not done, no record: what it is of is computed again on
+    resume, which rewrites it), and the indices of those chunks."""
     try:
         return np.asarray(arr[:]), []
     except Exception:  # a damaged chunk (crc32c): read the others one by one
