@@ -19,10 +19,11 @@ from distributed import Client, LocalCluster, default_client
 from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 from distributed.security import Security
 
+from . import settings
 from .protocol import PLUGIN_NAME
 
 __all__ = [
-    "CLUSTER_KINDS", "ClusterError", "DASHBOARD_JOIN_SECONDS", "LateDashboard", "SLOWEST_RATE", "STALL_SECONDS",
+    "CLUSTER_KINDS", "ClusterError", "DASHBOARD_JOIN_SECONDS", "LateDashboard", "SLOWEST_RATE",
     "WarmKernels", "cluster_kind", "connect", "default_workers", "late_dashboard", "local_cluster", "probe_scheduler",
     "stall_seconds", "tls_security", "warm_kernels",
 ]  # fmt: skip
@@ -32,14 +33,6 @@ _PROXY_ROUTE = "distributed.http.proxy"
 _ADDRESS = re.compile(r"^(?:(?P<proto>[a-z]+)://)?(?P<host>\[[0-9a-fA-F:.]+\]|[\w.-]+):(?P<port>\d+)$")
 
 
-#: Seconds a render may go without any block finishing before it is given up
-#: as stalled (dask config ``dfractal.stall-seconds`` sets it exactly): far
-#: above a block's expected time (~0.1-1 s at the seed's sizes), below
-#: distributed's own worker-ttl (5 minutes), after which a stopped worker would
-#: be dropped.  Unless set, a render whose blocks could take longer (many
-#: iterations: a deep zoom) waits as long as its largest block could take at
-#: :data:`SLOWEST_RATE`.
-STALL_SECONDS = 180.0
 #: Iterations a second a core does at the least (the perturbation kernel does
 #: ~150 M, the plain one ~2 G): bounds a block's time from its work.
 SLOWEST_RATE = 5e7
@@ -48,7 +41,7 @@ SLOWEST_RATE = 5e7
 #: The kinds of embedded cluster (dask config ``dfractal.cluster``, the CLI's
 #: ``--cluster``): ``threads``, workers in this process (their kernels release
 #: the GIL); ``processes``, one worker process each.
-CLUSTER_KINDS = ("threads", "processes")
+CLUSTER_KINDS: tuple[str, ...] = settings.SETTINGS["cluster"].choices
 
 
 class ClusterError(ConnectionError):
@@ -58,11 +51,11 @@ class ClusterError(ConnectionError):
 
 def stall_seconds(work: float = 0.0) -> float:
     """How long nothing may finish: ``dfractal.stall-seconds`` if configured,
-    else :data:`STALL_SECONDS`, or longer for a task of ``work`` iterations."""
-    configured = dask.config.get("dfractal.stall-seconds", None)
+    else ``dfractal.min-stall-seconds``, or longer for a task of ``work`` iterations."""
+    configured = settings.get("stall-seconds")
     if configured is not None:
-        return float(configured)
-    return max(float(dask.config.get("dfractal.min-stall-seconds", STALL_SECONDS)), work / SLOWEST_RATE)
+        return configured
+    return max(settings.get("min-stall-seconds"), work / SLOWEST_RATE)
 
 
 def default_workers() -> int:
@@ -79,11 +72,10 @@ def cluster_kind(cluster: str | None = None) -> str:
     ValueError
         For any other kind (naming ``cluster``, or the config key it came from).
     """
-    name = "cluster"
     if cluster is None:
-        name, cluster = "dask config dfractal.cluster", dask.config.get("dfractal.cluster")
+        return settings.get("cluster")
     if cluster not in CLUSTER_KINDS:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, CLUSTER_KINDS))}, got {cluster!r}")
+        raise ValueError(f"cluster must be one of {', '.join(map(repr, CLUSTER_KINDS))}, got {cluster!r}")
     return cluster
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from distributed import Client
 from PIL import Image
 
+from .checks import check_bool
 from .colorize import DEFAULT_INTERIOR, DEFAULT_MODE, BlockColoring, block_coloring, box_mean, check_mode, count_cdf
 from .location import Location, as_location, check_output
 from .palettes import DEFAULT_PALETTE, DEFAULT_STEP, Palette, check_step
@@ -252,6 +253,7 @@ def check_dzi_target(
     header; tiles ``<level>/<col>_<row>.<fmt>``): anything else there is named
     and never deleted.  ``name``: the parameter (or flag) the messages name.
     Returns ``path``."""
+    check_bool("overwrite", overwrite)
     path = Path(path)
     if path.suffix != ".dzi":
         raise ValueError(f"{name} must end in .dzi, got {str(path)!r}")

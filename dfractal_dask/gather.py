@@ -72,7 +72,7 @@ def gather_results(
     ``unit`` and ``resume``: what the error calls them and how to go on.
 
     Raises :class:`ClusterError` when nothing finishes for
-    :data:`STALL_SECONDS` (naming the workers still holding its tasks) or when
+    dask config ``dfractal.min-stall-seconds`` (naming the workers still holding its tasks) or when
     the scheduler is lost."""
     total, finished, stall = len(futures) if total is None else total, 0, stall_seconds(work)
     unit = unit or ("frames" if kind == "zoom" else "blocks")

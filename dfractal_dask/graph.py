@@ -20,7 +20,6 @@ from . import perturbation as _perturbation
 from .fractals import Fractal
 from .protocol import task_key
 from .spec import (
-    TARGET_BLOCK_SAMPLES,
     ZOOM,
     Block,
     RenderSpec,
@@ -36,7 +35,6 @@ from .view import View
 __all__ = [
     "CYCLES_FROM",
     "PROBE_SAMPLES",
-    "TARGET_BLOCK_SAMPLES",
     "Block",
     "block_costs",
     "block_priorities",

@@ -14,9 +14,10 @@ import xarray as xr
 from distributed import Client, get_worker
 from distributed.security import Security
 
-from . import graph, kernels, protocol, store
+from . import graph, kernels, protocol, settings, store
 from . import pyramid as pyramid_module
-from .cluster import SLOWEST_RATE, STALL_SECONDS, ClusterError, connect, current_client
+from .checks import check_bool, check_bools
+from .cluster import SLOWEST_RATE, ClusterError, connect, current_client
 from .colorize import block_coloring, check_picture_memory, color_picture
 from .diagnostics import ensure_plugin
 from .fractals import Fractal
@@ -26,10 +27,10 @@ from .overlap import PictureFile, piece_tasks
 from .png import PngWriter, partial_file, save_png
 from .spec import RENDER, ZOOM, RenderSpec
 from .store import integrity
-from .store.lease import Lease
+from .store.lease import Lease, check_held
 from .view import View, zoom_views
 
-__all__ = ["ClusterError", "PictureFile", "RenderStats", "SLOWEST_RATE", "STALL_SECONDS", "render", "zoom"]
+__all__ = ["ClusterError", "PictureFile", "RenderStats", "SLOWEST_RATE", "render", "zoom"]
 
 
 @dataclass
@@ -59,12 +60,15 @@ def _write(
     iters: int,
     store_id: str | None,
     level1: int | None = None,
+    lease_token: str | None = None,
 ) -> dict:
     started = time.time()  # about when the block's kernel ended (this runs next on its worker)
     it, norm, work, *distance = result  # (the distance estimate, if the render has it)
     if level1 is not None:  # (the power) a pyramid render's level 1 from the block, before its done flag
+        if lease_token is not None:
+            check_held(loc, lease_token)
         pyramid_module.write_block_level(loc, block.row0, result, iters, level1, store_id)
-    nbytes = store.write_block(loc, block, it, norm, *distance, store_id=store_id)
+    nbytes = store.write_block(loc, block, it, norm, *distance, store_id=store_id, lease_token=lease_token)
     row = {"block": block.index, "rows": block.nrows, "samples": it.size, "iterations": work, "bytes": nbytes,
            "started": started}  # fmt: skip
     try:
@@ -93,6 +97,7 @@ def _check_run(
 ) -> Location | None:
     # the arguments render and zoom share, checked before any cluster starts;
     # the store's location, made absolute here, on the client, before any task is built
+    check_bool("resume", resume)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
     if resume and store_path is None:
@@ -223,6 +228,7 @@ def render(
     xarray.Dataset
         ``iterations`` and ``norm`` on ``(im, re)``, the view in attrs.
     """
+    settings.check()  # every dfractal.* setting, before anything is touched
     view = View() if view is None else view
     if not isinstance(view, View):
         raise TypeError(f"view must be a View, got {type(view).__name__}")
@@ -231,8 +237,8 @@ def render(
         raise TypeError(f"picture must be a PictureFile, got {type(picture).__name__}")
     if picture is not None and store_path is None:
         raise ValueError("picture needs a store_path (its blocks are coloured as they are written)")
-    if not isinstance(pyramid, bool):
-        raise TypeError(f"pyramid must be True or False, got {pyramid!r}")
+    check_bools(overwrite=overwrite, resume=resume, balance=balance, distance=distance, exact=exact, pyramid=pyramid)
+    check_bool("perturbation", perturbation, none=True)
     if pyramid and store_path is None:
         raise ValueError("pyramid needs a store_path (its levels are stored beside the samples)")
     if pyramid_progress is not None and not callable(pyramid_progress):
@@ -304,6 +310,7 @@ def _run(
                     if pyramid_module.prepare_render(loc, done is None, in_blocks):
                         run.level1 = int(template.attrs.get("power", 2))
                 run.write(done, priorities, shortcuts, progress)
+                check_held(loc, lease.token)  # (a client stopped past its lease's life writes nothing more)
                 if run.level1 is not None:
                     pyramid_module.mark_block_level(loc, run.store_id, done is None)
                 if pyramid:  # from the blocks just written (and those a resume found), on the same workers
@@ -311,6 +318,7 @@ def _run(
                     if stats is not None:
                         stats.pyramid_seconds, stats.pyramid_levels = built["seconds"], built["levels"]
                 if done is not None:  # a resume ends with a store that verifies whole, or says what does not
+                    check_held(loc, lease.token)
                     left = integrity.verify_store(loc).damaged
                     if left:
                         raise store.StoreError(f"{loc} is still damaged after the resume: {left[0]}")
@@ -340,11 +348,13 @@ class _StoreRun:
     picture: PictureFile | None = None
     store_id: str | None = ""  # None: a resumed store of format 1, which has none
     level1: int | None = None  # a pyramid render whose blocks write level 1: the map's power
+    token: str | None = None  # the lease's: checked by the workers before each write they commit
 
     def start(self, overwrite: bool, done, token: str):
         """Make the store (``done`` ``None``), or take up the one to resume:
         its metadata and coordinates repaired, and the blocks (frames) that
         need no computing found again now that its lease is held.  Returns those."""
+        self.token = token
         if done is None:
             store.create(self.loc, self.spec.kind, self.template, overwrite=overwrite, store_id=self.render_id,
                          lease_token=token)  # fmt: skip
@@ -389,7 +399,9 @@ class _StoreRun:
             with dask.annotate(priority=0 if priorities is None else priorities[b.index]):
                 key = protocol.task_key("write", render_id, b.index)
                 writes.append(
-                    write(self.loc, b, k, render_id, spec.iters, self.store_id, self.level1, dask_key_name=key)
+                    write(
+                        self.loc, b, k, render_id, spec.iters, self.store_id, self.level1, self.token, dask_key_name=key
+                    )
                 )
         overlap = self.picture is not None and self.picture.per_block
         pieces = self._pieces(tasks, done, priorities) if overlap else []
@@ -442,15 +454,16 @@ class _StoreRun:
         # a zoom: a window of frames in flight, each frame's graph built as it is sent (the
         # client holds a few frames' tasks, not the zoom's, ~10 kB a task), each block written
         # by the worker that computed it, then the frame flagged
-        c, loc, sid = self.c, self.loc, self.store_id
+        c, loc, sid, token = self.c, self.loc, self.store_id, self.token
         write = dask.delayed(store.write_zoom_block, pure=False)
         mark = dask.delayed(store.mark_frame_done, pure=False)
 
         def frame(k: int):
             tasks = graph.frame_tasks(self.spec, k, self.render_id)
             # (t[i]: Delayed binds its operators at run time, unseen by mypy)
-            writes = [write(loc, k, b, t[0], t[1], store_id=sid) for b, t in tasks]  # type: ignore[index]
-            return c.compute(mark(loc, k, *writes, store_id=sid), retries=self.retries)
+            writes = [write(loc, k, b, t[0], t[1], store_id=sid, lease_token=token)  # type: ignore[index]
+                      for b, t in tasks]  # fmt: skip
+            return c.compute(mark(loc, k, *writes, store_id=sid, lease_token=token), retries=self.retries)
 
         todo = [k for k in range(len(self.spec.views)) if done is None or not done[k]]
         window = max(8, 4 * len(c.scheduler_info()["workers"]))
@@ -518,6 +531,9 @@ def zoom(
         ``iterations`` and ``norm`` on ``(frame, im, re)``; coordinates
         ``span`` and ``deep`` on ``frame``.
     """
+    settings.check()  # every dfractal.* setting, before anything is touched
+    check_bools(overwrite=overwrite, resume=resume, exact=exact)
+    check_bool("perturbation", perturbation, none=True)
     view = View() if view is None else view
     if isinstance(view, View):
         graph.check_zoom_size(view, frames, chunk_rows)  # before making its frames: at any count, at once

@@ -17,17 +17,16 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-import dask
 import numpy as np
 
-from . import kernels
+from . import kernels, settings
 from . import perturbation as _perturbation
+from .checks import check_bool
 from .fractals import Fractal
 from .view import View, span_attr
 
 __all__ = [
     "RENDER",
-    "TARGET_BLOCK_SAMPLES",
     "ZOOM",
     "Block",
     "RenderSpec",
@@ -44,11 +43,6 @@ __all__ = [
 RENDER: Final = "render"
 ZOOM: Final = "zoom"
 
-#: Aim for about a million samples per task: ~0.1-1 s of kernel time at the
-#: seed's iteration counts, large enough that dask's per-task cost (~1 ms) is
-#: noise, small enough that two workers share the image evenly.
-TARGET_BLOCK_SAMPLES = 2**20
-
 
 @dataclass(frozen=True)
 class Block:
@@ -64,11 +58,11 @@ class Block:
 
 
 def default_chunk_rows(view: View) -> int:
-    """Rows per block: ~:data:`TARGET_BLOCK_SAMPLES` samples, a multiple of the
+    """Rows per block: ~dask config ``dfractal.block-samples`` samples, a multiple of the
     supersampling factor (so a block colours into whole output rows), and at
     least 8 blocks when the picture is tall enough, so every worker gets work."""
     n = view.supersample
-    rows = max(1, int(dask.config.get("dfractal.block-samples", TARGET_BLOCK_SAMPLES)) // view.sample_width)
+    rows = max(1, settings.get("block-samples") // view.sample_width)
     rows = min(rows, max(1, view.sample_height // 8))
     return max(n, math.ceil(rows / n) * n)
 
@@ -117,17 +111,15 @@ def check_fractal(fractal: Fractal | None) -> Fractal:
 
 def check_exact(exact: bool) -> bool:
     """``exact`` (render deep views without BLA) checked: a bool, else a ``TypeError``."""
-    if not isinstance(exact, bool | np.bool_):
-        raise TypeError(f"exact must be True or False, got {exact!r}")
-    return bool(exact)
+    return bool(check_bool("exact", exact))
 
 
 def is_deep(view: View, fractal: Fractal | None = None, distance: bool = False, deep: bool | None = None) -> bool:
     """Whether ``view`` is rendered by perturbation: ``deep`` if given, else
     :attr:`dfractal_dask.view.View.deep`.  A deep render must be of the
     Mandelbrot set, without distance estimation (``ValueError`` otherwise)."""
-    if deep is not None and not isinstance(deep, bool):
-        raise TypeError(f"perturbation must be True, False or None, got {deep!r}")
+    check_bool("perturbation", deep, none=True)
+    check_bool("distance", distance)
     if deep is False and view.deep:
         raise ValueError(
             f"a view of span {view.span:g} at ({float(view.xpos):g}, {float(view.ypos):g}) is too deep for float64 "

@@ -398,10 +398,10 @@ def test_the_stall_limit_grows_with_a_blocks_possible_work():
     that (unless dfractal.stall-seconds is set, which is then exact)."""
     import dask
 
-    from dfractal_dask.cluster import SLOWEST_RATE, STALL_SECONDS
+    from dfractal_dask.cluster import SLOWEST_RATE
     from dfractal_dask.cluster import stall_seconds as _stall_seconds
 
-    assert _stall_seconds(800 * 2**20) == STALL_SECONDS  # a seed-default block: ~0.1-1 s
+    assert _stall_seconds(800 * 2**20) == dask.config.get("dfractal.min-stall-seconds")  # a seed block: 0.1-1 s
     assert _stall_seconds(1_000_000 * 2**20) == 1_000_000 * 2**20 / SLOWEST_RATE  # 1 M iterations a sample
     with dask.config.set({"dfractal.stall-seconds": 6}):
         assert _stall_seconds(1_000_000 * 2**20) == 6

@@ -20,7 +20,7 @@ from PIL import Image
 
 from dfractal_dask import Fractal, View, colorize, open_render, render
 from dfractal_dask.colorize import Picture
-from dfractal_dask.explorer.session import CACHE_BYTES, ExplorerSession, FrameCache
+from dfractal_dask.explorer.session import ExplorerSession, FrameCache
 
 VIEW = View(-0.5, 0.0, 3.0, 120, 90, 1)
 
@@ -143,7 +143,7 @@ def test_a_view_rendered_before_is_served_from_the_cache_with_no_task(session, c
 
 def test_the_frame_cache_follows_dask_config(client):
     """``dfractal.explorer.cache-bytes`` bounds the cache: 0 keeps no frame, so a view seen before is computed."""
-    assert dask.config.get("dfractal.explorer.cache-bytes") == CACHE_BYTES  # dfractal.yaml and the fallback agree
+    assert FrameCache().max_bytes == dask.config.get("dfractal.explorer.cache-bytes")  # dfractal.yaml's
     with dask.config.set({"dfractal.explorer.cache-bytes": "lots"}), pytest.raises(ValueError, match="cache-bytes"):
         ExplorerSession(client, VIEW)
     with dask.config.set({"dfractal.explorer.cache-bytes": 0}):

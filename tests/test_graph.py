@@ -1,5 +1,6 @@
 import itertools
 
+import dask
 import numpy as np
 import pytest
 
@@ -23,7 +24,8 @@ def test_default_block_size():
     v = View()  # 8192 x 6144 samples
     rows = graph.default_chunk_rows(v)
     assert rows % v.supersample == 0
-    assert 0.5 * graph.TARGET_BLOCK_SAMPLES <= rows * v.sample_width <= 2 * graph.TARGET_BLOCK_SAMPLES
+    target = dask.config.get("dfractal.block-samples")
+    assert 0.5 * target <= rows * v.sample_width <= 2 * target
     # a short picture is still cut into several blocks so workers share it
     short = View(width=4096, height=64, supersample=1)
     assert len(graph.blocks(short)) >= 8

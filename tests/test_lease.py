@@ -115,3 +115,58 @@ def test_two_renders_started_at_once_into_one_new_store_exactly_one_proceeds(clu
     err = next(e for code, e in results if code == 2)
     assert err.count("\n") == 1 and ("is being written by dfractal render" in err or "already exists" in err), err
     assert done_blocks(store) == 30 and len(list(tmp_path.glob("r*.png"))) == 1
+
+
+@pytest.mark.slow
+def test_a_writer_that_lost_its_lease_stops_and_names_the_new_holder(cluster, tmp_path):
+    """Client A stopped (SIGSTOP) past its lease's life, B takes the store over
+    with --resume, A continues (SIGCONT): A's workers write nothing more (each
+    checks the lease before the writes it commits) and A exits 2 naming B; B
+    finishes the store, whole and verified."""
+    import os
+    import signal
+
+    store = tmp_path / "taken.zarr"
+    loc = as_location(store)
+    argv = [BIN / "dfractal", "render", "--scheduler", cluster, *SLOW, "--store", store]
+    a = subprocess.Popen([*argv, "--outfile", tmp_path / "a.png"], stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "DASK_DFRACTAL__LEASE_SECONDS": "3"})  # fmt: skip
+    b = None
+    try:
+        wait_for(lambda: done_blocks(store) >= 2, "render A to be under way", timeout=240)
+        a.send_signal(signal.SIGSTOP)
+        wait_for(lambda: holder(loc)["expires"] < time.time(), "A's lease to expire", timeout=60)
+        b = subprocess.Popen([*argv, "--resume", "--outfile", tmp_path / "b.png"], stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: (holder(loc) or {}).get("pid") == b.pid, "B to take the lease", timeout=120)
+        a.send_signal(signal.SIGCONT)
+        _, a_err = a.communicate(timeout=300)
+        _, b_err = b.communicate(timeout=300)
+    finally:
+        a.send_signal(signal.SIGCONT)
+        a.kill()
+        if b is not None:
+            b.kill()
+    assert a.returncode == 2, a_err
+    assert a_err.count("\n") == 1 and "Traceback" not in a_err, a_err
+    assert "lost the lease" in a_err and f"pid {b.pid}" in a_err, a_err
+    assert b.returncode == 0, b_err
+    assert verify(store) == [] and done_blocks(store) == 90
+    assert not (tmp_path / "a.png").exists() and (tmp_path / "b.png").exists()
+
+
+def test_a_lease_record_that_is_not_ours_is_named_not_taken(tmp_path):
+    """Every field of a lease record that is not what dfractal writes is named
+    in one line (StoreBusy, a ValueError), and the record is left alone."""
+    loc = as_location(tmp_path / "odd.zarr")
+    cases = {"started": 1e300, "expires": "abc", "pid": True, "token": 5, "host": None, "renewed": float("nan")}
+    for field, value in cases.items():
+        _plant(loc, **{field: value})
+        before = loc.read_bytes(LEASE_KEY)
+        for attempt in (lambda: Lease(loc, "new").acquire(), lambda: check_free(loc)):
+            with pytest.raises(StoreBusy, match=rf"lease record .* {field} is .*, not ") as info:
+                attempt()
+            assert "\n" not in str(info.value)
+        assert loc.read_bytes(LEASE_KEY) == before  # not taken over, not deleted
+    loc.write_bytes(LEASE_KEY, b"{not json")
+    with pytest.raises(StoreBusy, match="not a Zarr group's JSON"):
+        check_free(loc)

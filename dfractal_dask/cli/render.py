@@ -21,7 +21,7 @@ from ..pipeline import render as render_view
 from ..protocol import PAGE_PATH
 from ..pyramid import block_rows
 from ..store import check_target, write_metrics
-from ..store.lease import Lease
+from ..store.lease import Lease, check_held
 from ..view import View
 from .errors import UsageError
 from .options import (
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     # the store's lease, held until the picture is written from it (render_view() shares it)
     deep = bool(template.attrs["perturbation"])  # its kernels only: not the plain escape ones warmed
-    with Lease(store_path, "dfractal render"), connect(args.scheduler, n_workers=args.workers,
+    with Lease(store_path, "dfractal render") as lease, connect(args.scheduler, n_workers=args.workers,
                                                        security=sec, cluster=args.cluster, dashboard_later=True,
                                                        escape_kernels=not deep) as client:  # fmt: skip
         say(args, f"dashboard: {client.dashboard_link}  (render page: {_fractal_page(client)})")
@@ -188,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
         )
         report, workers_runtime = reports.collect(client, stats.render_id)
         if report:
+            check_held(store_path, lease.token)
             write_metrics(store_path, report)
         if picture is None and args.picture:
             # lazy, then computed (a PNG: written a strip at a time, the client

@@ -40,6 +40,7 @@ import numpy as np
 from distributed import CancelledError, Client, Future
 
 from .. import graph, kernels
+from ..checks import check_bool
 from ..colorize import BLOCK_MODES, MODES, WHOLE_PICTURE_MODES, Picture, color_samples, colorize, picture_of
 from ..deprecation import warn_renamed
 from ..fractals import Fractal
@@ -47,6 +48,7 @@ from ..location import Location, as_location
 from ..palettes import DEFAULT_PALETTE, DEFAULT_STEP, resolve_palette
 from ..png import save_png
 from ..pyramid import Level
+from ..settings import get as setting
 from ..spec import Block, RenderSpec
 from ..view import View, divide_span, exact, parse_coordinate
 from .stored import StoredFrame, StoredPicture, check_store
@@ -57,9 +59,6 @@ __all__ = ["EXPLORER_MODES", "LEVELS", "ExplorerSession", "FrameCache", "check_s
 EXPLORER_MODES = BLOCK_MODES
 #: The frames of a view, in the order they arrive: a quick coarse one, then the full one.
 LEVELS = ("coarse", "full")
-COARSE = 4  # the coarse pass: 1/COARSE of the resolution along each axis (dask config dfractal.explorer.coarse)
-#: Bytes of frames the cache keeps (dask config ``dfractal.explorer.cache-bytes``): 64 MiB, 34 frames of 800x600.
-CACHE_BYTES = 64 * 2**20
 # Row blocks of a full frame per worker thread.  A shallow frame is ~5-50 ms of kernel at 800x600: dask's
 # per-task cost (a few ms each) is then most of its latency, so one block a thread.  A deep frame's blocks
 # take seconds and differ widely in cost: several a thread, so the idle ones can take the rest.
@@ -152,10 +151,13 @@ class FrameCache:
     Parameters
     ----------
     max_bytes
-        The most bytes of RGBA kept (an integer >= 0).
+        The most bytes of RGBA kept (an integer >= 0; default: dask config
+        ``dfractal.explorer.cache-bytes``).
     """
 
-    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
+    def __init__(self, max_bytes: int | None = None) -> None:
+        if max_bytes is None:
+            max_bytes = setting("explorer.cache-bytes")
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int | np.integer):
             raise TypeError(f"max_bytes must be an integer, got {max_bytes!r}")
         if max_bytes < 0:
@@ -212,10 +214,7 @@ class FrameCache:
 
 def _cache_bytes() -> int:
     """The frame cache's bound: dask config ``dfractal.explorer.cache-bytes``, checked."""
-    value = dask.config.get("dfractal.explorer.cache-bytes", CACHE_BYTES)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"dask config dfractal.explorer.cache-bytes must be an integer >= 0, got {value!r}")
-    return value
+    return setting("explorer.cache-bytes")
 
 
 def _check_mode(mode: str, modes: tuple[str, ...] = EXPLORER_MODES) -> None:
@@ -410,7 +409,7 @@ class ExplorerSession:
                                                  f"{' or '.join(EXPLORER_MODES)}"))  # fmt: skip
             return self._gen
         key = self._cache_key(settings)
-        k = int(dask.config.get("dfractal.explorer.coarse", COARSE))
+        k = setting("explorer.coarse")
         coarse = replace(view, width=max(1, view.width // k), height=max(1, view.height // k))
         # each level: its view, and its tasks or (None) its frame from the cache
         levels: list[tuple[str, View, list | None, np.ndarray | None]]
@@ -667,6 +666,7 @@ class ExplorerSession:
             view = replace(self.view, supersample=supersample)
             iters, palette, mode, step, fractal = self.iters, self.palette, self.mode, self.step, self.fractal
         zarr_path, png = self.save_dir.child(f"{name}.zarr"), self.save_dir.child(f"{name}.png")
+        check_bool("overwrite", overwrite)
         store.check_writable(zarr_path, overwrite=overwrite)
         self._check_png(png, overwrite)
         return self._saver.submit(self._save, view, iters, palette, mode, step, fractal, zarr_path, png, overwrite)

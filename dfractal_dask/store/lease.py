@@ -21,17 +21,12 @@ import time
 import uuid
 from typing import Any
 
-import dask
-
+from .. import settings
 from ..location import Location
 from .layout import LEASE_KEY
 
-__all__ = ["LEASE_KEY", "LEASE_SECONDS", "Lease", "StoreBusy", "holder", "is_stale"]
+__all__ = ["LEASE_KEY", "LeaseError", "LeaseLost", "check_held", "Lease", "StoreBusy", "holder", "is_stale"]
 
-#: The record's key inside a store: the metadata of a group that holds nothing.
-#: How long a lease lives without renewal (dask config ``dfractal.lease-seconds``
-#: overrides it); the client renews it every third of that.
-LEASE_SECONDS = 60.0
 #: After taking over a stale lease, wait this long and read it back: of two
 #: clients taking it over at once, the one whose record was overwritten steps back.
 _SETTLE_SECONDS = 0.5
@@ -42,16 +37,83 @@ class StoreBusy(ValueError):
 
 
 def _seconds() -> float:
-    return float(dask.config.get("dfractal.lease-seconds", LEASE_SECONDS))
+    return settings.get("lease-seconds")
+
+
+class LeaseLost(StoreBusy):
+    """This writer's lease was taken by another (it stopped renewing it for
+    longer than its life, e.g. a stopped process): it writes nothing more."""
+
+
+class LeaseError(StoreBusy):
+    """A lease record that is not what dfractal writes: whether a writer holds
+    the store cannot be told, so nothing takes it over by itself."""
+
+
+# the fields a lease record holds (Lease._record) and what each must be
+_TIME = "a time in seconds since 1970"
+_FIELDS: dict[str, str] = {"token": "a string", "what": "a string", "host": "a string",
+                           "pid": "a process id (an integer > 0)", "started": _TIME, "renewed": _TIME,
+                           "expires": _TIME}  # fmt: skip
+_LATEST = 2.0**40  # seconds since 1970: ~36 800 AD, far past any clock (and time.localtime's reach)
+
+
+def _bad_field(record: dict[str, Any]) -> str | None:
+    # the first field of ``record`` that is not what Lease._record writes, or None
+    for name, what in _FIELDS.items():
+        value = record.get(name)
+        if what == "a string":
+            ok = isinstance(value, str) and 0 < len(value) <= 1000
+        elif what == _TIME:
+            ok = not isinstance(value, bool) and isinstance(value, int | float) and 0 <= value < _LATEST
+        else:
+            ok = not isinstance(value, bool) and isinstance(value, int) and 0 < value < 2**31
+        if not ok:
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            return f"{name} is {shown}, not {what}" if name in record else f"it has no {name} ({what})"
+    return None
 
 
 def holder(loc: Location) -> dict[str, Any] | None:
-    """The lease record of the store at ``loc``, or ``None`` if it has none (or it is unreadable)."""
+    """The lease record of the store at ``loc``, or ``None`` if it has none.
+
+    Raises
+    ------
+    LeaseError
+        If there is a record that is not what dfractal writes (unreadable, or
+        a field missing or of another kind), naming what is wrong with it.
+    """
     try:
-        record = json.loads(loc.read_bytes(LEASE_KEY))["attributes"]
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        raw = loc.read_bytes(LEASE_KEY)
+    except FileNotFoundError:
         return None
-    return record if isinstance(record, dict) else None
+    try:
+        record = json.loads(raw)["attributes"]
+    except (ValueError, KeyError, TypeError):
+        record = None
+    problem = "it is not a Zarr group's JSON with attributes" if not isinstance(record, dict) else _bad_field(record)
+    if problem is not None:
+        raise LeaseError(
+            f"the lease record of {loc} ({LEASE_KEY}) is not one dfractal writes: {problem}; if no render is "
+            f"writing this store, delete {LEASE_KEY} from it and try again"
+        )
+    return record
+
+
+def check_held(loc: Location, token: str) -> None:
+    """Refuse (:class:`LeaseLost`) to write into ``loc`` unless its lease is
+    still the one whose token is ``token``: called by a writer before each
+    write it commits (a block, a frame's done flag), on the worker."""
+    try:
+        record = holder(loc)
+    except LeaseError as exc:
+        raise LeaseLost(f"this render's lease of {loc} was replaced: {exc}") from None
+    if record is None or record.get("token") != token:
+        now = "no render holds it now" if record is None else f"it is now held by {describe(record)}"
+        raise LeaseLost(
+            f"this render lost the lease of {loc} (it was not renewed in time: a stopped or stalled client); "
+            f"{now}; nothing more was written by this render"
+        )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -67,19 +129,21 @@ def _pid_alive(pid: int) -> bool:
 def is_stale(record: dict[str, Any], now: float | None = None) -> bool:
     """A lease whose writer is gone: past its expiry, or naming a process of this host that no longer runs."""
     now = time.time() if now is None else now
-    try:
-        if float(record["expires"]) < now:
-            return True
-        if record.get("host") == socket.gethostname() and not _pid_alive(int(record["pid"])):
-            return True
-    except (KeyError, TypeError, ValueError):
-        return True  # not a record we wrote
-    return False
+    if record["expires"] < now:  # (a record holder() returned: its fields checked)
+        return True
+    return record["host"] == socket.gethostname() and not _pid_alive(record["pid"])
 
 
 def describe(record: dict[str, Any]) -> str:
-    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(record.get("started", 0))))
-    return f"{record.get('what', 'a render')} (pid {record.get('pid')} on {record.get('host')}, since {started})"
+    """Who holds a lease (a record :func:`holder` returned): what, which process, since when."""
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record["started"]))
+    return f"{_printable(record['what'])} (pid {record['pid']} on {_printable(record['host'])}, since {started})"
+
+
+def _printable(text: str, most: int = 80) -> str:
+    # a record's string in a one-line message: no control characters, not too long
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def check_free(loc: Location, token: str | None = None) -> None:
@@ -150,7 +214,8 @@ class Lease:
             time.sleep(_SETTLE_SECONDS)
             record = holder(self.loc)
             if record is None or record.get("token") != self.token:
-                raise StoreBusy(f"{self.loc} was taken by {describe(record or {})} at the same moment") from None
+                who = "another writer" if record is None else describe(record)
+                raise StoreBusy(f"{self.loc} was taken by {who} at the same moment") from None
         self._thread = threading.Thread(target=self._renew, name="dfractal-lease", daemon=True)
         self._thread.start()
 
@@ -162,6 +227,9 @@ class Lease:
                     self.lost = True
                     return
                 self.loc.write_bytes(LEASE_KEY, self._record())
+            except LeaseError:  # replaced by something that is not our record
+                self.lost = True
+                return
             except Exception:  # a passing storage error: try again at the next turn
                 continue
 

@@ -42,6 +42,7 @@ from dask.base import tokenize
 from zarr.codecs import BloscCodec, Crc32cCodec
 from zarr.storage import WrapperStore
 
+from ..checks import check_bool, check_bools
 from ..fractals import Fractal
 from ..location import Location, LocationError, as_location, check_output, nearest_existing
 from ..spec import RENDER, ZOOM, Block
@@ -60,7 +61,7 @@ from .layout import (
     owns,
     store_arrays,
 )
-from .lease import check_free
+from .lease import check_free, check_held
 from .meta import RECORDS_ATTR, MetaError, StoreMeta, attrs_record, metrics_record
 
 __all__ = [
@@ -252,6 +253,7 @@ def check_writable(
     but a dfractal store holding only its own files (never delete some other
     file or folder), and a store another render is writing (its lease; the
     caller's own, ``lease_token``, excepted)."""
+    check_bool("overwrite", overwrite)
     loc = as_location(path, storage_options)
     _reachable(loc)
     if loc.is_local and os.path.islink(loc.url):
@@ -473,12 +475,15 @@ def check_identity(loc: Location, store_id: str) -> None:
         raise StoreError(
             f"{_where()} cannot see the store {loc} (no Zarr group there): every worker must reach "
             "the location the client writes (a shared filesystem or object storage)"
-        )
+        ))  # fmt: skip
+    if len(_SEEN) > 1024:
+        _SEEN.clear()
+    _SEEN.add((loc.url, store_id))
     if attrs.get("store_id") != store_id:
         raise StoreError(
             f"{loc} was replaced while this render ran (its store_id is {attrs.get('store_id')!r}, "
             f"this render's {store_id!r}); nothing more was written into it"
-        )
+        ))  # fmt: skip
 
 
 def crc(data: np.ndarray) -> int:
@@ -559,11 +564,13 @@ def write_block(
     """Write one block's chunks (``distance`` too for a render made with it)
     through zarr, record their checksums, then mark the block done.  Runs on a
     worker.  With ``store_id``, first checks that the store is still the one
-    the render created (:func:`check_identity`) and writes nothing otherwise.
+    the render created (:func:`check_identity`) and writes nothing otherwise;
+    with ``lease_token``, that the render still holds the store's lease, before
+    the chunks and again before the done flag (:func:`~dfractal_dask.store.lease.check_held`).
 
     Returns the number of bytes the block's chunks take in the store.
     """
-    return _write_block(as_location(path), None, block, iterations, norm, distance, store_id)
+    return _write_block(as_location(path), None, block, iterations, norm, distance, store_id, lease_token)
 
 
 def write_zoom_block(
@@ -579,7 +586,7 @@ def write_zoom_block(
     :func:`write_block` does for a render).  Runs on a worker; returns the
     bytes written.  The frame is marked done by :func:`mark_frame_done`
     once all its blocks are written."""
-    return _write_block(as_location(path), frame, block, iterations, norm, None, store_id)
+    return _write_block(as_location(path), frame, block, iterations, norm, None, store_id, lease_token)
 
 
 def _write_block(
@@ -598,6 +605,7 @@ def _write_block(
         nbytes = _write_vars(loc, block, arrays, store_id, frame)
         if frame is None:  # only now, with the chunks and their record written, is the block complete
             if store_id is not None:  # (again: the store may have been replaced during the writes)
+    lease_token: str | None = None,
                 check_identity(loc, store_id)
             with writing(loc, f"the done flag of block {block.index}"):
                 open_array(loc, BLOCK_DONE, store_id)[block.index] = 1
@@ -611,12 +619,20 @@ def _write_block(
     return nbytes
 
 
-def mark_frame_done(path: str | os.PathLike | Location, frame: int, *written: int, store_id: str | None = None) -> int:
+def mark_frame_done(
+    path: str | os.PathLike | Location,
+    frame: int,
+    *written: int,
+    store_id: str | None = None,
+    lease_token: str | None = None,
+) -> int:
     """Flag ``frame`` of a zoom store complete (after its blocks' writes,
-    ``written``, whose byte counts it sums and returns)."""
+    ``written``, whose byte counts it sums and returns; checked as
+    :func:`write_block` checks)."""
     loc = as_location(path)
     if store_id is not None:
         check_identity(loc, store_id)
+    lease_token: str | None = None,
     with writing(loc, f"the done flag of frame {frame}"):
         open_array(loc, FRAME_DONE, store_id)[frame] = 1
     return int(sum(written))
@@ -633,15 +649,20 @@ def write_metrics(path: str | os.PathLike | Location, metrics: dict[str, Any]) -
 
 
 # -- checking a store before work ---------------------------------------------
+    lease_token: str | None = None,
 
 # what makes two renders the same render: a store can be resumed only by its own
 _IDENTITY = (
     *("fractal", "power", "julia_re", "julia_im", "distance", "iters", "chunk_rows"),
+    if lease_token is not None:
+        check_held(loc, lease_token)
     *("xpos", "ypos", "centre_re", "centre_im", "span", "width", "height", "supersample", "perturbation", "bla"),
 )
 _ZOOM_IDENTITY = (*(k for k in _IDENTITY if k not in ("span", "distance", "perturbation")), "frames", "to_span")
 # attrs that stores made before the families, distance estimation and deep views lack
 # (and "bla" a render without deep views, or one made before BLA: every step exact)
+            if lease_token is not None:  # (and its lease taken by another writer)
+                check_held(loc, lease_token)
 _BEFORE_FAMILIES = {**Fractal().to_attrs(), "distance": False, "perturbation": False, "bla": False}
 
 
@@ -660,6 +681,8 @@ def _refuse_another(loc: Location, attrs: dict[str, Any], want: dict[str, Any], 
 
 def _check_store(loc: Location) -> dict[str, Any]:
     _reachable(loc)
+    if lease_token is not None:
+        check_held(loc, lease_token)
     if not loc.exists():
         raise StoreError(f"no render store at {loc}")
     if loc.is_local and not os.path.isdir(loc.url):
@@ -832,6 +855,7 @@ def _layout(loc: Location, attrs: dict[str, Any]) -> tuple[list[str], np.ndarray
     read: dict[str, np.ndarray] = {}
     zstore = loc.zarr_store(read_only=True)
     for name, shape_wanted in want.items():
+    check_bools(overwrite=overwrite, resume=resume)
         try:
             arr = zarr.open_array(zstore, path=name, mode="r")
             if arr.shape != shape_wanted:
@@ -1192,3 +1216,4 @@ def open_store(
     if zoom:
         ds = ds.assign_coords(span=ds["span"].load(), deep=ds["deep"].load())  # small: read now
     return ds
+    check_bool("allow_incomplete", allow_incomplete)
