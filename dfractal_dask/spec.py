@@ -31,6 +31,10 @@ __all__ = [
     "Block",
     "RenderSpec",
     "blocks",
+    "BLOCK_BYTES_PER_SAMPLE",
+    "MAX_BLOCK_SAMPLES",
+    "MAX_CHUNK_SAMPLES",
+    "check_block_size",
     "check_chunk_rows",
     "check_exact",
     "check_fractal",
@@ -67,9 +71,49 @@ def default_chunk_rows(view: View) -> int:
     return max(n, math.ceil(rows / n) * n)
 
 
+#: A block's arrays take at most this many bytes a sample: its counts (uint32
+#: at most), norms and distances (float32); colouring and compressing it on
+#: its worker take about as much again.
+BLOCK_BYTES_PER_SAMPLE = 12
+
+#: The most samples the smallest block of a view may hold (2**26: ~0.8 GB of
+#: arrays, ~1.6 GB with its colouring, on each worker at once).  A block is at
+#: least ``supersample`` sample rows (it colours into whole pixel rows), so a
+#: view whose ``supersample**2 * width`` exceeds it (e.g. ``--width 200
+#: --smoothness 1000``: 2e8 samples a pixel row) is refused
+#: (:func:`check_block_size`) whatever its ``chunk_rows``.
+MAX_BLOCK_SAMPLES = 2**26
+
+#: The most samples a block of a given ``chunk_rows`` may hold (2**28, the
+#: most the ``dfractal.block-samples`` setting asks for: ~3 GB of arrays).
+MAX_CHUNK_SAMPLES = 2**28
+
+
+def _size(samples: int) -> str:
+    # a block's samples and their bytes, for a message
+    gb = samples * BLOCK_BYTES_PER_SAMPLE / 1e9
+    return f"{samples:,} samples ({samples * BLOCK_BYTES_PER_SAMPLE:,} bytes, {gb:,.1f} GB)"
+
+
+def check_block_size(view: View) -> None:
+    """Refuse (``ValueError``) a ``view`` whose smallest block, ``supersample``
+    sample rows, holds more than :data:`MAX_BLOCK_SAMPLES` samples: it could
+    not be computed in bounded memory, however it is cut."""
+    smallest = view.supersample * view.sample_width
+    if smallest > MAX_BLOCK_SAMPLES:
+        raise ValueError(
+            f"a block of a {view.width}-pixel-wide view at supersample (--smoothness) {view.supersample} is at "
+            f"least {view.supersample} sample rows of {view.sample_width:,}: {_size(smallest)}, more than the "
+            f"{_size(MAX_BLOCK_SAMPLES)} a block may hold; use a smaller supersample or width"
+        )
+
+
 def check_chunk_rows(view: View, chunk_rows: int | None) -> int:
     """``chunk_rows`` checked for ``view`` (an integer above 0, a multiple of
-    its supersampling), or :func:`default_chunk_rows` for ``None``."""
+    its supersampling, making blocks of at most :data:`MAX_CHUNK_SAMPLES`), or
+    :func:`default_chunk_rows` for ``None``; a view whose smallest block is
+    too large is refused either way (:func:`check_block_size`)."""
+    check_block_size(view)
     if chunk_rows is None:
         return default_chunk_rows(view)
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int | np.integer):
@@ -80,6 +124,13 @@ def check_chunk_rows(view: View, chunk_rows: int | None) -> int:
         raise ValueError(
             f"chunk_rows ({chunk_rows}) must be a multiple of the supersampling factor "
             f"({view.supersample}) so each block colours into whole pixel rows"
+        )
+    block = min(int(chunk_rows), view.sample_height) * view.sample_width
+    if block > MAX_CHUNK_SAMPLES:
+        most = MAX_CHUNK_SAMPLES // view.sample_width // view.supersample * view.supersample
+        raise ValueError(
+            f"chunk_rows ({chunk_rows}) makes blocks of {_size(block)}, more than {_size(MAX_CHUNK_SAMPLES)}: "
+            f"at most {most} rows of {view.sample_width:,} samples"
         )
     return int(chunk_rows)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from fractions import Fraction
 from numbers import Integral, Real
 from typing import Any
@@ -38,6 +38,7 @@ __all__ = [
     "MAX_SAMPLES",
     "MIN_SPAN",
     "EXTENDED_SPAN",
+    "CENTRE_QUANTUM",
     "DEEP_ULPS",
     "divide_span",
     "parse_coordinate",
@@ -68,6 +69,21 @@ MIN_SPAN = Decimal("1e-1500")
 #: Spans below this are *extended* (:attr:`View.extended`): float64 offsets
 #: and their squares would underflow, so such views carry exponents apart.
 EXTENDED_SPAN = 1e-250
+
+#: A centre coordinate given as a decimal is rounded (half to even) to a
+#: multiple of this, ``1e-1540``: 40 decimal places past :data:`MIN_SPAN`, so
+#: ~1e-29 of the finest step any view has (:data:`MIN_SPAN` over up to
+#: :data:`MAX_SAMPLES` samples a row).  Digits past it change no sample of
+#: any view (of a zoom's deepest frame either), and without them a centre
+#: below :data:`MAX_COORDINATE` has at most ~1 700 digits whatever it was
+#: given as: ``"1e-99999999999"`` is 0 and a 100 000-digit centre its first
+#: 1 540 decimal places, each parsed and checked in microseconds (the exact
+#: fraction of ``1e-99999999999`` would never be built).
+CENTRE_QUANTUM = Decimal(1).scaleb(MIN_SPAN.adjusted() - 40)
+
+#: Digits a rounded centre may have (below :data:`MAX_COORDINATE`, a multiple
+#: of :data:`CENTRE_QUANTUM`), with room to spare: the precision it is rounded with.
+_CENTRE_DIGITS = 160 - CENTRE_QUANTUM.adjusted()
 
 #: A view is deep (:attr:`View.deep`) when neighbouring samples are fewer than
 #: this many float64 ulps of its coordinates apart: a float64 grid would round
@@ -106,15 +122,36 @@ class _Exact(float):
         return ("dfractal-exact", str(self.decimal))
 
 
+def _shown(value: Any, show: Any = repr, limit: int = 60) -> str:
+    # a value as an error message shows it: its repr (or str), a long one cut (a 100 000-digit centre)
+    text = show(value)
+    return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text):,} characters)"
+
+
 def _decimal(name: str, value: str | Decimal) -> Decimal:
     # a finite Decimal from a decimal string (a typographic minus allowed) or a Decimal
     try:
         d = Decimal(value.strip().replace("\u2212", "-")) if isinstance(value, str) else value
     except InvalidOperation:
-        raise ValueError(f"{name} must be a decimal number, got {value!r}") from None
+        raise ValueError(f"{name} must be a decimal number, got {_shown(value)}") from None
     if not d.is_finite():
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise ValueError(f"{name} must be finite, got {_shown(value)}")
     return d
+
+
+def _round_centre(name: str, d: Decimal, value: Any) -> Decimal:
+    # d refused past MAX_COORDINATE, else rounded to a multiple of CENTRE_QUANTUM (d itself if it is
+    # one): Decimal compares and quantizes by exponents, never building 10**exponent
+    if d and d.adjusted() >= 0 and d.copy_abs() >= Decimal(repr(MAX_COORDINATE)):
+        raise ValueError(
+            f"{name} must be finite and below {MAX_COORDINATE:g} in magnitude (every fractal lies within 2 of 0, and a "
+            f"sample's square must stay finite in float64), got {_shown(value)}"
+        )
+    if d.as_tuple().exponent >= CENTRE_QUANTUM.as_tuple().exponent:
+        return d
+    with localcontext() as ctx:
+        ctx.prec, ctx.rounding = _CENTRE_DIGITS, ROUND_HALF_EVEN
+        return d.quantize(CENTRE_QUANTUM).normalize()
 
 
 def parse_coordinate(name: str, value: Any) -> float:
@@ -124,20 +161,30 @@ def parse_coordinate(name: str, value: Any) -> float:
     same number, e.g. ``"-0.00275"``) becomes that plain float; one with more
     digits keeps them (a ``float`` subclass whose :func:`exact` is the decimal).
 
+    The rule for digits and exponents: a decimal is rounded (half to even) to
+    a multiple of :data:`CENTRE_QUANTUM` (``1e-1540``, 40 places past the
+    smallest span :data:`MIN_SPAN`: digits past it change no sample of any
+    view), so ``"1e-99999999999"`` is 0 and a centre of any length keeps its
+    first 1 540 decimal places; one of magnitude :data:`MAX_COORDINATE`
+    (``1e150``) or more is refused.  Either way the answer takes microseconds
+    to milliseconds, however many digits or however large an exponent.
+
     Raises
     ------
     TypeError
         For anything else (e.g. ``None`` or a complex number).
     ValueError
-        For a string that is not a finite decimal number.
+        For a string that is not a finite decimal number, or a decimal of
+        magnitude :data:`MAX_COORDINATE` or more.
     """
     if isinstance(value, _Exact):
-        return value
+        d = _round_centre(name, value.decimal, value)
+        return value if d == value.decimal else parse_coordinate(name, d)
     if isinstance(value, str | Decimal):
-        d = _decimal(name, value)
+        d = _round_centre(name, _decimal(name, value), value)
         f = float(d)
         if not math.isfinite(f):
-            raise ValueError(f"{name} must be finite, got {value!r}")
+            raise ValueError(f"{name} must be finite, got {_shown(value)}")
         return f if Decimal(repr(f)) == d else _Exact(d)
     return _check_float(name, value)
 
@@ -174,8 +221,11 @@ def _check_int(name: str, value: Any, minimum: int = 1) -> int:
 
 def _check_float(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
+        raise TypeError(f"{name} must be a real number, got {_shown(value)}")
+    try:
+        value = float(value)
+    except OverflowError:  # an int (or Fraction) past float64's range: 10**400
+        raise ValueError(f"{name} must be finite in float64, got {_shown(value)}") from None
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     return value
@@ -202,9 +252,10 @@ def parse_span(name: str, value: Any) -> float:
         value = _check_float(name, value)
     if d is not None:
         if d <= 0:
-            raise ValueError(f"{name} must be > 0, got {value}")
+            raise ValueError(f"{name} must be > 0, got {_shown(value, str)}")
         if d < MIN_SPAN:
-            raise ValueError(f"{name} must be at least {MIN_SPAN}, got {value}")
+            raise ValueError(f"{name} must be at least {MIN_SPAN}, got {_shown(value, str)} "
+                             f"(the deepest span supported)")  # fmt: skip
         if d >= Decimal(EXTENDED_SPAN):
             value = _check_float(name, float(d))
         else:
@@ -225,10 +276,15 @@ class View:
     xpos, ypos
         Centre of the view (real and imaginary part): numbers, or decimal
         strings with as many digits as a deep zoom needs
-        (:func:`parse_coordinate`).
+        (:func:`parse_coordinate`).  A decimal is rounded to a multiple of
+        :data:`CENTRE_QUANTUM` (``1e-1540``, finer than any view's step by
+        ~1e-29), and refused from :data:`MAX_COORDINATE` (``1e150``) up, so
+        any centre is checked in bounded time (``"1e-99999999999"`` is 0).
     span
         Width of the view on the real axis, from the first to the last sample
-        column.  The seed's ``--escape-radius``.
+        column.  The seed's ``--escape-radius``.  From :data:`MIN_SPAN`
+        (``1e-1500``, the deepest supported) up; a smaller one, whatever its
+        exponent, is refused.
     width, height
         Size of the output picture in pixels.
     supersample

@@ -25,7 +25,7 @@ from ..fractals import FAMILIES, Fractal
 from ..location import Location, as_location, check_output, parse_storage_options
 from ..palettes import DEFAULT_PALETTE, MAX_STEP, SEED_PALETTES, parse_hex
 from ..store import default_store_path
-from ..view import EXTENDED_SPAN, View, parse_coordinate
+from ..view import EXTENDED_SPAN, View, _shown, parse_coordinate
 from .errors import UsageError
 
 __all__ = [
@@ -56,14 +56,21 @@ class Parser(argparse.ArgumentParser):
 
 
 # -- value types ---------------------------------------------------------------
+#: The largest whole number a flag takes (2**63 - 1): a size, count or limit
+#: beyond it is a typo, refused before its digits reach any message or product.
+MAX_WHOLE = 2**63 - 1
+
+
 def positive_int(text: str) -> int:
-    """A whole number above 0."""
+    """A whole number above 0, at most :data:`MAX_WHOLE`."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {_shown(text)}") from None
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+        raise argparse.ArgumentTypeError(f"must be > 0, got {_shown(value, str)}")
+    if value > MAX_WHOLE:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_WHOLE} (2**63 - 1), got {_shown(value, str)}")
     return value
 
 
@@ -92,30 +99,41 @@ def finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a number, got {_shown(text)}") from None
     if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {_shown(text)}")
     return value
 
 
 def span_number(text: str) -> float | Decimal:
     """A finite number; one below float64's range (e.g. ``1e-1000``) as the
-    ``Decimal`` it spells (a :class:`View` keeps it: an extended span)."""
+    ``Decimal`` it spells (a :class:`View` keeps it: an extended span, refused
+    below :data:`~dfractal_dask.view.MIN_SPAN`).  Any exponent or number of
+    digits is answered at once (``1e-99999999`` is refused by the View)."""
     try:
         d = Decimal(text.strip().replace("\u2212", "-"))
     except InvalidOperation:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if d.is_finite() and d != 0 and abs(d) < Decimal(EXTENDED_SPAN):
+        raise argparse.ArgumentTypeError(f"expected a number, got {_shown(text)}") from None
+    if d.is_finite() and d != 0 and d.copy_abs() < Decimal(EXTENDED_SPAN):  # (abs() would overflow at 1e+999999)
         return d
     return finite_float(text)
 
 
 def coordinate(text: str) -> float:
-    """A decimal with any number of digits: a deep zoom's centre (View keeps them)."""
+    """A decimal with any number of digits: a deep zoom's centre (View keeps
+    them), rounded to a multiple of :data:`~dfractal_dask.view.CENTRE_QUANTUM`
+    (1e-1540) and refused from :data:`~dfractal_dask.view.MAX_COORDINATE`
+    (1e150) up: the rule of :func:`~dfractal_dask.view.parse_coordinate`."""
+    try:
+        d = Decimal(text.strip().replace("\u2212", "-"))
+    except InvalidOperation:
+        d = Decimal("nan")
+    if not d.is_finite():
+        raise argparse.ArgumentTypeError(f"expected a finite decimal number, got {_shown(text)}")
     try:
         return parse_coordinate("coordinate", text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a finite decimal number, got {text!r}") from None
+    except ValueError as exc:  # past MAX_COORDINATE: its message states the rule
+        raise argparse.ArgumentTypeError(str(exc).replace("coordinate must", "a centre coordinate must", 1)) from None
 
 
 def _family(text: str) -> str:
