@@ -33,6 +33,7 @@ import numpy as np
 from distributed import Client
 from PIL import Image
 
+from . import settings
 from .checks import check_bool
 from .colorize import DEFAULT_INTERIOR, DEFAULT_MODE, BlockColoring, block_coloring, box_mean, check_mode, count_cdf
 from .location import Location, as_location, check_output
@@ -563,6 +564,7 @@ def write_deep_zoom(
         For an error writing the picture (:func:`write_dzi`): it names the
         picture, not the store.
     """
+    settings.check()  # every dfractal.* setting, before anything is touched
     if client is not None and not isinstance(client, Client):
         raise TypeError(f"client must be a dask Client or None, got {client!r}")
     check_mode(mode)

@@ -44,6 +44,7 @@ import numpy as np
 import zarr
 from distributed import Client
 
+from . import settings
 from .cluster import connect, current_client
 from .colorize import log2_power
 from .gather import gather_results
@@ -354,6 +355,7 @@ def build_pyramid(
     StoreError
         If ``path`` is no finished render store, or it was replaced meanwhile.
     """
+    settings.check()  # every dfractal.* setting, before anything is touched
     if client is not None and not isinstance(client, Client | str):
         raise TypeError(f"client must be a Client, a scheduler address or None, got {client!r}")
     if progress is not None and not callable(progress):

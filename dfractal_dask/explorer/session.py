@@ -48,6 +48,7 @@ from ..location import Location, as_location
 from ..palettes import DEFAULT_PALETTE, DEFAULT_STEP, resolve_palette
 from ..png import save_png
 from ..pyramid import Level
+from ..settings import check as check_all_settings
 from ..settings import get as setting
 from ..spec import Block, RenderSpec
 from ..view import View, divide_span, exact, parse_coordinate
@@ -323,6 +324,7 @@ class ExplorerSession:
         fractal: Fractal | None = None,
         store: str | Path | Location | StoredPicture | None = None,
     ) -> None:
+        check_all_settings()  # every dfractal.* setting, before any store is read or task sent
         #: the stored picture browsed (:class:`~dfractal_dask.explorer.stored.StoredPicture`), or ``None``
         self.stored = check_store(store)
         #: the colour modes offered
