@@ -13,13 +13,14 @@ from pathlib import Path
 from ..cluster import connect
 from ..colorize import MODES, check_picture_memory, color_picture
 from ..diagnostics import report as reports
-from ..graph import blocks, fractal_dataset
+from ..graph import blocks, template_of
 from ..overlap import PictureFile
 from ..palettes import DEFAULT_PALETTE, resolve_palette
 from ..pipeline import RenderStats
 from ..pipeline import render as render_view
 from ..protocol import PAGE_PATH
 from ..pyramid import block_rows
+from ..spec import RenderSpec
 from ..store import check_target, write_metrics
 from ..store.lease import Lease, check_held
 from ..view import View
@@ -142,7 +143,9 @@ def run(args: argparse.Namespace) -> int:
     if args.picture:
         check_picture_format(outfile)  # after the path's own checks (e.g. /dev/null: not a regular file)
         check_picture_memory(view.width, view.height)
-    template = fractal_dataset(view, args.iters, args.chunk_rows, fr, distance, args.perturbation, exact=args.exact)
+    # its shape, chunks and attrs without its graph (milliseconds at any block count)
+    template = template_of(RenderSpec.make(view, args.iters, args.chunk_rows, fr, distance, args.perturbation,
+                                           args.exact))  # fmt: skip
     check_target(store_path, template, n_blocks, overwrite=args.overwrite, resume=args.resume)
     sec = security(args)
     if args.host:
