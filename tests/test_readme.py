@@ -37,7 +37,7 @@ def test_every_dfractal_command_in_the_readme_parses():
     text = (ROOT / "README.md").read_text()
     lines = [line.split("  #")[0].strip() for block in re.findall(r"```bash\n(.+?)\n```", text, re.S)
              for line in block.splitlines()]  # fmt: skip
-    commands = [shlex.split(line.split("&&")[-1]) for line in lines if "dfractal " in line]
+    commands = [shlex.split(line.split("&&")[-1].split("||")[0]) for line in lines if "dfractal " in line]
     commands = [c[c.index("dfractal") + 1 :] for c in commands if "dfractal" in c]
     assert len(commands) > 10 and any("--fractal" in c for c in commands)
     parser = build_parser()
@@ -119,6 +119,7 @@ EXERCISED = {
                                       "tests/test_pyramid.py::test_cli_render_pyramid_and_info",
                                       "tests/test_browser.py::test_explore_store_page_shows_the_stored_levels_and_escapes_its_name",
                                       "tests/test_recolor.py::test_recolor_dzi_is_the_png_recolor_writes"),
+    "DASK_DFRACTAL__STALL_SECONDS=abc": ("tests/test_readme.py::test_the_bad_setting_example_runs_as_written",),
     'pip install -e ".[s3]" "moto[server]"': ("tests/test_readme.py::test_the_object_storage_example_runs_as_written",),
 }  # fmt: skip
 
@@ -189,3 +190,18 @@ def test_the_configuration_example_runs_as_written(tmp_path):
     info = subprocess.run(["dfractal", "info", "plain.zarr"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=120)  # fmt: skip
     assert p.returncode == 0 and "blocks: 8 of 8 written" in info.stdout
+
+
+def test_the_bad_setting_example_runs_as_written(tmp_path):
+    """The Configuration section's refused setting: one line, the one the README shows, exit 2, nothing written."""
+    import os
+    import subprocess
+
+    (block,) = [t for lang, t in _blocks() if t.startswith("DASK_DFRACTAL__STALL_SECONDS=abc")]
+    command, shown = block.split("\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=300)  # fmt: skip
+    assert p.returncode == 0 and p.stdout == "exit 2\n", p.stdout + p.stderr
+    assert p.stderr == shown.removeprefix("# ") + "\n"
+    assert list(tmp_path.iterdir()) == []
