@@ -158,7 +158,7 @@ def test_a_worker_killed_mid_render_into_s3_loses_nothing(s3, tmp_path, slow_ref
     ("case", "words"),
     [
         ("missing bucket", "there is no bucket 'no-such-bucket'"),
-        ("wrong secret", "access refused"),
+        ("wrong secret", "access denied to the store"),
         ("unreachable endpoint", "cannot reach the storage"),
         ("no credentials", "no credentials found"),
     ],

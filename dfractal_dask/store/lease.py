@@ -23,7 +23,7 @@ from typing import Any
 
 from .. import settings
 from ..location import Location
-from .layout import LEASE_KEY
+from .layout import LEASE_KEY, METADATA
 
 __all__ = ["LEASE_KEY", "LeaseError", "LeaseLost", "check_held", "Lease", "StoreBusy", "holder", "is_stale"]
 
@@ -108,6 +108,11 @@ def check_held(loc: Location, token: str) -> None:
         record = holder(loc)
     except LeaseError as exc:
         raise LeaseLost(f"this render's lease of {loc} was replaced: {exc}") from None
+    if record is None and not loc.exists(METADATA):  # the store is gone (e.g. its bucket), not its lease alone
+        raise LeaseLost(
+            f"the store {loc} vanished while being written (its lease and its Zarr group are gone); nothing more "
+            "was written into it and nothing of it was read back"
+        )
     if record is None or record.get("token") != token:
         now = "no render holds it now" if record is None else f"it is now held by {describe(record)}"
         raise LeaseLost(

@@ -31,7 +31,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import dask.array as da
 import google_crc32c
@@ -44,7 +44,7 @@ from zarr.storage import WrapperStore
 
 from ..checks import check_bool, check_bools
 from ..fractals import Fractal
-from ..location import Location, LocationError, as_location, check_output, nearest_existing
+from ..location import AccessDenied, Location, LocationError, as_location, check_output, nearest_existing
 from ..spec import RENDER, ZOOM, Block
 from ..view import View
 from .layout import (
@@ -161,7 +161,7 @@ def _reachable(loc: Location) -> None:
     try:
         loc.fs.info(bucket)  # exists() would say False for refused credentials too
     except PermissionError as exc:
-        raise LocationError(f"{loc}: access refused ({short(exc)}); check the credentials") from None
+        raise LocationError(str(loc.denied(exc))) from None
     except FileNotFoundError:
         raise LocationError(f"{loc}: there is no bucket {bucket!r}") from None
     except Exception as exc:  # botocore and aiohttp raise many kinds for an unreachable endpoint
@@ -170,7 +170,7 @@ def _reachable(loc: Location) -> None:
                 f"{loc}: no credentials found; set the storage's usual environment variables "
                 "(e.g. AWS_ACCESS_KEY_ID) or give storage_options"
             ) from None
-        raise LocationError(f"{loc}: cannot reach the storage ({short(exc)})") from None
+        raise LocationError(f"{loc}: cannot reach the storage ({loc.redact(short(exc))})") from None
 
 
 def short(exc: BaseException) -> str:
@@ -466,24 +466,62 @@ def _where() -> str:
         return "this process"
 
 
+#: (url, store_id) of every store this process has seen as its render made it:
+#: one it no longer sees has vanished, it was not out of reach all along
+_SEEN: set[tuple[str, str]] = set()
+
+
+def _vanished(loc: Location, why: str) -> StoreError:
+    return StoreError(
+        f"the store {loc} vanished while being written ({_where()}: {why}); nothing more was written into it "
+        "and nothing of it was read back"
+    )
+
+
+def _remains(loc: Location) -> bool:
+    # what is left of a store whose group document is gone (its arrays' documents)
+    with contextlib.suppress(OSError):
+        return any(loc.exists(f"{name}/{METADATA}") for name in (BLOCK_CRC, "iterations"))
+    return False
+
+
+def _alone(error: BaseException) -> NoReturn:
+    # raise ``error`` with nothing chained to it: a worker's error reaches the
+    # client pickled with its chain (distributed), and a storage library's or
+    # zarr's error in it may not unpickle: the client would get only a text
+    try:
+        raise error
+    except BaseException as exc:
+        exc.__context__ = exc.__cause__ = None
+        raise
+
+
 def check_identity(loc: Location, store_id: str) -> None:
     """Refuse (:class:`StoreError`) to write into ``loc`` unless it is the store
-    whose identity is ``store_id``: it cannot be seen from here (a worker on
-    another filesystem), or was replaced since the render began."""
-    attrs = group_attrs(loc)
+    whose identity is ``store_id`` (a store the client made or opened for this
+    render): it cannot be seen from here (a worker on another filesystem: this
+    process never saw it), it vanished (deleted, its bucket too, after this
+    process saw it, or leaving its arrays behind), or it was replaced since
+    the render began."""
+    try:
+        attrs = group_attrs(loc)
+    except OSError as exc:  # (e.g. AccessDenied)
+        _alone(exc)
     if attrs is None:
-        raise StoreError(
+        if (loc.url, store_id) in _SEEN or _remains(loc):
+            _alone(_vanished(loc, "no Zarr group there any more"))
+        _alone(StoreError(
             f"{_where()} cannot see the store {loc} (no Zarr group there): every worker must reach "
             "the location the client writes (a shared filesystem or object storage)"
+        ))  # fmt: skip
+    if attrs.get("store_id") != store_id:
+        _alone(StoreError(
+            f"{loc} was replaced while this render ran (its store_id is {attrs.get('store_id')!r}, "
+            f"this render's {store_id!r}); nothing more was written into it"
         ))  # fmt: skip
     if len(_SEEN) > 1024:
         _SEEN.clear()
     _SEEN.add((loc.url, store_id))
-    if attrs.get("store_id") != store_id:
-        raise StoreError(
-            f"{loc} was replaced while this render ran (its store_id is {attrs.get('store_id')!r}, "
-            f"this render's {store_id!r}); nothing more was written into it"
-        ))  # fmt: skip
 
 
 def crc(data: np.ndarray) -> int:
@@ -537,6 +575,11 @@ def writing(loc: Location, what: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
+        if isinstance(exc, PermissionError) and not loc.is_local:
+            _alone(exc if isinstance(exc, AccessDenied) else loc.denied(exc))
+        with contextlib.suppress(OSError):  # (checked since: the store itself is gone, e.g. its bucket)
+            if group_attrs(loc) is None:
+                _alone(_vanished(loc, f"cannot write {what}: {exc.strerror or short(exc)}"))
         raise StoreError(
             f"{_where()} cannot write {what} into {loc}: {exc.strerror or short(exc)}; "
             "the blocks written so far are kept: free the space, then resume"
@@ -560,6 +603,7 @@ def write_block(
     distance: np.ndarray | None = None,
     *,
     store_id: str | None = None,
+    lease_token: str | None = None,
 ) -> int:
     """Write one block's chunks (``distance`` too for a render made with it)
     through zarr, record their checksums, then mark the block done.  Runs on a
@@ -581,6 +625,7 @@ def write_zoom_block(
     norm: np.ndarray,
     *,
     store_id: str | None = None,
+    lease_token: str | None = None,
 ) -> int:
     """Write one block of one frame of a zoom (its chunks and record, as
     :func:`write_block` does for a render).  Runs on a worker; returns the
@@ -597,16 +642,20 @@ def _write_block(
     norm: np.ndarray,
     distance: np.ndarray | None,
     store_id: str | None,
+    lease_token: str | None = None,
 ) -> int:
     # write_block (frame None) and write_zoom_block: a render's block is done once
     # written, a zoom's frame once all its blocks are (mark_frame_done)
     arrays = [("iterations", iterations), ("norm", norm)] + ([] if distance is None else [("distance", distance)])
+    if lease_token is not None:
+        check_held(loc, lease_token)
     try:
         nbytes = _write_vars(loc, block, arrays, store_id, frame)
         if frame is None:  # only now, with the chunks and their record written, is the block complete
             if store_id is not None:  # (again: the store may have been replaced during the writes)
-    lease_token: str | None = None,
                 check_identity(loc, store_id)
+            if lease_token is not None:  # (and its lease taken by another writer)
+                check_held(loc, lease_token)
             with writing(loc, f"the done flag of block {block.index}"):
                 open_array(loc, BLOCK_DONE, store_id)[block.index] = 1
     except StoreError:
@@ -632,7 +681,8 @@ def mark_frame_done(
     loc = as_location(path)
     if store_id is not None:
         check_identity(loc, store_id)
-    lease_token: str | None = None,
+    if lease_token is not None:
+        check_held(loc, lease_token)
     with writing(loc, f"the done flag of frame {frame}"):
         open_array(loc, FRAME_DONE, store_id)[frame] = 1
     return int(sum(written))
@@ -649,20 +699,15 @@ def write_metrics(path: str | os.PathLike | Location, metrics: dict[str, Any]) -
 
 
 # -- checking a store before work ---------------------------------------------
-    lease_token: str | None = None,
 
 # what makes two renders the same render: a store can be resumed only by its own
 _IDENTITY = (
     *("fractal", "power", "julia_re", "julia_im", "distance", "iters", "chunk_rows"),
-    if lease_token is not None:
-        check_held(loc, lease_token)
     *("xpos", "ypos", "centre_re", "centre_im", "span", "width", "height", "supersample", "perturbation", "bla"),
 )
 _ZOOM_IDENTITY = (*(k for k in _IDENTITY if k not in ("span", "distance", "perturbation")), "frames", "to_span")
 # attrs that stores made before the families, distance estimation and deep views lack
 # (and "bla" a render without deep views, or one made before BLA: every step exact)
-            if lease_token is not None:  # (and its lease taken by another writer)
-                check_held(loc, lease_token)
 _BEFORE_FAMILIES = {**Fractal().to_attrs(), "distance": False, "perturbation": False, "bla": False}
 
 
@@ -681,8 +726,6 @@ def _refuse_another(loc: Location, attrs: dict[str, Any], want: dict[str, Any], 
 
 def _check_store(loc: Location) -> dict[str, Any]:
     _reachable(loc)
-    if lease_token is not None:
-        check_held(loc, lease_token)
     if not loc.exists():
         raise StoreError(f"no render store at {loc}")
     if loc.is_local and not os.path.isdir(loc.url):
@@ -812,6 +855,7 @@ def check_kind_target(
     """:func:`check_target` (``kind`` :data:`~dfractal_dask.spec.RENDER`;
     ``n_blocks``, default: as the template's blocks) or :func:`check_zoom_target`
     (:data:`~dfractal_dask.spec.ZOOM`)."""
+    check_bools(overwrite=overwrite, resume=resume)
     if resume and overwrite:
         raise ValueError("resume=True and overwrite=True exclude each other")
     loc = as_location(path, storage_options)
@@ -855,7 +899,6 @@ def _layout(loc: Location, attrs: dict[str, Any]) -> tuple[list[str], np.ndarray
     read: dict[str, np.ndarray] = {}
     zstore = loc.zarr_store(read_only=True)
     for name, shape_wanted in want.items():
-    check_bools(overwrite=overwrite, resume=resume)
         try:
             arr = zarr.open_array(zstore, path=name, mode="r")
             if arr.shape != shape_wanted:
@@ -1194,6 +1237,7 @@ def open_store(
     """:func:`open_render` (``kind`` :data:`~dfractal_dask.spec.RENDER`) or
     :func:`open_zoom` (:data:`~dfractal_dask.spec.ZOOM`): a store of the other
     kind is refused, naming the function that opens it."""
+    check_bool("allow_incomplete", allow_incomplete)
     loc = as_location(path, storage_options, name="path")
     attrs = _check_store(loc)
     zoom = kind == ZOOM
@@ -1216,4 +1260,3 @@ def open_store(
     if zoom:
         ds = ds.assign_coords(span=ds["span"].load(), deep=ds["deep"].load())  # small: read now
     return ds
-    check_bool("allow_incomplete", allow_incomplete)
