@@ -147,7 +147,9 @@ def _round_centre(name: str, d: Decimal, value: Any) -> Decimal:
             f"{name} must be finite and below {MAX_COORDINATE:g} in magnitude (every fractal lies within 2 of 0, and a "
             f"sample's square must stay finite in float64), got {_shown(value)}"
         )
-    if d.as_tuple().exponent >= CENTRE_QUANTUM.as_tuple().exponent:
+    exponent, finest = d.as_tuple().exponent, CENTRE_QUANTUM.as_tuple().exponent
+    assert isinstance(exponent, int) and isinstance(finest, int)  # (both finite)
+    if exponent >= finest:
         return d
     with localcontext() as ctx:
         ctx.prec, ctx.rounding = _CENTRE_DIGITS, ROUND_HALF_EVEN
