@@ -409,7 +409,7 @@ def build_on(
         progress(0, total)
     futures = c.compute(list(tasks.values()))
     finished = 0
-    again = "resume it (build_pyramid, or render --resume --pyramid) to go on"
+    again = "resume it (build_pyramid, or `dfractal render --resume --pyramid`) to go on"
     for rec in gather_results(c, futures, None, build_id, "pyramid", unit="rows of tiles", resume=again):
         finished += 1
         stats["bytes"] += rec["bytes"]

@@ -323,7 +323,7 @@ def test_zoom_from_the_command_line_and_recolour(tmp_path, capsys):
 BAD_ZOOM = [
     ("", "the following arguments are required: --to-span"),
     ("--to-span 1e-3 --frames 1", "frames must be >= 2"),
-    ("--to-span 0", "to_span must be > 0"),
+    ("--to-span 0", "--to-span must be > 0"),
     ("--to-span 1e-1600", "span must be at least 1E-1500"),
     ("--to-span 1e-3 --outfile z.jpg", "must end in .gif or .png"),
     ("--to-span 1e-3 --fps 0", "--fps must be above 0"),

@@ -113,7 +113,7 @@ FLAG_TERMS = [
     ("retries=-1 is negative", "--retries -1 is negative"),
     ("store_path is required", "--store is required"),
     ("bad storage_options", "bad --storage-option"),
-    ("render(..., distance=True)", "render(..., --mode distance)"),
+    ("render(..., distance=True)", "`dfractal render --mode distance`"),
     ("chunk_rows must be > 0", "--chunk-rows must be > 0"),
     ("iters must be >= 1", "--iters must be >= 1"),
     # whole words only, and what is a flag already stays one

@@ -9,20 +9,20 @@ stderr and exits 2, as for any other incomplete command line.
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
+import re
 import sys
 from types import ModuleType
-from typing import NoReturn
 
 import distributed
 
+from .. import settings
 from . import bench, explore, info, palettes, recolor, render, version, zoom
-from .errors import BAD_INPUT, EXIT_BAD_INPUT, error_line
+from .errors import BAD_INPUT, EXIT_BAD_INPUT, error_line, interrupted
 from .options import Parser, resolve_cluster, resolve_scheduler
 
-__all__ = ["COMMANDS", "build_parser", "join_negative_values", "main"]
+__all__ = ["COMMANDS", "build_parser", "join_negative_values", "main", "value_flags"]
 
 #: The commands, in the order ``dfractal --help`` lists them: each module has
 #: ``add_parser(subparsers)`` and ``run(args) -> int``.
@@ -30,6 +30,8 @@ COMMANDS: tuple[ModuleType, ...] = (render, zoom, recolor, explore, bench, info,
 
 #: Flags whose value may start with ``-`` and not be a plain number (:func:`join_negative_values`).
 _SIGNED_FLAGS = ("--julia-c", "--xpos", "--ypos")
+#: A value that is a negative number (``-1e-20``, ``-.5``, ``-inf``): never a flag.
+_NEGATIVE = re.compile(r"-(?:\d|\.\d|inf(?:inity)?$|nan$)", re.IGNORECASE)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,16 +48,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def join_negative_values(argv: list[str]) -> list[str]:
+def value_flags(parser: argparse.ArgumentParser) -> frozenset[str]:
+    """Every flag of ``parser`` and of its commands that takes one value."""
+    flags: set[str] = set()
+    parsers = [parser]
+    while parsers:
+        for action in parsers.pop()._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+            elif action.option_strings and action.nargs is None:
+                flags.update(action.option_strings)
+    return frozenset(flags)
+
+
+def join_negative_values(argv: list[str], parser: argparse.ArgumentParser | None = None) -> list[str]:
     """``--julia-c -0.8+0.156j`` as ``--julia-c=-0.8+0.156j`` (also ``--xpos``,
-    ``--ypos``, e.g. ``-1e-30``): argparse takes a value that starts with ``-``
-    (and is not a plain number) for a flag."""
+    ``--ypos``), and a negative number after any flag that takes a value
+    (``--span -1e-20`` as ``--span=-1e-20``, of :func:`value_flags` of
+    ``parser``, default :func:`build_parser`'s): argparse takes a value that
+    starts with ``-`` (and is not a plain number such as ``-1``) for a flag,
+    and says the flag expects one argument; joined, the value reaches the
+    flag's own check (``--span must be > 0``)."""
+    flags = value_flags(parser if parser is not None else build_parser())
     out: list[str] = []
     it = iter(argv)
     for a in it:
-        if a in _SIGNED_FLAGS:
+        if a == "--":  # (the rest are values)
+            out.append(a)
+            out.extend(it)
+        elif a in _SIGNED_FLAGS:
             value = next(it, None)
             out.append(a if value is None else f"{a}={value}")
+        elif a in flags:
+            value = next(it, None)
+            if value is not None and _NEGATIVE.match(value):
+                out.append(f"{a}={value}")
+            else:
+                out.extend([a] if value is None else [a, value])
         else:
             out.append(a)
     return out
@@ -70,36 +99,15 @@ def _quiet_distributed() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-def run() -> NoReturn:
-    """The ``dfractal`` console script (and ``python -m dfractal_dask``):
-    :func:`main`, then exit with its code.
-
-    Before the interpreter's teardown, every object is moved to the garbage
-    collector's permanent generation (``gc.freeze``): the final collection
-    then skips them (the memory goes back with the process).  That collection
-    walks the whole of numba's, xarray's and distributed's objects: measured
-    here at 0.4-1.2 s of every command (py-spy: ``gc_collect_main`` after
-    the last ``atexit`` handler), as long as a small render itself.  The
-    same is done once the imports are in (the package imports with the
-    collector off, see ``dfractal_dask/__init__.py``): the collections during
-    the command (the dashboard's imports, the render's) then walk only what
-    it made."""
-    gc.freeze()
-    code = main()
-    sys.stdout.flush()
-    gc.freeze()
-    sys.exit(code)
-
-
 def main(argv: list[str] | None = None) -> int:
-    """The ``dfractal`` command line (:func:`run` is the console script).
+    """The ``dfractal`` command line (:func:`.entry.run` is the console script).
 
     Returns the exit code: 0; 2 for bad input (one line on stderr: a usage
     error, a ``ValueError`` or an ``OSError``) or no command; 130 on Ctrl-C.
     Any other exception (a ``TypeError``: a bug) propagates with its traceback.
     """
     parser = build_parser()
-    argv = join_negative_values(sys.argv[1:] if argv is None else list(argv))
+    argv = join_negative_values(sys.argv[1:] if argv is None else list(argv), parser)
     try:
         try:
             args = parser.parse_args(argv)
@@ -108,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return EXIT_BAD_INPUT
+        settings.check()  # every dfractal.* dask setting, before anything starts or is touched
         resolve_scheduler(args)
         resolve_cluster(args)
         if args.command in ("render", "zoom", "recolor", "explore", "bench"):
@@ -119,6 +128,5 @@ def main(argv: list[str] | None = None) -> int:
     except BAD_INPUT as exc:  # OSError: a disk full, a path gone, a scheduler out of reach, ...
         print(error_line(exc), file=sys.stderr)
     except KeyboardInterrupt:
-        print("dfractal: interrupted", file=sys.stderr)
-        return 130
+        return interrupted()
     return EXIT_BAD_INPUT

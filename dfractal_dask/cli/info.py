@@ -13,7 +13,7 @@ from ..fractals import Fractal
 from ..pyramid import pyramid_summary
 from ..store import StoreError, store_info
 from ..store.integrity import verify_store
-from .errors import EXIT_BAD_INPUT, error_line
+from .errors import EXIT_BAD_INPUT, error_line, flag_terms
 from .options import add_storage_flag, fractal_name, location
 
 __all__ = ["add_parser", "iso_date", "run"]
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if "frames_done" not in info:
         summary = pyramid_summary(loc)
         if summary:
-            print(summary)
+            print(flag_terms(summary))  # (the library's words: e.g. what finishes an unfinished pyramid)
     report = a.get("metrics")
     if isinstance(report, dict) and report:
         try:
@@ -105,7 +105,7 @@ def _verify(loc, command: str, recorded: bool) -> int:
         print(f"verified: {report.summary()}: every one matches its record")
         return 0
     for why in report.damaged:
-        print(f"damaged: {why}")
+        print(f"damaged: {flag_terms(why)}")  # (the library's words: e.g. build_pyramid, to_span)
     how = f"`dfractal {command} --resume` with the same flags computes them again"
     labels = [
         re.split(r": | is | cannot | does not | has ", why.removeprefix("pyramid: "))[0] for why in report.damaged

@@ -239,7 +239,7 @@ def level_names(attrs: dict[str, Any]) -> list[str]:
 
 
 def _damaged(loc: Location, why: str) -> StoreError:
-    return StoreError(f"{loc} has a damaged pyramid: {why}; resume repairs it (render --resume, or build_pyramid)")
+    return StoreError(f"{loc} has a damaged pyramid: {why}; build_pyramid, or `dfractal render --resume`, repairs it")
 
 
 def _is_count(value: object, low: int) -> bool:
@@ -321,7 +321,8 @@ def pyramid_summary(path: str | os.PathLike | Location, storage_options: Mapping
             sizes = ", ".join(f"{lv.index}: {lv.width}x{lv.height}" for lv in levels[1:]) or "level 0 only"
             return f"pyramid: {len(levels) - 1} levels above the samples ({sizes}; tiles of {meta['tile']})"
         if meta.get("store_id") != attrs.get("store_id"):
-            return "pyramid: of a store this one replaced (build_pyramid builds it again)"
+            return ("pyramid: of a store this one replaced "
+                    "(build_pyramid, or `dfractal render --resume --pyramid`, builds it again)")  # fmt: skip
         built = _levels_of(loc, attrs, finished=False)
         return (f"pyramid: unfinished, levels {sorted(meta['done'])} of 1..{len(built) - 1} done "
                 "(build_pyramid, or `dfractal render --resume --pyramid`, finishes it)")  # fmt: skip
@@ -329,7 +330,9 @@ def pyramid_summary(path: str | os.PathLike | Location, storage_options: Mapping
         return f"pyramid: damaged ({exc})"
 
 
-def no_pyramid(loc: Location, none: str = "no pyramid (render it with pyramid=True, or build_pyramid)") -> str:
+def no_pyramid(
+    loc: Location, none: str = "no pyramid (build_pyramid, or `dfractal render --resume --pyramid`, builds one)"
+) -> str:
     """Why a render store gives no pyramid levels, for an error's words:
     ``none`` if it has none, or an unfinished one and what finishes it
     (:func:`pyramid_summary`'s words)."""
