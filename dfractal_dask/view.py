@@ -43,6 +43,7 @@ __all__ = [
     "divide_span",
     "parse_coordinate",
     "parse_span",
+    "shown",
     "span_attr",
     "zoom_views",
 ]
@@ -122,8 +123,8 @@ class _Exact(float):
         return ("dfractal-exact", str(self.decimal))
 
 
-def _shown(value: Any, show: Any = repr, limit: int = 60) -> str:
-    # a value as an error message shows it: its repr (or str), a long one cut (a 100 000-digit centre)
+def shown(value: Any, show: Any = repr, limit: int = 60) -> str:
+    """A value as an error message shows it: its ``repr`` (or ``show``), a long one cut (a 100 000-digit centre)."""
     text = show(value)
     return text if len(text) <= limit else f"{text[: limit - 20]}... ({len(text):,} characters)"
 
@@ -133,9 +134,9 @@ def _decimal(name: str, value: str | Decimal) -> Decimal:
     try:
         d = Decimal(value.strip().replace("\u2212", "-")) if isinstance(value, str) else value
     except InvalidOperation:
-        raise ValueError(f"{name} must be a decimal number, got {_shown(value)}") from None
+        raise ValueError(f"{name} must be a decimal number, got {shown(value)}") from None
     if not d.is_finite():
-        raise ValueError(f"{name} must be finite, got {_shown(value)}")
+        raise ValueError(f"{name} must be finite, got {shown(value)}")
     return d
 
 
@@ -145,7 +146,7 @@ def _round_centre(name: str, d: Decimal, value: Any) -> Decimal:
     if d and d.adjusted() >= 0 and d.copy_abs() >= Decimal(repr(MAX_COORDINATE)):
         raise ValueError(
             f"{name} must be finite and below {MAX_COORDINATE:g} in magnitude (every fractal lies within 2 of 0, and a "
-            f"sample's square must stay finite in float64), got {_shown(value)}"
+            f"sample's square must stay finite in float64), got {shown(value)}"
         )
     exponent, finest = d.as_tuple().exponent, CENTRE_QUANTUM.as_tuple().exponent
     assert isinstance(exponent, int) and isinstance(finest, int)  # (both finite)
@@ -186,7 +187,7 @@ def parse_coordinate(name: str, value: Any) -> float:
         d = _round_centre(name, _decimal(name, value), value)
         f = float(d)
         if not math.isfinite(f):
-            raise ValueError(f"{name} must be finite, got {_shown(value)}")
+            raise ValueError(f"{name} must be finite, got {shown(value)}")
         return f if Decimal(repr(f)) == d else _Exact(d)
     return _check_float(name, value)
 
@@ -223,11 +224,11 @@ def _check_int(name: str, value: Any, minimum: int = 1) -> int:
 
 def _check_float(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {_shown(value)}")
+        raise TypeError(f"{name} must be a real number, got {shown(value)}")
     try:
         value = float(value)
     except OverflowError:  # an int (or Fraction) past float64's range: 10**400
-        raise ValueError(f"{name} must be finite in float64, got {_shown(value)}") from None
+        raise ValueError(f"{name} must be finite in float64, got {shown(value)}") from None
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value}")
     return value
@@ -254,9 +255,9 @@ def parse_span(name: str, value: Any) -> float:
         value = _check_float(name, value)
     if d is not None:
         if d <= 0:
-            raise ValueError(f"{name} must be > 0, got {_shown(value, str)}")
+            raise ValueError(f"{name} must be > 0, got {shown(value, str)}")
         if d < MIN_SPAN:
-            raise ValueError(f"{name} must be at least {MIN_SPAN}, got {_shown(value, str)} "
+            raise ValueError(f"{name} must be at least {MIN_SPAN}, got {shown(value, str)} "
                              f"(the deepest span supported)")  # fmt: skip
         if d >= Decimal(EXTENDED_SPAN):
             value = _check_float(name, float(d))

@@ -25,7 +25,7 @@ from ..fractals import FAMILIES, Fractal
 from ..location import Location, as_location, check_output, parse_storage_options
 from ..palettes import DEFAULT_PALETTE, MAX_STEP, SEED_PALETTES, parse_hex
 from ..store import default_store_path
-from ..view import EXTENDED_SPAN, View, _shown, parse_coordinate
+from ..view import EXTENDED_SPAN, View, parse_coordinate, shown
 from .errors import UsageError
 
 __all__ = [
@@ -66,11 +66,11 @@ def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {_shown(text)}") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {shown(text)}") from None
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {_shown(value, str)}")
+        raise argparse.ArgumentTypeError(f"must be > 0, got {shown(value, str)}")
     if value > MAX_WHOLE:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_WHOLE} (2**63 - 1), got {_shown(value, str)}")
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_WHOLE} (2**63 - 1), got {shown(value, str)}")
     return value
 
 
@@ -99,9 +99,9 @@ def finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {_shown(text)}") from None
+        raise argparse.ArgumentTypeError(f"expected a number, got {shown(text)}") from None
     if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {_shown(text)}")
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {shown(text)}")
     return value
 
 
@@ -113,7 +113,7 @@ def span_number(text: str) -> float | Decimal:
     try:
         d = Decimal(text.strip().replace("\u2212", "-"))
     except InvalidOperation:
-        raise argparse.ArgumentTypeError(f"expected a number, got {_shown(text)}") from None
+        raise argparse.ArgumentTypeError(f"expected a number, got {shown(text)}") from None
     if d.is_finite() and d != 0 and d.copy_abs() < Decimal(EXTENDED_SPAN):  # (abs() would overflow at 1e+999999)
         return d
     return finite_float(text)
@@ -129,7 +129,7 @@ def coordinate(text: str) -> float:
     except InvalidOperation:
         d = Decimal("nan")
     if not d.is_finite():
-        raise argparse.ArgumentTypeError(f"expected a finite decimal number, got {_shown(text)}")
+        raise argparse.ArgumentTypeError(f"expected a finite decimal number, got {shown(text)}")
     try:
         return parse_coordinate("coordinate", text)
     except ValueError as exc:  # past MAX_COORDINATE: its message states the rule
