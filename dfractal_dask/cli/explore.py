@@ -14,6 +14,7 @@ from ..explorer.session import ITERS, store_modes
 from ..explorer.stored import StoredPicture
 from ..fractals import Fractal
 from ..palettes import resolve_palette
+from ..spec import is_deep
 from ..view import View
 from ..widget import serve
 from .errors import UsageError
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     home = {"xpos": start.xpos, "ypos": start.ypos, "span": start.span}  # by default, the whole set or the store's
     x, y, span = (home[k] if getattr(args, k) is None else getattr(args, k) for k in ("xpos", "ypos", "span"))
     view = View(x, y, span, args.width, args.height, 1)
+    is_deep(view, fr)  # a view past float64 of a family perturbation does not render: refused here
     resolve_palette(args.palette)
     modes = store_modes(stored)
     if args.mode not in modes:

@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     check_picture_format(outfile)
     sec = security(args)
     ds = open_render(store_path)
+    _check_distance(args, ds, store_path)
     picture = True
     if args.dzi is not None:
         picture = _check_dzi(args, ds, store_path, outfile)
@@ -102,6 +103,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_distance(args: argparse.Namespace, ds: xr.Dataset, store_path: Location) -> None:
+    # before reading: the store is sound, it was made without distances (not "cannot read" it)
+    if args.mode == "distance" and "distance" not in ds:
+        raise UsageError(f"--mode distance needs a render made with distance estimation (`dfractal render "
+                         f"--mode distance`); {store_path} has none: choose another --mode")  # fmt: skip
+
+
 def _check_dzi(args: argparse.Namespace, ds: xr.Dataset, store_path: Location, outfile: Path) -> bool:
     """--dzi's checks, before any cluster starts: the store's pyramid, the target; whether
     the plain picture is written too (refused when --outfile asks for one too big to hold)."""
@@ -123,6 +131,7 @@ def _recolor_zoom(args: argparse.Namespace, palette: Palette, store_path: Locati
     check_animation_flags(args, outfile)
     check_output(outfile, "animation", store=store_path)
     ds = open_zoom(store_path)
+    _check_distance(args, ds, store_path)
     t0 = time.perf_counter()
     cluster = connect(args.scheduler, security=security(args)) if args.scheduler else contextlib.nullcontext()
     with cluster, reading(store_path):

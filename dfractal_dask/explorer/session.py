@@ -50,7 +50,7 @@ from ..png import save_png
 from ..pyramid import Level
 from ..settings import check as check_all_settings
 from ..settings import get as setting
-from ..spec import Block, RenderSpec
+from ..spec import Block, RenderSpec, is_deep
 from ..view import View, divide_span, exact, parse_coordinate
 from .stored import StoredFrame, StoredPicture, check_store
 
@@ -258,8 +258,9 @@ def check_settings(
     graph.check_iters(iters)
     resolve_palette(palette)
     _check_mode(mode, store_modes(store))
-    fractal = store.fractal if fractal is None and store is not None else fractal
-    return replace(view, supersample=1), int(iters), graph.check_fractal(fractal)
+    fractal = graph.check_fractal(store.fractal if fractal is None and store is not None else fractal)
+    is_deep(view, fractal)  # a view past float64 of a family perturbation does not render: refused here
+    return replace(view, supersample=1), int(iters), fractal
 
 
 def _span_text(v: View) -> str:
