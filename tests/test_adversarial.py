@@ -170,6 +170,14 @@ def test_a_stopped_worker_is_named_and_the_store_resumes(tmp_path):
     store = tmp_path / "stall.zarr"
     env = {**os.environ, "DASK_DFRACTAL__STALL_SECONDS": "6"}
     with dask_processes(tmp_path, worker_args=("--no-nanny",)) as (address, procs):
+        # the kernels compiled (or loaded from numba's cache) on the workers first, without the 6 s limit: on a
+        # fresh clone under load their first compilation outlasted it, and the render stalled before the stop
+        warm = [*STALLABLE]
+        warm[warm.index("--width") + 1], warm[warm.index("--iters") + 1] = "32", "3000"
+        warmed = subprocess.run([BIN / "dfractal", "render", "--scheduler", address, *warm, "--store",
+                                 tmp_path / "warm.zarr", "--outfile", tmp_path / "warm.png"],
+                                capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert warmed.returncode == 0, warmed.stderr
         argv = [BIN / "dfractal", "render", "--scheduler", address, *STALLABLE, "--store", store,
                 "--outfile", tmp_path / "s.png"]  # fmt: skip
         client = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env)
