@@ -20,6 +20,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 from distributed.security import Security
 
 from . import settings
+from .checks import check_bools
 from .protocol import PLUGIN_NAME
 
 __all__ = [
@@ -318,6 +319,8 @@ def connect(
     ConnectionError
         If the scheduler cannot be reached within ``timeout``.
     """
+    settings.check()  # every dfractal.* setting, before anything starts
+    check_bools(dashboard_later=dashboard_later, escape_kernels=escape_kernels)
     kind = cluster_kind(cluster) if cluster is not None or scheduler is None else None  # before anything starts
     if isinstance(scheduler, Client):
         yield scheduler
