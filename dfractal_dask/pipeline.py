@@ -30,7 +30,7 @@ from .store import integrity
 from .store.lease import Lease, check_held
 from .view import View, zoom_views
 
-__all__ = ["ClusterError", "PictureFile", "RenderStats", "SLOWEST_RATE", "render", "zoom"]
+__all__ = ["MAX_RETRIES", "ClusterError", "PictureFile", "RenderStats", "SLOWEST_RATE", "render", "zoom"]
 
 
 @dataclass
@@ -84,6 +84,35 @@ def _write(
     return row
 
 
+#: The most times a failed block is tried again (a block that fails 100 times will not succeed).
+MAX_RETRIES = 100
+
+
+def _check_callables(**values: object) -> None:
+    # the optional callbacks and objects render and zoom take, checked before anything starts
+    for name, value in values.items():
+        if value is not None and not callable(value):
+            raise TypeError(f"{name} must be callable or None, got {value!r}")
+
+
+def _check_client(client: object, security: object, stats: object) -> None:
+    if client is not None and not isinstance(client, Client | str):
+        raise TypeError(f"client must be a distributed.Client, a scheduler address or None, got {client!r}")
+    if security is not None and not isinstance(security, Security):
+        raise TypeError(f"security must be a distributed.security.Security or None, got {security!r}")
+    if stats is not None and not isinstance(stats, RenderStats):
+        raise TypeError(f"stats must be a RenderStats or None, got {stats!r}")
+
+
+def _check_workers(c: Client, workers: list[str] | None) -> None:
+    if workers:
+        known = set(c.scheduler_info()["workers"])
+        unknown = [w for w in workers if w not in known]
+        if unknown:
+            raise ValueError(f"workers {', '.join(unknown)} are not in the cluster (its workers: "
+                             f"{', '.join(sorted(known)) or 'none'})")  # fmt: skip
+
+
 def _only(workers: list[str] | None) -> dict:
     if workers is None:
         return {}
@@ -98,8 +127,10 @@ def _check_run(
     # the arguments render and zoom share, checked before any cluster starts;
     # the store's location, made absolute here, on the client, before any task is built
     check_bool("resume", resume)
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int):
+        raise TypeError(f"retries must be an integer from 0 to {MAX_RETRIES}, got {retries!r}")
+    if not 0 <= retries <= MAX_RETRIES:  # (dask's scheduler sends it as a 64-bit integer: a huge one killed workers)
+        raise ValueError(f"retries must be from 0 to {MAX_RETRIES}, got {retries!r}")
     if resume and store_path is None:
         raise ValueError("resume needs a store_path")
     if store_path is None:
@@ -238,6 +269,8 @@ def render(
     if picture is not None and store_path is None:
         raise ValueError("picture needs a store_path (its blocks are coloured as they are written)")
     check_bools(overwrite=overwrite, resume=resume, balance=balance, distance=distance, exact=exact, pyramid=pyramid)
+    _check_client(client, security, stats)
+    _check_callables(progress=progress)
     check_bool("perturbation", perturbation, none=True)
     if pyramid and store_path is None:
         raise ValueError("pyramid needs a store_path (its levels are stored beside the samples)")
@@ -295,6 +328,7 @@ def _run(
     if loc is not None:  # before any cluster starts
         done = store.check_kind_target(loc, spec.kind, template, overwrite=overwrite, resume=resume)
     with connect(client if client is not None else current_client(), security=security) as c:
+        _check_workers(c, workers)  # before the store is made: a worker not in the cluster would never start
         t0 = time.perf_counter()
         if loc is None:
             lazy = graph.dataset_of(spec, graph.tasks_of(spec, render_id, priorities, shortcuts))
@@ -428,6 +462,8 @@ class _StoreRun:
                     stats.bytes_written += row["bytes"]
                     stats.per_block.append(row)
             if png is not None:
+                if self.token is not None:  # a client that lost the lease puts no picture in place
+                    check_held(self.loc, self.token)
                 png.close()
         if stats is not None:
             stats.last_block_at = max((ended[b.index] for b, _ in tasks), default=0.0)
@@ -533,6 +569,8 @@ def zoom(
     """
     settings.check()  # every dfractal.* setting, before anything is touched
     check_bools(overwrite=overwrite, resume=resume, exact=exact)
+    _check_client(client, security, None)
+    _check_callables(progress=progress)
     check_bool("perturbation", perturbation, none=True)
     view = View() if view is None else view
     if isinstance(view, View):

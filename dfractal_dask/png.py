@@ -70,9 +70,14 @@ def save_png(rgba: np.ndarray | da.Array | xr.DataArray, path: str | os.PathLike
 
 @contextlib.contextmanager
 def partial_file(path: Path) -> Iterator[BinaryIO]:
-    """``path`` written by way of ``<path>.part``, renamed once the block ends
-    without an error (removed otherwise), so no half file is left at ``path``."""
-    part = path.with_name(path.name + ".part")
+    """``path`` written by way of ``<path>.<pid>.part``, renamed once the block
+    ends without an error (removed otherwise), so no half file is left at
+    ``path``.  The process id keeps two writers of one path (a client that
+    lost its store's lease and the one that took it over) off each other's
+    file; a name too long for it (255 bytes) is ``<path>.part``."""
+    part = path.with_name(f"{path.name}.{os.getpid()}.part")
+    if len(os.fsencode(part.name)) > 255:
+        part = path.with_name(path.name + ".part")
     try:
         with part.open("wb") as f:
             yield f

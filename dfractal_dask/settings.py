@@ -162,6 +162,10 @@ def check() -> None:
         For the first setting that is not accepted, or a key that is no setting
         (a misspelt one would otherwise be ignored).
     """
+    for key, value in config.NOT_MAPPINGS.items():  # (dask's merge of the defaults dropped them)
+        inside = ", ".join(s.removeprefix(key.removeprefix("dfractal").lstrip(".") + ".") for s in SETTINGS
+                           if key == "dfractal" or s.startswith(key.removeprefix("dfractal.") + "."))  # fmt: skip
+        raise SettingError(f"dask config {key} must be a mapping of settings ({inside}), got {_short(value)}")
     tree = dask.config.get("dfractal", None)
     if not isinstance(tree, Mapping):
         raise SettingError(f"dask config dfractal must be a mapping of settings, got {_short(tree)}")

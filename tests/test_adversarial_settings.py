@@ -163,9 +163,10 @@ def _no_cluster(*args, **kwargs):
 
 # every parameter of the writing entry points, and a valid value for each
 RENDER_ARGS = {"iters": 40, "chunk_rows": None, "overwrite": False, "resume": False, "retries": 0,
-               "balance": True, "distance": False, "perturbation": None, "exact": False, "pyramid": False}  # fmt: skip
+               "balance": True, "distance": False, "perturbation": None, "exact": False, "pyramid": False,
+               "client": None, "security": None, "stats": None, "progress": None}  # fmt: skip
 ZOOM_ARGS = {"iters": 40, "frames": 2, "chunk_rows": None, "overwrite": False, "resume": False, "retries": 0,
-             "perturbation": None, "exact": False}  # fmt: skip
+             "perturbation": None, "exact": False, "client": None, "security": None, "progress": None}  # fmt: skip
 
 
 @pytest.mark.parametrize(("function", "param"), [*(("render", p) for p in RENDER_ARGS),
@@ -199,3 +200,19 @@ def test_a_public_functions_parameters_are_checked_before_the_store(function, pa
         assert param in text or "overwrite" in text or "resume" in text, (param, value, text)
     assert _digest(complete_store) == before
     assert not (tmp_path / "new.zarr").exists()
+
+
+def test_workers_not_in_the_cluster_and_huge_retries_are_refused_before_the_store(client, tmp_path):
+    """A worker address the cluster does not have would never run a block (the
+    render waited for its stall limit and left an empty store); a huge
+    ``retries`` killed the scheduler's workers (a 64-bit overflow)."""
+    view = View(width=16, height=12, supersample=1)
+    with pytest.raises(ValueError, match=r"workers tcp://1\.2\.3\.4:1 are not in the cluster"):
+        dfractal_dask.render(view, 20, client=client, store_path=tmp_path / "w.zarr", workers=["tcp://1.2.3.4:1"])
+    for retries in (2**70, 101):
+        with pytest.raises(ValueError, match="retries must be from 0 to 100"):
+            dfractal_dask.render(view, 20, client=client, store_path=tmp_path / "w.zarr", retries=retries)
+    assert not (tmp_path / "w.zarr").exists()
+    worker = next(iter(client.scheduler_info()["workers"]))
+    ds = dfractal_dask.render(view, 20, client=client, store_path=tmp_path / "w.zarr", workers=[worker], retries=100)
+    assert int(ds.block_done.sum()) == ds.block_done.size

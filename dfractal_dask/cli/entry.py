@@ -16,7 +16,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, NoReturn
 
-from .errors import EXIT_INTERRUPTED, INTERRUPTED, interrupted
+from .errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, INTERRUPTED, error_line, interrupted
 
 __all__ = ["run"]
 
@@ -54,6 +54,8 @@ def run() -> NoReturn:
         gc.disable()
         try:
             from .app import main
+        except ValueError as exc:  # dask reads its configuration as it is imported: a malformed YAML file
+            main = partial(_bad_config, exc)
         finally:
             gc.freeze()
             if collecting:
@@ -67,6 +69,15 @@ def run() -> NoReturn:
         signal.signal(signal.SIGINT, lambda signum, frame: _end_exit(said))
     gc.freeze()
     sys.exit(code)
+
+
+def _bad_config(exc: ValueError) -> int:
+    # dask's "A dask config file at '...' is malformed, original error message: ..." on one line
+    text = " ".join(str(exc).split())
+    if "dask config file" not in text:
+        raise exc
+    print(error_line(text.replace(", original error message:", ":")), file=sys.stderr)
+    return EXIT_BAD_INPUT
 
 
 def _unraisable(previous: Callable[[Any], object], unraisable: Any) -> None:

@@ -24,6 +24,7 @@ from ..cluster import CLUSTER_KINDS, cluster_kind, tls_security
 from ..fractals import FAMILIES, Fractal
 from ..location import Location, as_location, check_output, parse_storage_options
 from ..palettes import DEFAULT_PALETTE, MAX_STEP, SEED_PALETTES, parse_hex
+from ..pipeline import MAX_RETRIES
 from ..store import default_store_path
 from ..view import EXTENDED_SPAN, View, parse_coordinate, shown
 from .errors import UsageError
@@ -359,8 +360,8 @@ def check_color_flags(args: argparse.Namespace, modes: tuple[str, ...]) -> None:
 def store_beside(args: argparse.Namespace, outfile: Path, what: str) -> Location:
     """Render's and zoom's checks of --retries, --outfile (a ``what``) and
     --store; the store's location (default: beside ``outfile``)."""
-    if args.retries < 0:
-        raise UsageError(f"--retries must be >= 0, got {args.retries}")
+    if not 0 <= args.retries <= MAX_RETRIES:
+        raise UsageError(f"--retries must be from 0 to {MAX_RETRIES}, got {args.retries}")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite exclude each other")
     loc = location(args, args.store if args.store is not None else default_store_path(outfile))
