@@ -256,7 +256,7 @@ def test_exact_from_the_command_line_and_a_resume_must_match_it(client1, tmp_pat
     assert ds.attrs["bla"] is False and np.array_equal(ds.iterations.values, exact.iterations.values)
     capsys.readouterr()
     assert main(["render", *flags, "--resume"]) == 2  # BLA asked for, the store made without
-    assert "bla True here, False in the store" in capsys.readouterr().err
+    assert "approximation (off with --exact) True here, False in the store" in capsys.readouterr().err  # as flags
     with pytest.raises(StoreError, match="bla True here, False in the store"):
         render(View(MIS_X, MIS_Y, 1e-30, 24, 18, 2), 1000, client=client1, store_path=store, resume=True)
     assert main(["render", *flags, "--resume", "--exact"]) == 0
