@@ -70,6 +70,16 @@ def color_frames(
         yield from (np.asarray(f) for f in done)
 
 
+def _image(frame: np.ndarray, k: int) -> Image.Image:
+    # a frame as pillow's image: (h, w, 3|4) uint8 (integers from 0 to 255 taken as such), else a ValueError
+    a = np.asarray(frame)
+    if a.dtype != np.uint8 and a.dtype.kind in "ui" and a.size and a.min() >= 0 and a.max() <= 255:
+        a = a.astype(np.uint8)
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise ValueError(f"frames must be (h, w, 3|4) uint8 arrays: frame {k} is {a.dtype} {a.shape}")
+    return Image.fromarray(a)
+
+
 def save_animation(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: float = 12.0) -> Path:
     """Encode ``frames`` (``(h, w, 3|4)`` uint8 arrays, all one size) as an
     animated GIF or PNG, by ``path``'s ending, looping forever at ``fps``
@@ -99,7 +109,7 @@ def save_animation(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: f
     first = next(stream, None)
     if first is None:
         raise ValueError("no frames to write")
-    im = Image.fromarray(np.asarray(first, np.uint8))
+    im = _image(first, 0)
     del first
     size = im.size
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +119,7 @@ def save_animation(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: f
             writer = (_GifFrames if path.suffix.lower() == ".gif" else _ApngFrames)(fp, round(1000 / fps))
             writer.add(im)
             for k, f in enumerate(stream, 1):
-                im = Image.fromarray(np.asarray(f, np.uint8))
+                im = _image(f, k)
                 del f
                 if im.size != size:
                     raise ValueError(f"frames differ in size: {sorted({size, im.size})} (frame {k})")

@@ -150,10 +150,18 @@ def _ramp_kernel(it, norm, de, iters, lp, ramp, interior, cdf, step, out):  # pr
 
 
 def _flat(iterations, norm):
-    it = np.ascontiguousarray(iterations)
-    nm = np.ascontiguousarray(norm, dtype=np.float32)
+    it, nm = np.asarray(iterations), np.asarray(norm)
+    if it.dtype.kind not in "ui" or it.dtype.itemsize > 8:
+        raise TypeError(f"iterations must be an array of integers, got one of {it.dtype}")
+    if nm.dtype.kind not in "uif":
+        raise TypeError(f"norm must be an array of real numbers, got one of {nm.dtype}")
     if it.shape != nm.shape:
         raise ValueError(f"iterations {it.shape} and norm {nm.shape} differ in shape")
+    if it.dtype.kind == "i" and it.size and (it.min() < 0 or it.max() > np.iinfo(np.uint32).max):
+        raise ValueError("iterations must be counts from 0 to 2**32 - 1")
+    with np.errstate(over="ignore"):  # a |z|^2 past float32's range is inf: escaped all the same
+        nm = np.ascontiguousarray(nm, dtype=np.float32)
+    it = np.ascontiguousarray(it)
     if it.dtype not in (np.uint16, np.uint32):
         it = it.astype(np.uint32)
     return it.reshape(-1), nm.reshape(-1), it.shape
@@ -190,6 +198,11 @@ def seed_colors(iterations: np.ndarray, norm: np.ndarray, iters: int, lut: np.nd
         A seed colour table from :func:`dfractal_dask.palettes.seed_lut`.
     """
     it, nm, shape = _flat(iterations, norm)
+    if isinstance(iters, bool) or not isinstance(iters, int | np.integer) or not 1 <= iters < 2**32 - 1:
+        raise ValueError(f"iters must be an integer from 1 to {2**32 - 2}, got {iters!r}")
+    lut = np.asarray(lut)
+    if lut.dtype != np.uint8 or lut.ndim != 2 or lut.shape[1] != 3 or not len(lut):
+        raise ValueError(f"lut must be a seed colour table (seed_lut: n x 3 uint8), got {lut.dtype} {lut.shape}")
     out = np.empty((it.size, 4), np.uint8)
     _seed_kernel(it, nm, np.float64(iters), _packed(lut), out)
     return out.reshape((*shape, 4))

@@ -46,12 +46,16 @@ def save_png(rgba: np.ndarray | da.Array | xr.DataArray, path: str | os.PathLike
     into the PNG: the picture is never whole in memory, so the client's memory
     does not grow with the image.
     """
+    if not isinstance(path, str | os.PathLike | Location):
+        raise TypeError(f"path must be a file name, a path or a Location, got {path!r}")
     if isinstance(path, Location) and not path.is_local:
         with tempfile.TemporaryDirectory() as tmp:
             save_png(rgba, Path(tmp, "picture.png"))
             path.fs.put_file(os.path.join(tmp, "picture.png"), path.fs_path)
         return path
-    path = Path(path)
+    path = Path(path.url if isinstance(path, Location) else path)
+    if not path.name or path.is_dir():
+        raise ValueError(f"path {str(path)!r} is a folder, not a PNG file name")
     if isinstance(rgba, xr.DataArray):
         rgba = rgba.data  # its numpy or dask array, as it is (a lazy one stays lazy)
     if not isinstance(rgba, da.Array):

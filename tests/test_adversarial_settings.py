@@ -216,3 +216,80 @@ def test_workers_not_in_the_cluster_and_huge_retries_are_refused_before_the_stor
     worker = next(iter(client.scheduler_info()["workers"]))
     ds = dfractal_dask.render(view, 20, client=client, store_path=tmp_path / "w.zarr", workers=[worker], retries=100)
     assert int(ds.block_done.sum()) == ds.block_done.size
+
+
+# every other public function: a valid call, each parameter then made hostile in turn
+# (the store's path is given to the readers; their results are not written anywhere)
+def _calls(store: Path, out: Path) -> dict[str, tuple]:
+    import numpy as np
+
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    iters = np.ones((4, 4), np.uint32)
+    norm = np.ones((4, 4), np.float32)
+    return {
+        "View": (
+            dfractal_dask.View,
+            {"xpos": -0.5, "ypos": 0.0, "span": 3.0, "width": 8, "height": 6, "supersample": 1},
+        ),
+        "Fractal": (dfractal_dask.Fractal, {"family": "mandelbrot", "power": 2, "c": None}),
+        "zoom_views": (
+            dfractal_dask.zoom_views,
+            {"view": View(width=8, height=6, supersample=1), "frames": 3, "to_span": 0.01},
+        ),
+        "open_render": (
+            dfractal_dask.open_render,
+            {"path": store, "allow_incomplete": False, "storage_options": None},
+        ),
+        "colorize": (
+            lambda **kw: dfractal_dask.colorize(dfractal_dask.open_render(store), **kw),
+            {"palette": "Hippi", "step": 60, "mode": "seed", "interior": "#000000", "supersample": None},
+        ),
+        "seed_lut": (dfractal_dask.seed_lut, {"name": "Hippi", "step": 60}),
+        "seed_colors": (
+            dfractal_dask.seed_colors,
+            {"iterations": iters, "norm": norm, "iters": 40, "lut": dfractal_dask.seed_lut("Hippi", 60)},
+        ),
+        "save_png": (dfractal_dask.save_png, {"rgba": rgba, "path": out / "p.png"}),
+        "pyramid_levels": (dfractal_dask.pyramid_levels, {"path": store, "storage_options": None}),
+        "save_animation": (
+            dfractal_dask.save_animation,
+            {"frames": [rgba, rgba], "path": out / "a.gif", "fps": 12.0},
+        ),
+        "fractal_dataset": (
+            dfractal_dask.fractal_dataset,
+            {
+                "view": View(width=8, height=6, supersample=1),
+                "iters": 40,
+                "chunk_rows": None,
+                "fractal": None,
+                "distance": False,
+                "perturbation": None,
+                "exact": False,
+            },
+        ),
+    }
+
+
+_CALLS = [(name, param) for name, (_, args) in _calls(Path("."), Path(".")).items() for param in args]
+
+
+@pytest.mark.parametrize(("name", "param"), _CALLS)
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=HOSTILE)
+def test_every_public_functions_parameters_are_checked(name, param, value, complete_store, tmp_path_factory):
+    """Each public function with one parameter hostile: it works, or raises a
+    one-line ``TypeError``/``ValueError`` (never another exception); the store
+    it reads is never changed."""
+    out = tmp_path_factory.mktemp("out")
+    before = _digest(complete_store)
+    function, args = _calls(complete_store, out)[name]
+    args[param] = value
+    cwd = os.getcwd()
+    os.chdir(out)  # (a hostile path is a file name written here)
+    try:
+        function(**args)
+    except (TypeError, ValueError) as exc:
+        assert "\n" not in str(exc).strip(), (name, param, value, str(exc))
+    finally:
+        os.chdir(cwd)
+    assert _digest(complete_store) == before
