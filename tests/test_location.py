@@ -52,7 +52,7 @@ def test_storage_options_from_the_command_line():
         (["zoom", "--to-span", "0.1", "--store", " "], "store must not be empty"),
         (["recolor", "az://c/m.zarr"], 'pip install "dfractal_dask[azure]"'),
         (["info", "gs://bucket/m.zarr"], 'pip install "dfractal_dask[gcs]"'),
-        (["render", "--storage-option", "anon=true"], "--storage-option are for URLs"),  # (storage_options)
+        (["render", "--storage-option", "anon=true"], "--storage-option is for URLs"),  # (storage_options)
         (["render", "--store", "s3://b/m.zarr", "--storage-option", "oops"], "KEY=VALUE"),
         (["explore", "--save-dir", "gs://bucket/saves"], 'pip install "dfractal_dask[gcs]"'),
     ],
