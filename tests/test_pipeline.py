@@ -403,7 +403,7 @@ def test_zoom_resume_computes_only_the_missing_frames(client, tmp_path):
         ({"to_span": -1.0}, ValueError, "to_span must be > 0"),
         ({"to_span": 1e-30, "fractal": Fractal("burning_ship")}, ValueError, "Mandelbrot set only"),
         ({"resume": True, "store_path": None}, ValueError, "resume needs a store_path"),
-        ({"retries": -1}, ValueError, "retries must be a non-negative integer"),
+        ({"retries": -1}, ValueError, "retries must be from 0 to 100"),
     ],
 )
 def test_zoom_bad_arguments(kwargs, exc, words, tmp_path):

@@ -61,7 +61,7 @@ from .layout import (
     owns,
     store_arrays,
 )
-from .lease import check_free, check_held
+from .lease import LeaseLost, check_free, check_held
 from .meta import RECORDS_ATTR, MetaError, StoreMeta, attrs_record, metrics_record
 
 __all__ = [
@@ -648,14 +648,14 @@ def _write_block(
     # written, a zoom's frame once all its blocks are (mark_frame_done)
     arrays = [("iterations", iterations), ("norm", norm)] + ([] if distance is None else [("distance", distance)])
     if lease_token is not None:
-        check_held(loc, lease_token)
+        _check_lease(loc, lease_token, store_id)
     try:
         nbytes = _write_vars(loc, block, arrays, store_id, frame)
         if frame is None:  # only now, with the chunks and their record written, is the block complete
             if store_id is not None:  # (again: the store may have been replaced during the writes)
                 check_identity(loc, store_id)
             if lease_token is not None:  # (and its lease taken by another writer)
-                check_held(loc, lease_token)
+                _check_lease(loc, lease_token, store_id)
             with writing(loc, f"the done flag of block {block.index}"):
                 open_array(loc, BLOCK_DONE, store_id)[block.index] = 1
     except StoreError:
@@ -666,6 +666,17 @@ def _write_block(
             check_identity(loc, store_id)
         raise
     return nbytes
+
+
+def _check_lease(loc: Location, token: str, store_id: str | None) -> None:
+    # check_held; a lease gone with its store says what became of the store (replaced, vanished,
+    # or never seen from this worker: check_identity's messages), not only that the lease is gone
+    try:
+        check_held(loc, token)
+    except LeaseLost:
+        if store_id is not None:
+            check_identity(loc, store_id)
+        raise
 
 
 def mark_frame_done(
@@ -682,7 +693,7 @@ def mark_frame_done(
     if store_id is not None:
         check_identity(loc, store_id)
     if lease_token is not None:
-        check_held(loc, lease_token)
+        _check_lease(loc, lease_token, store_id)
     with writing(loc, f"the done flag of frame {frame}"):
         open_array(loc, FRAME_DONE, store_id)[frame] = 1
     return int(sum(written))
