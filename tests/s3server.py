@@ -88,13 +88,13 @@ class S3Server:
         return f"s3://{name}"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _answers(url: str) -> bool:
+def answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2):
             return True
@@ -129,7 +129,7 @@ def s3_server(timeout: float = 30.0) -> Iterator[S3Server]:
     ``timeout`` s for it to answer, turn authentication on, yield an ``S3Server``;
     stop the process at exit (the log goes with the temp dir)."""
     with tempfile.TemporaryDirectory(prefix="s3server-") as tmp:
-        port = _free_port()
+        port = free_port()
         endpoint_url = f"http://127.0.0.1:{port}"
         log = Path(tmp) / "moto.log"
         env = {k: v for k, v in os.environ.items() if k != "INITIAL_NO_AUTH_ACTION_COUNT"}
@@ -140,7 +140,7 @@ def s3_server(timeout: float = 30.0) -> Iterator[S3Server]:
             )  # fmt: skip
         try:
             t0 = time.monotonic()
-            while not _answers(f"{endpoint_url}/moto-api/"):
+            while not answers(f"{endpoint_url}/moto-api/"):
                 if proc.poll() is not None or time.monotonic() - t0 > timeout:
                     raise RuntimeError(f"moto server did not start on {endpoint_url}:\n{log.read_text()[-3000:]}")
                 time.sleep(0.1)

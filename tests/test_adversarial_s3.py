@@ -19,7 +19,6 @@ it as ``Forbidden``):
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -33,6 +32,7 @@ pytest.importorskip("s3fs")
 pytest.importorskip("moto.server")
 
 from daskprocs import BIN, dask_processes, stop_process, wait_for
+from s3server import answers, free_port
 
 from dfractal_dask import View, fractal_dataset
 from dfractal_dask import store as st
@@ -75,34 +75,18 @@ main(sys.argv[1:])
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except urllib.error.HTTPError:
-        return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """The endpoint URL of the refusing moto server (:data:`SERVE`)."""
     log = tmp_path_factory.mktemp("moto") / "moto.log"
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k != "INITIAL_NO_AUTH_ACTION_COUNT"}
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-c", SERVE, "-H", "127.0.0.1", "-p", str(port)],
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)  # fmt: skip
     try:
-        wait_for(lambda: proc.poll() is not None or _answers(f"{url}/moto-api/"), "the moto server", timeout=60)
+        wait_for(lambda: proc.poll() is not None or answers(f"{url}/moto-api/"), "the moto server", timeout=60)
         assert proc.poll() is None, log.read_text()[-3000:]
         yield url
     finally:
@@ -161,7 +145,7 @@ def _one_line(done: subprocess.CompletedProcess) -> str:
 
 def _dead_scheduler() -> str:
     # a port where nothing listens: a command that reached for its cluster would say so
-    return f"tcp://127.0.0.1:{_free_port()}"
+    return f"tcp://127.0.0.1:{free_port()}"
 
 
 # -- 1. a server that denies access --------------------------------------------
