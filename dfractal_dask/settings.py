@@ -92,13 +92,14 @@ def _short(value: Any) -> str:
 
 
 def _env_name(key: str) -> str:
-    return "DASK_DFRACTAL__" + key.upper().replace("-", "_").replace(".", "__")
+    return "DASK_DFRACTAL" + ("__" + key.upper().replace("-", "_").replace(".", "__") if key else "")
 
 
 def describe(key: str) -> str:
-    """``dask config dfractal.<key>``, and the environment variable that set it, if one did."""
+    """``dask config dfractal.<key>`` (``dfractal`` itself for ``""``), and the
+    environment variable that set it, if one did."""
     env = _env_name(key)
-    return f"dask config dfractal.{key}" + (f" (set by {env})" if env in os.environ else "")
+    return f"dask config dfractal{'.' + key if key else ''}" + (f" (set by {env})" if env in os.environ else "")
 
 
 #: Every setting, by its key under ``dfractal`` (its default: ``dfractal.yaml``).
@@ -145,12 +146,17 @@ def _leaves(tree: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
         key = prefix + _canonical(str(k))
         if key in _GROUPS:
             if not isinstance(v, Mapping):
-                inside = ", ".join(s for s in SETTINGS if s.startswith(key + "."))
-                raise SettingError(f"{describe(key)} must be a mapping of settings ({inside}), got {_short(v)}")
+                raise _not_a_mapping(key, v)
             out += _leaves(v, key + ".")
         else:
             out.append((key, v))
     return out
+
+
+def _not_a_mapping(group: str, value: Any) -> SettingError:
+    # dfractal itself ("") or one of its groups given a value that is no mapping: name the settings it holds
+    inside = ", ".join(s.removeprefix(group + ".") for s in SETTINGS if not group or s.startswith(group + "."))
+    return SettingError(f"{describe(group)} must be a mapping of settings ({inside}), got {_short(value)}")
 
 
 def check() -> None:
@@ -163,12 +169,10 @@ def check() -> None:
         (a misspelt one would otherwise be ignored).
     """
     for key, value in config.NOT_MAPPINGS.items():  # (dask's merge of the defaults dropped them)
-        inside = ", ".join(s.removeprefix(key.removeprefix("dfractal").lstrip(".") + ".") for s in SETTINGS
-                           if key == "dfractal" or s.startswith(key.removeprefix("dfractal.") + "."))  # fmt: skip
-        raise SettingError(f"dask config {key} must be a mapping of settings ({inside}), got {_short(value)}")
+        raise _not_a_mapping(key.removeprefix("dfractal").lstrip("."), value)
     tree = dask.config.get("dfractal", None)
     if not isinstance(tree, Mapping):
-        raise SettingError(f"dask config dfractal must be a mapping of settings, got {_short(tree)}")
+        raise _not_a_mapping("", tree)
     for key, _ in _leaves(tree):
         if key not in SETTINGS:
             raise SettingError(f"{describe(key)} is no setting of dfractal (settings: {', '.join(SETTINGS)})")
